@@ -1,0 +1,52 @@
+# Threadline: the two commands a new user needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+
+.PHONY: run test install install-dev migrate demo bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## make run: install, migrate, seed the demo workspace and serve the agent desk on http://127.0.0.1:8080
+run: install
+	$(BIN)/threadline migrate
+	$(BIN)/threadline demo
+	$(BIN)/threadline serve --host $(HOST) --port $(PORT)
+
+## make test: install the dev dependencies and run the whole suite
+test: install-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+migrate: install
+	$(BIN)/threadline migrate
+
+demo: install
+	$(BIN)/threadline demo
+
+## make bench: benchmarks (figures go to docs/performance.md, never into tests)
+bench: install-dev
+	$(BIN)/python -m bench
+
+lint: install-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

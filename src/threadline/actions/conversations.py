@@ -1,0 +1,155 @@
+"""Change a conversation: status, assignee, queue, team, labels, priority. Each change leaves an
+activity line in the timeline and one ``conversation.updated`` event for everyone concerned."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from threadline.actions.events import emit
+from threadline.actions.permissions import Actor
+from threadline.actions.views import conversation_view, message_view
+from threadline.db.models import ConversationRow, MessageRow
+from threadline.db.repos import conversations as repo
+from threadline.db.repos import users as users_repo
+from threadline.db.types import utcnow
+from threadline.domain.conversations import Conversation, ConversationStatus, Priority, normalise_labels
+from threadline.domain.errors import NotFound, PermissionDenied, ValidationFailed
+from threadline.domain.events import Audience, ConversationUpdated, ConversationView, MessageCreated
+
+UNSET: Any = object()
+
+
+def audience_for(*rows: ConversationRow | None, extra_users: tuple[int | None, ...] = ()) -> Audience:
+    users, queues, teams = set(), set(), set()
+    for row in rows:
+        if row is None:
+            continue
+        if row.assignee_id:
+            users.add(row.assignee_id)
+        if row.queue_id:
+            queues.add(row.queue_id)
+        if row.team_id:
+            teams.add(row.team_id)
+    users.update(u for u in extra_users if u)
+    return Audience(users=sorted(users), queues=sorted(queues), teams=sorted(teams))
+
+
+def add_activity(session: AsyncSession, conv: ConversationRow, text: str, actor_id: int | None,
+                 audience: Audience) -> MessageRow:
+    msg = MessageRow(conversation_id=conv.id, direction="activity", text=text, author_id=actor_id,
+                     attachments=[], meta={})
+    session.add(msg)
+    return msg
+
+
+async def _user_name(session: AsyncSession, user_id: int | None) -> str:
+    if user_id is None:
+        return "nobody"
+    user = await users_repo.get_user(session, user_id)
+    return user.name if user else f"user {user_id}"
+
+
+async def update_conversation(
+    session: AsyncSession,
+    actor: Actor | None,
+    conversation_id: int,
+    *,
+    status: str = UNSET,
+    snoozed_until: datetime | None = UNSET,
+    assignee_id: int | None = UNSET,
+    queue_id: int | None = UNSET,
+    team_id: int | None = UNSET,
+    labels: list[str] = UNSET,
+    priority: str = UNSET,
+    note: str | None = None,
+) -> ConversationView:
+    conv = await repo.get_conversation(session, conversation_id, for_update=True)
+    if actor is not None:
+        conv = actor.check_can_see(conv, conversation_id)
+    elif conv is None:
+        raise NotFound(f"conversation {conversation_id} does not exist")
+    before = ConversationRow(assignee_id=conv.assignee_id, queue_id=conv.queue_id, team_id=conv.team_id)
+    now = utcnow()
+    actor_id = actor.user_id if actor else None
+    who = actor.name if actor else "Threadline"
+    changes: list[str] = []
+    lines: list[str] = []
+
+    if assignee_id is not UNSET and assignee_id != conv.assignee_id:
+        if actor is not None and not actor.sees_everything and assignee_id not in (actor.user_id, None):
+            raise PermissionDenied("agents may assign a conversation only to themselves; ask a supervisor")
+        if actor is not None and not actor.sees_everything and assignee_id is None \
+                and conv.assignee_id not in (actor.user_id, None):
+            raise PermissionDenied("agents may only unassign themselves")
+        if assignee_id is not None:
+            user = await users_repo.get_user(session, assignee_id)
+            if user is None or not user.active:
+                raise ValidationFailed(f"user {assignee_id} does not exist", field="assignee_id")
+            lines.append(f"{who} assigned the conversation to {user.name}")
+        else:
+            lines.append(f"{who} unassigned {await _user_name(session, conv.assignee_id)}")
+        conv.assignee_id = assignee_id
+        changes.append("assignee_id")
+
+    if queue_id is not UNSET and queue_id != conv.queue_id:
+        queue = await users_repo.get_queue(session, queue_id) if queue_id is not None else None
+        if queue_id is not None and queue is None:
+            raise ValidationFailed(f"queue {queue_id} does not exist", field="queue_id")
+        lines.append(f"{who} moved the conversation to queue {queue.name if queue else '(none)'}")
+        conv.queue_id = queue_id
+        changes.append("queue_id")
+
+    if team_id is not UNSET and team_id != conv.team_id:
+        team = await users_repo.get_team(session, team_id) if team_id is not None else None
+        if team_id is not None and team is None:
+            raise ValidationFailed(f"team {team_id} does not exist", field="team_id")
+        lines.append(f"{who} moved the conversation to team {team.name if team else '(none)'}")
+        conv.team_id = team_id
+        changes.append("team_id")
+
+    if priority is not UNSET and priority != conv.priority:
+        try:
+            conv.priority = Priority(priority).value
+        except ValueError:
+            raise ValidationFailed(
+                f"priority must be one of {', '.join(p.value for p in Priority)}", field="priority") from None
+        lines.append(f"{who} set the priority to {conv.priority}")
+        changes.append("priority")
+
+    if labels is not UNSET:
+        new_labels = normalise_labels(labels)
+        old = (await repo.labels_of(session, [conv.id]))[conv.id]
+        if new_labels != old:
+            await repo.set_labels(session, conv.id, new_labels)
+            changes.append("labels")
+
+    if status is not UNSET or snoozed_until is not UNSET:
+        domain = Conversation(contact_id=conv.contact_id, status=ConversationStatus(conv.status),
+                              snoozed_until=conv.snoozed_until, resolved_at=conv.resolved_at)
+        target = status if status is not UNSET else conv.status
+        until = snoozed_until if snoozed_until is not UNSET else None
+        if domain.change_status(target, now, until):
+            conv.status, conv.snoozed_until, conv.resolved_at = (
+                domain.status.value, domain.snoozed_until, domain.resolved_at)
+            verb = {"open": "reopened", "pending": "set to pending", "snoozed": "snoozed",
+                    "resolved": "resolved"}[conv.status]
+            lines.append(f"{who} {verb} the conversation")
+            changes.append("status")
+
+    if not changes:
+        return await conversation_view(session, conv)
+    conv.updated_at = now
+    audience = audience_for(before, conv)
+    activity: list[MessageRow] = []
+    for line in lines:
+        text = f"{line}: {note.strip()}" if note and note.strip() else line
+        activity.append(add_activity(session, conv, text, actor_id, audience))
+    await session.flush()
+    for msg in activity:
+        emit(session, MessageCreated(message=message_view(msg)), audience)
+    view = await conversation_view(session, conv)
+    emit(session, ConversationUpdated(conversation=view, changes=changes, actor_id=actor_id), audience)
+    return view

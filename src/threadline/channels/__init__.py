@@ -1,0 +1,1 @@
+"""Channel adapters: one package per kind, behind channels.base.ChannelAdapter."""

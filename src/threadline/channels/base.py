@@ -1,0 +1,118 @@
+"""The one small interface every channel adapter implements.
+
+An adapter knows its provider's protocol and nothing else: it verifies and parses inbound requests
+into domain value types (pure, no I/O) and sends outbound messages over the HTTP client it is given.
+It never touches the database, the actions or the web layer; the core never branches on its kind,
+only on its ``Capabilities``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import httpx
+from pydantic import BaseModel
+
+from threadline.domain.messages import InboundMessage, OutboundMessage, SendReceipt, StatusUpdate
+
+
+@dataclass(frozen=True)
+class RawRequest:
+    """A framework-free copy of the provider's HTTP call; stored verbatim in the inbox."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.headers.get(name.lower(), default)
+
+
+@dataclass(frozen=True)
+class Ack:
+    """What the provider receives once the request is safely stored."""
+
+    status: int = 200
+    body: bytes = b'{"ok":true}'
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    max_text_length: int = 65_536
+    attachments: bool = True
+    max_attachment_bytes: int = 25 * 1024 * 1024
+    allowed_content_types: tuple[str, ...] = ("*/*",)
+    typing: bool = False
+    read_receipts: bool = False
+    reply_window_seconds: int | None = None  # e.g. WhatsApp's 24-hour customer-service window
+    identity_kinds: tuple[str, ...] = ("handle",)  # identities this channel can send to
+
+
+class ChannelError(Exception):
+    """Base of adapter errors; the message is safe to show to an admin or an agent."""
+
+
+class InvalidSignature(ChannelError):
+    """The request is not from the provider (bad, missing or stale signature): answer 401, store nothing."""
+
+
+class BadPayload(ChannelError):
+    """The request is signed but cannot be understood: answer 400 with the reason."""
+
+
+class RetryableSendError(ChannelError):
+    """Sending failed for a reason that may pass (timeout, 429, 5xx): retry with backoff."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentSendError(ChannelError):
+    """Sending can never succeed as is (bad number, 4xx): mark the message failed with this reason."""
+
+
+@dataclass
+class Parsed:
+    items: list[InboundMessage | StatusUpdate] = field(default_factory=list)
+
+
+class ChannelAdapter(ABC):
+    kind: ClassVar[str]  # unique and never renamed: stored on every channel instance
+    title: ClassVar[str]
+    Config: ClassVar[type[BaseModel]]  # validates the admin's form; SecretStr fields are secrets
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, config: BaseModel, http: httpx.AsyncClient, *, scope: str) -> None:
+        self.config = config
+        self.http = http
+        self.scope = scope  # the channel instance id, used to scope handle identities
+
+    @abstractmethod
+    def verify(self, req: RawRequest) -> None:
+        """Raise InvalidSignature unless the request is authentic. No I/O."""
+
+    @abstractmethod
+    def parse(self, req: RawRequest) -> list[InboundMessage | StatusUpdate]:
+        """Turn a verified request into messages and status updates. Pure; raise BadPayload."""
+
+    def dedupe_key(self, items: list[InboundMessage | StatusUpdate], req: RawRequest) -> str:
+        """The provider's id for this request, so a retried delivery is stored once."""
+        keys = [i.provider_id if isinstance(i, InboundMessage) else f"status:{i.provider_id}:{i.status}"
+                for i in items]
+        return "|".join(keys)[:300] if keys else ""
+
+    @abstractmethod
+    async def send(self, msg: OutboundMessage) -> SendReceipt:
+        """Deliver one message; raise RetryableSendError or PermanentSendError."""
+
+    def ack(self, req: RawRequest) -> Ack:
+        return Ack()
+
+    async def check(self) -> None:  # noqa: B027 - optional hook
+        """Test the credentials against the provider before an admin saves them (optional)."""

@@ -1,0 +1,278 @@
+"""The ``threadline`` command: serve, migrate, demo, user, token, check."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from threadline.config import Settings, get_settings
+from threadline.domain.errors import DomainError
+
+T = TypeVar("T")
+
+
+def _services(settings: Settings):  # type: ignore[no-untyped-def]
+    from threadline.services import Services
+
+    return Services.build(settings.model_copy(update={"run_workers": False}))
+
+
+def run_with_services(fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``fn(services)`` with the bus and database, without background workers."""
+    settings = get_settings()
+
+    async def main() -> T:
+        services = _services(settings)
+        try:
+            return await fn(services)
+        finally:
+            await services.stop()
+
+    try:
+        return asyncio.run(main())
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@click.group()
+@click.version_option(package_name="threadline")
+def main() -> None:
+    """Threadline: an omnichannel contact center. Configure with THREADLINE_* environment variables."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="Processes; more than one needs PostgreSQL (and Redis for live events across them).")
+@click.option("--reload", is_flag=True, help="Restart on code changes (development).")
+def serve(host: str, port: int, workers: int, reload: bool) -> None:
+    """Serve the agent desk, the API and the channel hooks."""
+    import uvicorn
+
+    settings = get_settings()
+    if workers > 1 and settings.is_sqlite:
+        click.echo("note: several workers share one SQLite file; fine on one host, use PostgreSQL to scale out",
+                   err=True)
+    if workers > 1 and not settings.redis_url:
+        raise click.ClickException("--workers > 1 needs THREADLINE_REDIS_URL so live events reach every process")
+    click.echo(f"Threadline is serving on http://{host}:{port}  (API docs: http://{host}:{port}/api/docs)")
+    uvicorn.run("threadline.web.app:app_factory", factory=True, host=host, port=port, workers=workers,
+                reload=reload, log_level=settings.log_level, access_log=False, proxy_headers=True)
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    from threadline.db.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.resolved_database_url)
+    click.echo(f"database is up to date ({_safe_url(settings.resolved_database_url)})")
+
+
+@main.command()
+def demo() -> None:
+    """Seed the demo workspace (once; running it again changes nothing)."""
+    from threadline.demo import seed
+
+    result = run_with_services(seed)
+    click.echo("demo workspace created" if result.created else "demo workspace already present")
+    click.echo("demo logins (password for all: threadline-demo):")
+    for email, role, _ in result.logins:
+        click.echo(f"  {role:<11} {email}")
+    if result.api_channel_url:
+        click.echo(f"generic API channel inbound URL: {result.api_channel_url}")
+
+
+@main.group()
+def user() -> None:
+    """Manage users."""
+
+
+def _parse_ids(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@user.command("create")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--role", type=click.Choice(["admin", "supervisor", "agent"]), default="agent", show_default=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--skills", default="", help="e.g. billing:4,spanish:5 (levels 1-5)")
+@click.option("--languages", default="", help="e.g. en,es")
+@click.option("--teams", default="", help="team names, comma-separated (created if missing)")
+@click.option("--queues", default="", help="queue names the user serves, comma-separated")
+def user_create(email: str, name: str, role: str, password: str, skills: str, languages: str, teams: str,
+                queues: str) -> None:
+    """Create a user."""
+    from threadline.actions import users as actions
+    from threadline.db.repos import users as repo
+    from threadline.domain.users import parse_skill_spec
+
+    async def run(services):  # type: ignore[no-untyped-def]
+        async with services.db.transaction(write=True) as session:
+            team_ids = []
+            for team_name in _parse_ids(teams):
+                team = await repo.get_team_by_name(session, team_name) or await actions.create_team(session, team_name)
+                team_ids.append(team.id)
+            queue_ids = []
+            for queue_name in _parse_ids(queues):
+                queue = await repo.get_queue_by_name(session, queue_name)
+                if queue is None:
+                    raise click.ClickException(f"no queue named {queue_name!r}")
+                queue_ids.append(queue.id)
+            row = await actions.create_user(session, email=email, name=name, role=role, password=password,
+                                            skills=parse_skill_spec(skills), languages=_parse_ids(languages),
+                                            team_ids=team_ids, queue_ids=queue_ids)
+            return row.id
+
+    click.echo(f"created user {run_with_services(run)}")
+
+
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def user_list(as_json: bool) -> None:
+    """List users."""
+    from threadline.db.repos import users as repo
+
+    async def run(services):  # type: ignore[no-untyped-def]
+        async with services.db.transaction(write=False) as session:
+            return [{"id": u.id, "email": u.email, "name": u.name, "role": u.role, "skills": u.skills,
+                     "presence": u.presence, "active": u.active} for u in await repo.list_users(session)]
+
+    rows = run_with_services(run)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        skills = ",".join(f"{k}:{v}" for k, v in sorted(r["skills"].items()))
+        click.echo(f"{r['id']:>4}  {r['role']:<10} {r['email']:<36} {r['name']:<24} {skills}")
+
+
+@user.command("set-password")
+@click.argument("email")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def user_set_password(email: str, password: str) -> None:
+    """Set a user's password (ends their sessions)."""
+    from threadline.actions import users as actions
+    from threadline.db.repos import users as repo
+
+    async def run(services):  # type: ignore[no-untyped-def]
+        async with services.db.transaction(write=True) as session:
+            row = await repo.get_user_by_email(session, email)
+            if row is None:
+                raise click.ClickException(f"no user with email {email}")
+            await actions.set_password(session, row.id, password)
+
+    run_with_services(run)
+    click.echo("password changed")
+
+
+@main.group()
+def token() -> None:
+    """Manage API tokens."""
+
+
+@token.command("create")
+@click.option("--user", "email", required=True, help="the owner's email; the token has their permissions")
+@click.option("--name", required=True)
+def token_create(email: str, name: str) -> None:
+    """Create an API token (printed once)."""
+    from threadline.actions import auth as actions
+    from threadline.db.repos import users as repo
+
+    async def run(services):  # type: ignore[no-untyped-def]
+        async with services.db.transaction(write=True) as session:
+            row = await repo.get_user_by_email(session, email)
+            if row is None:
+                raise click.ClickException(f"no user with email {email}")
+            tok_row, tok = await actions.create_token(session, row.id, name)
+            return tok_row.id, tok
+
+    token_id, tok = run_with_services(run)
+    click.echo(f"token {token_id} (shown once, keep it safe):")
+    click.echo(tok)
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+def token_revoke(token_id: int) -> None:
+    """Revoke an API token by id."""
+    from threadline.actions import auth as actions
+
+    async def run(services):  # type: ignore[no-untyped-def]
+        async with services.db.transaction(write=True) as session:
+            await actions.revoke_token(session, token_id)
+
+    run_with_services(run)
+    click.echo(f"token {token_id} revoked")
+
+
+def _safe_url(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
+    return url
+
+
+@main.command()
+def check() -> None:
+    """Report the configuration and whether the database and Redis answer."""
+    from sqlalchemy import text
+
+    settings = get_settings()
+    click.echo(f"data folder      {settings.data_dir.resolve()}")
+    click.echo(f"database         {_safe_url(settings.resolved_database_url)}")
+    click.echo(f"redis            {_safe_url(settings.redis_url) if settings.redis_url else '(none: in-process bus)'}")
+    click.echo(f"public base URL  {settings.public_base_url}")
+    click.echo(f"secret key       {'from THREADLINE_SECRET_KEY' if settings.secret_key else 'generated, in data folder'}")
+
+    async def probe() -> list[tuple[str, bool, str]]:
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        from threadline.db.migrate import alembic_config
+        from threadline.db.session import Database
+
+        out = []
+        db = Database(settings.resolved_database_url)
+        try:
+            async with db.write_engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                current = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+            head = ScriptDirectory.from_config(alembic_config(settings.resolved_database_url)).get_current_head()
+            out.append(("database", True, "reachable"))
+            out.append(("schema", current == head, f"at {current or 'nothing'}, latest {head}"
+                        + ("" if current == head else " (run: threadline migrate)")))
+        except Exception as exc:
+            out.append(("database", False, f"{exc.__class__.__name__}: {exc}"[:200]))
+        finally:
+            await db.dispose()
+        if settings.redis_url:
+            import redis.asyncio as aioredis
+
+            try:
+                r = aioredis.from_url(settings.redis_url)
+                await r.ping()
+                await r.aclose()
+                out.append(("redis", True, "reachable"))
+            except Exception as exc:
+                out.append(("redis", False, f"{exc.__class__.__name__}: {exc}"[:200]))
+        return out
+
+    results = asyncio.run(probe())
+    for name, ok, detail in results:
+        click.echo(f"{name:<16} {'ok' if ok else 'FAIL'}  {detail}")
+    if not all(ok for _, ok, _ in results):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

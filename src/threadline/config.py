@@ -1,0 +1,83 @@
+"""All configuration, from environment variables prefixed ``THREADLINE_``.
+
+The defaults need nothing: an SQLite database and a generated secret key in the local data folder,
+the in-process bus and workers. Point ``THREADLINE_DATABASE_URL`` at PostgreSQL and
+``THREADLINE_REDIS_URL`` at Redis to run several processes or hosts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="THREADLINE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite database, key and files")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
+    redis_url: str | None = Field(default=None, description="Redis URL for cross-process fan-out")
+    secret_key: str | None = Field(default=None, description="Secret for encryption; default: data_dir/secret.key")
+    public_base_url: str = Field(default="http://127.0.0.1:8080", description="URL the outside world uses")
+    log_level: str = "info"
+    log_json: bool = True
+    # Auth
+    session_ttl_hours: int = 12
+    login_max_failures: int = 5
+    login_window_seconds: int = 900
+    # Limits
+    max_body_bytes: int = 1_000_000
+    # Workers
+    run_workers: bool = Field(default=True, description="Run relay, inbox and sender workers in this process")
+    relay_poll_seconds: float = 0.5
+    sender_max_attempts: int = 8
+    sender_backoff_base: float = 2.0
+    sender_backoff_max: float = 600.0
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+            if url.startswith("sqlite:///"):
+                url = "sqlite+aiosqlite:///" + url[len("sqlite:///"):]
+            return url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'threadline.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_base_url.startswith("https://")
+
+    @cached_property
+    def resolved_secret_key(self) -> str:
+        """The configured secret, or one generated once and kept in ``data_dir/secret.key``."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret.key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key
+
+
+def get_settings() -> Settings:
+    return Settings()

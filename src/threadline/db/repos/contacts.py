@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from threadline.db.models import ContactRow, IdentityRow
+from threadline.db.repos.common import decode_cursor, encode_cursor
+from threadline.domain.contacts import IdentityValue
+
+
+async def get_contact(session: AsyncSession, contact_id: int) -> ContactRow | None:
+    return await session.get(ContactRow, contact_id)
+
+
+async def find_identity(session: AsyncSession, ident: IdentityValue) -> IdentityRow | None:
+    stmt = select(IdentityRow).where(
+        IdentityRow.kind == ident.kind.value, IdentityRow.scope == ident.scope, IdentityRow.value == ident.value
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_identity(session: AsyncSession, identity_id: int) -> IdentityRow | None:
+    return await session.get(IdentityRow, identity_id)
+
+
+async def identities_of(session: AsyncSession, contact_ids: Sequence[int]) -> dict[int, list[IdentityRow]]:
+    out: dict[int, list[IdentityRow]] = {cid: [] for cid in contact_ids}
+    if not contact_ids:
+        return out
+    stmt = select(IdentityRow).where(IdentityRow.contact_id.in_(contact_ids)).order_by(IdentityRow.id)
+    for row in (await session.execute(stmt)).scalars():
+        out[row.contact_id].append(row)
+    return out
+
+
+async def names_of(session: AsyncSession, contact_ids: Sequence[int]) -> dict[int, str]:
+    if not contact_ids:
+        return {}
+    rows = await session.execute(select(ContactRow.id, ContactRow.name).where(ContactRow.id.in_(set(contact_ids))))
+    return {cid: name for cid, name in rows.all()}
+
+
+async def search_contacts(
+    session: AsyncSession, q: str | None, cursor: str | None, limit: int
+) -> tuple[Sequence[ContactRow], str | None]:
+    stmt = select(ContactRow).order_by(ContactRow.id.desc()).limit(limit + 1)
+    if q:
+        needle = f"%{q.strip().lower()}%"
+        stmt = stmt.where(or_(ContactRow.search_text.like(needle)))
+    if cursor:
+        (last_id,) = decode_cursor(cursor, 1)
+        stmt = stmt.where(ContactRow.id < int(last_id))
+    rows = (await session.execute(stmt)).scalars().all()
+    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return rows[:limit], next_cursor

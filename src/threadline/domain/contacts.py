@@ -1,0 +1,132 @@
+"""Contacts and their identities: how Threadline recognises one customer on every channel.
+
+An identity is one address of a contact: an email, an E.164 phone number (one number serves SMS,
+WhatsApp and voice), a handle on one channel instance (a Telegram chat id, a page-scoped id, the
+external id of a generic API channel), a web visitor id, or an external CRM id. Identities are
+normalised before they are stored or matched, so ``+1 (415) 555-0100`` and ``+14155550100`` match.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+import phonenumbers
+
+from threadline.domain.errors import ValidationFailed
+
+
+class IdentityKind(enum.StrEnum):
+    EMAIL = "email"
+    PHONE = "phone"
+    HANDLE = "handle"  # scoped to one channel instance
+    WEB_VISITOR = "web_visitor"  # scoped to one channel instance
+    EXTERNAL = "external"  # a CRM's id, scoped by the CRM's name in ``scope``
+
+    @property
+    def scoped(self) -> bool:
+        return self in (IdentityKind.HANDLE, IdentityKind.WEB_VISITOR, IdentityKind.EXTERNAL)
+
+
+_EMAIL_RE = re.compile(r"^[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+\.[^@\s<>()\[\],;:\"]+$")
+MAX_IDENTITY_LEN = 320
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityValue:
+    kind: IdentityKind
+    value: str
+    scope: str = ""  # channel instance id for handles and visitors, CRM name for external ids
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind.value, self.scope, self.value)
+
+
+def normalise_email(raw: str) -> str:
+    value = raw.strip()
+    if len(value) > MAX_IDENTITY_LEN or not _EMAIL_RE.match(value):
+        raise ValidationFailed(f"{raw!r} is not an email address", field="value")
+    return value.casefold()
+
+
+def normalise_phone(raw: str, default_region: str | None = None) -> str:
+    """Return the E.164 form of ``raw``; raise ValidationFailed when it is not a possible number."""
+    text = raw.strip()
+    if text.lower().startswith("tel:"):
+        text = text[4:]
+    if text.lower().startswith("whatsapp:"):
+        text = text[9:]
+    if len(text) > 64:
+        raise ValidationFailed("a phone number is at most 64 characters", field="value")
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValidationFailed(f"{raw!r} is not a phone number ({exc})", field="value") from None
+    if not phonenumbers.is_possible_number(number):
+        raise ValidationFailed(f"{raw!r} is not a possible phone number", field="value")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_identity(kind: IdentityKind | str, value: str, scope: str = "") -> IdentityValue:
+    """Normalise one identity; the only place where matching keys are made."""
+    try:
+        kind = IdentityKind(kind)
+    except ValueError:
+        allowed = ", ".join(k.value for k in IdentityKind)
+        raise ValidationFailed(f"unknown identity kind {kind!r}; use one of {allowed}", field="kind") from None
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationFailed("an identity needs a non-empty value", field="value")
+    if kind is IdentityKind.EMAIL:
+        return IdentityValue(kind, normalise_email(value))
+    if kind is IdentityKind.PHONE:
+        return IdentityValue(kind, normalise_phone(value))
+    text = value.strip()
+    if len(text) > MAX_IDENTITY_LEN:
+        raise ValidationFailed(f"an identity is at most {MAX_IDENTITY_LEN} characters", field="value")
+    if kind.scoped and not scope:
+        raise ValidationFailed(f"a {kind.value} identity needs a scope (channel or CRM)", field="scope")
+    return IdentityValue(kind, text, str(scope))
+
+
+@dataclass(slots=True)
+class Contact:
+    """A customer: one person (or company contact) however many channels they use."""
+
+    name: str = ""
+    identities: list[IdentityValue] = field(default_factory=list)
+    attributes: dict[str, object] = field(default_factory=dict)
+    id: int | None = None
+
+    def add_identity(self, identity: IdentityValue) -> bool:
+        """Add an identity; return False when the contact already has it."""
+        if any(i.key == identity.key for i in self.identities):
+            return False
+        self.identities.append(identity)
+        return True
+
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        for kind in (IdentityKind.EMAIL, IdentityKind.PHONE):
+            for ident in self.identities:
+                if ident.kind is kind:
+                    return ident.value
+        return f"Contact #{self.id}" if self.id else "Unknown contact"
+
+
+def choose_contact(candidates: dict[IdentityValue, int | None]) -> int | None | str:
+    """Pick the contact that a set of incoming identities points to.
+
+    ``candidates`` maps each normalised identity of an inbound message to the contact id that owns it
+    (None when unknown). Returns the single contact id they agree on, None when none is known, or the
+    string ``"conflict"`` when they name two different contacts (the caller keeps the strongest match —
+    the channel handle — and records a merge suggestion instead of merging silently).
+    """
+    owners = {cid for cid in candidates.values() if cid is not None}
+    if not owners:
+        return None
+    if len(owners) == 1:
+        return owners.pop()
+    return "conflict"

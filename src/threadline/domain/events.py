@@ -1,0 +1,147 @@
+"""Every domain event, typed, with a dotted name.
+
+Actions create events in the same transaction as the change (the outbox), and decide who may see
+each one (its ``Audience``). The websocket stream, outgoing webhooks and reports consume them.
+A snapshot of the changed object travels with the event so a client can render it without a fetch.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class Audience(BaseModel):
+    """Who receives an event on the live stream. Supervisors and admins see every event with
+    ``supervisors=True``; agents see it when they are named, serve the queue, or are in the team."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    users: list[int] = Field(default_factory=list)
+    queues: list[int] = Field(default_factory=list)
+    teams: list[int] = Field(default_factory=list)
+    supervisors: bool = True
+
+
+class IdentityView(BaseModel):
+    id: int
+    kind: str
+    value: str
+    scope: str = ""
+    verified: bool = True
+
+
+class ContactView(BaseModel):
+    id: int
+    name: str
+    identities: list[IdentityView]
+    attributes: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationView(BaseModel):
+    id: int
+    contact_id: int
+    contact_name: str
+    status: str
+    priority: str
+    queue_id: int | None
+    assignee_id: int | None
+    team_id: int | None
+    labels: list[str]
+    attributes: dict[str, Any]
+    snoozed_until: datetime | None
+    last_channel_instance_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    last_activity_at: datetime
+    resolved_at: datetime | None
+
+
+class AttachmentView(BaseModel):
+    url: str
+    content_type: str
+    name: str = ""
+    size: int | None = None
+
+
+class MessageView(BaseModel):
+    id: int
+    conversation_id: int
+    direction: str
+    text: str
+    attachments: list[AttachmentView]
+    channel_instance_id: int | None
+    identity_id: int | None
+    author_id: int | None
+    provider_id: str | None
+    delivery_status: str | None
+    error: str | None
+    created_at: datetime
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConversationCreated(_Event):
+    name: Literal["conversation.created"] = "conversation.created"
+    conversation: ConversationView
+
+
+class ConversationUpdated(_Event):
+    name: Literal["conversation.updated"] = "conversation.updated"
+    conversation: ConversationView
+    changes: list[str]
+    actor_id: int | None = None
+
+
+class MessageCreated(_Event):
+    name: Literal["message.created"] = "message.created"
+    message: MessageView
+
+
+class MessageStatusChanged(_Event):
+    name: Literal["message.status_changed"] = "message.status_changed"
+    message_id: int
+    conversation_id: int
+    status: str
+    error: str | None = None
+
+
+class ContactCreated(_Event):
+    name: Literal["contact.created"] = "contact.created"
+    contact: ContactView
+
+
+class ContactUpdated(_Event):
+    name: Literal["contact.updated"] = "contact.updated"
+    contact: ContactView
+    changes: list[str]
+
+
+class PresenceChanged(_Event):
+    name: Literal["user.presence_changed"] = "user.presence_changed"
+    user_id: int
+    status: str
+    reason: str = ""
+
+
+Event = Annotated[
+    ConversationCreated | ConversationUpdated | MessageCreated | MessageStatusChanged
+    | ContactCreated | ContactUpdated | PresenceChanged,
+    Field(discriminator="name"),
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_NAMES = sorted(
+    cls.model_fields["name"].default
+    for cls in (ConversationCreated, ConversationUpdated, MessageCreated, MessageStatusChanged,
+                ContactCreated, ContactUpdated, PresenceChanged)
+)
+
+
+def parse_event(data: dict[str, Any]) -> Event:
+    return EVENT_ADAPTER.validate_python(data)

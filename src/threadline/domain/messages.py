@@ -1,0 +1,115 @@
+"""Messages and the value types channel adapters exchange with the core.
+
+A message's direction is ``in`` (from the customer), ``out`` (to the customer), ``note`` (internal,
+never sent) or ``activity`` (a line in the timeline: assigned, resolved, channel switched…).
+Its delivery status only moves forward: queued → sent → delivered → read; ``failed`` may follow
+queued or sent, and nothing follows it except a later, stronger confirmation from the provider that
+it was in fact delivered or read.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from threadline.domain.contacts import IdentityValue
+
+
+class Direction(enum.StrEnum):
+    IN = "in"
+    OUT = "out"
+    NOTE = "note"
+    ACTIVITY = "activity"
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+_RANK = {
+    DeliveryStatus.QUEUED: 0,
+    DeliveryStatus.SENT: 1,
+    DeliveryStatus.FAILED: 2,
+    DeliveryStatus.DELIVERED: 3,
+    DeliveryStatus.READ: 4,
+}
+
+
+def advance_status(current: DeliveryStatus | None, new: DeliveryStatus) -> DeliveryStatus | None:
+    """Return the status to store, or None when ``new`` would move the message backwards.
+
+    Provider callbacks arrive out of order ("delivered" before "sent"); applying them by rank means
+    the stored status is the furthest one seen, whatever the arrival order.
+    """
+    if current is None:
+        return new
+    if _RANK[new] > _RANK[current]:
+        return new
+    return None
+
+
+MAX_TEXT = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    url: str
+    content_type: str = "application/octet-stream"
+    name: str = ""
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who an inbound message is from: the identities the channel vouches for, and a display name."""
+
+    identities: tuple[IdentityValue, ...]
+    name: str = ""
+    claims: tuple[IdentityValue, ...] = ()  # unverified (typed into a form): never merge on these
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """What a channel adapter's ``parse`` returns for a customer's message."""
+
+    provider_id: str
+    sender: Sender
+    text: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    sent_at: datetime | None = None
+    thread_hint: str | None = None  # e.g. an email's In-Reply-To, an external thread id
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A provider's delivery receipt for one of our outbound messages."""
+
+    provider_id: str
+    status: DeliveryStatus
+    error: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """What the sender worker hands to a channel adapter's ``send``."""
+
+    message_id: int
+    conversation_id: int
+    to: IdentityValue
+    text: str
+    attachments: tuple[Attachment, ...] = ()
+    author_name: str = ""
+    reply_to_provider_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendReceipt:
+    provider_id: str
+    status: DeliveryStatus = DeliveryStatus.SENT

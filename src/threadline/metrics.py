@@ -1,0 +1,15 @@
+"""Prometheus metrics, exposed at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+HTTP_REQUESTS = Counter("threadline_http_requests_total", "HTTP requests", ["method", "route", "status"])
+HTTP_LATENCY = Histogram("threadline_http_request_seconds", "HTTP request latency", ["method", "route"])
+EVENTS_PUBLISHED = Counter("threadline_events_published_total", "Events published by the outbox relay")
+INBOUND_STORED = Counter("threadline_inbound_stored_total", "Inbound provider requests stored", ["kind"])
+INBOUND_DUPLICATES = Counter("threadline_inbound_duplicates_total", "Provider retries dropped as duplicates",
+                             ["kind"])
+INBOUND_REJECTED = Counter("threadline_inbound_rejected_total", "Inbound requests refused", ["kind", "reason"])
+OUTBOUND_RESULTS = Counter("threadline_outbound_total", "Outbound send attempts", ["kind", "result"])
+STREAM_CLIENTS = Counter("threadline_stream_connections_total", "Live stream connections opened")

@@ -1,0 +1,77 @@
+"""The running pieces of one Threadline process, wired once at start-up (web app lifespan, CLI, tests)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import httpx
+
+from threadline.bus.base import Bus
+from threadline.bus.memory import MemoryBus
+from threadline.bus.outbox import Relay
+from threadline.config import Settings
+from threadline.db.session import Database
+from threadline.security import SecretBox
+from threadline.workers.channels import AdapterFactory
+from threadline.workers.inbox import InboxWorker
+from threadline.workers.sender import SenderWorker
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    bus: Bus
+    box: SecretBox
+    http: httpx.AsyncClient
+    factory: AdapterFactory
+    relay: Relay
+    inbox: InboxWorker
+    sender: SenderWorker
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        db = Database(settings.resolved_database_url)
+        bus: Bus
+        if settings.redis_url:
+            from threadline.bus.redis import RedisBus
+
+            bus = RedisBus(settings.redis_url)
+        else:
+            bus = MemoryBus()
+        box = SecretBox(settings.resolved_secret_key)
+        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
+        factory = AdapterFactory(box, http)
+        relay = Relay(db, bus, poll_seconds=settings.relay_poll_seconds)
+        inbox = InboxWorker(db, factory)
+        sender = SenderWorker(db, factory, max_attempts=settings.sender_max_attempts,
+                              backoff_base=settings.sender_backoff_base, backoff_max=settings.sender_backoff_max)
+        services = cls(settings, db, bus, box, http, factory, relay, inbox, sender)
+        db.after_commit.append(services._committed)
+        return services
+
+    def _committed(self) -> None:
+        """After any write commits here: wake the relay and the sender (locally, and the leader via Redis)."""
+        self.relay.wake()
+        self.sender.wake()
+        if self.settings.redis_url and not self.relay.leader.held:
+            task = asyncio.get_running_loop().create_task(self.bus.wake())
+            self._background.append(task)
+            task.add_done_callback(self._background.remove)
+
+    async def start(self) -> None:
+        await self.bus.start()
+        if self.settings.run_workers:
+            await self.relay.start()
+            await self.inbox.start()
+            await self.sender.start()
+
+    async def stop(self) -> None:
+        await self.sender.stop()
+        await self.inbox.stop()
+        await self.relay.stop()
+        await self.bus.stop()
+        await self.http.aclose()
+        await self.db.dispose()

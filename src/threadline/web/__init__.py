@@ -1,0 +1,1 @@
+"""HTTP and websocket interfaces: the REST API, provider hooks, the live stream and the agent desk."""

@@ -1,0 +1,9 @@
+"""REST API v1: one router per resource."""
+
+from fastapi import APIRouter
+
+from threadline.web.api import auth, channels, contacts, conversations, users
+
+router = APIRouter(prefix="/api/v1")
+for module in (auth, users, channels, contacts, conversations):
+    router.include_router(module.router)

@@ -1,0 +1,102 @@
+"""Log in/out with a session cookie, who am I, and personal API tokens."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from threadline.actions import auth as auth_actions
+from threadline.db.repos import auth as auth_repo
+from threadline.domain.errors import DomainError
+from threadline.web.api.schemas import LoginIn, MeOut, TokenCreated, TokenIn, TokenOut
+from threadline.web.api.users import user_out
+from threadline.web.deps import SESSION_COOKIE, CurrentActor, ServicesDep
+from threadline.web.errors import problem
+
+router = APIRouter(tags=["auth"])
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+async def do_login(services, email: str, password: str, request: Request  # type: ignore[no-untyped-def]
+                   ) -> tuple[int, str, str]:
+    """Check throttling and the password; the attempt is recorded even when it fails."""
+    s = services.settings
+    error: DomainError | None = None
+    async with services.db.transaction(write=True) as session:
+        await auth_actions.check_throttle(session, email.strip().lower(), s.login_max_failures,
+                                          s.login_window_seconds)
+        try:
+            user, token, row = await auth_actions.login(
+                session, email=email, password=password, ip=client_ip(request),
+                user_agent=request.headers.get("user-agent", ""), ttl_hours=s.session_ttl_hours)
+        except auth_actions.LoginFailed as exc:
+            error = exc
+    if error is not None:
+        raise error
+    return user.id, token, row.csrf_token
+
+
+def set_session_cookie(response: Response, services, token: str) -> None:  # type: ignore[no-untyped-def]
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax",
+                        secure=services.settings.secure_cookies,
+                        max_age=services.settings.session_ttl_hours * 3600, path="/")
+
+
+@router.post("/auth/login", response_model=MeOut, summary="Log in; sets the session cookie")
+async def login(body: LoginIn, request: Request, response: Response, services: ServicesDep) -> MeOut:
+    user_id, token, csrf = await do_login(services, body.email, body.password, request)
+    set_session_cookie(response, services, token)
+    async with services.db.transaction(write=False) as session:
+        out = await user_out(session, user_id)
+    return MeOut(**out.model_dump(), csrf_token=csrf)
+
+
+@router.post("/auth/logout", status_code=204, summary="End this session")
+async def logout(request: Request, actor: CurrentActor, services: ServicesDep) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        async with services.db.transaction(write=True) as session:
+            await auth_actions.logout(session, token)
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/me", response_model=MeOut, summary="The calling user, with the CSRF token of this session")
+async def me(request: Request, actor: CurrentActor, services: ServicesDep) -> MeOut:
+    async with services.db.transaction(write=False) as session:
+        out = await user_out(session, actor.user_id)
+    return MeOut(**out.model_dump(), csrf_token=request.state.csrf_token)
+
+
+def token_out(row) -> TokenOut:  # type: ignore[no-untyped-def]
+    return TokenOut(id=row.id, user_id=row.user_id, name=row.name, prefix=row.prefix, created_at=row.created_at,
+                    revoked_at=row.revoked_at)
+
+
+@router.get("/tokens", response_model=list[TokenOut], summary="Your API tokens (admins: everyone's)")
+async def list_tokens(actor: CurrentActor, services: ServicesDep) -> list[TokenOut]:
+    async with services.db.transaction(write=False) as session:
+        rows = await auth_repo.list_tokens(session, None if actor.role.value == "admin" else actor.user_id)
+    return [token_out(r) for r in rows]
+
+
+@router.post("/tokens", response_model=TokenCreated, status_code=201,
+             summary="Create an API token with your permissions (shown once)")
+async def create_token(body: TokenIn, actor: CurrentActor, services: ServicesDep) -> TokenCreated:
+    async with services.db.transaction(write=True) as session:
+        row, token = await auth_actions.create_token(session, actor.user_id, body.name)
+    return TokenCreated(**token_out(row).model_dump(), token=token)
+
+
+@router.delete("/tokens/{token_id}", status_code=204, summary="Revoke an API token")
+async def revoke_token(token_id: int, actor: CurrentActor, services: ServicesDep) -> Response:
+    async with services.db.transaction(write=True) as session:
+        await auth_actions.revoke_token(session, token_id,
+                                        owner_id=None if actor.role.value == "admin" else actor.user_id)
+    return Response(status_code=204)
+
+
+__all__ = ["router", "problem"]

@@ -1,0 +1,66 @@
+"""Channel instances. Everyone may list them (the desk shows channel names); only admins see the
+configuration (secrets masked) and the inbound URL, and only admins change them."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from threadline.actions import channels as channel_actions
+from threadline.channels.registry import adapters
+from threadline.db.models import ChannelInstanceRow
+from threadline.db.repos import channels as repo
+from threadline.domain.errors import NotFound
+from threadline.security import SecretBox
+from threadline.web.api.schemas import ChannelIn, ChannelOut, ChannelUpdate
+from threadline.web.deps import AdminActor, CurrentActor, ServicesDep
+
+router = APIRouter(tags=["channels"])
+
+
+def channel_out(row: ChannelInstanceRow, *, admin: bool, box: SecretBox, base_url: str) -> ChannelOut:
+    out = ChannelOut(id=row.id, kind=row.kind, name=row.name, enabled=row.enabled,
+                     default_queue_id=row.default_queue_id)
+    if admin:
+        out.inbound_url = f"{base_url}/hooks/{row.key}"
+        out.config = channel_actions.public_config(channel_actions.load_config(box, row))
+    return out
+
+
+@router.get("/channel-kinds", summary="Installed channel adapters and the fields their config takes")
+async def channel_kinds(actor: AdminActor) -> list[dict[str, object]]:
+    return [{"kind": k, "title": cls.title, "config_schema": cls.Config.model_json_schema()}
+            for k, cls in sorted(adapters().items())]
+
+
+@router.get("/channels", response_model=list[ChannelOut])
+async def list_channels(actor: CurrentActor, services: ServicesDep) -> list[ChannelOut]:
+    async with services.db.transaction(write=False) as session:
+        rows = await repo.list_channels(session)
+    admin = actor.role.value == "admin"
+    return [channel_out(r, admin=admin, box=services.box, base_url=services.settings.public_base_url) for r in rows]
+
+
+@router.post("/channels", response_model=ChannelOut, status_code=201)
+async def create_channel(body: ChannelIn, actor: AdminActor, services: ServicesDep) -> ChannelOut:
+    async with services.db.transaction(write=True) as session:
+        row = await channel_actions.create_channel(session, services.box, **body.model_dump())
+    return channel_out(row, admin=True, box=services.box, base_url=services.settings.public_base_url)
+
+
+@router.get("/channels/{channel_id}", response_model=ChannelOut)
+async def get_channel(channel_id: int, actor: CurrentActor, services: ServicesDep) -> ChannelOut:
+    async with services.db.transaction(write=False) as session:
+        row = await repo.get_channel(session, channel_id)
+    if row is None:
+        raise NotFound(f"channel {channel_id} does not exist")
+    return channel_out(row, admin=actor.role.value == "admin", box=services.box,
+                       base_url=services.settings.public_base_url)
+
+
+@router.patch("/channels/{channel_id}", response_model=ChannelOut)
+async def update_channel(channel_id: int, body: ChannelUpdate, actor: AdminActor, services: ServicesDep
+                         ) -> ChannelOut:
+    async with services.db.transaction(write=True) as session:
+        row = await channel_actions.update_channel(session, services.box, channel_id,
+                                                   **body.model_dump(exclude_unset=True))
+    return channel_out(row, admin=True, box=services.box, base_url=services.settings.public_base_url)

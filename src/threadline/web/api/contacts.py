@@ -1,0 +1,56 @@
+"""Contacts (customers) with their identities; search by name, email, phone or handle."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from threadline.actions import contacts as contact_actions
+from threadline.actions.views import contact_views
+from threadline.db.repos import contacts as repo
+from threadline.domain.errors import NotFound
+from threadline.domain.events import ContactView
+from threadline.web.api.schemas import ContactCreate, ContactPage, ContactUpdate, IdentityIn
+from threadline.web.deps import CurrentActor, ServicesDep
+
+router = APIRouter(tags=["contacts"])
+
+
+@router.get("/contacts", response_model=ContactPage)
+async def list_contacts(actor: CurrentActor, services: ServicesDep,
+                        q: str | None = Query(default=None, max_length=200, description="name, email, phone…"),
+                        cursor: str | None = Query(default=None, max_length=500),
+                        limit: int = Query(default=25, ge=1, le=100)) -> ContactPage:
+    async with services.db.transaction(write=False) as session:
+        rows, nxt = await repo.search_contacts(session, q, cursor, limit)
+        return ContactPage(items=await contact_views(session, rows), next_cursor=nxt)
+
+
+@router.post("/contacts", response_model=ContactView, status_code=201)
+async def create_contact(body: ContactCreate, actor: CurrentActor, services: ServicesDep) -> ContactView:
+    async with services.db.transaction(write=True) as session:
+        return await contact_actions.create_contact(
+            session, name=body.name, identities=[i.model_dump() for i in body.identities],
+            attributes=body.attributes)
+
+
+@router.get("/contacts/{contact_id}", response_model=ContactView)
+async def get_contact(contact_id: int, actor: CurrentActor, services: ServicesDep) -> ContactView:
+    async with services.db.transaction(write=False) as session:
+        row = await repo.get_contact(session, contact_id)
+        if row is None:
+            raise NotFound(f"contact {contact_id} does not exist")
+        return (await contact_views(session, [row]))[0]
+
+
+@router.patch("/contacts/{contact_id}", response_model=ContactView)
+async def update_contact(contact_id: int, body: ContactUpdate, actor: CurrentActor, services: ServicesDep
+                         ) -> ContactView:
+    async with services.db.transaction(write=True) as session:
+        return await contact_actions.update_contact(session, contact_id, **body.model_dump(exclude_unset=True))
+
+
+@router.post("/contacts/{contact_id}/identities", response_model=ContactView, status_code=201)
+async def add_identity(contact_id: int, body: IdentityIn, actor: CurrentActor, services: ServicesDep
+                       ) -> ContactView:
+    async with services.db.transaction(write=True) as session:
+        return await contact_actions.add_identity(session, contact_id, **body.model_dump())

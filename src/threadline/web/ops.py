@@ -1,0 +1,63 @@
+"""Operations endpoints: liveness, readiness, Prometheus metrics, and the API docs (self-hosted assets)."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from fastapi import APIRouter, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from threadline.web.deps import ServicesDep
+
+router = APIRouter(include_in_schema=False)
+DOCS_STATIC = files("fastapi_offline") / "static"
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(services: ServicesDep) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        async with services.db.transaction(write=False) as session:
+            await session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    if services.settings.redis_url:
+        try:
+            await services.bus._redis.ping()  # type: ignore[attr-defined]
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"error: {exc.__class__.__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/docs")
+async def api_docs(request: Request) -> HTMLResponse:
+    return get_swagger_ui_html(openapi_url="/api/v1/openapi.json", title="Threadline API",
+                               swagger_js_url="/api/docs/static/swagger-ui-bundle.js",
+                               swagger_css_url="/api/docs/static/swagger-ui.css",
+                               swagger_favicon_url="/api/docs/static/favicon.png")
+
+
+@router.get("/api/docs/static/{name}")
+async def docs_static(name: str) -> Response:
+    allowed = {"swagger-ui-bundle.js": "application/javascript", "swagger-ui.css": "text/css",
+               "favicon.png": "image/png", "redoc.standalone.js": "application/javascript"}
+    if name not in allowed:
+        return Response(status_code=404)
+    return Response((DOCS_STATIC / name).read_bytes(), media_type=allowed[name],
+                    headers={"Cache-Control": "public, max-age=86400"})

@@ -1,0 +1,1 @@
+"""Background workers, asyncio tasks in the server process by default (``threadline serve``)."""

@@ -1,0 +1,145 @@
+"""Actions against a real database (SQLite and PostgreSQL): the only writers, each with its events."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import seed_basics
+from threadline.actions import contacts as contact_actions
+from threadline.actions import conversations as conv_actions
+from threadline.actions import messages as message_actions
+from threadline.actions import users as user_actions
+from threadline.actions.events import capture_events
+from threadline.actions.permissions import Actor
+from threadline.db.repos import channels as channels_repo
+from threadline.db.repos import conversations as conv_repo
+from threadline.db.repos import plumbing as plumbing_repo
+from threadline.domain.contacts import IdentityKind, IdentityValue, normalise_identity
+from threadline.domain.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from threadline.domain.messages import DeliveryStatus, InboundMessage, Sender, StatusUpdate
+from threadline.domain.users import Role
+
+
+def sender(channel_id: int, ext: str, *, email: str | None = None, name: str = "Maria") -> Sender:
+    idents = [IdentityValue(IdentityKind.HANDLE, ext, str(channel_id))]
+    if email:
+        idents.append(normalise_identity("email", email))
+    return Sender(identities=tuple(idents), name=name)
+
+
+async def test_inbound_creates_contact_and_conversation_with_events_for_the_queue(services) -> None:
+    ids = await seed_basics(services)
+    async with services.db.transaction() as s:
+        channel = await channels_repo.get_channel(s, ids["channel"])
+        with capture_events() as events:
+            msg = await message_actions.receive_inbound(
+                s, channel, InboundMessage("p-1", sender(channel.id, "c-1", email="M@Example.com"), "hello"))
+    assert msg is not None
+    names = [e.name for e, _ in events]
+    assert names == ["contact.created", "conversation.created", "message.created"]
+    audience = events[1][1]
+    assert audience.queues == [ids["general"]] and audience.supervisors
+    async with services.db.transaction(write=False) as s:
+        conv = await conv_repo.get_conversation(s, msg.conversation_id)
+        assert conv.queue_id == ids["general"] and conv.last_channel_instance_id == channel.id
+        pending = await plumbing_repo.unsequenced_events(s, 100)
+        assert [p.name for p in pending][-3:] == names  # in the outbox, same transaction
+
+
+async def test_same_provider_id_is_stored_once_and_next_message_joins_the_open_conversation(services) -> None:
+    ids = await seed_basics(services)
+    async with services.db.transaction() as s:
+        channel = await channels_repo.get_channel(s, ids["channel"])
+        first = await message_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
+        again = await message_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
+        second = await message_actions.receive_inbound(s, channel, InboundMessage("p-2", sender(channel.id, "c"), "b"))
+    assert first is not None and again is None and second is not None
+    assert second.conversation_id == first.conversation_id
+
+
+async def test_resolved_conversation_reopens_when_the_customer_writes(services) -> None:
+    ids = await seed_basics(services)
+    sup = Actor(ids["sup"], Role.SUPERVISOR, "Sup")
+    async with services.db.transaction() as s:
+        channel = await channels_repo.get_channel(s, ids["channel"])
+        first = await message_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
+        await conv_actions.update_conversation(s, sup, first.conversation_id, status="resolved")
+    async with services.db.transaction() as s:
+        with capture_events() as events:
+            nxt = await message_actions.receive_inbound(s, channel, InboundMessage("p-2", sender(channel.id, "c"), "b"))
+        conv = await conv_repo.get_conversation(s, nxt.conversation_id)
+    # The last resolved conversation is not reused by default: a new issue starts a new conversation.
+    assert nxt.conversation_id != first.conversation_id and conv.status == "open"
+    assert "conversation.created" in [e.name for e, _ in events]
+
+
+async def test_agent_permissions_on_conversations(services) -> None:
+    ids = await seed_basics(services)
+    alice = Actor(ids["alice"], Role.AGENT, "Alice", queue_ids=[ids["general"]])
+    bob = Actor(ids["bob"], Role.AGENT, "Bob", queue_ids=[ids["billing"]])
+    async with services.db.transaction() as s:
+        channel = await channels_repo.get_channel(s, ids["channel"])
+        msg = await message_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
+    cid = msg.conversation_id
+    async with services.db.transaction() as s:
+        with pytest.raises(NotFound):  # Bob does not serve the general queue
+            await conv_actions.update_conversation(s, bob, cid, status="resolved")
+    async with services.db.transaction() as s:
+        with pytest.raises(PermissionDenied):
+            await conv_actions.update_conversation(s, alice, cid, assignee_id=ids["bob"])
+    async with services.db.transaction() as s:
+        with capture_events() as events:
+            view = await conv_actions.update_conversation(s, alice, cid, assignee_id=ids["alice"],
+                                                          labels=["VIP", "billing"], priority="high")
+    assert view.assignee_id == ids["alice"] and view.labels == ["billing", "vip"]
+    updated = [(e, a) for e, a in events if e.name == "conversation.updated"]
+    assert updated and set(updated[0][0].changes) == {"assignee_id", "labels", "priority"}
+    assert ids["alice"] in updated[0][1].users
+    activity = [e for e, _ in events if e.name == "message.created"]
+    assert any("assigned the conversation to Alice" in e.message.text for e in activity)
+    async with services.db.transaction() as s:
+        with pytest.raises(ValidationFailed):
+            await conv_actions.update_conversation(s, alice, cid, priority="extreme")
+
+
+async def test_reply_queues_an_outbound_job_and_status_only_moves_forward(services) -> None:
+    ids = await seed_basics(services)
+    alice = Actor(ids["alice"], Role.AGENT, "Alice", queue_ids=[ids["general"]])
+    async with services.db.transaction() as s:
+        channel = await channels_repo.get_channel(s, ids["channel"])
+        msg = await message_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
+        reply = await message_actions.send_reply(s, alice, msg.conversation_id, "Hi, on it")
+        job = await plumbing_repo.job_for_message(s, reply.id)
+        assert reply.delivery_status == "queued" and job is not None and job.status == "pending"
+        await message_actions.record_sent(s, job, "prov-9", DeliveryStatus.SENT)
+    async with services.db.transaction() as s:
+        assert await message_actions.apply_status(s, channel, StatusUpdate("prov-9", DeliveryStatus.READ))
+        assert not await message_actions.apply_status(s, channel, StatusUpdate("prov-9", DeliveryStatus.DELIVERED))
+        assert not await message_actions.apply_status(s, channel, StatusUpdate("unknown", DeliveryStatus.READ))
+        stored = await conv_repo.get_message(s, reply.id)
+        assert stored.delivery_status == "read"
+    async with services.db.transaction() as s:
+        with pytest.raises(ValidationFailed, match="at most"):
+            await message_actions.send_reply(s, alice, msg.conversation_id, "x" * 70_000)
+
+
+async def test_users_teams_queues_and_contacts_validation(services) -> None:
+    await seed_basics(services)
+    async with services.db.transaction() as s:
+        with pytest.raises(Conflict):
+            await user_actions.create_user(s, email="ALICE@example.com", name="Other")
+        with pytest.raises(ValidationFailed, match="at least"):
+            await user_actions.create_user(s, email="x@example.com", name="X", password="short")
+        with pytest.raises(ValidationFailed, match="queue 999"):
+            await user_actions.create_user(s, email="y@example.com", name="Y", queue_ids=[999])
+        with pytest.raises(ValidationFailed, match="settings"):
+            await user_actions.create_queue(s, "bad", {"sla": {"answer_seconds": -1}})
+        view = await contact_actions.create_contact(
+            s, name="Lucía", identities=[{"kind": "phone", "value": "+34 612 345 678"}])
+        assert view.identities[0].value == "+34612345678"
+        with pytest.raises(Conflict):
+            await contact_actions.create_contact(s, name="Dup", identities=[{"kind": "phone", "value": "+34612345678"}])
+    async with services.db.transaction() as s:
+        with capture_events() as events:
+            await user_actions.set_presence(s, 3, "break", "lunch")
+        assert events[0][0].name == "user.presence_changed"
