@@ -126,7 +126,34 @@ async def services(db_url: str, tmp_path: Path) -> AsyncIterator[Services]:
     try:
         yield svc
     finally:
-        await svc.stop()
+        await _finish(asyncio.ensure_future(svc.stop()), "services stop")
+
+
+async def _finish(task: asyncio.Future, what: str, timeout: float = 15) -> None:
+    """Await a shutdown; if it hangs, fail with the stack of every task instead of hanging the suite."""
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout)
+    except TimeoutError:
+        import io
+
+        out = io.StringIO()
+        for t in asyncio.all_tasks():
+            out.write(f"task {t.get_name()}:\n")
+            coro = t.get_coro()
+            while coro is not None:
+                frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+                if frame is not None:
+                    out.write(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}\n")
+                coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        if postgres_available():
+            import asyncpg
+
+            conn = await asyncpg.connect(PG_URL.replace("postgresql+asyncpg://", "postgresql://"))
+            rows = await conn.fetch("SELECT pid, state, wait_event_type, wait_event, left(query, 120) AS q "
+                                    "FROM pg_stat_activity WHERE datname = current_database()")
+            await conn.close()
+            out.write("\n".join(str(dict(r)) for r in rows))
+        pytest.fail(f"{what} hung for {timeout} s; tasks:\n{out.getvalue()}")
 
 
 class LiveServer:
@@ -145,7 +172,8 @@ async def run_server(app) -> AsyncIterator[LiveServer]:  # type: ignore[no-untyp
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", ws="websockets-sansio")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", ws="websockets-sansio",
+                            timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
@@ -156,7 +184,7 @@ async def run_server(app) -> AsyncIterator[LiveServer]:  # type: ignore[no-untyp
         yield LiveServer(app, port)
     finally:
         server.should_exit = True
-        await task
+        await _finish(task, "server shutdown")
         sock.close()
 
 

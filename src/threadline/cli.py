@@ -274,5 +274,36 @@ def check() -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option("--agents", type=int, required=True, help="agents logged in")
+@click.option("--arrival-rate", type=float, required=True, help="contacts per hour")
+@click.option("--aht", type=float, required=True, help="mean handle time in seconds (talk + wrap-up)")
+@click.option("--patience", type=float, default=None, help="mean patience in seconds (default: nobody abandons)")
+@click.option("--duration", type=float, default=8 * 3600, show_default=True, help="seconds of arrivals")
+@click.option("--warmup", type=float, default=0.0, show_default=True, help="seconds ignored in the figures")
+@click.option("--sl-threshold", type=float, default=20.0, show_default=True, help="service-level threshold, s")
+@click.option("--channel", type=click.Choice(["voice", "chat", "messaging", "email"]), default="voice",
+              show_default=True)
+@click.option("--capacity", type=int, default=1, show_default=True, help="contacts per agent at once")
+@click.option("--handle-time", type=click.Choice(["exponential", "fixed", "lognormal"]), default="exponential",
+              show_default=True)
+@click.option("--wrap-up", type=float, default=0.0, show_default=True, help="seconds of after-contact work")
+@click.option("--seed", type=int, default=0, show_default=True)
+def simulate(agents: int, arrival_rate: float, aht: float, patience: float | None, duration: float, warmup: float,
+             sl_threshold: float, channel: str, capacity: int, handle_time: str, wrap_up: float, seed: int) -> None:
+    """Discrete-event simulation through the real routing engine, next to the Erlang prediction."""
+    from pydantic import ValidationError
+
+    from threadline.sim import SimulationParams, format_report, run_simulation
+
+    try:
+        params = SimulationParams(agents=agents, arrival_rate=arrival_rate / 3600.0, aht=aht, patience=patience,
+                                  duration=duration, warmup=warmup, sl_threshold=sl_threshold, channel=channel,
+                                  capacity=capacity, handle_time=handle_time, wrap_up=wrap_up, seed=seed)
+    except ValidationError as exc:
+        raise click.ClickException("; ".join(e["msg"] for e in exc.errors())) from None
+    click.echo(format_report(run_simulation(params)))
+
+
 if __name__ == "__main__":
     main()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from tests.conftest import seed_basics
+
 from threadline.actions import contacts as contact_actions
 from threadline.actions import conversations as conv_actions
 from threadline.actions import messages as message_actions

@@ -8,9 +8,6 @@ after a restart; consumers drop what they have already seen by seq. No event is 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import structlog
 
 from threadline.bus.base import Bus, Envelope
@@ -19,47 +16,30 @@ from threadline.db.repos import plumbing as repo
 from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.metrics import EVENTS_PUBLISHED
+from threadline.workers.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)
 BATCH = 500
 
 
-class Relay:
+class Relay(BackgroundLoop):
+    name = "outbox-relay"
+
     def __init__(self, db: Database, bus: Bus, *, poll_seconds: float = 0.5) -> None:
+        super().__init__(interval=poll_seconds)
         self.db = db
         self.bus = bus
-        self.poll_seconds = poll_seconds
         self.leader = LeaderLock(db, "relay")
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        bus.on_wake(self._wake.set)
+        bus.on_wake(self.wake)
 
-    def wake(self) -> None:
-        self._wake.set()
+    async def tick(self) -> float | None:
+        if await self.leader.try_acquire():
+            while not self._stopping.is_set() and await self.relay_once():
+                pass
+        return None
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def on_stop(self) -> None:
         await self.leader.release()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                if await self.leader.try_acquire():
-                    while await self.relay_once():
-                        pass
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("relay_error", error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-            self._wake.clear()
 
     async def relay_once(self) -> int:
         """Sequence and publish one batch; return how many events were published."""

@@ -111,17 +111,19 @@ async def stream(ws: WebSocket) -> None:
     if auth.lower().startswith("bearer "):
         token = auth[7:].strip()
     cookie = None if token else ws.cookies.get(SESSION_COOKIE)
+    # Refusals accept first and then close with a 4xxx code and a reason, which a browser can read
+    # (a refused handshake only shows up as a generic error there).
     if cookie and not _allowed_origin(ws, services.settings.public_base_url):
-        await ws.close(code=4003, reason="origin not allowed")
+        await _refuse(ws, 4003, "origin not allowed")
         return
     try:
         actor, _ = await authenticate(services, token=token, cookie=cookie)
     except DomainError as exc:
-        await ws.close(code=4001, reason=exc.message[:120])
+        await _refuse(ws, 4001, exc.message)
         return
     after_raw = ws.query_params.get("after")
     if after_raw is not None and not after_raw.isdigit():
-        await ws.close(code=4002, reason="after must be a non-negative event seq")
+        await _refuse(ws, 4002, "after must be a non-negative event seq")
         return
     await ws.accept()
     STREAM_CLIENTS.inc()
@@ -164,6 +166,11 @@ async def stream(ws: WebSocket) -> None:
         if ws.client_state is WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await ws.close()
+
+
+async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
+    await ws.accept()
+    await ws.close(code=code, reason=reason[:120])
 
 
 async def _drain_incoming(ws: WebSocket) -> None:

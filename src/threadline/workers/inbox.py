@@ -5,7 +5,6 @@ is picked up again, so a crash between acknowledging and processing loses nothin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -18,54 +17,44 @@ from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.domain.messages import InboundMessage
 from threadline.workers.channels import AdapterFactory
+from threadline.workers.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)
 MAX_ATTEMPTS = 5
 
 
-class InboxWorker:
+class InboxWorker(BackgroundLoop):
+    name = "inbox-worker"
+
     def __init__(self, db: Database, factory: AdapterFactory, *, sweep_seconds: float = 5.0) -> None:
+        super().__init__(interval=sweep_seconds)
         self.db = db
         self.factory = factory
-        self.sweep_seconds = sweep_seconds
         self.queue: asyncio.Queue[int] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._swept = False
 
     def submit(self, item_id: int) -> None:
-        self._idle.clear()
         self.queue.put_nowait(item_id)
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="inbox-worker")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self.wake()
 
     async def sweep(self) -> int:
+        """Process every stored item that is not done yet (at start-up, and now and then)."""
         async with self.db.transaction(write=False) as session:
             ids = await repo.pending_inbox_ids(session, 1000, MAX_ATTEMPTS)
         for item_id in ids:
             await self.process(item_id)
         return len(ids)
 
-    async def _run(self) -> None:
-        with contextlib.suppress(Exception):
+    async def tick(self) -> float | None:
+        if not self._swept:
+            self._swept = True
             await self.sweep()
-        while True:
-            try:
-                item_id = await asyncio.wait_for(self.queue.get(), timeout=self.sweep_seconds)
-            except TimeoutError:
-                with contextlib.suppress(Exception):
-                    await self.sweep()
-                continue
-            await self.process(item_id)
-            if self.queue.empty():
-                self._idle.set()
+        if self.queue.empty():
+            await self.sweep()  # woken by the interval: pick up anything stored by another process
+            return None
+        while not self.queue.empty() and not self._stopping.is_set():
+            await self.process(self.queue.get_nowait())
+        return 0.0 if not self.queue.empty() else None
 
     async def process(self, item_id: int) -> None:
         try:

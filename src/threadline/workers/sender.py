@@ -8,8 +8,6 @@ the agent sees. Jobs live in the database, so a restart resumes where it stopped
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
 from datetime import UTC, datetime
 
@@ -29,6 +27,7 @@ from threadline.domain.contacts import IdentityKind, IdentityValue
 from threadline.domain.messages import Attachment, OutboundMessage
 from threadline.metrics import OUTBOUND_RESULTS
 from threadline.workers.channels import AdapterFactory
+from threadline.workers.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)
 
@@ -39,51 +38,33 @@ def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
     return rng.uniform(min(base / 2, high), high)
 
 
-class SenderWorker:
+class SenderWorker(BackgroundLoop):
+    name = "sender"
+
     def __init__(self, db: Database, factory: AdapterFactory, *, max_attempts: int = 8, backoff_base: float = 2.0,
                  backoff_max: float = 600.0, poll_seconds: float = 1.0) -> None:
+        super().__init__(interval=poll_seconds)
         self.db = db
         self.factory = factory
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
-        self.poll_seconds = poll_seconds
         self.leader = LeaderLock(db, "sender")
         self.rng = random.Random()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="sender")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def on_stop(self) -> None:
         await self.leader.release()
 
-    async def _run(self) -> None:
-        while True:
-            timeout = self.poll_seconds
-            try:
-                if await self.leader.try_acquire():
-                    while await self.send_due() > 0:
-                        pass
-                    async with self.db.transaction(write=False) as session:
-                        nxt = await repo.next_job_due(session)
-                    if nxt is not None:
-                        timeout = max(0.01, min(timeout, (nxt - utcnow()).total_seconds()))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("sender_error")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-            self._wake.clear()
+    async def tick(self) -> float | None:
+        if not await self.leader.try_acquire():
+            return None
+        while not self._stopping.is_set() and await self.send_due() > 0:
+            pass
+        async with self.db.transaction(write=False) as session:
+            nxt = await repo.next_job_due(session)
+        if nxt is None:
+            return None
+        return max(0.01, min(self.interval, (nxt - utcnow()).total_seconds()))
 
     async def send_due(self, now: datetime | None = None) -> int:
         now = now or utcnow()

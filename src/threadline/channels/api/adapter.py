@@ -35,8 +35,8 @@ from threadline.domain.messages import (
     DeliveryStatus,
     InboundMessage,
     OutboundMessage,
-    SendReceipt,
     Sender,
+    SendReceipt,
     StatusUpdate,
 )
 from threadline.security import sign, signature_matches

@@ -17,6 +17,9 @@ passed since it entered the queue; a timer heap re-buckets it when the next step
 Timers (escalation, end of wrap-up, end of a re-offer cooldown) fire in ``advance(now)``, which
 ``decide`` and the read methods call; offers expire only in ``expire_offers``/``step``, because
 the caller must persist the outcome.
+
+Read methods (positions, EWT, SLA, unroutable, stats) live in :mod:`.reads` and snapshots in
+:mod:`.snapshots`; both are mixins of :class:`RoutingEngine`.
 """
 
 from __future__ import annotations

@@ -4,23 +4,16 @@ tasks and counters. A mixin of :class:`~.engine.RoutingEngine`; it only reads en
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..errors import Conflict
 from ._state import WAITING, _Bucket, _Task
 from .estimates import estimated_wait, sla_state
 from .models import Id, Offer, QueuePosition, QueueStats, SlaAlert, SlaState, UnroutableTask
 from .validation import explain_no_match
 
-if TYPE_CHECKING:
-    from .engine import RoutingEngine
 
-    _Base = RoutingEngine
-else:
-    _Base = object
+class ReadsMixin:
+    """Mixed into :class:`~.engine.RoutingEngine`, whose state it uses."""
 
-
-class ReadsMixin(_Base):
     def agent_load(self, agent_id: Id) -> dict[str, int]:
         """Busy slots per channel: offers, assigned and wrapping tasks, plus external load."""
         return dict(self._agent(agent_id).load)

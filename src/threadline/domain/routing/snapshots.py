@@ -5,21 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from heapq import heappush
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
 from ..errors import Conflict, NotFound
-from ._state import OFFERED, WAITING, WRAPPING, _Agent, _Task
+from ._state import OFFERED, TIMER_WRAP, WAITING, WRAPPING, _Agent, _Task
 from .models import Agent, EngineConfig, Id, Offer, OfferRecord, QueueConfig, RoutingSnapshot, Task
 
-if TYPE_CHECKING:
-    from .engine import RoutingEngine
 
-    _Base = RoutingEngine
-else:
-    _Base = object
+class SnapshotMixin:
+    """Mixed into :class:`~.engine.RoutingEngine`, whose state it uses."""
 
-
-class SnapshotMixin(_Base):
     def snapshot(self) -> RoutingSnapshot:
         """The engine's state as plain models, for persistence and :meth:`from_snapshot`."""
         agents = [

@@ -1,0 +1,20 @@
+"""``make bench``: every benchmark, one after the other (``--quick`` for smaller sizes)."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import api_ingest, routing_core
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    print("== routing core ==")
+    routing_core.run(quick=quick)
+    print("\n== generic API channel ingest ==")
+    sys.argv = [sys.argv[0], *(["--quick"] if quick else [])]
+    api_ingest.main()
+
+
+if __name__ == "__main__":
+    main()

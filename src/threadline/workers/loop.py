@@ -1,0 +1,64 @@
+"""A background loop that stops cooperatively.
+
+Cancelling a task in the middle of a database call can leave a pooled connection half-way through a
+protocol exchange (asyncpg then hangs the next user of that connection), so workers are never
+cancelled mid-operation: ``stop()`` sets a flag and wakes the loop, which exits at its next wait.
+Only a loop that does not finish within ``grace`` seconds is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class BackgroundLoop:
+    name = "worker"
+
+    def __init__(self, *, interval: float) -> None:
+        self.interval = interval
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=grace)
+            if not done:
+                log.warning("worker_cancelled_after_grace", worker=self.name)
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        await self.on_stop()
+
+    async def on_stop(self) -> None:
+        """Release resources once the loop has ended."""
+
+    async def tick(self) -> float | None:
+        """One round of work; return how long to wait at most before the next (None: the interval)."""
+        raise NotImplementedError
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            timeout: float | None = None
+            try:
+                timeout = await self.tick()
+            except Exception:
+                log.exception("worker_error", worker=self.name)
+            if self._stopping.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval if timeout is None else timeout)
+            self._wake.clear()
