@@ -37,8 +37,7 @@ def audience_for(*rows: ConversationRow | None, extra_users: tuple[int | None, .
     return Audience(users=sorted(users), queues=sorted(queues), teams=sorted(teams))
 
 
-def add_activity(session: AsyncSession, conv: ConversationRow, text: str, actor_id: int | None,
-                 audience: Audience) -> MessageRow:
+def add_activity(session: AsyncSession, conv: ConversationRow, text: str, actor_id: int | None) -> MessageRow:
     msg = MessageRow(conversation_id=conv.id, direction="activity", text=text, author_id=actor_id,
                      attachments=[], meta={})
     session.add(msg)
@@ -146,7 +145,7 @@ async def update_conversation(
     activity: list[MessageRow] = []
     for line in lines:
         text = f"{line}: {note.strip()}" if note and note.strip() else line
-        activity.append(add_activity(session, conv, text, actor_id, audience))
+        activity.append(add_activity(session, conv, text, actor_id))
     await session.flush()
     for msg in activity:
         emit(session, MessageCreated(message=message_view(msg)), audience)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from abc import ABC, abstractmethod
 
 import structlog
 
 log = structlog.get_logger(__name__)
 
 
-class BackgroundLoop:
+class BackgroundLoop(ABC):
     name = "worker"
 
     def __init__(self, *, interval: float) -> None:
@@ -43,12 +44,12 @@ class BackgroundLoop:
                     await self._task
         await self.on_stop()
 
-    async def on_stop(self) -> None:
+    async def on_stop(self) -> None:  # noqa: B027 - optional hook
         """Release resources once the loop has ended."""
 
+    @abstractmethod
     async def tick(self) -> float | None:
         """One round of work; return how long to wait at most before the next (None: the interval)."""
-        raise NotImplementedError
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
