@@ -13,7 +13,7 @@ from threadline.bus.outbox import Relay
 from threadline.config import Settings
 from threadline.db.session import Database
 from threadline.security import SecretBox
-from threadline.workers.channels import AdapterFactory
+from threadline.workers.channels import AdapterFactory, ChannelDirectory
 from threadline.workers.inbox import InboxWorker
 from threadline.workers.sender import SenderWorker
 
@@ -26,6 +26,7 @@ class Services:
     box: SecretBox
     http: httpx.AsyncClient
     factory: AdapterFactory
+    channels: ChannelDirectory
     relay: Relay
     inbox: InboxWorker
     sender: SenderWorker
@@ -48,15 +49,21 @@ class Services:
         inbox = InboxWorker(db, factory)
         sender = SenderWorker(db, factory, max_attempts=settings.sender_max_attempts,
                               backoff_base=settings.sender_backoff_base, backoff_max=settings.sender_backoff_max)
-        services = cls(settings, db, bus, box, http, factory, relay, inbox, sender)
+        bus.on_wake(sender.wake)  # jobs written by another process
+        channels = ChannelDirectory(db)
+        bus.subscribe(lambda env: channels.invalidate() if env.name == "channel.changed" else None)
+        services = cls(settings, db, bus, box, http, factory, channels, relay, inbox, sender)
         db.after_commit.append(services._committed)
         return services
 
-    def _committed(self) -> None:
-        """After any write commits here: wake the relay and the sender (locally, and the leader via Redis)."""
-        self.relay.wake()
-        self.sender.wake()
-        if self.settings.redis_url and not self.relay.leader.held:
+    def _committed(self, written: frozenset[str]) -> None:
+        """After a write that stored events or jobs: wake the relay and the sender (here, and the leader
+        via Redis). Writes that store neither (the relay's own bookkeeping) wake nobody."""
+        if "events" in written:
+            self.relay.wake()
+        if "jobs" in written:
+            self.sender.wake()
+        if self.settings.redis_url and not (self.relay.leader.held and self.sender.leader.held):
             task = asyncio.get_running_loop().create_task(self.bus.wake())
             self._background.append(task)
             task.add_done_callback(self._background.remove)

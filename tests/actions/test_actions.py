@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 from tests.conftest import seed_basics
 
 from threadline.actions import contacts as contact_actions
@@ -11,6 +12,7 @@ from threadline.actions import messages as message_actions
 from threadline.actions import users as user_actions
 from threadline.actions.events import capture_events
 from threadline.actions.permissions import Actor
+from threadline.db.models import OutboxEventRow
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import conversations as conv_repo
 from threadline.db.repos import plumbing as plumbing_repo
@@ -42,8 +44,9 @@ async def test_inbound_creates_contact_and_conversation_with_events_for_the_queu
     async with services.db.transaction(write=False) as s:
         conv = await conv_repo.get_conversation(s, msg.conversation_id)
         assert conv.queue_id == ids["general"] and conv.last_channel_instance_id == channel.id
-        pending = await plumbing_repo.unsequenced_events(s, 100)
-        assert [p.name for p in pending][-3:] == names  # in the outbox, same transaction
+        stored = (await s.execute(select(OutboxEventRow.name).where(OutboxEventRow.seq.is_(None))
+                                  .order_by(OutboxEventRow.id))).scalars().all()
+        assert list(stored)[-3:] == names  # in the outbox, committed with the change
 
 
 async def test_same_provider_id_is_stored_once_and_next_message_joins_the_open_conversation(services) -> None:

@@ -9,12 +9,14 @@ from typing import Any
 from pydantic import BaseModel, SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.actions.events import emit
 from threadline.channels.base import ChannelAdapter
 from threadline.channels.registry import adapters, get_adapter_class
 from threadline.db.models import ChannelInstanceRow
 from threadline.db.repos import channels as repo
 from threadline.db.repos import users as users_repo
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
+from threadline.domain.events import Audience, ChannelChanged
 from threadline.security import SecretBox
 
 
@@ -70,6 +72,7 @@ async def create_channel(session: AsyncSession, box: SecretBox, *, kind: str, na
                              default_queue_id=default_queue_id)
     session.add(row)
     await session.flush()
+    _changed(session, row)
     return row
 
 
@@ -94,4 +97,9 @@ async def update_channel(session: AsyncSession, box: SecretBox, channel_id: int,
     if enabled is not None:
         row.enabled = enabled
     await session.flush()
+    _changed(session, row)
     return row
+
+
+def _changed(session: AsyncSession, row: ChannelInstanceRow) -> None:
+    emit(session, ChannelChanged(channel_id=row.id, kind=row.kind, enabled=row.enabled), Audience(supervisors=False))

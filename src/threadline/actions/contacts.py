@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -98,45 +99,72 @@ async def add_identity(session: AsyncSession, contact_id: int, *, kind: str, val
 
 
 async def resolve_sender(session: AsyncSession, sender: Sender) -> tuple[ContactRow, IdentityRow, bool]:
-    """Find (or create) the contact an inbound message is from, and the identity it came through.
+    """Find (or create) the contact an inbound message is from, and the identity it came through."""
+    return (await resolve_senders(session, [sender]))[0]
+
+
+async def resolve_senders(session: AsyncSession, senders: Sequence[Sender]
+                          ) -> list[tuple[ContactRow, IdentityRow, bool]]:
+    """Find (or create) the contact each inbound message is from and the identity it came through:
+    (contact, identity, created) per sender, in order, with a fixed number of queries for the batch.
 
     The first identity is the channel's own address (the strongest). Other identities the channel
     vouches for are attached when nobody owns them; when they point at a different contact nothing
-    is merged (merging is an agent's decision).
+    is merged (merging is an agent's decision). Senders are resolved in order, so two messages from
+    the same new customer in one batch land on one new contact.
     """
-    if not sender.identities:
-        raise ValidationFailed("an inbound message needs at least one sender identity")
-    owned: dict[IdentityValue, IdentityRow | None] = {}
-    for ident in sender.identities:
-        owned[ident] = await repo.find_identity(session, ident)
-    primary = sender.identities[0]
-    choice = choose_contact({k: (v.contact_id if v else None) for k, v in owned.items()})
-    created = False
-    if choice == "conflict":
-        row = owned[primary]
-        contact_id = row.contact_id if row is not None else next(v.contact_id for v in owned.values() if v)
-        contact = await repo.get_contact(session, contact_id)
-    elif choice is None:
-        contact = ContactRow(name=sender.name.strip()[:200], attributes={})
-        session.add(contact)
+    for sender in senders:
+        if not sender.identities:
+            raise ValidationFailed("an inbound message needs at least one sender identity")
+    known = await repo.find_identities(session, [i for s in senders for i in s.identities])
+    # Owners are contact ids; a contact created in this batch is -(its index + 1) until it is flushed.
+    owner: dict[IdentityValue, int] = {ident: row.contact_id for ident, row in known.items()}
+    new_contacts: list[ContactRow] = []
+    picks: list[tuple[int, bool]] = []
+    for sender in senders:
+        candidates = {ident: owner.get(ident) for ident in sender.identities}
+        choice = choose_contact(candidates)
+        created = False
+        if choice == "conflict":
+            primary_owner = candidates[sender.identities[0]]
+            key = primary_owner if primary_owner is not None else next(v for v in candidates.values() if v)
+        elif choice is None:
+            new_contacts.append(ContactRow(name=sender.name.strip()[:200], attributes={}))
+            key, created = -len(new_contacts), True
+        else:
+            key = int(choice)
+        for ident in sender.identities:
+            owner.setdefault(ident, key)
+        picks.append((key, created))
+    if new_contacts:
+        session.add_all(new_contacts)
         await session.flush()
-        created = True
-    else:
-        contact = await repo.get_contact(session, int(choice))
-    assert contact is not None
-    if sender.name and not contact.name:
-        contact.name = sender.name.strip()[:200]
-    primary_row = owned[primary]
-    for ident, row in owned.items():
-        if row is None:
-            new_row = IdentityRow(contact_id=contact.id, kind=ident.kind.value, scope=ident.scope,
-                                  value=ident.value, verified=True)
-            session.add(new_row)
-            if ident == primary:
-                primary_row = new_row
+
+    def contact_id(key: int) -> int:
+        return new_contacts[-key - 1].id if key < 0 else key
+
+    contacts = await repo.get_contacts(session, [contact_id(k) for k, _ in picks])
+    touched: set[int] = {c.id for c in new_contacts}
+    for sender, (key, _) in zip(senders, picks, strict=True):
+        contact = contacts[contact_id(key)]
+        if sender.name and not contact.name:
+            contact.name = sender.name.strip()[:200]
+            touched.add(contact.id)
+    rows: dict[IdentityValue, IdentityRow] = dict(known)
+    for ident, key in owner.items():
+        if ident not in rows:
+            rows[ident] = IdentityRow(contact_id=contact_id(key), kind=ident.kind.value, scope=ident.scope,
+                                      value=ident.value, verified=True)
+            session.add(rows[ident])
+            touched.add(contact_id(key))
     await session.flush()
-    assert primary_row is not None
-    view = await _view(session, contact)
-    if created:
-        emit(session, ContactCreated(contact=view), Audience())
-    return contact, primary_row, created
+    idents = await repo.identities_of(session, sorted(touched))
+    for cid in touched:
+        contact = contacts[cid]
+        contact.search_text = " ".join([contact.name.lower(), *(i.value.lower() for i in idents[cid])])[:2000]
+    if new_contacts:
+        await session.flush()
+        for contact in new_contacts:
+            emit(session, ContactCreated(contact=contact_view(contact, idents[contact.id])), Audience())
+    return [(contacts[contact_id(key)], rows[sender.identities[0]], created)
+            for sender, (key, created) in zip(senders, picks, strict=True)]

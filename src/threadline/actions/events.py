@@ -1,27 +1,65 @@
-"""Write events to the outbox in the caller's transaction (published by bus/outbox.py after commit)."""
+"""Write events to the outbox in the caller's transaction (published by bus/outbox.py after commit).
+
+``emit`` only records the event on the session; all of a transaction's events are inserted with one
+statement just before it commits (``Database.transaction`` runs the session's before-commit steps), so
+an action that emits many events pays for one insert. Work that may fail part-way and continue runs in
+``savepoint``, which also drops the events emitted inside it when it rolls back.
+"""
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.db.models import OutboxEventRow
+from threadline.db.session import before_commit, mark_written
+from threadline.db.types import utcnow
 from threadline.domain.events import Audience, Event
 
+PENDING = "threadline.pending_events"
 _captured: contextvars.ContextVar[list[tuple[Event, Audience]] | None] = contextvars.ContextVar(
     "captured_events", default=None
 )
 
 
 def emit(session: AsyncSession, event: Event, audience: Audience) -> None:
-    session.add(OutboxEventRow(name=event.name, payload=event.model_dump(mode="json"),
-                               audience=audience.model_dump()))
+    pending: list[dict[str, Any]] | None = session.info.get(PENDING)
+    if pending is None:
+        pending = session.info[PENDING] = []
+        before_commit(session, write_pending_events)
+    pending.append({"name": event.name, "payload": event.model_dump(mode="json"),
+                    "audience": audience.model_dump(), "created_at": utcnow()})
+    mark_written(session, "events")
     captured = _captured.get()
     if captured is not None:
         captured.append((event, audience))
+
+
+async def write_pending_events(session: AsyncSession) -> None:
+    """Insert the events emitted in this transaction, in order, with one statement."""
+    pending: list[dict[str, Any]] = session.info.pop(PENDING, [])
+    if pending:
+        await session.execute(insert(OutboxEventRow.__table__), pending)
+
+
+@asynccontextmanager
+async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
+    """A nested transaction: if the block raises, its changes and the events it emitted are dropped."""
+    pending: list[dict[str, Any]] | None = session.info.get(PENDING)
+    mark = len(pending) if pending is not None else 0
+    try:
+        async with session.begin_nested():
+            yield
+    except BaseException:
+        pending = session.info.get(PENDING)
+        if pending is not None:
+            del pending[mark:]
+        raise
 
 
 @contextmanager

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.actions.contacts import resolve_sender
+from threadline.actions.contacts import resolve_senders
 from threadline.actions.conversations import audience_for
 from threadline.actions.events import emit
 from threadline.actions.permissions import Actor
-from threadline.actions.views import conversation_view, message_view
+from threadline.actions.views import conversation_views, message_view
 from threadline.channels.registry import get_adapter_class
-from threadline.db.models import ChannelInstanceRow, ConversationRow, MessageRow, OutboundJobRow
+from threadline.db.models import ChannelInstanceRow, ConversationRow, IdentityRow, MessageRow, OutboundJobRow
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import conversations as repo
+from threadline.db.session import mark_written
 from threadline.db.types import utcnow
 from threadline.domain.conversations import Conversation, ConversationStatus
 from threadline.domain.errors import ValidationFailed
@@ -32,46 +34,82 @@ from threadline.domain.messages import MAX_TEXT, DeliveryStatus, InboundMessage,
 async def receive_inbound(session: AsyncSession, channel: ChannelInstanceRow, msg: InboundMessage
                           ) -> MessageRow | None:
     """Store a customer's message in the right conversation. Returns None for a duplicate."""
-    if await repo.message_by_provider_id(session, channel.id, msg.provider_id) is not None:
-        return None
+    return (await receive_inbound_batch(session, [(channel, msg)]))[0]
+
+
+async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[ChannelInstanceRow, InboundMessage]]
+                                ) -> list[MessageRow | None]:
+    """Store customers' messages, each in the right conversation, with a fixed number of queries for
+    the whole batch (the inbox worker hands over everything that arrived since its last round).
+
+    Per message, in order: a provider id seen before is skipped (None); the sender is recognised or
+    created; the message joins the contact's open conversation, reopening a pending or snoozed one,
+    or starts a new conversation. Events carry the conversation as it is when the batch commits.
+    """
+    out: list[MessageRow | None] = [None] * len(items)
+    stored = await repo.existing_provider_ids(session, [(ch.id, m.provider_id) for ch, m in items])
+    todo: list[int] = []
+    for idx, (channel, msg) in enumerate(items):
+        key = (channel.id, msg.provider_id)
+        if key not in stored:
+            stored.add(key)
+            todo.append(idx)
+    if not todo:
+        return out
     now = utcnow()
-    contact, identity, _ = await resolve_sender(session, msg.sender)
-    conv = await repo.latest_open_for_contact(session, contact.id)
-    created = conv is None
-    changes: list[str] = []
-    if conv is None:
-        conv = ConversationRow(contact_id=contact.id, status="open", priority="normal",
-                               queue_id=channel.default_queue_id, attributes={}, last_activity_at=now)
-        session.add(conv)
-        await session.flush()
-    else:
-        domain = Conversation(contact_id=conv.contact_id, status=ConversationStatus(conv.status),
-                              snoozed_until=conv.snoozed_until)
-        if domain.on_customer_message(now):
-            conv.status, conv.snoozed_until, conv.resolved_at = domain.status.value, None, None
-            changes.append("status")
-    if conv.last_channel_instance_id != channel.id:
-        changes.append("last_channel_instance_id")
-    conv.last_channel_instance_id, conv.last_identity_id = channel.id, identity.id
-    conv.last_activity_at = conv.updated_at = now
-    row = MessageRow(
-        conversation_id=conv.id, direction="in", text=msg.text[:MAX_TEXT],
-        attachments=[{"url": a.url, "content_type": a.content_type, "name": a.name, "size": a.size}
-                     for a in msg.attachments],
-        channel_instance_id=channel.id, identity_id=identity.id, provider_id=msg.provider_id,
-        meta={"thread": msg.thread_hint} if msg.thread_hint else {},
-        created_at=now,
-    )
-    session.add(row)
+    senders = await resolve_senders(session, [items[i][1].sender for i in todo])
+    open_convs = await repo.latest_open_for_contacts(session, [c.id for c, _, _ in senders])
+    created: set[int] = set()  # id() of conversations this batch starts
+    plan: list[tuple[int, ConversationRow, IdentityRow, list[str]]] = []
+    for idx, (contact, identity, _) in zip(todo, senders, strict=True):
+        channel = items[idx][0]
+        conv = open_convs.get(contact.id)
+        changes: list[str] = []
+        if conv is None:
+            conv = ConversationRow(contact_id=contact.id, status="open", priority="normal",
+                                   queue_id=channel.default_queue_id, attributes={}, last_activity_at=now)
+            session.add(conv)
+            open_convs[contact.id] = conv
+            created.add(id(conv))
+        else:
+            domain = Conversation(contact_id=conv.contact_id, status=ConversationStatus(conv.status),
+                                  snoozed_until=conv.snoozed_until)
+            if domain.on_customer_message(now):
+                conv.status, conv.snoozed_until, conv.resolved_at = domain.status.value, None, None
+                changes.append("status")
+        if conv.last_channel_instance_id != channel.id:
+            changes.append("last_channel_instance_id")
+        conv.last_channel_instance_id = channel.id
+        conv.last_activity_at = conv.updated_at = now
+        plan.append((idx, conv, identity, changes))
+    await session.flush()  # new conversations get their ids
+    for idx, conv, identity, _ in plan:
+        channel, msg = items[idx]
+        conv.last_identity_id = identity.id
+        out[idx] = MessageRow(
+            conversation_id=conv.id, direction="in", text=msg.text[:MAX_TEXT],
+            attachments=[{"url": a.url, "content_type": a.content_type, "name": a.name, "size": a.size}
+                         for a in msg.attachments],
+            channel_instance_id=channel.id, identity_id=identity.id, provider_id=msg.provider_id,
+            meta={"thread": msg.thread_hint} if msg.thread_hint else {},
+            created_at=now,
+        )
+        session.add(out[idx])
     await session.flush()
-    audience = audience_for(conv)
-    view = await conversation_view(session, conv)
-    if created:
-        emit(session, ConversationCreated(conversation=view), audience)
-    emit(session, MessageCreated(message=message_view(row)), audience)
-    if changes and not created:
-        emit(session, ConversationUpdated(conversation=view, changes=changes), audience)
-    return row
+    convs = list({id(c): c for _, c, _, _ in plan}.values())
+    views = dict(zip((id(c) for c in convs), await conversation_views(session, convs), strict=True))
+    announced: set[int] = set()
+    for idx, conv, _, changes in plan:
+        audience, view, row = audience_for(conv), views[id(conv)], out[idx]
+        assert row is not None
+        is_new = id(conv) in created
+        if is_new and id(conv) not in announced:
+            announced.add(id(conv))
+            emit(session, ConversationCreated(conversation=view), audience)
+        emit(session, MessageCreated(message=message_view(row)), audience)
+        if changes and not is_new:
+            emit(session, ConversationUpdated(conversation=view, changes=changes), audience)
+    return out
 
 
 async def _pick_target(session: AsyncSession, conv: ConversationRow, channel_instance_id: int | None,
@@ -121,6 +159,7 @@ async def send_reply(session: AsyncSession, actor: Actor, conversation_id: int, 
     await session.flush()
     session.add(OutboundJobRow(message_id=row.id, channel_instance_id=channel.id, status="pending",
                                next_attempt_at=now))
+    mark_written(session, "jobs")
     view = message_view(row)
     emit(session, MessageCreated(message=view), audience_for(conv))
     return view

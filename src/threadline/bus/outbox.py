@@ -30,6 +30,7 @@ class Relay(BackgroundLoop):
         self.db = db
         self.bus = bus
         self.leader = LeaderLock(db, "relay")
+        self._published: list[int] = []  # published on the bus, to be marked in the next write
         bus.on_wake(self.wake)
 
     async def tick(self) -> float | None:
@@ -39,25 +40,29 @@ class Relay(BackgroundLoop):
         return None
 
     async def on_stop(self) -> None:
+        if self._published and self.leader.held:
+            async with self.db.transaction(write=True) as session:
+                await repo.mark_published(session, self._published, utcnow())
+            self._published = []
         await self.leader.release()
 
     async def relay_once(self) -> int:
-        """Sequence and publish one batch; return how many events were published."""
+        """Sequence and publish one batch; return how many events were published.
+
+        One write transaction per round: it marks the previous round's events published, gives the new
+        ones their seq and reads what is to be published. A crash before the next round only means the
+        last batch is published again with the same seqs, which consumers drop.
+        """
         async with self.db.transaction(write=True) as session:
-            pending = await repo.unsequenced_events(session, BATCH)
-            if pending:
-                seq = await repo.max_seq(session)
-                for row in pending:
-                    seq += 1
-                    row.seq = seq
-        async with self.db.transaction(write=False) as session:
-            rows = await repo.sequenced_unpublished(session, BATCH)
+            if self._published:
+                await repo.mark_published(session, self._published, utcnow())
+                self._published = []
+            rows = await repo.sequence_and_fetch(session, BATCH)
             envelopes = [Envelope(seq=r.seq or 0, name=r.name, payload=r.payload, audience=r.audience,
                                   created_at=r.created_at) for r in rows]
         if not envelopes:
             return 0
         await self.bus.publish(envelopes)
-        async with self.db.transaction(write=True) as session:
-            await repo.mark_published(session, [r.id for r in rows], utcnow())
+        self._published = [r.id for r in rows]
         EVENTS_PUBLISHED.inc(len(envelopes))
         return len(envelopes)

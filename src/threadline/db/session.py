@@ -1,20 +1,33 @@
 """Engines and the unit of work: the one place where transactions begin and commit.
 
-SQLite (the default) runs in WAL mode. Write transactions start with ``BEGIN IMMEDIATE`` and are
-serialised in-process by an asyncio lock, so two writers never deadlock on a lock upgrade; readers
-use plain deferred transactions and never block writers. PostgreSQL runs through asyncpg.
+SQLite (the default) runs in WAL mode. Its statements run **on the event loop's thread**: a statement
+on a local WAL database takes microseconds, while handing each one to a worker thread (aiosqlite's
+design) costs a thread switch per call, about ten per transaction, which made a one-row transaction
+take over a millisecond. Write transactions start with ``BEGIN IMMEDIATE`` and are serialised
+in-process by an asyncio lock, so writers never deadlock and never wait inside SQLite; when another
+process holds the write lock, ``BEGIN`` is retried asynchronously (the loop keeps serving) instead of
+sleeping in SQLite's busy handler. Readers use deferred transactions and never block writers. A long
+read (a report over months of data) asks for ``offload=True`` and runs on a worker-thread connection
+so that it cannot stall the loop. PostgreSQL runs through asyncpg.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import aiosqlite
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
+
+WRITE_LOCK_WAIT = 30.0  # seconds a writer waits for another process's write lock before failing
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -24,7 +37,40 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(rest.split("?", 1)[0])
 
 
-def _configure_sqlite(engine: AsyncEngine, begin: str) -> None:
+class _RunNow:
+    """Stands in for aiosqlite's queue to its worker thread: runs each call at once, on this thread."""
+
+    def put_nowait(self, item: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
+        future, fn = item
+        try:
+            result = fn()
+        except BaseException as exc:
+            if future is None:
+                raise
+            future.set_exception(exc)
+            return
+        if future is not None:
+            future.set_result(result)
+
+
+class InlineConnection(aiosqlite.Connection):
+    """An aiosqlite connection whose calls run on the caller's thread (no worker thread)."""
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection]) -> None:
+        super().__init__(connector, 64)
+        self._tx = _RunNow()  # type: ignore[assignment]
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return self._connect().__await__()
+
+
+def _inline_creator(path: str) -> Callable[[], Any]:
+    async def create() -> InlineConnection:
+        return await InlineConnection(lambda: sqlite3.connect(path, isolation_level=None))
+    return create
+
+
+def _configure_sqlite(engine: AsyncEngine, begin: str, busy_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
@@ -32,7 +78,7 @@ def _configure_sqlite(engine: AsyncEngine, begin: str) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -40,28 +86,63 @@ def _configure_sqlite(engine: AsyncEngine, begin: str) -> None:
         conn.exec_driver_sql(begin)
 
 
+def _is_locked(exc: OperationalError) -> bool:
+    return "locked" in str(exc.orig).lower() or "busy" in str(exc.orig).lower()
+
+
+WRITTEN = "threadline.written"
+BEFORE_COMMIT = "threadline.before_commit"
+
+
+def mark_written(session: AsyncSession, what: str) -> None:
+    """Note that this transaction wrote something a worker waits for ("events", "jobs", "inbox")."""
+    session.info.setdefault(WRITTEN, set()).add(what)
+
+
+def before_commit(session: AsyncSession, step: Callable[[AsyncSession], Awaitable[None]]) -> None:
+    """Run ``step`` once just before this session's transaction commits (e.g. write batched rows)."""
+    steps = session.info.setdefault(BEFORE_COMMIT, [])
+    if step not in steps:
+        steps.append(step)
+
+
+async def _run_before_commit(session: AsyncSession) -> None:
+    for step in session.info.pop(BEFORE_COMMIT, []):
+        await step(session)
+
+
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self.after_commit: list[Callable[[], None]] = []
+        # Called after a write commits, with what it wrote (``mark_written``): e.g. {"events", "jobs"}.
+        self.after_commit: list[Callable[[frozenset[str]], None]] = []
         if self.is_sqlite:
             path = _sqlite_path(url)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             self.sqlite_path = path
-            self.write_engine = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0)
-            self.read_engine = create_async_engine(url, echo=echo, pool_size=8, max_overflow=8)
-            _configure_sqlite(self.write_engine, "BEGIN IMMEDIATE")
-            _configure_sqlite(self.read_engine, "BEGIN")
+            file = str(path) if path is not None else ":memory:"
+            self.write_engine = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0,
+                                                    async_creator=_inline_creator(file))
+            self.read_engine = create_async_engine(url, echo=echo, pool_size=4, max_overflow=4,
+                                                   async_creator=_inline_creator(file))
+            self.offload_engine = create_async_engine(url, echo=echo, pool_size=2, max_overflow=2)
+            # The writer fails fast when another process holds the lock and retries without blocking the
+            # loop (see ``_begin_write``); inline readers rarely wait (WAL), and then only briefly.
+            _configure_sqlite(self.write_engine, "BEGIN IMMEDIATE", busy_ms=0)
+            _configure_sqlite(self.read_engine, "BEGIN", busy_ms=200)
+            _configure_sqlite(self.offload_engine, "BEGIN", busy_ms=30000)
         else:
             self.sqlite_path = None
             self.write_engine = create_async_engine(
                 url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
             )
             self.read_engine = self.write_engine
+            self.offload_engine = self.write_engine
         self._write_maker = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._read_maker = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        self._offload_maker = async_sessionmaker(self.offload_engine, expire_on_commit=False)
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
 
     @property
@@ -69,21 +150,49 @@ class Database:
         return self.write_engine.dialect.name
 
     @asynccontextmanager
-    async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
-        """Open a session in a transaction; commit when the block ends, roll back on an exception."""
+    async def transaction(self, *, write: bool = True, offload: bool = False) -> AsyncIterator[AsyncSession]:
+        """Open a session in a transaction; commit when the block ends, roll back on an exception.
+
+        ``offload``: a read that may take long (reports); on SQLite it runs on a worker thread.
+        """
         if not write:
-            async with self._read_maker() as session, session.begin():
+            async with (self._offload_maker if offload else self._read_maker)() as session, session.begin():
                 yield session
             return
         if self._write_lock is not None:
-            async with self._write_lock:
-                async with self._write_maker() as session, session.begin():
+            async with self._write_lock, self._write_maker() as session:
+                await self._begin_write(session)  # the session's transaction has begun
+                try:
                     yield session
+                    await _run_before_commit(session)
+                except BaseException:
+                    await session.rollback()
+                    raise
+                await session.commit()
         else:
             async with self._write_maker() as session, session.begin():
                 yield session
-        for hook in self.after_commit:
-            hook()
+                await _run_before_commit(session)
+        written = frozenset(session.info.get(WRITTEN, ()))
+        if written:
+            for hook in self.after_commit:
+                hook(written)
+
+    async def _begin_write(self, session: AsyncSession) -> None:
+        """SQLite: check out the writer connection and take the database write lock, waiting (without
+        blocking the event loop) while another process holds it. ``session.begin()`` then joins it."""
+        deadline = time.monotonic() + WRITE_LOCK_WAIT
+        delay = 0.001
+        while True:
+            try:
+                await session.connection()
+                return
+            except OperationalError as exc:
+                await session.rollback()
+                if not _is_locked(exc) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     def null_pool_engine(self) -> AsyncEngine:
         """A separate engine for long-held connections (leader locks), outside the pools."""
@@ -93,3 +202,4 @@ class Database:
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
+            await self.offload_engine.dispose()

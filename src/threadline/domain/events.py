@@ -130,9 +130,18 @@ class PresenceChanged(_Event):
     reason: str = ""
 
 
+class ChannelChanged(_Event):
+    """A channel instance was created or changed (name, settings, enabled): processes drop cached copies."""
+
+    name: Literal["channel.changed"] = "channel.changed"
+    channel_id: int
+    kind: str
+    enabled: bool
+
+
 Event = Annotated[
     ConversationCreated | ConversationUpdated | MessageCreated | MessageStatusChanged
-    | ContactCreated | ContactUpdated | PresenceChanged,
+    | ContactCreated | ContactUpdated | PresenceChanged | ChannelChanged,
     Field(discriminator="name"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -1,7 +1,8 @@
 """``POST /hooks/{key}``: the one inbound route for every channel.
 
-verify the signature (401, nothing stored) → parse (400 with the reason) → store the raw request in
-the inbox, deduplicated by the provider's id → commit → acknowledge. Processing happens after the
+find the channel (cached) → verify the signature (401, nothing stored) → parse (400 with the reason)
+→ store the raw request in the inbox, deduplicated by the provider's id → commit (requests arriving
+together share one commit) → acknowledge. Processing happens after the
 acknowledgement (workers/inbox.py), so a crash at any point loses nothing.
 """
 
@@ -11,8 +12,7 @@ import structlog
 from fastapi import APIRouter, Request, Response
 
 from threadline.channels.base import BadPayload, InvalidSignature, RawRequest
-from threadline.db.repos import channels as channels_repo
-from threadline.db.repos import plumbing as plumbing_repo
+from threadline.db.types import utcnow
 from threadline.metrics import INBOUND_DUPLICATES, INBOUND_REJECTED, INBOUND_STORED
 from threadline.web.deps import ServicesDep
 from threadline.web.errors import problem
@@ -23,8 +23,7 @@ log = structlog.get_logger(__name__)
 
 @router.post("/hooks/{key}", summary="Inbound requests from a channel provider", include_in_schema=True)
 async def inbound(key: str, request: Request, services: ServicesDep) -> Response:
-    async with services.db.transaction(write=False) as session:
-        channel = await channels_repo.get_channel_by_key(session, key)
+    channel = await services.channels.by_key(key)
     if channel is None or not channel.enabled:
         return problem(404, "no enabled channel has this hook URL")
     body = await request.body()
@@ -47,14 +46,12 @@ async def inbound(key: str, request: Request, services: ServicesDep) -> Response
         log.info("hook_ignored", channel_id=channel.id)
         return Response(ack.body, status_code=ack.status, media_type=ack.content_type)
     dedupe = adapter.dedupe_key(items, req)
-    async with services.db.transaction(write=True) as session:
-        item_id = await plumbing_repo.insert_inbox_item(session, {
-            "channel_instance_id": channel.id, "dedupe_key": dedupe, "method": req.method, "url": req.url,
-            "headers": dict(headers), "body": body, "attempts": 0,
-        })
+    item_id = await services.inbox.store({
+        "channel_instance_id": channel.id, "dedupe_key": dedupe, "method": req.method, "url": req.url,
+        "headers": dict(headers), "body": body, "attempts": 0, "received_at": utcnow(),
+    })
     if item_id is None:
         INBOUND_DUPLICATES.labels(channel.kind).inc()
     else:
         INBOUND_STORED.labels(channel.kind).inc()
-        services.inbox.submit(item_id)
     return Response(ack.body, status_code=ack.status, media_type=ack.content_type)

@@ -1,6 +1,9 @@
-"""Build adapter objects for channel instances (config decrypted, shared HTTP client injected)."""
+"""Channel instances at run time: adapter objects (config decrypted, shared HTTP client injected) and
+the directory of channels by hook key, which every inbound request reads."""
 
 from __future__ import annotations
+
+import time
 
 import httpx
 
@@ -8,6 +11,8 @@ from threadline.actions.channels import load_config
 from threadline.channels.base import ChannelAdapter
 from threadline.channels.registry import get_adapter_class
 from threadline.db.models import ChannelInstanceRow
+from threadline.db.repos import channels as channels_repo
+from threadline.db.session import Database
 from threadline.security import SecretBox
 
 
@@ -28,3 +33,30 @@ class AdapterFactory:
             self._cache = {k: v for k, v in self._cache.items() if k[0] != row.id}
             self._cache[key] = adapter
         return adapter
+
+
+class ChannelDirectory:
+    """Channel instances by hook key, cached: an inbound request needs its channel before anything
+    else, and reading it from the database each time would cost more than storing the request.
+    A ``channel.changed`` event (from any process, through the bus) empties the cache; entries also
+    expire after ``ttl`` seconds, a safety net for changes made with the database alone."""
+
+    def __init__(self, db: Database, *, ttl: float = 30.0) -> None:
+        self.db = db
+        self.ttl = ttl
+        self._by_key: dict[str, tuple[float, ChannelInstanceRow | None]] = {}
+
+    async def by_key(self, key: str) -> ChannelInstanceRow | None:
+        now = time.monotonic()
+        hit = self._by_key.get(key)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        async with self.db.transaction(write=False) as session:
+            row = await channels_repo.get_channel_by_key(session, key)
+        if len(self._by_key) > 10_000:  # unknown keys probed at random must not grow it without bound
+            self._by_key.clear()
+        self._by_key[key] = (now, row)
+        return row
+
+    def invalidate(self) -> None:
+        self._by_key.clear()

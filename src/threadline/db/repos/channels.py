@@ -24,3 +24,10 @@ async def get_channel_by_name(session: AsyncSession, name: str) -> ChannelInstan
 
 async def list_channels(session: AsyncSession) -> Sequence[ChannelInstanceRow]:
     return (await session.execute(select(ChannelInstanceRow).order_by(ChannelInstanceRow.id))).scalars().all()
+
+
+async def get_channels(session: AsyncSession, channel_ids: set[int]) -> dict[int, ChannelInstanceRow]:
+    if not channel_ids:
+        return {}
+    rows = await session.execute(select(ChannelInstanceRow).where(ChannelInstanceRow.id.in_(channel_ids)))
+    return {row.id: row for row in rows.scalars()}

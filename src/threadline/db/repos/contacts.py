@@ -21,6 +21,29 @@ async def find_identity(session: AsyncSession, ident: IdentityValue) -> Identity
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def find_identities(session: AsyncSession, idents: Sequence[IdentityValue]) -> dict[IdentityValue, IdentityRow]:
+    """The stored rows of these identities (one query; absent ones are left out)."""
+    wanted = {(i.kind.value, i.scope, i.value): i for i in idents}
+    if not wanted:
+        return {}
+    stmt = select(IdentityRow).where(  # all three, so that the (kind, scope, value) index is used
+        IdentityRow.kind.in_({k for k, _, _ in wanted}), IdentityRow.scope.in_({s for _, s, _ in wanted}),
+        IdentityRow.value.in_({v for _, _, v in wanted}))
+    out: dict[IdentityValue, IdentityRow] = {}
+    for row in (await session.execute(stmt)).scalars():
+        ident = wanted.get((row.kind, row.scope, row.value))
+        if ident is not None:
+            out[ident] = row
+    return out
+
+
+async def get_contacts(session: AsyncSession, contact_ids: Sequence[int]) -> dict[int, ContactRow]:
+    if not contact_ids:
+        return {}
+    rows = await session.execute(select(ContactRow).where(ContactRow.id.in_(set(contact_ids))))
+    return {row.id: row for row in rows.scalars()}
+
+
 async def get_identity(session: AsyncSession, identity_id: int) -> IdentityRow | None:
     return await session.get(IdentityRow, identity_id)
 

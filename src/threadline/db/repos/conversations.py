@@ -44,6 +44,31 @@ async def latest_open_for_contact(session: AsyncSession, contact_id: int) -> Con
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def latest_open_for_contacts(session: AsyncSession, contact_ids: Sequence[int]
+                                   ) -> dict[int, ConversationRow]:
+    """For each contact, its most recently active conversation that is not resolved (one query)."""
+    if not contact_ids:
+        return {}
+    stmt = select(ConversationRow).where(ConversationRow.contact_id.in_(set(contact_ids)),
+                                         ConversationRow.status != "resolved")
+    out: dict[int, ConversationRow] = {}
+    for row in (await session.execute(stmt)).scalars():
+        best = out.get(row.contact_id)
+        if best is None or (row.last_activity_at, row.id) > (best.last_activity_at, best.id):
+            out[row.contact_id] = row
+    return out
+
+
+async def existing_provider_ids(session: AsyncSession, keys: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Which of these (channel instance, provider id) pairs are already stored (one query)."""
+    if not keys:
+        return set()
+    stmt = select(MessageRow.channel_instance_id, MessageRow.provider_id).where(  # both: the index is used
+        MessageRow.channel_instance_id.in_({cid for cid, _ in keys}), MessageRow.provider_id.in_({p for _, p in keys}))
+    wanted = set(keys)
+    return {(cid, pid) for cid, pid in (await session.execute(stmt)).all() if (cid, pid) in wanted}
+
+
 async def list_conversations(
     session: AsyncSession, flt: ConversationFilter, cursor: str | None, limit: int
 ) -> tuple[Sequence[ConversationRow], str | None]:

@@ -4,36 +4,55 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.db.models import InboxItemRow, OutboundJobRow, OutboxEventRow
 from threadline.db.repos.common import insert_ignore
 
+OUTBOX = OutboxEventRow.__table__
+_EVENT_COLUMNS = (OUTBOX.c.id, OUTBOX.c.seq, OUTBOX.c.name, OUTBOX.c.payload, OUTBOX.c.audience, OUTBOX.c.created_at)
 
-async def unsequenced_events(session: AsyncSession, limit: int) -> Sequence[OutboxEventRow]:
-    stmt = select(OutboxEventRow).where(OutboxEventRow.seq.is_(None)).order_by(OutboxEventRow.id).limit(limit)
-    return (await session.execute(stmt)).scalars().all()
+
+class OutboxRecord(NamedTuple):
+    id: int
+    seq: int
+    name: str
+    payload: dict[str, Any]
+    audience: dict[str, Any]
+    created_at: datetime
+
+
+async def sequence_and_fetch(session: AsyncSession, limit: int) -> list[OutboxRecord]:
+    """The relay's step: up to ``limit`` unpublished events in publication order, giving the next seqs
+    to those that have none yet. Events sequenced earlier but never marked published (a crash between
+    the two) come first, with their old seq. Core statements: this runs for every event."""
+    conn = await session.connection()
+    stmt = (select(*_EVENT_COLUMNS).where(OUTBOX.c.published_at.is_(None))
+            .order_by(OUTBOX.c.seq.is_(None), OUTBOX.c.seq, OUTBOX.c.id).limit(limit))
+    rows = [OutboxRecord(*r) for r in (await conn.execute(stmt)).all()]
+    fresh = [i for i, r in enumerate(rows) if r.seq is None]
+    if fresh:
+        seq = await max_seq(session)
+        updates = []
+        for i in fresh:
+            seq += 1
+            rows[i] = rows[i]._replace(seq=seq)
+            updates.append({"b_id": rows[i].id, "b_seq": seq})
+        await conn.execute(update(OUTBOX).where(OUTBOX.c.id == bindparam("b_id")).values(seq=bindparam("b_seq")),
+                           updates)
+    return rows
 
 
 async def max_seq(session: AsyncSession) -> int:
-    return (await session.execute(select(func.coalesce(func.max(OutboxEventRow.seq), 0)))).scalar_one()
-
-
-async def sequenced_unpublished(session: AsyncSession, limit: int) -> Sequence[OutboxEventRow]:
-    stmt = (
-        select(OutboxEventRow)
-        .where(OutboxEventRow.seq.is_not(None), OutboxEventRow.published_at.is_(None))
-        .order_by(OutboxEventRow.seq)
-        .limit(limit)
-    )
-    return (await session.execute(stmt)).scalars().all()
+    return (await session.execute(select(func.coalesce(func.max(OUTBOX.c.seq), 0)))).scalar_one()
 
 
 async def mark_published(session: AsyncSession, ids: list[int], at: datetime) -> None:
-    await session.execute(update(OutboxEventRow).where(OutboxEventRow.id.in_(ids)).values(published_at=at))
+    conn = await session.connection()
+    await conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(ids)).values(published_at=at))
 
 
 async def events_after(session: AsyncSession, seq: int, limit: int) -> Sequence[OutboxEventRow]:
@@ -53,6 +72,31 @@ async def insert_inbox_item(session: AsyncSession, values: dict[str, Any]) -> in
     return result.scalar_one_or_none()
 
 
+async def insert_inbox_items(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int | None]:
+    """Store many provider requests with one insert; per row its new id, or None when its dedupe key
+    was stored before (or earlier in ``rows``). A concurrent writer storing the same key at the same
+    moment (PostgreSQL) makes the insert fail with IntegrityError; the caller retries row by row."""
+    table = InboxItemRow.__table__
+    keys = {(r["channel_instance_id"], r["dedupe_key"]) for r in rows}
+    stmt = select(table.c.channel_instance_id, table.c.dedupe_key).where(
+        table.c.channel_instance_id.in_({c for c, _ in keys}), table.c.dedupe_key.in_({k for _, k in keys}))
+    conn = await session.connection()
+    seen = {(c, k) for c, k in (await conn.execute(stmt)).all() if (c, k) in keys}
+    fresh: list[int] = []
+    for i, r in enumerate(rows):
+        key = (r["channel_instance_id"], r["dedupe_key"])
+        if key not in seen:
+            seen.add(key)
+            fresh.append(i)
+    out: list[int | None] = [None] * len(rows)
+    if fresh:
+        ids = (await conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                                  [rows[i] for i in fresh])).scalars().all()
+        for i, new_id in zip(fresh, ids, strict=True):
+            out[i] = new_id
+    return out
+
+
 async def pending_inbox_ids(session: AsyncSession, limit: int, max_attempts: int) -> list[int]:
     stmt = (
         select(InboxItemRow.id)
@@ -61,6 +105,16 @@ async def pending_inbox_ids(session: AsyncSession, limit: int, max_attempts: int
         .limit(limit)
     )
     return list((await session.execute(stmt)).scalars().all())
+
+
+async def lock_unprocessed_inbox_items(session: AsyncSession, ids: list[int]) -> Sequence[InboxItemRow]:
+    """The given items not processed yet, in id order, locked so that another process's worker skips
+    them (PostgreSQL; SQLite has one writer at a time anyway)."""
+    stmt = (select(InboxItemRow).where(InboxItemRow.id.in_(ids), InboxItemRow.processed_at.is_(None))
+            .order_by(InboxItemRow.id))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return (await session.execute(stmt)).scalars().all()
 
 
 async def get_inbox_item(session: AsyncSession, item_id: int) -> InboxItemRow | None:
