@@ -44,7 +44,7 @@ async def test_inbound_creates_contact_and_conversation_with_events_for_the_queu
     async with services.db.transaction(write=False) as s:
         conv = await conv_repo.get_conversation(s, msg.conversation_id)
         assert conv.queue_id == ids["general"] and conv.last_channel_instance_id == channel.id
-        stored = (await s.execute(select(OutboxEventRow.name).where(OutboxEventRow.seq.is_(None))
+        stored = (await s.execute(select(OutboxEventRow.name).where(OutboxEventRow.published_at.is_(None))
                                   .order_by(OutboxEventRow.id))).scalars().all()
         assert list(stored)[-3:] == names  # in the outbox, committed with the change
 

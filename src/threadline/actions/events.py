@@ -17,6 +17,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.db.models import OutboxEventRow
+from threadline.db.repos import plumbing as plumbing_repo
 from threadline.db.session import before_commit, mark_written
 from threadline.db.types import utcnow
 from threadline.domain.events import Audience, Event
@@ -41,10 +42,20 @@ def emit(session: AsyncSession, event: Event, audience: Audience) -> None:
 
 
 async def write_pending_events(session: AsyncSession) -> None:
-    """Insert the events emitted in this transaction, in order, with one statement."""
+    """Insert the events emitted in this transaction, in order, with one statement.
+
+    On SQLite they get their stream ``seq`` here: writers hold the database's write lock in turn, so
+    seqs given inside the transaction are in commit order and the relay need not write to publish.
+    On PostgreSQL transactions commit concurrently and the relay gives seqs when it publishes."""
     pending: list[dict[str, Any]] = session.info.pop(PENDING, [])
-    if pending:
-        await session.execute(insert(OutboxEventRow.__table__), pending)
+    if not pending:
+        return
+    if session.get_bind().dialect.name == "sqlite":
+        seq = await plumbing_repo.max_seq(session)
+        for row in pending:
+            seq += 1
+            row["seq"] = seq
+    await session.execute(insert(OutboxEventRow.__table__), pending)
 
 
 @asynccontextmanager

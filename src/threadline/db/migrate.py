@@ -17,7 +17,8 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
+    """Upgrade to every head: features add their migrations on branches from 0001 and merge later."""
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1]
         if path and not path.startswith(":memory:"):

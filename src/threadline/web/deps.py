@@ -31,7 +31,7 @@ class CsrfFailed(DomainError):
     code = "csrf_failed"
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:  # async: a sync dependency costs a thread hop
     return request.app.state.services
 
 

@@ -12,7 +12,6 @@ import structlog
 from fastapi import APIRouter, Request, Response
 
 from threadline.channels.base import BadPayload, InvalidSignature, RawRequest
-from threadline.db.types import utcnow
 from threadline.metrics import INBOUND_DUPLICATES, INBOUND_REJECTED, INBOUND_STORED
 from threadline.web.deps import ServicesDep
 from threadline.web.errors import problem
@@ -46,10 +45,7 @@ async def inbound(key: str, request: Request, services: ServicesDep) -> Response
         log.info("hook_ignored", channel_id=channel.id)
         return Response(ack.body, status_code=ack.status, media_type=ack.content_type)
     dedupe = adapter.dedupe_key(items, req)
-    item_id = await services.inbox.store({
-        "channel_instance_id": channel.id, "dedupe_key": dedupe, "method": req.method, "url": req.url,
-        "headers": dict(headers), "body": body, "attempts": 0, "received_at": utcnow(),
-    })
+    item_id = await services.inbox.store(req, channel, dedupe)
     if item_id is None:
         INBOUND_DUPLICATES.labels(channel.kind).inc()
     else:

@@ -1,6 +1,6 @@
-"""Turn stored provider requests into messages. Items are processed in batches, one transaction per
-batch and a savepoint per item; an item that fails is kept with its error and retried, never lost. At start-up every unprocessed item
-is picked up again, so a crash between acknowledging and processing loses nothing."""
+"""Store provider requests and turn them into messages, in batches, one transaction per batch. An item
+that fails is kept with its error and retried, never lost; at start-up every unprocessed item is picked
+up again, so a crash at any point loses nothing."""
 
 from __future__ import annotations
 
@@ -29,6 +29,11 @@ BATCH = 200
 
 
 class InboxWorker(BackgroundLoop):
+    """``store`` persists a provider's request and processes it in the same transaction, shared with
+    the requests that arrived meanwhile (group commit): while one batch commits the next gathers, so a
+    busy channel costs a few transactions per second rather than two per request. The loop sweeps what
+    is left unprocessed (a crash, a failed attempt, another process's leftovers) every few seconds."""
+
     name = "inbox-worker"
 
     def __init__(self, db: Database, factory: AdapterFactory, *, sweep_seconds: float = 5.0,
@@ -37,54 +42,74 @@ class InboxWorker(BackgroundLoop):
         self.db = db
         self.factory = factory
         self.batch_size = batch_size
-        self.queue: asyncio.Queue[int] = asyncio.Queue()
-        self._to_store: list[tuple[dict[str, Any], asyncio.Future[int | None]]] = []
+        self._to_store: list[tuple[RawRequest, ChannelInstanceRow, str, asyncio.Future[int | None]]] = []
         self._storer: asyncio.Task[None] | None = None
-        self._swept = False
 
-    def submit(self, item_id: int) -> None:
-        self.queue.put_nowait(item_id)
-        self.wake()
-
-    async def store(self, values: dict[str, Any]) -> int | None:
-        """Persist a provider's request and queue it for processing; return its id, or None when the same
-        dedupe key was stored before. Returns once the request is committed, so the caller may then
-        acknowledge it. Requests that arrive together share one transaction (group commit): while one
-        batch commits the next gathers, so a busy channel costs a few transactions per second rather
-        than one per request."""
+    async def store(self, req: RawRequest, channel: ChannelInstanceRow, dedupe_key: str) -> int | None:
+        """Persist a provider's request; return its id, or None when the same dedupe key was stored
+        before. Returns once the request is committed (normally processed too), so the caller may
+        then acknowledge it."""
         future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        self._to_store.append((values, future))
+        self._to_store.append((req, channel, dedupe_key, future))
         if self._storer is None or self._storer.done():
             self._storer = asyncio.create_task(self._store_pending(), name="inbox-store")
         # shielded: a client that hangs up does not cancel a write that other requests share
-        item_id = await asyncio.shield(future)
-        if item_id is not None:
-            self.submit(item_id)
-        return item_id
+        return await asyncio.shield(future)
 
     async def _store_pending(self) -> None:
         while self._to_store:
-            batch, self._to_store = self._to_store, []
+            batch = self._to_store[:self.batch_size]
+            del self._to_store[:len(batch)]
+            rows = [_row(req, channel, key) for req, channel, key, _ in batch]
+            results: list[int | None | BaseException]
             try:
                 async with self.db.transaction(write=True) as session:
-                    ids = await repo.insert_inbox_items(session, [v for v, _ in batch])
-            except IntegrityError:  # another process stored one of these keys just now: one by one
-                ids = []
-                for values, _ in batch:
-                    try:
-                        async with self.db.transaction(write=True) as session:
-                            ids.append(await repo.insert_inbox_item(session, values))
-                    except Exception as exc:  # noqa: BLE001 - reported to the waiting request
-                        ids.append(exc)  # type: ignore[arg-type]
-            except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
-                ids = [exc] * len(batch)  # type: ignore[list-item]
-            for (_, future), result in zip(batch, ids, strict=True):
+                    fresh = await repo.new_inbox_keys(session, rows)
+                    errors = await self._process(session, [(batch[i][0], batch[i][1]) for i in fresh])
+                    now = utcnow()
+                    for i, error in zip(fresh, errors, strict=True):
+                        rows[i].update(attempts=1, error=error, processed_at=None if error else now)
+                    ids = await repo.insert_new_inbox_items(session, [rows[i] for i in fresh])
+                results = [None] * len(batch)
+                for i, new_id in zip(fresh, ids, strict=True):
+                    results[i] = new_id
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - store without processing; the sweep processes later
+                log.exception("inbox_store_and_process_failed", items=len(batch))
+                results = await self._store_only(rows)
+                self.wake()
+            for (*_, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
                 if isinstance(result, BaseException):
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+
+    async def _store_only(self, rows: list[dict[str, Any]]) -> list[int | None | BaseException]:
+        for row in rows:
+            row.update(attempts=0, error=None, processed_at=None)
+        try:
+            async with self.db.transaction(write=True) as session:
+                fresh = await repo.new_inbox_keys(session, rows)
+                ids = await repo.insert_new_inbox_items(session, [rows[i] for i in fresh])
+            out: list[int | None | BaseException] = [None] * len(rows)
+            for i, new_id in zip(fresh, ids, strict=True):
+                out[i] = new_id
+            return out
+        except IntegrityError:  # another process stored one of these keys just now: one by one
+            pass
+        except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+            return [exc] * len(rows)
+        results: list[int | None | BaseException] = []
+        for row in rows:
+            try:
+                async with self.db.transaction(write=True) as session:
+                    results.append(await repo.insert_inbox_item(session, row))
+            except Exception as exc:  # noqa: BLE001 - reported to the waiting request
+                results.append(exc)
+        return results
 
     async def sweep(self) -> int:
         """Process every stored item that is not done yet (at start-up, and now and then)."""
@@ -95,25 +120,14 @@ class InboxWorker(BackgroundLoop):
         return len(ids)
 
     async def tick(self) -> float | None:
-        if not self._swept or self.queue.empty():
-            # at start-up, and when woken by the interval: pick up anything stored by another process
-            # or left by a crash
-            self._swept = True
-            await self.sweep()
-        while not self.queue.empty() and not self._stopping.is_set():
-            batch: list[int] = []
-            while not self.queue.empty() and len(batch) < self.batch_size:
-                batch.append(self.queue.get_nowait())
-            await self.process_batch(batch)
+        await self.sweep()
         return None
 
     async def process(self, item_id: int) -> None:
         await self.process_batch([item_id])
 
     async def process_batch(self, item_ids: list[int]) -> None:
-        """Process items in one transaction. The whole batch is tried at once (a fixed number of queries
-        however many items); if that fails, each item is retried in its own savepoint, so an item that
-        fails is rolled back alone and keeps its error for a later retry while the others commit."""
+        """Process stored items in one transaction."""
         if not item_ids:
             return
         try:
@@ -121,34 +135,19 @@ class InboxWorker(BackgroundLoop):
                 items = await repo.lock_unprocessed_inbox_items(session, item_ids)
                 channels = await channels_repo.get_channels(session, {i.channel_instance_id for i in items})
                 work: list[tuple[InboxItemRow, ChannelInstanceRow]] = []
+                now = utcnow()
                 for item in items:
                     item.attempts += 1
                     channel = channels.get(item.channel_instance_id)
                     if channel is None:  # nothing can ever process it: done, with the reason
-                        item.processed_at, item.error = utcnow(), "channel deleted"
+                        item.processed_at, item.error = now, "channel deleted"
                     else:
                         work.append((item, channel))
-                try:
-                    async with savepoint(session):
-                        await self._apply(session, work)
-                    failed: dict[int, str] = {}
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    if len(work) == 1:
-                        failed = {work[0][0].id: self._describe(work[0][0].id, exc)}
-                    else:
-                        failed = {}
-                        for item, channel in work:
-                            error = await self._apply_one(session, item, channel)
-                            if error is not None:
-                                failed[item.id] = error
-                for item, _ in work:
-                    if item.id in failed:
-                        item.error = failed[item.id][:4000]
-                        log.warning("inbox_item_error", item_id=item.id, error=item.error)
-                    else:
-                        item.processed_at, item.error = utcnow(), None
+                errors = await self._process(session, [
+                    (RawRequest(i.method, i.url, i.headers, i.body), channel) for i, channel in work])
+                for (item, _), error in zip(work, errors, strict=True):
+                    item.error = error
+                    item.processed_at = None if error else now
         except asyncio.CancelledError:
             raise
         except Exception:  # the batch itself failed (e.g. the database): retry the items one by one
@@ -159,13 +158,41 @@ class InboxWorker(BackgroundLoop):
             else:
                 await self._record_failure(item_ids[0], "the batch could not be committed")
 
-    async def _apply(self, session: AsyncSession, work: list[tuple[InboxItemRow, ChannelInstanceRow]]) -> None:
-        """Turn stored requests into messages (all of them in one batch) and delivery updates."""
+    async def _process(self, session: AsyncSession, work: list[tuple[RawRequest, ChannelInstanceRow]]
+                   ) -> list[str | None]:
+        """Turn requests into messages inside the caller's transaction; per request, why it failed or
+        None. The whole batch is tried at once (a fixed number of queries however many requests); if
+        that fails, each request is retried in its own savepoint, so one that fails is rolled back
+        alone while the others commit."""
+        if not work:
+            return []
+        try:
+            async with savepoint(session):
+                await self._apply(session, work)
+            return [None] * len(work)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if len(work) == 1:
+                return [self._describe(exc)]
+        errors: list[str | None] = []
+        for one in work:
+            try:
+                async with savepoint(session):
+                    await self._apply(session, [one])
+                errors.append(None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                errors.append(self._describe(exc))
+        return errors
+
+    async def _apply(self, session: AsyncSession, work: list[tuple[RawRequest, ChannelInstanceRow]]) -> None:
+        """Turn requests into messages (all of them in one batch) and delivery updates."""
         inbound: list[tuple[ChannelInstanceRow, InboundMessage]] = []
         statuses: list[tuple[ChannelInstanceRow, StatusUpdate]] = []
-        for item, channel in work:
-            adapter = self.factory.for_row(channel)
-            for parsed in adapter.parse(RawRequest(item.method, item.url, item.headers, item.body)):
+        for req, channel in work:
+            for parsed in self.factory.for_row(channel).parse(req):
                 if isinstance(parsed, InboundMessage):
                     inbound.append((channel, parsed))
                 else:
@@ -174,23 +201,13 @@ class InboxWorker(BackgroundLoop):
         for channel, update in statuses:
             await message_actions.apply_status(session, channel, update)
 
-    async def _apply_one(self, session: AsyncSession, item: InboxItemRow, channel: ChannelInstanceRow
-                         ) -> str | None:
-        """One item in its own savepoint; return why it failed, or None."""
-        try:
-            async with savepoint(session):
-                await self._apply(session, [(item, channel)])
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            return self._describe(item.id, exc)
-        return None
-
     @staticmethod
-    def _describe(item_id: int, exc: Exception) -> str:
+    def _describe(exc: Exception) -> str:
         if not isinstance(exc, ChannelError | IntegrityError | LookupError | ValueError):
-            log.exception("inbox_item_failed", item_id=item_id)  # a bug: the raw request is kept
-        return f"{exc.__class__.__name__}: {exc}"
+            log.error("inbox_item_failed", exc_info=exc)  # a bug: the raw request is kept for a retry
+        error = f"{exc.__class__.__name__}: {exc}"[:4000]
+        log.warning("inbox_item_error", error=error)
+        return error
 
     async def _record_failure(self, item_id: int, error: str) -> None:
         async with self.db.transaction(write=True) as session:
@@ -199,3 +216,8 @@ class InboxWorker(BackgroundLoop):
                 item.attempts += 1
                 item.error = error[:4000]
         log.warning("inbox_item_error", item_id=item_id, error=error)
+
+
+def _row(req: RawRequest, channel: ChannelInstanceRow, dedupe_key: str) -> dict[str, Any]:
+    return {"channel_instance_id": channel.id, "dedupe_key": dedupe_key, "method": req.method, "url": req.url,
+            "headers": dict(req.headers), "body": req.body, "received_at": utcnow()}

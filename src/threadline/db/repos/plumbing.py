@@ -46,8 +46,17 @@ async def sequence_and_fetch(session: AsyncSession, limit: int) -> list[OutboxRe
     return rows
 
 
+async def unpublished_after(session: AsyncSession, seq: int, limit: int) -> list[OutboxRecord]:
+    """Sequenced events after ``seq`` not marked published, in seq order (SQLite relay, read only)."""
+    conn = await session.connection()
+    stmt = (select(*_EVENT_COLUMNS).where(OUTBOX.c.seq > seq, OUTBOX.c.published_at.is_(None))
+            .order_by(OUTBOX.c.seq).limit(limit))
+    return [OutboxRecord(*r) for r in (await conn.execute(stmt)).all()]
+
+
 async def max_seq(session: AsyncSession) -> int:
-    return (await session.execute(select(func.coalesce(func.max(OUTBOX.c.seq), 0)))).scalar_one()
+    # a bare max() so that SQLite answers from the seq index (coalesce() around it means a full scan)
+    return (await session.execute(select(func.max(OUTBOX.c.seq)))).scalar_one() or 0
 
 
 async def mark_published(session: AsyncSession, ids: list[int], at: datetime) -> None:
@@ -72,10 +81,8 @@ async def insert_inbox_item(session: AsyncSession, values: dict[str, Any]) -> in
     return result.scalar_one_or_none()
 
 
-async def insert_inbox_items(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int | None]:
-    """Store many provider requests with one insert; per row its new id, or None when its dedupe key
-    was stored before (or earlier in ``rows``). A concurrent writer storing the same key at the same
-    moment (PostgreSQL) makes the insert fail with IntegrityError; the caller retries row by row."""
+async def new_inbox_keys(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    """Indexes of the rows whose (channel, dedupe key) is not stored yet nor repeated earlier in ``rows``."""
     table = InboxItemRow.__table__
     keys = {(r["channel_instance_id"], r["dedupe_key"]) for r in rows}
     stmt = select(table.c.channel_instance_id, table.c.dedupe_key).where(
@@ -88,13 +95,19 @@ async def insert_inbox_items(session: AsyncSession, rows: list[dict[str, Any]]) 
         if key not in seen:
             seen.add(key)
             fresh.append(i)
-    out: list[int | None] = [None] * len(rows)
-    if fresh:
-        ids = (await conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
-                                  [rows[i] for i in fresh])).scalars().all()
-        for i, new_id in zip(fresh, ids, strict=True):
-            out[i] = new_id
-    return out
+    return fresh
+
+
+async def insert_new_inbox_items(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    """Store provider requests known to be new (``new_inbox_keys``) with one insert; their ids. A
+    concurrent writer storing the same key at the same moment (PostgreSQL) makes it fail with
+    IntegrityError; the caller then stores row by row with ``insert_inbox_item``."""
+    if not rows:
+        return []
+    table = InboxItemRow.__table__
+    conn = await session.connection()
+    return list((await conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                                    rows)).scalars().all())
 
 
 async def pending_inbox_ids(session: AsyncSession, limit: int, max_attempts: int) -> list[int]:
