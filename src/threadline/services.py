@@ -12,6 +12,7 @@ from threadline.bus.memory import MemoryBus
 from threadline.bus.outbox import Relay
 from threadline.config import Settings
 from threadline.db.session import Database
+from threadline.files.store import FileStore
 from threadline.security import SecretBox
 from threadline.workers.channels import AdapterFactory, ChannelDirectory
 from threadline.workers.inbox import InboxWorker
@@ -27,6 +28,7 @@ class Services:
     http: httpx.AsyncClient
     factory: AdapterFactory
     channels: ChannelDirectory
+    files: FileStore
     relay: Relay
     inbox: InboxWorker
     sender: SenderWorker
@@ -52,7 +54,8 @@ class Services:
         bus.on_wake(sender.wake)  # jobs written by another process
         channels = ChannelDirectory(db)
         bus.subscribe(lambda env: channels.invalidate() if env.name == "channel.changed" else None)
-        services = cls(settings, db, bus, box, http, factory, channels, relay, inbox, sender)
+        files = FileStore(settings.data_dir / "files")
+        services = cls(settings, db, bus, box, http, factory, channels, files, relay, inbox, sender)
         db.after_commit.append(services._committed)
         return services
 

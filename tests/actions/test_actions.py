@@ -146,3 +146,33 @@ async def test_users_teams_queues_and_contacts_validation(services) -> None:
         with capture_events() as events:
             await user_actions.set_presence(s, 3, "break", "lunch")
         assert events[0][0].name == "user.presence_changed"
+
+
+async def test_channel_hints_place_a_message_in_the_right_conversation(services) -> None:
+    ids = await seed_basics(services)
+    async with services.db.transaction() as s:
+        channel = await channels_repo.get_channel(s, ids["channel"])
+        first = await message_actions.receive_inbound(
+            s, channel, InboundMessage("m-1", sender(channel.id, "c"), "billing question", queue_id=ids["billing"]))
+        conv = await conv_repo.get_conversation(s, first.conversation_id)
+        assert conv.queue_id == ids["billing"]  # the pre-chat topic picked the queue
+        await conv_actions.update_conversation(s, None, conv.id, status="resolved")
+        # A reply to a resolved conversation's message (email References) reopens it...
+        reply = await message_actions.receive_inbound(
+            s, channel, InboundMessage("m-2", sender(channel.id, "c"), "re: billing", references=("nope", "m-1")))
+        assert reply.conversation_id == conv.id and conv.status == "open"
+        await conv_actions.update_conversation(s, None, conv.id, status="resolved")
+        # ...but a session bound to a resolved conversation starts a new one (a new issue).
+        fresh = await message_actions.receive_inbound(
+            s, channel, InboundMessage("m-3", sender(channel.id, "c"), "another thing", conversation_id=conv.id))
+        assert fresh.conversation_id != conv.id
+        # A hint that points at someone else's conversation is ignored.
+        other = await message_actions.receive_inbound(
+            s, channel, InboundMessage("m-4", sender(channel.id, "d"), "hi", conversation_id=fresh.conversation_id))
+        assert other.conversation_id not in (fresh.conversation_id, conv.id)
+        # A batch: two messages from one new customer land in one new conversation, in order.
+        both = await message_actions.receive_inbound_batch(s, [
+            (channel, InboundMessage("m-5", sender(channel.id, "e"), "one")),
+            (channel, InboundMessage("m-6", sender(channel.id, "e"), "two")),
+            (channel, InboundMessage("m-5", sender(channel.id, "e"), "one again"))])
+        assert both[0].conversation_id == both[1].conversation_id and both[2] is None

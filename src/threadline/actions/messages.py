@@ -59,15 +59,19 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
     now = utcnow()
     senders = await resolve_senders(session, [items[i][1].sender for i in todo])
     open_convs = await repo.latest_open_for_contacts(session, [c.id for c, _, _ in senders])
+    hinted = await _hinted_conversations(session, [items[i] for i in todo])
     created: set[int] = set()  # id() of conversations this batch starts
     plan: list[tuple[int, ConversationRow, IdentityRow, list[str]]] = []
-    for idx, (contact, identity, _) in zip(todo, senders, strict=True):
-        channel = items[idx][0]
-        conv = open_convs.get(contact.id)
+    for k, (idx, (contact, identity, _)) in enumerate(zip(todo, senders, strict=True)):
+        channel, msg = items[idx]
+        conv = hinted[k]
+        if conv is None or conv.contact_id != contact.id:  # a hint never moves a message to someone else
+            conv = open_convs.get(contact.id)
         changes: list[str] = []
         if conv is None:
+            queue_id = msg.queue_id if msg.queue_id is not None else channel.default_queue_id
             conv = ConversationRow(contact_id=contact.id, status="open", priority="normal",
-                                   queue_id=channel.default_queue_id, attributes={}, last_activity_at=now)
+                                   queue_id=queue_id, attributes={}, last_activity_at=now)
             session.add(conv)
             open_convs[contact.id] = conv
             created.add(id(conv))
@@ -109,6 +113,33 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
         emit(session, MessageCreated(message=message_view(row)), audience)
         if changes and not is_new:
             emit(session, ConversationUpdated(conversation=view, changes=changes), audience)
+    return out
+
+
+async def _hinted_conversations(session: AsyncSession, items: Sequence[tuple[ChannelInstanceRow, InboundMessage]]
+                                ) -> list[ConversationRow | None]:
+    """The conversation each message's channel points at, if any (two queries for the batch):
+
+    - ``conversation_id``: the channel's session is bound to it (web chat); ignored once resolved, so a
+      new message after the end of an issue starts a new conversation;
+    - ``references``: the message answers earlier messages of this channel (email References /
+      In-Reply-To); it joins their conversation, reopening it if it was resolved.
+    """
+    refs = [(ch.id, ref) for ch, m in items for ref in m.references]
+    by_ref = await repo.conversations_of_provider_ids(session, refs) if refs else {}
+    wanted = {m.conversation_id for _, m in items if m.conversation_id} | set(by_ref.values())
+    convs = await repo.get_conversations(session, wanted) if wanted else {}
+    out: list[ConversationRow | None] = []
+    for ch, m in items:
+        conv = convs.get(m.conversation_id) if m.conversation_id else None
+        if conv is not None and conv.status == ConversationStatus.RESOLVED.value:
+            conv = None
+        if conv is None:
+            for ref in m.references:  # strongest first: the message it directly replies to
+                conv = convs.get(by_ref.get((ch.id, ref), -1))
+                if conv is not None:
+                    break
+        out.append(conv)
     return out
 
 

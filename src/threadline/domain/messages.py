@@ -84,6 +84,10 @@ class InboundMessage:
     sent_at: datetime | None = None
     thread_hint: str | None = None  # e.g. an email's In-Reply-To, an external thread id
     extra: dict[str, object] = field(default_factory=dict)
+    # Hints the channel may give about where the message belongs, strongest first:
+    conversation_id: int | None = None  # the conversation the channel's session is bound to (web chat)
+    references: tuple[str, ...] = ()  # provider ids of earlier messages it answers (email References)
+    queue_id: int | None = None  # the queue a new conversation should start in (a pre-chat topic)
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,20 @@ async def latest_open_for_contacts(session: AsyncSession, contact_ids: Sequence[
     return out
 
 
+async def get_conversations(session: AsyncSession, ids: set[int]) -> dict[int, ConversationRow]:
+    rows = await session.execute(select(ConversationRow).where(ConversationRow.id.in_(ids)))
+    return {row.id: row for row in rows.scalars()}
+
+
+async def conversations_of_provider_ids(session: AsyncSession, keys: Sequence[tuple[int, str]]
+                                        ) -> dict[tuple[int, str], int]:
+    """(channel instance, provider id) → the conversation holding that message (one query)."""
+    stmt = select(MessageRow.channel_instance_id, MessageRow.provider_id, MessageRow.conversation_id).where(
+        MessageRow.channel_instance_id.in_({c for c, _ in keys}), MessageRow.provider_id.in_({p for _, p in keys}))
+    wanted = set(keys)
+    return {(c, p): conv for c, p, conv in (await session.execute(stmt)).all() if (c, p) in wanted}
+
+
 async def existing_provider_ids(session: AsyncSession, keys: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
     """Which of these (channel instance, provider id) pairs are already stored (one query)."""
     if not keys:

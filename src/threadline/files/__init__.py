@@ -1,0 +1,1 @@
+"""File bytes on disk, content-addressed (metadata and permissions live in the attachments table)."""
