@@ -97,7 +97,7 @@ async def measure(host: str, port: int, path: str, token: str, n: int, rate: flo
 
     rec.want = n
     start = time.perf_counter()
-    _, statuses = await closed_loop(host, port, path, make, n, concurrency=32)
+    _, statuses = await closed_loop(host, port, path, make, n, concurrency=64)
     await asyncio.wait_for(rec.event.wait(), 120)
     elapsed = max(rec.arrived.values()) - start
     lat_a = [(rec.arrived[k] - v) * 1000 for k, v in sent.items() if k in rec.arrived]

@@ -95,13 +95,16 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
             attachments=[{"url": a.url, "content_type": a.content_type, "name": a.name, "size": a.size}
                          for a in msg.attachments],
             channel_instance_id=channel.id, identity_id=identity.id, provider_id=msg.provider_id,
-            meta={"thread": msg.thread_hint} if msg.thread_hint else {},
+            meta={**msg.extra, **({"thread": msg.thread_hint} if msg.thread_hint else {})},
             created_at=now,
         )
         session.add(out[idx])
     await session.flush()
     convs = list({id(c): c for _, c, _, _ in plan}.values())
-    views = dict(zip((id(c) for c in convs), await conversation_views(session, convs), strict=True))
+    names = {contact.id: contact.name for contact, _, _ in senders}
+    fresh = {c.id for c in convs if id(c) in created}
+    views = dict(zip((id(c) for c in convs), await conversation_views(session, convs, names=names, unlabelled=fresh),
+                     strict=True))
     announced: set[int] = set()
     for idx, conv, _, changes in plan:
         audience, view, row = audience_for(conv), views[id(conv)], out[idx]
@@ -232,7 +235,12 @@ async def apply_status(session: AsyncSession, channel: ChannelInstanceRow, updat
     msg = await repo.message_by_provider_id(session, channel.id, update.provider_id)
     if msg is None or msg.direction != "out":
         return False
-    return await _set_status(session, msg, update.status, update.error)
+    changed = await _set_status(session, msg, update.status, update.error)
+    if update.identity_flag and msg.identity_id is not None:  # e.g. an email hard bounce
+        from threadline.actions.mail import flag_undeliverable
+
+        await flag_undeliverable(session, msg.identity_id, update.identity_flag)
+    return changed
 
 
 async def record_sent(session: AsyncSession, job: OutboundJobRow, provider_id: str, status: DeliveryStatus) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,10 +44,15 @@ def _conversation_view(row: ConversationRow, labels: list[str], contact_name: st
     )
 
 
-async def conversation_views(session: AsyncSession, rows: Sequence[ConversationRow]) -> list[ConversationView]:
-    labels = await conv_repo.labels_of(session, [r.id for r in rows])
-    names = await contacts_repo.names_of(session, [r.contact_id for r in rows])
-    return [_conversation_view(r, labels[r.id], names.get(r.contact_id, "")) for r in rows]
+async def conversation_views(session: AsyncSession, rows: Sequence[ConversationRow], *,
+                             names: dict[int, str] | None = None, unlabelled: Collection[int] = ()
+                             ) -> list[ConversationView]:
+    """Views of many conversations with two queries; a caller that already knows the contacts' names
+    (``names``) or that some conversations cannot have labels yet (``unlabelled``: just created) saves them."""
+    labels = await conv_repo.labels_of(session, [r.id for r in rows if r.id not in unlabelled])
+    if names is None:
+        names = await contacts_repo.names_of(session, [r.contact_id for r in rows])
+    return [_conversation_view(r, labels.get(r.id, []), names.get(r.contact_id, "")) for r in rows]
 
 
 async def conversation_view(session: AsyncSession, row: ConversationRow) -> ConversationView:
@@ -60,5 +65,5 @@ def message_view(row: MessageRow) -> MessageView:
         attachments=[AttachmentView(**a) for a in (row.attachments or [])],
         channel_instance_id=row.channel_instance_id, identity_id=row.identity_id, author_id=row.author_id,
         provider_id=row.provider_id, delivery_status=row.delivery_status, error=row.error,
-        created_at=row.created_at,
+        created_at=row.created_at, meta=row.meta or {},
     )

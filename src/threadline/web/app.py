@@ -16,6 +16,9 @@ from threadline.web import errors, hooks, live, ops
 from threadline.web.api import router as api_router
 from threadline.web.desk import router as desk_router
 from threadline.web.limits import BodySizeLimit, RequestMetrics
+from threadline.web.webchat import agent_router as webchat_api_router
+from threadline.web.webchat import router as webchat_router
+from threadline.web.webchat.live import VisitorHub
 
 DESCRIPTION = """Threadline's REST API. Authenticate with a session cookie (browser; writes need the
 `X-CSRF-Token` header from `GET /api/v1/me`) or an API token: `Authorization: Bearer tl_…`
@@ -32,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = Services.build(settings)
         app.state.services = services
         app.state.hub = live.Hub(services.bus)
+        app.state.visitor_hub = VisitorHub(services.bus)
         await services.start()
         # Everything loaded so far (modules, mappers, compiled statements) lives as long as the process:
         # moving it out of the collector's generations keeps full collections short.
@@ -50,9 +54,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(live.router)
     app.include_router(ops.router)
     app.include_router(desk_router)
+    app.include_router(webchat_router)
+    app.include_router(webchat_api_router)
 
     app.add_middleware(RequestMetrics)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # web chat uploads carry files up to the channel's limit (checked by the endpoint), at most 25 MB
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
+                       larger={"/widget/attachments": 26 * 1024 * 1024})
+    app.add_middleware(hooks.HookFastPath, max_bytes=settings.max_body_bytes)
     return app
 
 

@@ -144,19 +144,27 @@ async def stream(ws: WebSocket) -> None:
         receiver = asyncio.create_task(_drain_incoming(ws))
         try:
             while True:
-                getter = asyncio.create_task(client.queue.get())
-                done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-                if receiver in done:
-                    getter.cancel()
-                    return
-                env = getter.result()
-                if env is None:
-                    await ws.close(code=4008, reason=f"too slow; reconnect with after={last}")
-                    return
-                if env.seq <= last:
-                    continue
-                await ws.send_text(frame(env))
-                last = env.seq
+                if client.queue.empty():
+                    getter = asyncio.create_task(client.queue.get())
+                    done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+                    if receiver in done:
+                        getter.cancel()
+                        return
+                    batch = [getter.result()]
+                else:
+                    batch = []
+                # Send everything already queued in one go: waiting a loop turn per event would let a
+                # busy process (a long database batch between turns) fall behind the event rate.
+                while not client.queue.empty():
+                    batch.append(client.queue.get_nowait())
+                for env in batch:
+                    if env is None:
+                        await ws.close(code=4008, reason=f"too slow; reconnect with after={last}")
+                        return
+                    if env.seq <= last:
+                        continue
+                    await ws.send_text(frame(env))
+                    last = env.seq
         finally:
             receiver.cancel()
     except WebSocketDisconnect:
