@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test install install-dev browser migrate demo bench lint clean
+.PHONY: run test install install-dev browser dovecot migrate demo bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ browser:
 	    { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; }; }; } || \
 	  echo "note: $(CHROMIUM) is missing; browser tests will skip (install Debian's chromium package)"
 
+# The IMAP poller's tests drive Debian's Dovecot on loopback; install it when we can.
+DOVECOT ?= /usr/sbin/dovecot
+dovecot:
+	@test -x $(DOVECOT) || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  { apt-get install -y --no-install-recommends dovecot-imapd >/dev/null 2>&1 || \
+	    { apt-get update >/dev/null && apt-get install -y --no-install-recommends dovecot-imapd >/dev/null; }; }; } || \
+	  echo "note: $(DOVECOT) is missing; IMAP tests will skip (install Debian's dovecot-imapd package)"
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
@@ -37,7 +45,7 @@ run: install
 	$(BIN)/threadline serve --host $(HOST) --port $(PORT)
 
 ## make test: install the dev dependencies and run the whole suite
-test: install-dev browser
+test: install-dev browser dovecot
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import api_ingest, routing_core
+from bench import api_ingest, email_ingest, messaging_ingest, routing_core
 
 
 def main() -> None:
@@ -14,6 +14,10 @@ def main() -> None:
     print("\n== generic API channel ingest ==")
     sys.argv = [sys.argv[0], *(["--quick"] if quick else [])]
     api_ingest.main()
+    print("\n== email ingest over SMTP ==")
+    email_ingest.main()
+    print("\n== Twilio SMS ingest ==")
+    messaging_ingest.main()
 
 
 if __name__ == "__main__":

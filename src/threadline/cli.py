@@ -88,6 +88,8 @@ def demo() -> None:
         click.echo(f"  {role:<11} {email}")
     if result.api_channel_url:
         click.echo(f"generic API channel inbound URL: {result.api_channel_url}")
+    if getattr(result, "demo_url", None):
+        click.echo(f"demo shop with the web chat widget (play the visitor there): {result.demo_url}")
 
 
 @main.group()
@@ -246,8 +248,10 @@ def check() -> None:
         try:
             async with db.write_engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-                current = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
-            head = ScriptDirectory.from_config(alembic_config(settings.resolved_database_url)).get_current_head()
+                # features branch from the base revision: the schema is current when it is at every head
+                current_heads = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_heads())
+            heads = ScriptDirectory.from_config(alembic_config(settings.resolved_database_url)).get_heads()
+            current, head = ", ".join(sorted(current_heads)), ", ".join(sorted(heads))
             out.append(("database", True, "reachable"))
             out.append(("schema", current == head, f"at {current or 'nothing'}, latest {head}"
                         + ("" if current == head else " (run: threadline migrate)")))

@@ -32,12 +32,28 @@ class Settings(BaseSettings):
     login_window_seconds: int = 900
     # Limits
     max_body_bytes: int = 1_000_000
+    # CRM lookup of new contacts (workers/crm.py); off unless a URL is set
+    crm_lookup_url: str | None = Field(default=None, description="POSTed each new contact, signed; answers attributes")
+    crm_lookup_secret: str | None = Field(default=None, description="HMAC secret for the CRM lookup signature")
+    crm_timeout_seconds: float = 3.0
+    reopen_window_minutes: int = Field(
+        default=120, ge=0, description="A customer writing again this soon after a resolution reopens the "
+        "conversation instead of starting a new one (0: always a new one)")
     # Workers
     run_workers: bool = Field(default=True, description="Run relay, inbox and sender workers in this process")
     relay_poll_seconds: float = 0.5
     sender_max_attempts: int = 8
     sender_backoff_base: float = 2.0
     sender_backoff_max: float = 600.0
+    # Email (docs/channels/email.md): the embedded SMTP receiver is off unless a port is set
+    smtp_port: int | None = Field(default=None, description="Port of the embedded SMTP receiver (e.g. 25); off if unset")
+    smtp_host: str = Field(default="0.0.0.0", description="Address the SMTP receiver listens on")
+    smtp_hostname: str | None = Field(default=None, description="Name in the SMTP banner; default: this host's FQDN")
+    smtp_tls_cert: Path | None = Field(default=None, description="PEM certificate chain: enables STARTTLS")
+    smtp_tls_key: Path | None = Field(default=None, description="PEM private key of smtp_tls_cert")
+    smtp_require_starttls: bool = Field(default=False, description="Refuse mail before STARTTLS")
+    smtp_max_message_bytes: int = Field(default=25 * 1024 * 1024, description="Larger mails are refused (552)")
+    imap_polling: bool = Field(default=True, description="Poll the IMAP mailboxes of email channels (leader only)")
 
     @field_validator("public_base_url")
     @classmethod

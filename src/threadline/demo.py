@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from threadline.actions import channels as channel_actions
 from threadline.actions import conversations as conv_actions
 from threadline.actions import messages as message_actions
@@ -17,6 +19,8 @@ from threadline.services import Services
 
 DEMO_PASSWORD = "threadline-demo"
 API_SECRET = "demo-api-channel-secret-change-me"
+WEBCHAT_NAME = "Website chat"
+WEBCHAT_IDENTITY_SECRET = "demo-identity-secret-change-me"
 
 PEOPLE = [
     ("admin@demo.threadline.dev", "Ada Admin", "admin", {}, ["en"], [], []),
@@ -54,13 +58,15 @@ class DemoResult:
     created: bool
     logins: list[tuple[str, str, str]]
     api_channel_url: str | None
+    demo_url: str | None = None  # the demo shop page with the web chat widget
 
 
 async def seed(services: Services) -> DemoResult:
     logins = [(email, role, DEMO_PASSWORD) for email, _, role, *_ in PEOPLE]
     async with services.db.transaction(write=True) as session:
         if await users_repo.get_user_by_email(session, PEOPLE[0][0]) is not None:
-            return DemoResult(False, logins, None)
+            await seed_webchat(services, session)
+            return DemoResult(False, logins, None, f"{services.settings.public_base_url}/demo")
         teams = {name: (await user_actions.create_team(session, name)).id for name in ("Support", "Billing")}
         queues = {}
         for name, team, settings in QUEUES:
@@ -92,4 +98,55 @@ async def seed(services: Services) -> DemoResult:
                 await conv_actions.update_conversation(session, sup_actor, msg.conversation_id,
                                                        assignee_id=users["bruno@demo.threadline.dev"].id,
                                                        labels=["billing", "refund"], priority="high")
-    return DemoResult(True, logins, f"{services.settings.public_base_url}/hooks/{channel.key}")
+        await seed_webchat(services, session)
+        await seed_canned(session, users[PEOPLE[0][0]].id)
+    return DemoResult(True, logins, f"{services.settings.public_base_url}/hooks/{channel.key}",
+                      f"{services.settings.public_base_url}/demo")
+
+
+def _local_origins(base: str) -> list[str]:
+    """The origin of the public URL, plus its localhost/127.0.0.1 twin (either may be typed in a browser)."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(base)
+    port = f":{u.port}" if u.port else ""
+    origins = [f"{u.scheme}://{u.hostname}{port}"]
+    for host in ("127.0.0.1", "localhost"):
+        if u.hostname in ("127.0.0.1", "localhost") and host != u.hostname:
+            origins.append(f"{u.scheme}://{host}{port}")
+    return origins
+
+
+async def seed_webchat(services: Services, session: AsyncSession) -> None:
+    """The demo web chat channel (also added to a demo workspace seeded before web chat existed)."""
+    from threadline.db.repos import channels as channels_repo
+
+    if await channels_repo.get_channel_by_name(session, WEBCHAT_NAME) is not None:
+        return
+    queues = {q.name: q.id for q in await users_repo.list_queues(session)}
+    await channel_actions.create_channel(
+        session, services.box, kind="webchat", name=WEBCHAT_NAME, default_queue_id=queues.get("general"),
+        config={"allowed_origins": _local_origins(services.settings.public_base_url),
+                "title": "Northwind Coffee", "greeting": "Hi there! Questions about an order, a subscription "
+                "or our coffee? We're here to help.", "colour": "#7c3aed",
+                "prechat_fields": ["name", "email", "topic"], "prechat_required": ["name"],
+                "topics": [{"label": "Orders & delivery", "queue_id": queues.get("general")},
+                           {"label": "Billing", "queue_id": queues.get("billing")},
+                           {"label": "Soporte en español", "queue_id": queues.get("soporte-es")}],
+                "identity_secret": WEBCHAT_IDENTITY_SECRET})
+
+
+CANNED = [
+    ("hello", "Greeting", "Hi {{name}}, thanks for reaching out! Let me look into this for you."),
+    ("refund", "Refund issued", "I have issued the refund; it shows on your statement within 3-5 business days."),
+    ("bye", "Closing", "Glad I could help. Have a great day!"),
+]
+
+
+async def seed_canned(session: AsyncSession, admin_id: int) -> None:
+    """Canned responses for the desk's composer (type /hello)."""
+    from threadline.actions import canned as canned_actions
+
+    admin = Actor(user_id=admin_id, role=Role.ADMIN, name="Demo")
+    for shortcut, title, text in CANNED:
+        await canned_actions.create_canned(session, admin, shortcut=shortcut, title=title, text=text)

@@ -13,3 +13,4 @@ INBOUND_DUPLICATES = Counter("threadline_inbound_duplicates_total", "Provider re
 INBOUND_REJECTED = Counter("threadline_inbound_rejected_total", "Inbound requests refused", ["kind", "reason"])
 OUTBOUND_RESULTS = Counter("threadline_outbound_total", "Outbound send attempts", ["kind", "result"])
 STREAM_CLIENTS = Counter("threadline_stream_connections_total", "Live stream connections opened")
+CRM_LOOKUPS = Counter("threadline_crm_lookups_total", "CRM lookups of new contacts, by outcome", ["outcome"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import httpx
 
@@ -12,10 +13,15 @@ from threadline.bus.memory import MemoryBus
 from threadline.bus.outbox import Relay
 from threadline.config import Settings
 from threadline.db.session import Database
+from threadline.files.links import link_key
 from threadline.files.store import FileStore
 from threadline.security import SecretBox
 from threadline.workers.channels import AdapterFactory, ChannelDirectory
+from threadline.workers.crm import CrmLookupWorker
 from threadline.workers.inbox import InboxWorker
+from threadline.workers.mail_in import MailInbound
+from threadline.workers.media import MediaWorker
+from threadline.workers.router import Router
 from threadline.workers.sender import SenderWorker
 
 
@@ -33,6 +39,10 @@ class Services:
     inbox: InboxWorker
     sender: SenderWorker
     _background: list[asyncio.Task[None]] = field(default_factory=list)
+    router: Router | None = None  # the routing worker (ACD), leader-elected like the relay
+    mail: MailInbound | None = None  # email in: SMTP receiver (if a port is set) and IMAP pollers
+    media: MediaWorker | None = None  # downloads media that messaging providers only link (workers/media.py)
+    crm: CrmLookupWorker | None = None  # enriches new contacts from the CRM (if a lookup URL is set)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -46,16 +56,25 @@ class Services:
             bus = MemoryBus()
         box = SecretBox(settings.resolved_secret_key)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
-        factory = AdapterFactory(box, http)
+        factory = AdapterFactory(box, http, settings.public_base_url, link_key(settings.resolved_secret_key))
         relay = Relay(db, bus, poll_seconds=settings.relay_poll_seconds)
-        inbox = InboxWorker(db, factory)
+        inbox = InboxWorker(db, factory, reopen_within=timedelta(minutes=settings.reopen_window_minutes)
+                            if settings.reopen_window_minutes else None)
         sender = SenderWorker(db, factory, max_attempts=settings.sender_max_attempts,
                               backoff_base=settings.sender_backoff_base, backoff_max=settings.sender_backoff_max)
         bus.on_wake(sender.wake)  # jobs written by another process
         channels = ChannelDirectory(db)
         bus.subscribe(lambda env: channels.invalidate() if env.name == "channel.changed" else None)
         files = FileStore(settings.data_dir / "files")
+        inbox.files = sender.files = files
         services = cls(settings, db, bus, box, http, factory, channels, files, relay, inbox, sender)
+        services.router = Router(db, bus)
+        services.media = MediaWorker(db, factory, files)
+        services.mail = mail = MailInbound(settings, db, inbox, factory)
+        bus.subscribe(lambda env: mail.on_channel_changed() if env.name == "channel.changed" else None)
+        if settings.crm_lookup_url:
+            services.crm = CrmLookupWorker(db, bus, http, url=settings.crm_lookup_url,
+                                           secret=settings.crm_lookup_secret or "", timeout=settings.crm_timeout_seconds)
         db.after_commit.append(services._committed)
         return services
 
@@ -66,6 +85,8 @@ class Services:
             self.relay.wake()
         if "jobs" in written:
             self.sender.wake()
+        if "media" in written and self.media is not None:
+            self.media.wake()
         if self.settings.redis_url and not (self.relay.leader.held and self.sender.leader.held):
             task = asyncio.get_running_loop().create_task(self.bus.wake())
             self._background.append(task)
@@ -77,8 +98,24 @@ class Services:
             await self.relay.start()
             await self.inbox.start()
             await self.sender.start()
+            if self.router is not None:
+                await self.router.start()
+            if self.media is not None:
+                await self.media.start()
+            if self.mail is not None:
+                await self.mail.start()
+            if self.crm is not None:
+                await self.crm.start()
 
     async def stop(self) -> None:
+        if self.crm is not None:
+            await self.crm.stop()
+        if self.mail is not None:
+            await self.mail.stop()
+        if self.router is not None:
+            await self.router.stop()
+        if self.media is not None:
+            await self.media.stop()
         await self.sender.stop()
         await self.inbox.stop()
         await self.relay.stop()

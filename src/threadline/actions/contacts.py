@@ -7,16 +7,22 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.actions.continuity import suggest_merge
 from threadline.actions.events import emit
+from threadline.actions.permissions import Actor
 from threadline.actions.views import contact_view
-from threadline.db.models import ContactRow, IdentityRow
+from threadline.db.models import ContactActivityRow, ContactRow, IdentityRow
 from threadline.db.repos import contacts as repo
+from threadline.db.repos import continuity as continuity_repo
 from threadline.domain.contacts import IdentityValue, choose_contact, normalise_identity
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import Audience, ContactCreated, ContactUpdated, ContactView
 from threadline.domain.messages import Sender
 
 MAX_ATTRIBUTES = 100
+# Per-address ledgers Threadline keeps (SMS/WhatsApp consent, undeliverable e-mail addresses): only the
+# actions that record them write them (``system=True``), never an API client, a form or the CRM.
+RESERVED_ATTRIBUTES = frozenset({"consent", "undeliverable_addresses"})
 
 
 def _check_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
@@ -45,9 +51,18 @@ async def _attach(session: AsyncSession, contact: ContactRow, ident: IdentityVal
                   ) -> IdentityRow:
     existing = await repo.find_identity(session, ident)
     if existing is not None:
-        if existing.contact_id != contact.id:
+        if existing.contact_id == contact.id:
+            existing.verified = existing.verified or verified  # an agent confirms what was only claimed
+            return existing
+        if existing.verified or not verified:
             raise Conflict(f"{ident.kind.value} {ident.value} already belongs to contact {existing.contact_id}",
                            field="identities")
+        # Only claimed by someone else (typed into a form): the confirmed owner gets it, the claimant a suggestion.
+        claimant = existing.contact_id
+        existing.contact_id, existing.verified = contact.id, True
+        await session.flush()
+        await suggest_merge(session, contact.id, claimant, f"{ident.kind.value} {ident.value} was claimed by contact "
+                            f"#{claimant} and then confirmed for contact #{contact.id}")
         return existing
     row = IdentityRow(contact_id=contact.id, kind=ident.kind.value, scope=ident.scope, value=ident.value,
                       verified=verified)
@@ -70,21 +85,46 @@ async def create_contact(session: AsyncSession, *, name: str, identities: list[d
 
 
 async def update_contact(session: AsyncSession, contact_id: int, *, name: str | None = None,
-                         attributes: dict[str, Any] | None = None) -> ContactView:
+                         attributes: dict[str, Any] | None = None, actor: Actor | None = None,
+                         source: str = "", system: bool = False) -> ContactView:
+    """Change a contact's name or custom attributes (``None`` removes one). Attributes with a
+    definition are checked and converted to their type; every change is recorded in the customer's
+    journey with who made it (an agent, or ``source`` such as "crm")."""
     contact = await repo.get_contact(session, contact_id)
     if contact is None:
         raise NotFound(f"contact {contact_id} does not exist")
     changes = []
+    edits: list[str] = []
     if name is not None and name.strip() != contact.name:
+        edits.append(f"name: {contact.name or '—'} → {name.strip()[:200]}")
         contact.name, changes = name.strip()[:200], [*changes, "name"]
     if attributes is not None:
-        merged = {**(contact.attributes or {}), **attributes}
+        if not system:
+            for key in RESERVED_ATTRIBUTES & attributes.keys():
+                raise ValidationFailed(f"{key} is kept by Threadline itself (opt-outs, bounces) and cannot be set "
+                                       "here", field=f"attributes.{key}")
+        defs = await continuity_repo.attribute_defs(session, list(attributes))
+        typed = {k: (defs[k].coerce(v) if k in defs else v) for k, v in attributes.items()}
+        before = dict(contact.attributes or {})
+        merged = {**before, **typed}
         contact.attributes = _check_attributes({k: v for k, v in merged.items() if v is not None})
+        edits += [f"{k}: {_show(before.get(k))} → {_show(contact.attributes.get(k))}"
+                  for k in sorted(typed) if before.get(k) != contact.attributes.get(k)]
         changes.append("attributes")
     view = await _view(session, contact)
     if changes:
         emit(session, ContactUpdated(contact=view, changes=changes), Audience())
+    if edits and (actor is not None or source):
+        who = actor.name if actor is not None else source
+        session.add(ContactActivityRow(contact_id=contact.id, kind="edit", title=f"{who} changed " + "; ".join(edits)[:280],
+                                       data={"by": actor.user_id if actor else source}))
     return view
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "—"
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)[:60]
 
 
 async def add_identity(session: AsyncSession, contact_id: int, *, kind: str, value: str, scope: str = ""
@@ -112,15 +152,22 @@ async def resolve_senders(session: AsyncSession, senders: Sequence[Sender]
     vouches for are attached when nobody owns them; when they point at a different contact nothing
     is merged (merging is an agent's decision). Senders are resolved in order, so two messages from
     the same new customer in one batch land on one new contact.
+
+    Claims (what a visitor typed into a form, unverified) never decide who a message is from: an
+    unknown claim is kept as an unverified identity of the sender; one that belongs to someone else
+    becomes a merge suggestion. When a channel later vouches for an identity somebody only claimed,
+    the identity goes to the verified sender and the claimant gets a merge suggestion instead.
     """
     for sender in senders:
         if not sender.identities:
             raise ValidationFailed("an inbound message needs at least one sender identity")
-    known = await repo.find_identities(session, [i for s in senders for i in s.identities])
+    known, owners = await repo.find_identities_and_owners(
+        session, [i for s in senders for i in (*s.identities, *s.claims)])
     # Owners are contact ids; a contact created in this batch is -(its index + 1) until it is flushed.
-    owner: dict[IdentityValue, int] = {ident: row.contact_id for ident, row in known.items()}
+    owner: dict[IdentityValue, int] = {ident: row.contact_id for ident, row in known.items() if row.verified}
     new_contacts: list[ContactRow] = []
     picks: list[tuple[int, bool]] = []
+    conflicts: list[tuple[int, int, str]] = []
     for sender in senders:
         candidates = {ident: owner.get(ident) for ident in sender.identities}
         choice = choose_contact(candidates)
@@ -128,6 +175,9 @@ async def resolve_senders(session: AsyncSession, senders: Sequence[Sender]
         if choice == "conflict":
             primary_owner = candidates[sender.identities[0]]
             key = primary_owner if primary_owner is not None else next(v for v in candidates.values() if v)
+            conflicts += [(key, other, f"{ident.kind.value} {ident.value} came with a message from contact #{key} "
+                           f"but belongs to contact #{other}")
+                          for ident, other in candidates.items() if other is not None and other != key and other > 0]
         elif choice is None:
             new_contacts.append(ContactRow(name=sender.name.strip()[:200], attributes={}))
             key, created = -len(new_contacts), True
@@ -143,7 +193,27 @@ async def resolve_senders(session: AsyncSession, senders: Sequence[Sender]
     def contact_id(key: int) -> int:
         return new_contacts[-key - 1].id if key < 0 else key
 
-    contacts = await repo.get_contacts(session, [contact_id(k) for k, _ in picks])
+    contacts = {**owners, **{c.id: c for c in new_contacts}}
+    missing = {contact_id(k) for k, _ in picks} - contacts.keys()
+    if missing:
+        contacts.update(await repo.get_contacts(session, list(missing)))
+    # A contact merged meanwhile (another transaction) stands for the one it was merged into.
+    for _ in range(5):
+        merged = {c.id: c.merged_into_id for c in contacts.values() if c.merged_into_id is not None}
+        if not merged:
+            break
+        survivors = await repo.get_contacts(session, [t for t in merged.values() if t not in contacts])
+        contacts.update(survivors)
+        for i, (key, created) in enumerate(picks):
+            target = merged.get(contact_id(key))
+            if target is not None:
+                picks[i] = (target, created)
+        for ident, key in list(owner.items()):
+            target = merged.get(contact_id(key))
+            if target is not None:
+                owner[ident] = target
+        for cid in merged:
+            contacts[cid] = contacts[merged[cid]] if merged[cid] in contacts else contacts[cid]
     touched: set[int] = {c.id for c in new_contacts}
     for sender, (key, _) in zip(senders, picks, strict=True):
         contact = contacts[contact_id(key)]
@@ -151,14 +221,39 @@ async def resolve_senders(session: AsyncSession, senders: Sequence[Sender]
             contact.name = sender.name.strip()[:200]
             touched.add(contact.id)
     rows: dict[IdentityValue, IdentityRow] = dict(known)
+    suggestions: list[tuple[int, int, str]] = list(conflicts)
     for ident, key in owner.items():
-        if ident not in rows:
+        row = rows.get(ident)
+        if row is not None and not row.verified:  # only claimed so far: the verified sender gets it
+            if row.contact_id != contact_id(key):
+                suggestions.append((contact_id(key), row.contact_id, f"{ident.kind.value} {ident.value} was claimed "
+                                    f"by contact #{row.contact_id} and then verified by a channel"))
+                touched.add(row.contact_id)
+            row.contact_id, row.verified = contact_id(key), True
+            touched.add(contact_id(key))
+        elif row is None:
             rows[ident] = IdentityRow(contact_id=contact_id(key), kind=ident.kind.value, scope=ident.scope,
                                       value=ident.value, verified=True)
             session.add(rows[ident])
             touched.add(contact_id(key))
+    for sender, (key, _) in zip(senders, picks, strict=True):
+        cid = contact_id(key)
+        for claim in sender.claims:
+            row = rows.get(claim)
+            if row is None:
+                rows[claim] = IdentityRow(contact_id=cid, kind=claim.kind.value, scope=claim.scope,
+                                          value=claim.value, verified=False)
+                session.add(rows[claim])
+                touched.add(cid)
+            elif row.contact_id != cid:
+                suggestions.append((cid, row.contact_id, f"contact #{cid} gave {claim.kind.value} {claim.value}, "
+                                    f"which belongs to contact #{row.contact_id}"))
     await session.flush()
+    for a, b, reason in suggestions:
+        await suggest_merge(session, a, b, reason)
     idents = await repo.identities_of(session, sorted(touched))
+    missing = [cid for cid in touched if cid not in contacts]
+    contacts.update(await repo.get_contacts(session, missing) if missing else {})
     for cid in touched:
         contact = contacts[cid]
         contact.search_text = " ".join([contact.name.lower(), *(i.value.lower() for i in idents[cid])])[:2000]

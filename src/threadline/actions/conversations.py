@@ -3,6 +3,7 @@ activity line in the timeline and one ``conversation.updated`` event for everyon
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from threadline.db.types import utcnow
 from threadline.domain.conversations import Conversation, ConversationStatus, Priority, normalise_labels
 from threadline.domain.errors import NotFound, PermissionDenied, ValidationFailed
 from threadline.domain.events import Audience, ConversationUpdated, ConversationView, MessageCreated
+from threadline.domain.users import Role
 
 UNSET: Any = object()
 
@@ -64,6 +66,7 @@ async def update_conversation(
     labels: list[str] = UNSET,
     priority: str = UNSET,
     note: str | None = None,
+    transfer: bool = False,
 ) -> ConversationView:
     conv = await repo.get_conversation(session, conversation_id, for_update=True)
     if actor is not None:
@@ -87,7 +90,7 @@ async def update_conversation(
             user = await users_repo.get_user(session, assignee_id)
             if user is None or not user.active:
                 raise ValidationFailed(f"user {assignee_id} does not exist", field="assignee_id")
-            lines.append(f"{who} assigned the conversation to {user.name}")
+            lines.append(f"{who} {'transferred' if transfer else 'assigned'} the conversation to {user.name}")
         else:
             lines.append(f"{who} unassigned {await _user_name(session, conv.assignee_id)}")
         conv.assignee_id = assignee_id
@@ -97,7 +100,8 @@ async def update_conversation(
         queue = await users_repo.get_queue(session, queue_id) if queue_id is not None else None
         if queue_id is not None and queue is None:
             raise ValidationFailed(f"queue {queue_id} does not exist", field="queue_id")
-        lines.append(f"{who} moved the conversation to queue {queue.name if queue else '(none)'}")
+        lines.append(f"{who} {'transferred' if transfer else 'moved'} the conversation to queue "
+                     f"{queue.name if queue else '(none)'}")
         conv.queue_id = queue_id
         changes.append("queue_id")
 
@@ -105,7 +109,8 @@ async def update_conversation(
         team = await users_repo.get_team(session, team_id) if team_id is not None else None
         if team_id is not None and team is None:
             raise ValidationFailed(f"team {team_id} does not exist", field="team_id")
-        lines.append(f"{who} moved the conversation to team {team.name if team else '(none)'}")
+        lines.append(f"{who} {'transferred' if transfer else 'moved'} the conversation to team "
+                     f"{team.name if team else '(none)'}")
         conv.team_id = team_id
         changes.append("team_id")
 
@@ -152,3 +157,24 @@ async def update_conversation(
     view = await conversation_view(session, conv)
     emit(session, ConversationUpdated(conversation=view, changes=changes, actor_id=actor_id), audience)
     return view
+
+
+async def transfer_conversation(session: AsyncSession, actor: Actor, conversation_id: int, *,
+                                assignee_id: int | None = UNSET, queue_id: int | None = UNSET,
+                                team_id: int | None = UNSET, note: str | None = None) -> ConversationView:
+    """Hand a conversation over to another agent, a team or a queue, with a note for whoever takes it.
+
+    Agents may transfer what they hold (assigned to them, or unassigned in their queues and teams) to
+    anyone; supervisors and admins transfer anything. Sent to a team or queue without an agent, the
+    conversation is unassigned so that it waits there. Activity lines say "transferred", with the note.
+    """
+    conv = actor.check_can_see(await repo.get_conversation(session, conversation_id), conversation_id)
+    if assignee_id is UNSET and queue_id is UNSET and team_id is UNSET:
+        raise ValidationFailed("transfer to an agent, a team or a queue", field="assignee_id")
+    if not actor.sees_everything and conv.assignee_id not in (actor.user_id, None):
+        raise PermissionDenied("only the assigned agent or a supervisor may transfer this conversation")
+    if assignee_id is UNSET:
+        assignee_id = None
+    elevated = replace(actor, role=Role.SUPERVISOR) if not actor.sees_everything else actor
+    return await update_conversation(session, elevated, conversation_id, assignee_id=assignee_id,
+                                     queue_id=queue_id, team_id=team_id, note=note, transfer=True)

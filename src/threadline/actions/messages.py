@@ -16,6 +16,7 @@ from threadline.channels.registry import get_adapter_class
 from threadline.db.models import ChannelInstanceRow, ConversationRow, IdentityRow, MessageRow, OutboundJobRow
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import contacts as contacts_repo
+from threadline.db.repos import continuity as continuity_repo
 from threadline.db.repos import conversations as repo
 from threadline.db.session import mark_written
 from threadline.db.types import utcnow
@@ -37,14 +38,16 @@ async def receive_inbound(session: AsyncSession, channel: ChannelInstanceRow, ms
     return (await receive_inbound_batch(session, [(channel, msg)]))[0]
 
 
-async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[ChannelInstanceRow, InboundMessage]]
-                                ) -> list[MessageRow | None]:
+async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[ChannelInstanceRow, InboundMessage]],
+                                *, reopen_within: timedelta | None = None) -> list[MessageRow | None]:
     """Store customers' messages, each in the right conversation, with a fixed number of queries for
     the whole batch (the inbox worker hands over everything that arrived since its last round).
 
     Per message, in order: a provider id seen before is skipped (None); the sender is recognised or
     created; the message joins the contact's open conversation, reopening a pending or snoozed one,
-    or starts a new conversation. Events carry the conversation as it is when the batch commits.
+    or starts a new conversation. With ``reopen_within``, a customer with no open conversation whose
+    last one was resolved less than that long ago reopens it (a "thanks!" after the answer is not a new
+    issue). Events carry the conversation as it is when the batch commits.
     """
     out: list[MessageRow | None] = [None] * len(items)
     stored = await repo.existing_provider_ids(session, [(ch.id, m.provider_id) for ch, m in items])
@@ -60,13 +63,22 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
     senders = await resolve_senders(session, [items[i][1].sender for i in todo])
     open_convs = await repo.latest_open_for_contacts(session, [c.id for c, _, _ in senders])
     hinted = await _hinted_conversations(session, [items[i] for i in todo])
+    recent: dict[int, ConversationRow] = {}
+    if reopen_within:
+        lonely = [c.id for c, _, _ in senders if c.id not in open_convs]
+        recent = await continuity_repo.latest_resolved_for_contacts(session, lonely, now - reopen_within)
     created: set[int] = set()  # id() of conversations this batch starts
+    switches: list[tuple[ConversationRow, ChannelInstanceRow]] = []
     plan: list[tuple[int, ConversationRow, IdentityRow, list[str]]] = []
     for k, (idx, (contact, identity, _)) in enumerate(zip(todo, senders, strict=True)):
         channel, msg = items[idx]
         conv = hinted[k]
         if conv is None or conv.contact_id != contact.id:  # a hint never moves a message to someone else
             conv = open_convs.get(contact.id)
+            if conv is None and not msg.conversation_id:  # a session bound to an ended one starts anew
+                conv = recent.get(contact.id)
+                if conv is not None:
+                    open_convs[contact.id] = conv
         changes: list[str] = []
         if conv is None:
             queue_id = msg.queue_id if msg.queue_id is not None else channel.default_queue_id
@@ -83,10 +95,16 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
                 changes.append("status")
         if conv.last_channel_instance_id != channel.id:
             changes.append("last_channel_instance_id")
+            if conv.last_channel_instance_id is not None and id(conv) not in created:
+                switches.append((conv, channel))  # shown in the timeline: the customer changed channel
         conv.last_channel_instance_id = channel.id
         conv.last_activity_at = conv.updated_at = now
         plan.append((idx, conv, identity, changes))
     await session.flush()  # new conversations get their ids
+    for conv, channel in switches:
+        session.add(MessageRow(conversation_id=conv.id, direction="activity", text=f"The customer continued on "
+                               f"{channel.name} ({channel.kind})", attachments=[], meta={"channel_switch": channel.id},
+                               channel_instance_id=channel.id, created_at=now))
     for idx, conv, identity, _ in plan:
         channel, msg = items[idx]
         conv.last_identity_id = identity.id
@@ -116,6 +134,16 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
         emit(session, MessageCreated(message=message_view(row)), audience)
         if changes and not is_new:
             emit(session, ConversationUpdated(conversation=view, changes=changes), audience)
+    consents = [(out[idx], items[idx][1]) for idx, *_ in plan if "consent" in items[idx][1].extra]
+    if consents:  # STOP/START keywords (SMS): rare, so a batch without one runs no extra query
+        from threadline.actions.messaging import record_consent
+
+        await record_consent(session, consents)  # type: ignore[arg-type]
+    media = [(out[idx], items[idx][1]) for idx, *_ in plan if "media_pending" in items[idx][1].extra]
+    if media:  # linked provider media (MMS, WhatsApp, Telegram…): queued for workers/media.py, no query here
+        from threadline.actions.messaging import queue_media
+
+        queue_media(session, media)  # type: ignore[arg-type]
     return out
 
 
@@ -171,7 +199,12 @@ async def _pick_target(session: AsyncSession, conv: ConversationRow, channel_ins
 
 async def send_reply(session: AsyncSession, actor: Actor, conversation_id: int, text: str, *,
                      attachments: list[dict[str, object]] | None = None,
-                     channel_instance_id: int | None = None, identity_id: int | None = None) -> MessageView:
+                     channel_instance_id: int | None = None, identity_id: int | None = None,
+                     meta: dict[str, object] | None = None) -> MessageView:
+    """Queue a reply. ``meta`` travels to the adapter (e.g. ``{"template": …}`` from
+    actions/messaging.send_template, which may go out when the channel's reply window is closed)."""
+    from threadline.actions.messaging import check_send_rules
+
     conv = actor.check_can_see(await repo.get_conversation(session, conversation_id), conversation_id)
     text = text.strip()
     if not text and not attachments:
@@ -184,10 +217,12 @@ async def send_reply(session: AsyncSession, actor: Actor, conversation_id: int, 
     if len(text) > limit:
         raise ValidationFailed(f"{adapter_cls.title} messages are at most {limit} characters; this one has "
                                f"{len(text)}", field="text")
+    await check_send_rules(session, conv, channel, identity_id, adapter_cls,  # opt-outs, windows, media
+                           template=bool((meta or {}).get("template")), attachments=attachments)
     now = utcnow()
     row = MessageRow(conversation_id=conv.id, direction="out", text=text, attachments=attachments or [],
                      channel_instance_id=channel.id, identity_id=identity_id, author_id=actor.user_id,
-                     delivery_status=DeliveryStatus.QUEUED.value, meta={}, created_at=now)
+                     delivery_status=DeliveryStatus.QUEUED.value, meta=dict(meta or {}), created_at=now)
     session.add(row)
     conv.last_activity_at = conv.updated_at = now
     await session.flush()

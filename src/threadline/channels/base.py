@@ -9,7 +9,7 @@ only on its ``Capabilities``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -51,6 +51,9 @@ class Capabilities:
     read_receipts: bool = False
     reply_window_seconds: int | None = None  # e.g. WhatsApp's 24-hour customer-service window
     identity_kinds: tuple[str, ...] = ("handle",)  # identities this channel can send to
+    consent_keywords: bool = False  # STOP/START/HELP are honoured: no outbound to an opted-out identity
+    sms_segments: bool = False  # billed by SMS segments (GSM-7 / UCS-2): the desk shows the count
+    templates: bool = False  # approved message templates (with variables) can be sent, e.g. outside the window
 
 
 class ChannelError(Exception):
@@ -87,6 +90,13 @@ class ChannelAdapter(ABC):
     title: ClassVar[str]
     Config: ClassVar[type[BaseModel]]  # validates the admin's form; SecretStr fields are secrets
     capabilities: ClassVar[Capabilities] = Capabilities()
+    # The public URL providers call for this channel instance (public_base_url + /hooks/{key}), set by the
+    # adapter factory: signatures over the URL (Twilio) are checked against it, so they validate behind a
+    # reverse proxy; empty when the adapter is built without a channel row (credentials test).
+    hook_url: str = ""
+    # Turns one of our private ``/api/v1/attachments/{id}`` URLs into an expiring signed public link (set by
+    # the adapter factory), for providers that fetch outbound media by URL; None when unavailable.
+    file_url: Callable[[str], str | None] | None = None
 
     def __init__(self, config: BaseModel, http: httpx.AsyncClient, *, scope: str) -> None:
         self.config = config
@@ -113,6 +123,22 @@ class ChannelAdapter(ABC):
 
     def ack(self, req: RawRequest) -> Ack:
         return Ack()
+
+    async def download(self, url: str, max_bytes: int) -> tuple[bytes, str]:
+        """Fetch an inbound attachment the provider only linked (an ``Attachment.url`` that ``parse`` listed in
+        ``extra["media_pending"]``): (bytes, content type). Called by the media worker after the message is
+        committed, never inside a transaction; raise RetryableSendError or PermanentSendError."""
+        raise PermanentSendError(f"{self.title} attachments cannot be downloaded")
+
+    async def connect(self) -> list[str]:
+        """Register ``hook_url`` at the provider when its API allows it (Telegram's setWebhook); what was
+        done, in words. Channels whose URL is pasted in the provider's console raise ChannelError."""
+        raise ChannelError(f"{self.title}: paste the hook URL in the provider's console (see docs/channels)")
+
+    def challenge(self, req: RawRequest) -> Ack | None:
+        """Answer a provider's ``GET`` handshake on the hook URL (Meta's ``hub.challenge``): the Ack, or
+        None when this channel takes no GET; raise InvalidSignature when the verify token is wrong."""
+        return None
 
     async def check(self) -> None:  # noqa: B027 - optional hook
         """Test the credentials against the provider before an admin saves them (optional)."""

@@ -158,6 +158,8 @@ class Database:
         if not write:
             async with (self._offload_maker if offload else self._read_maker)() as session, session.begin():
                 yield session
+                if session.info.get(BEFORE_COMMIT):  # a write in a read transaction is a bug: say so
+                    raise RuntimeError("events were emitted in a read-only transaction; use write=True")
             return
         if self._write_lock is not None:
             async with self._write_lock, self._write_maker() as session:

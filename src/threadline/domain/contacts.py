@@ -8,6 +8,7 @@ normalised before they are stored or matched, so ``+1 (415) 555-0100`` and ``+14
 
 from __future__ import annotations
 
+import datetime as _dt
 import enum
 import re
 from dataclasses import dataclass, field
@@ -122,7 +123,7 @@ def choose_contact(candidates: dict[IdentityValue, int | None]) -> int | None | 
     ``candidates`` maps each normalised identity of an inbound message to the contact id that owns it
     (None when unknown). Returns the single contact id they agree on, None when none is known, or the
     string ``"conflict"`` when they name two different contacts (the caller keeps the strongest match —
-    the channel handle — and records a merge suggestion instead of merging silently).
+    the channel handle — records a merge suggestion and merges nothing).
     """
     owners = {cid for cid in candidates.values() if cid is not None}
     if not owners:
@@ -130,3 +131,70 @@ def choose_contact(candidates: dict[IdentityValue, int | None]) -> int | None | 
     if len(owners) == 1:
         return owners.pop()
     return "conflict"
+
+
+class AttributeType(enum.StrEnum):
+    TEXT = "text"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    SELECT = "select"
+    TAGS = "tags"
+    URL = "url"
+
+
+ATTRIBUTE_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True)
+class AttributeDef:
+    """A typed custom attribute of contacts (tier, account value, renewal date, tags…)."""
+
+    key: str
+    label: str
+    type: AttributeType
+    options: tuple[str, ...] = ()  # the choices of a select
+
+    def coerce(self, value: object) -> object:
+        """The value as stored, or ValidationFailed saying what is wrong (None clears the attribute)."""
+        if value is None:
+            return None
+        where = f"attributes.{self.key}"
+        t = self.type
+        if t is AttributeType.NUMBER:
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise ValidationFailed(f"{self.label} must be a number", field=where)
+            try:
+                number = float(value)
+            except ValueError:
+                raise ValidationFailed(f"{self.label} must be a number, not {value!r}", field=where) from None
+            return int(number) if number.is_integer() else number
+        if t is AttributeType.BOOLEAN:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+                return value.lower() in ("true", "yes", "1")
+            raise ValidationFailed(f"{self.label} must be true or false", field=where)
+        if t is AttributeType.DATE:
+            try:
+                return _dt.date.fromisoformat(str(value)).isoformat()
+            except ValueError:
+                raise ValidationFailed(f"{self.label} must be a date like 2026-12-31", field=where) from None
+        if t is AttributeType.SELECT:
+            if str(value) not in self.options:
+                raise ValidationFailed(f"{self.label} must be one of: {', '.join(self.options)}", field=where)
+            return str(value)
+        if t is AttributeType.TAGS:
+            items = value if isinstance(value, list) else str(value).split(",")
+            tags = sorted({str(v).strip().lower()[:40] for v in items if str(v).strip()})
+            if len(tags) > 50:
+                raise ValidationFailed(f"{self.label} holds at most 50 tags", field=where)
+            return tags
+        if t is AttributeType.URL:
+            text = str(value).strip()
+            if not re.match(r"^https?://[^\s]+$", text):
+                raise ValidationFailed(f"{self.label} must be an http(s) link", field=where)
+            return text[:2000]
+        if not isinstance(value, str | int | float):
+            raise ValidationFailed(f"{self.label} must be text", field=where)
+        return str(value)[:2000]

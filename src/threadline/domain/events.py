@@ -12,6 +12,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from threadline.domain.routing_events import (
+    ROUTING_EVENTS,
+    OfferCreated,
+    OfferEnded,
+    RoutingSettingsChanged,
+    RoutingState,
+    SlaAlert,
+    TaskPicked,
+    TaskUnroutable,
+)
+
 
 class Audience(BaseModel):
     """Who receives an event on the live stream. Supervisors and admins see every event with
@@ -81,6 +92,9 @@ class MessageView(BaseModel):
     delivery_status: str | None
     error: str | None
     created_at: datetime
+    # What the channel kept besides the text: an email's subject, sanitised HTML, full original text,
+    # CC, auto-reply flag; a web chat's offline flag.
+    meta: dict[str, Any] = Field(default_factory=dict)
 
 
 class _Event(BaseModel):
@@ -102,6 +116,14 @@ class ConversationUpdated(_Event):
 class MessageCreated(_Event):
     name: Literal["message.created"] = "message.created"
     message: MessageView
+
+
+class MessageUpdated(_Event):
+    """A stored message changed after it was created, e.g. its linked media were downloaded into storage."""
+
+    name: Literal["message.updated"] = "message.updated"
+    message: MessageView
+    changes: list[str]
 
 
 class MessageStatusChanged(_Event):
@@ -139,16 +161,62 @@ class ChannelChanged(_Event):
     enabled: bool
 
 
+class ConversationTyping(_Event):
+    """Someone is typing in a conversation (web chat visitor or agent). Ephemeral: nothing is stored but
+    the event itself, sent on transitions only (throttled), so the stream and its resume work as usual."""
+
+    name: Literal["conversation.typing"] = "conversation.typing"
+    conversation_id: int
+    who: Literal["visitor", "agent"]
+    user_id: int | None = None
+    typing: bool
+
+
+class CsatSubmitted(_Event):
+    """A customer rated a resolved conversation (1-5) with an optional comment."""
+
+    name: Literal["csat.submitted"] = "csat.submitted"
+    conversation_id: int
+    contact_id: int
+    rating: int
+    comment: str = ""
+    created_at: datetime
+
+
+
+class ContactMerged(_Event):
+    """``source`` was merged into ``contact`` (identities, conversations and attributes moved)."""
+
+    name: Literal["contact.merged"] = "contact.merged"
+    contact: ContactView
+    source_id: int
+    merge_id: int
+    actor_id: int | None = None
+    undone: bool = False
+
+
+class MergeSuggested(_Event):
+    """Two contacts may be one person; an agent decides (claims typed into forms never merge silently)."""
+
+    name: Literal["contact.merge_suggested"] = "contact.merge_suggested"
+    suggestion_id: int
+    contact_id: int
+    other_contact_id: int
+    reason: str
+
 Event = Annotated[
-    ConversationCreated | ConversationUpdated | MessageCreated | MessageStatusChanged
-    | ContactCreated | ContactUpdated | PresenceChanged | ChannelChanged,
+    ContactMerged | MergeSuggested | ConversationCreated | ConversationUpdated | MessageCreated | MessageStatusChanged
+    | MessageUpdated | ContactCreated | ContactUpdated | PresenceChanged | ChannelChanged
+    | ConversationTyping | CsatSubmitted
+    | OfferCreated | OfferEnded | TaskPicked | TaskUnroutable | SlaAlert | RoutingState | RoutingSettingsChanged,
     Field(discriminator="name"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 EVENT_NAMES = sorted(
     cls.model_fields["name"].default
-    for cls in (ConversationCreated, ConversationUpdated, MessageCreated, MessageStatusChanged,
-                ContactCreated, ContactUpdated, PresenceChanged)
+    for cls in (ConversationCreated, ConversationUpdated, MessageCreated, MessageStatusChanged, MessageUpdated,
+                ContactCreated, ContactUpdated, PresenceChanged, ConversationTyping, CsatSubmitted,
+                *ROUTING_EVENTS)
 )
 
 

@@ -62,6 +62,10 @@ class Attachment:
     content_type: str = "application/octet-stream"
     name: str = ""
     size: int | None = None
+    # Bytes a channel received inline (an email's attachment): the inbox stores them in the file store
+    # and replaces ``url`` with the download URL before the message is saved. None for linked files.
+    data: bytes | None = field(default=None, repr=False, compare=False)
+    content_id: str = ""  # an inline image's Content-ID (email), so the HTML body can point at it
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,9 @@ class StatusUpdate:
     status: DeliveryStatus
     error: str | None = None
     at: datetime | None = None
+    # Set when the failure says the address itself is dead (an email hard bounce): the recipient's
+    # identity is flagged, e.g. "bounced: 5.1.1 user unknown".
+    identity_flag: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +118,12 @@ class OutboundMessage:
     attachments: tuple[Attachment, ...] = ()
     author_name: str = ""
     reply_to_provider_id: str | None = None
+    # The channel's own meta of the customer message being answered (an email's subject, References,
+    # CC), so a reply threads the way that channel threads.
+    reply_to_meta: dict[str, object] = field(default_factory=dict)
+    # The outbound message's own meta, e.g. ``{"template": {"name", "language", "provider_ref", "variables"}}``
+    # when an approved template is sent (WhatsApp outside its 24-hour window).
+    meta: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,8 @@ from fastapi import APIRouter, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from threadline.channels.base import BadPayload, InvalidSignature, RawRequest
+from threadline.db.repos import files as files_repo
+from threadline.files.links import link_key, link_valid
 from threadline.metrics import (
     HTTP_LATENCY,
     HTTP_REQUESTS,
@@ -30,6 +32,7 @@ from threadline.metrics import (
 from threadline.services import Services
 from threadline.web.deps import ServicesDep
 from threadline.web.errors import PROBLEM, TITLES
+from threadline.workers.inbox import InboxFull
 
 router = APIRouter(tags=["channel hooks"])
 log = structlog.get_logger(__name__)
@@ -64,7 +67,11 @@ async def handle(services: Services, key: str, req: RawRequest) -> tuple[int, by
     if not items:  # e.g. an event type we do not handle: acknowledged and logged, never an error
         log.info("hook_ignored", channel_id=channel.id)
         return ack.status, ack.body, ack.content_type
-    item_id = await services.inbox.store(req, channel, adapter.dedupe_key(items, req))
+    try:
+        item_id = await services.inbox.store(req, channel, adapter.dedupe_key(items, req))
+    except InboxFull as exc:  # overloaded (or the database is down): nothing acknowledged, the provider retries
+        INBOUND_REJECTED.labels(channel.kind, "busy").inc()
+        return _problem(503, str(exc), "busy")
     if item_id is None:
         INBOUND_DUPLICATES.labels(channel.kind).inc()
     else:
@@ -78,6 +85,48 @@ async def inbound(key: str, request: Request, services: ServicesDep) -> Response
     req = RawRequest(request.method, str(request.url), headers, await request.body())
     status, body, content_type = await handle(services, key, req)
     return Response(body, status_code=status, media_type=content_type)
+
+
+@router.get(ROUTE, summary="A provider's subscription handshake on the hook URL (Meta's hub.challenge)")
+async def handshake(key: str, request: Request, services: ServicesDep) -> Response:
+    """Meta checks a webhook URL with ``GET ?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`` and
+    expects the challenge back when the token is the channel's; other channels take no GET (405)."""
+    channel = await services.channels.by_key(key)
+    if channel is None or not channel.enabled:
+        status, body, ctype = _problem(404, "no enabled channel has this hook URL")
+        return Response(body, status_code=status, media_type=ctype)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        ack = services.factory.for_row(channel).challenge(RawRequest("GET", str(request.url), headers, b""))
+    except InvalidSignature as exc:
+        log.info("hook_handshake_refused", channel_id=channel.id, reason=str(exc))
+        status, body, ctype = _problem(403, f"verification failed: {exc}", "invalid_verify_token")
+        return Response(body, status_code=status, media_type=ctype)
+    if ack is None:
+        status, body, ctype = _problem(405, "this channel takes POST requests only")
+        return Response(body, status_code=status, media_type=ctype)
+    log.info("hook_handshake_ok", channel_id=channel.id)
+    return Response(ack.body, status_code=ack.status, media_type=ack.content_type)
+
+
+@router.get(ROUTE + "/media/{attachment_id}", summary="A stored file, through an expiring signed link that a "
+            "provider fetches for outbound media (Twilio MMS)", response_class=Response)
+async def signed_media(key: str, attachment_id: str, request: Request, services: ServicesDep) -> Response:
+    channel = await services.channels.by_key(key)
+    query = request.query_params
+    if channel is None or not channel.enabled or not link_valid(
+            link_key(services.settings.resolved_secret_key), key, attachment_id, query.get("expires", ""),
+            query.get("signature", ""), time.time()):
+        status, body, ctype = _problem(403, "this link is invalid or has expired")
+        return Response(body, status_code=status, media_type=ctype)
+    async with services.db.transaction(write=False) as session:
+        row = await files_repo.get_attachment(session, attachment_id)
+    if row is None or not services.files.exists(row.sha256):
+        status, body, ctype = _problem(404, "the file no longer exists")
+        return Response(body, status_code=status, media_type=ctype)
+    return Response(services.files.read(row.sha256), media_type=row.content_type,
+                    headers={"Content-Disposition": "attachment", "Cache-Control": "private, max-age=300",
+                             "X-Content-Type-Options": "nosniff"})
 
 
 class HookFastPath:

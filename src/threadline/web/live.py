@@ -61,8 +61,10 @@ class Hub:
             try:
                 client.queue.put_nowait(env)
             except asyncio.QueueFull:
+                # Drop everything queued (not just the oldest): the client resumes after the last event
+                # it really received, so nothing is skipped.
                 client.overflowed = True
-                with contextlib.suppress(asyncio.QueueEmpty):
+                while not client.queue.empty():
                     client.queue.get_nowait()
                 client.queue.put_nowait(None)  # tells the sender loop to disconnect
 

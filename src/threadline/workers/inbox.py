@@ -5,12 +5,14 @@ up again, so a crash at any point loses nothing."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.actions import mail as mail_actions
 from threadline.actions import messages as message_actions
 from threadline.actions.events import savepoint
 from threadline.channels.base import ChannelError, RawRequest
@@ -20,12 +22,17 @@ from threadline.db.repos import plumbing as repo
 from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.domain.messages import InboundMessage, StatusUpdate
+from threadline.files.store import FileStore
 from threadline.workers.channels import AdapterFactory
 from threadline.workers.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)
 MAX_ATTEMPTS = 5
 BATCH = 200
+
+
+class InboxFull(RuntimeError):
+    """Too many requests are waiting for the database: the caller answers 503 and the provider retries."""
 
 
 class InboxWorker(BackgroundLoop):
@@ -37,11 +44,15 @@ class InboxWorker(BackgroundLoop):
     name = "inbox-worker"
 
     def __init__(self, db: Database, factory: AdapterFactory, *, sweep_seconds: float = 5.0,
-                 batch_size: int = BATCH) -> None:
+                 batch_size: int = BATCH, reopen_within: timedelta | None = None,
+                 max_waiting: int = 5_000) -> None:
         super().__init__(interval=sweep_seconds)
+        self.reopen_within = reopen_within
         self.db = db
         self.factory = factory
         self.batch_size = batch_size
+        self.files: FileStore | None = None  # set by Services: where attachment bytes from parse() go
+        self.max_waiting = max_waiting  # beyond this, refuse (503) rather than queue without bound
         self._to_store: list[tuple[RawRequest, ChannelInstanceRow, str, asyncio.Future[int | None]]] = []
         self._storer: asyncio.Task[None] | None = None
 
@@ -49,6 +60,8 @@ class InboxWorker(BackgroundLoop):
         """Persist a provider's request; return its id, or None when the same dedupe key was stored
         before. Returns once the request is committed (normally processed too), so the caller may
         then acknowledge it."""
+        if len(self._to_store) >= self.max_waiting:
+            raise InboxFull(f"{len(self._to_store)} requests are waiting to be stored; retry in a moment")
         future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self._to_store.append((req, channel, dedupe_key, future))
         if self._storer is None or self._storer.done():
@@ -65,7 +78,8 @@ class InboxWorker(BackgroundLoop):
             try:
                 async with self.db.transaction(write=True) as session:
                     fresh = await repo.new_inbox_keys(session, rows)
-                    errors = await self._process(session, [(batch[i][0], batch[i][1]) for i in fresh])
+                    errors = await self._process(session, [(batch[i][0], batch[i][1]) for i in fresh],
+                                                 fail_fast=True)
                     now = utcnow()
                     for i, error in zip(fresh, errors, strict=True):
                         rows[i].update(attempts=1, error=error, processed_at=None if error else now)
@@ -158,14 +172,17 @@ class InboxWorker(BackgroundLoop):
             else:
                 await self._record_failure(item_ids[0], "the batch could not be committed")
 
-    async def _process(self, session: AsyncSession, work: list[tuple[RawRequest, ChannelInstanceRow]]
-                   ) -> list[str | None]:
+    async def _process(self, session: AsyncSession, work: list[tuple[RawRequest, ChannelInstanceRow]], *,
+                       fail_fast: bool = False) -> list[str | None]:
         """Turn requests into messages inside the caller's transaction; per request, why it failed or
         None. The whole batch is tried at once (a fixed number of queries however many requests); if
         that fails, each request is retried in its own savepoint, so one that fails is rolled back
         alone while the others commit."""
         if not work:
             return []
+        if fail_fast and len(work) == 1:  # no savepoint: if it fails, the caller stores it for the sweep
+            await self._apply(session, work)
+            return [None]
         try:
             async with savepoint(session):
                 await self._apply(session, work)
@@ -197,7 +214,7 @@ class InboxWorker(BackgroundLoop):
                     inbound.append((channel, parsed))
                 else:
                     statuses.append((channel, parsed))
-        await message_actions.receive_inbound_batch(session, inbound)
+        await mail_actions.receive_with_files(session, self.files, inbound, reopen_within=self.reopen_within)
         for channel, update in statuses:
             await message_actions.apply_status(session, channel, update)
 

@@ -14,22 +14,28 @@ from datetime import UTC, datetime
 import structlog
 
 from threadline.actions import messages as message_actions
+from threadline.actions import messaging as messaging_actions
 from threadline.channels.base import PermanentSendError, RetryableSendError
+from threadline.channels.registry import get_adapter_class
 from threadline.db.leader import LeaderLock
+from threadline.db.models import AttachmentRow
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import conversations as conv_repo
+from threadline.db.repos import files as files_repo
 from threadline.db.repos import plumbing as repo
 from threadline.db.repos import users as users_repo
 from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.domain.contacts import IdentityKind, IdentityValue
 from threadline.domain.messages import Attachment, OutboundMessage
+from threadline.files.store import FileStore
 from threadline.metrics import OUTBOUND_RESULTS
 from threadline.workers.channels import AdapterFactory
 from threadline.workers.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)
+ATTACHMENT_URL = "/api/v1/attachments/"
 
 
 def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
@@ -50,7 +56,14 @@ class SenderWorker(BackgroundLoop):
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.leader = LeaderLock(db, "sender")
+        self.files: FileStore | None = None  # set by Services: bytes of stored attachments for send()
         self.rng = random.Random()
+
+    def _file_bytes(self, stored: dict[str, AttachmentRow], url: str) -> bytes | None:
+        row = stored.get(url.rsplit("/", 1)[1]) if url.startswith(ATTACHMENT_URL) else None
+        if row is None or self.files is None or not self.files.exists(row.sha256):
+            return None
+        return self.files.read(row.sha256)
 
     async def on_stop(self) -> None:
         await self.leader.release()
@@ -84,6 +97,19 @@ class SenderWorker(BackgroundLoop):
             channel = await channels_repo.get_channel(session, job.channel_instance_id)
             ident = await contacts_repo.get_identity(session, msg.identity_id) if msg and msg.identity_id else None
             author = await users_repo.get_user(session, msg.author_id) if msg and msg.author_id else None
+            # the customer message this reply answers on the same channel (email threading headers)
+            parent = await conv_repo.last_inbound(session, msg.conversation_id) if msg else None
+            if parent is not None and (channel is None or parent.channel_instance_id != channel.id):
+                parent = None
+            # stored files (our own download URLs) travel as bytes to channels that attach them (email)
+            local = [str(a["url"]).rsplit("/", 1)[1] for a in (msg.attachments if msg else None) or []
+                     if str(a.get("url", "")).startswith(ATTACHMENT_URL)]
+            stored = {r.id: r for r in await files_repo.attachments_by_ids(session, local)} \
+                if local and self.files is not None else {}
+            # an SMS customer may have replied STOP after this reply was queued: never send it then
+            cls = get_adapter_class(channel.kind) if channel else None
+            opted_out = await messaging_actions.opted_out(session, ident.id) \
+                if ident is not None and cls is not None and cls.capabilities.consent_keywords else None
         error: str | None = None
         retry_after: float | None = None
         permanent = False
@@ -93,13 +119,20 @@ class SenderWorker(BackgroundLoop):
             permanent, error = True, "the message, its channel or the customer's identity no longer exists"
         elif not channel.enabled:
             permanent, error = True, f"channel {channel.name} is disabled"
+        elif opted_out is not None:
+            permanent, error = True, (f"not sent: {ident.value} replied {opted_out.get('keyword') or 'STOP'!r} "
+                                      "and opted out of messages")
         else:
             out = OutboundMessage(
                 message_id=msg.id, conversation_id=msg.conversation_id,
                 to=IdentityValue(IdentityKind(ident.kind), ident.value, ident.scope), text=msg.text,
-                attachments=tuple(Attachment(a["url"], a.get("content_type", ""), a.get("name", ""))
+                attachments=tuple(Attachment(a["url"], a.get("content_type", ""), a.get("name", ""),
+                                             data=self._file_bytes(stored, str(a["url"])))
                                   for a in (msg.attachments or [])),
                 author_name=author.name if author else "",
+                reply_to_provider_id=parent.provider_id if parent else None,
+                reply_to_meta=dict(parent.meta or {}) if parent else {},
+                meta=dict(msg.meta or {}),
             )
             try:
                 receipt = await self.factory.for_row(channel).send(out)

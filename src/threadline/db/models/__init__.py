@@ -4,9 +4,25 @@ from threadline.db.models.auth import ApiTokenRow, LoginAttemptRow, SessionRow
 from threadline.db.models.base import Base
 from threadline.db.models.channels import ChannelInstanceRow
 from threadline.db.models.contacts import ContactRow, IdentityRow
+from threadline.db.models.continuity import (
+    ContactActivityRow,
+    ContactAttributeDefRow,
+    ContactMergeRow,
+    MergeSuggestionRow,
+)
 from threadline.db.models.conversations import ConversationLabelRow, ConversationRow, MessageRow
+from threadline.db.models.desk import CannedResponseRow
 from threadline.db.models.files import AttachmentRow
+from threadline.db.models.mail import MailboxStateRow
+from threadline.db.models.messaging import MediaDownloadRow, MessageTemplateRow
 from threadline.db.models.plumbing import InboxItemRow, OutboundJobRow, OutboxEventRow
+from threadline.db.models.routing import (
+    RoutingAgentRow,
+    RoutingOfferRow,
+    RoutingQueueRow,
+    RoutingSettingRow,
+    RoutingTaskRow,
+)
 from threadline.db.models.users import (
     PresenceLogRow,
     QueueMemberRow,
@@ -15,9 +31,12 @@ from threadline.db.models.users import (
     TeamRow,
     UserRow,
 )
+from threadline.db.models.webchat import CsatResponseRow
 
 __all__ = [
-    "ApiTokenRow", "AttachmentRow", "Base", "ChannelInstanceRow", "ContactRow", "ConversationLabelRow", "ConversationRow",
-    "IdentityRow", "InboxItemRow", "LoginAttemptRow", "MessageRow", "OutboundJobRow", "OutboxEventRow",
-    "PresenceLogRow", "QueueMemberRow", "QueueRow", "SessionRow", "TeamMemberRow", "TeamRow", "UserRow",
+    "ApiTokenRow", "AttachmentRow", "Base", "ContactActivityRow", "ContactAttributeDefRow", "ContactMergeRow", "MergeSuggestionRow", "CannedResponseRow", "ChannelInstanceRow", "ContactRow", "ConversationLabelRow", "ConversationRow",
+    "CsatResponseRow",
+    "IdentityRow", "InboxItemRow", "LoginAttemptRow", "MailboxStateRow", "MediaDownloadRow", "MessageRow", "MessageTemplateRow", "OutboundJobRow", "OutboxEventRow",
+    "PresenceLogRow", "QueueMemberRow", "QueueRow", "RoutingAgentRow", "RoutingOfferRow", "RoutingQueueRow",
+    "RoutingSettingRow", "RoutingTaskRow", "SessionRow", "TeamMemberRow", "TeamRow", "UserRow",
 ]

@@ -19,6 +19,10 @@ class ContactRow(Timestamps, Base):
     # Lower-cased name and identity values, for search that works the same on SQLite and PostgreSQL.
     search_text: Mapped[str] = mapped_column(String(2000), default="", index=True)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Set when this contact was merged into another (kept, hidden, so that the merge can be undone).
+    merged_into_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL"), nullable=True, default=None
+    )
 
 
 class IdentityRow(Timestamps, Base):

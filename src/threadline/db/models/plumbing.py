@@ -15,8 +15,9 @@ from threadline.db.types import JSONType, UTCDateTime, utcnow
 class OutboxEventRow(Base):
     """An event written in the same transaction as the change it describes.
 
-    ``seq`` is given by the single relay when it publishes, so stream positions are in publication
-    order even when transactions commit out of id order (PostgreSQL); clients resume after a seq.
+    ``seq`` is the stream position clients resume after. On PostgreSQL the single relay gives it when it
+    publishes (transactions commit out of id order there); on SQLite the writer gives it at insert
+    (writers take turns, so commit order is seq order).
     """
 
     __tablename__ = "outbox_events"

@@ -23,18 +23,27 @@ async def find_identity(session: AsyncSession, ident: IdentityValue) -> Identity
 
 async def find_identities(session: AsyncSession, idents: Sequence[IdentityValue]) -> dict[IdentityValue, IdentityRow]:
     """The stored rows of these identities (one query; absent ones are left out)."""
+    return (await find_identities_and_owners(session, idents))[0]
+
+
+async def find_identities_and_owners(session: AsyncSession, idents: Sequence[IdentityValue]
+                                     ) -> tuple[dict[IdentityValue, IdentityRow], dict[int, ContactRow]]:
+    """The stored rows of these identities and the contacts that own them, in one query."""
     wanted = {(i.kind.value, i.scope, i.value): i for i in idents}
     if not wanted:
-        return {}
-    stmt = select(IdentityRow).where(  # all three, so that the (kind, scope, value) index is used
-        IdentityRow.kind.in_({k for k, _, _ in wanted}), IdentityRow.scope.in_({s for _, s, _ in wanted}),
-        IdentityRow.value.in_({v for _, _, v in wanted}))
+        return {}, {}
+    stmt = (select(IdentityRow, ContactRow).join(ContactRow, ContactRow.id == IdentityRow.contact_id)
+            .where(  # all three, so that the (kind, scope, value) index is used
+                IdentityRow.kind.in_({k for k, _, _ in wanted}), IdentityRow.scope.in_({s for _, s, _ in wanted}),
+                IdentityRow.value.in_({v for _, _, v in wanted})))
     out: dict[IdentityValue, IdentityRow] = {}
-    for row in (await session.execute(stmt)).scalars():
+    owners: dict[int, ContactRow] = {}
+    for row, contact in (await session.execute(stmt)).all():
         ident = wanted.get((row.kind, row.scope, row.value))
         if ident is not None:
             out[ident] = row
-    return out
+            owners[contact.id] = contact
+    return out, owners
 
 
 async def get_contacts(session: AsyncSession, contact_ids: Sequence[int]) -> dict[int, ContactRow]:
@@ -68,7 +77,8 @@ async def names_of(session: AsyncSession, contact_ids: Sequence[int]) -> dict[in
 async def search_contacts(
     session: AsyncSession, q: str | None, cursor: str | None, limit: int
 ) -> tuple[Sequence[ContactRow], str | None]:
-    stmt = select(ContactRow).order_by(ContactRow.id.desc()).limit(limit + 1)
+    stmt = (select(ContactRow).where(ContactRow.merged_into_id.is_(None))  # merged ones live on in their target
+            .order_by(ContactRow.id.desc()).limit(limit + 1))
     if q:
         needle = f"%{q.strip().lower()}%"
         stmt = stmt.where(or_(ContactRow.search_text.like(needle)))

@@ -61,7 +61,8 @@ async def max_seq(session: AsyncSession) -> int:
 
 async def mark_published(session: AsyncSession, ids: list[int], at: datetime) -> None:
     conn = await session.connection()
-    await conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(ids)).values(published_at=at))
+    for i in range(0, len(ids), 500):  # chunks: a burst must not exceed the database's parameter limit
+        await conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(ids[i:i + 500])).values(published_at=at))
 
 
 async def events_after(session: AsyncSession, seq: int, limit: int) -> Sequence[OutboxEventRow]:

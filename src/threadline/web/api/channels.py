@@ -3,13 +3,18 @@ configuration (secrets masked) and the inbound URL, and only admins change them.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from fastapi import APIRouter
+from pydantic import BaseModel, Field, ValidationError
 
 from threadline.actions import channels as channel_actions
-from threadline.channels.registry import adapters
+from threadline.channels.base import ChannelError
+from threadline.channels.registry import adapters, get_adapter_class
 from threadline.db.models import ChannelInstanceRow
 from threadline.db.repos import channels as repo
-from threadline.domain.errors import NotFound
+from threadline.domain.errors import NotFound, ValidationFailed
 from threadline.security import SecretBox
 from threadline.web.api.schemas import ChannelIn, ChannelOut, ChannelUpdate
 from threadline.web.deps import AdminActor, CurrentActor, ServicesDep
@@ -23,6 +28,9 @@ def channel_out(row: ChannelInstanceRow, *, admin: bool, box: SecretBox, base_ur
     if admin:
         out.inbound_url = f"{base_url}/hooks/{row.key}"
         out.config = channel_actions.public_config(channel_actions.load_config(box, row))
+        snippet = getattr(get_adapter_class(row.kind), "embed_snippet", None)  # channels embedded in a site
+        if snippet is not None:
+            out.embed_snippet = snippet(base_url, row.key)
     return out
 
 
@@ -30,6 +38,49 @@ def channel_out(row: ChannelInstanceRow, *, admin: bool, box: SecretBox, base_ur
 async def channel_kinds(actor: AdminActor) -> list[dict[str, object]]:
     return [{"kind": k, "title": cls.title, "config_schema": cls.Config.model_json_schema()}
             for k, cls in sorted(adapters().items())]
+
+
+class ChannelTestIn(BaseModel):
+    kind: str = Field(max_length=40)
+    config: dict[str, Any] = Field(default_factory=dict)
+    channel_id: int | None = Field(default=None, description="Test changes to this channel: unset or "
+                                   "'********' fields keep their saved values")
+
+
+class ChannelTestOut(BaseModel):
+    ok: bool
+    checks: list[str] = Field(default_factory=list, description="What succeeded, e.g. 'SMTP …: logged in'")
+    error: str | None = Field(default=None, description="What the server refused, in its own words")
+
+
+@router.post("/channels/test", response_model=ChannelTestOut,
+             summary="Test a channel's settings (e.g. SMTP and IMAP logins) before saving them")
+async def test_channel(body: ChannelTestIn, actor: AdminActor, services: ServicesDep) -> ChannelTestOut:
+    cls = get_adapter_class(body.kind)
+    if cls is None:
+        raise ValidationFailed(f"unknown channel kind {body.kind!r}", field="kind")
+    config = dict(body.config)
+    if body.channel_id is not None:
+        async with services.db.transaction(write=False) as session:
+            row = await repo.get_channel(session, body.channel_id)
+        if row is None or row.kind != body.kind:
+            raise NotFound(f"{body.kind} channel {body.channel_id} does not exist")
+        saved = channel_actions.dump_config(channel_actions.load_config(services.box, row))
+        config = {**saved, **{k: v for k, v in config.items() if v != "********"}}
+    try:
+        model = cls.Config.model_validate(config)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ValidationFailed(f"config.{loc}: {err['msg']}", field=f"config.{loc}") from None
+    adapter = cls(model, services.http, scope=str(body.channel_id or 0))
+    try:
+        checks = await asyncio.wait_for(adapter.check(), 60)
+    except ChannelError as exc:
+        return ChannelTestOut(ok=False, error=str(exc))
+    except TimeoutError:
+        return ChannelTestOut(ok=False, error="the server did not answer within 60 seconds")
+    return ChannelTestOut(ok=True, checks=list(checks) if isinstance(checks, list) else [])
 
 
 @router.get("/channels", response_model=list[ChannelOut])

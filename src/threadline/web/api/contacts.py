@@ -20,7 +20,7 @@ async def list_contacts(actor: CurrentActor, services: ServicesDep,
                         q: str | None = Query(default=None, max_length=200, description="name, email, phone…"),
                         cursor: str | None = Query(default=None, max_length=500),
                         limit: int = Query(default=25, ge=1, le=100)) -> ContactPage:
-    async with services.db.transaction(write=False) as session:
+    async with services.db.transaction(write=False, offload=bool(q)) as session:  # a LIKE scan: off the loop
         rows, nxt = await repo.search_contacts(session, q, cursor, limit)
         return ContactPage(items=await contact_views(session, rows), next_cursor=nxt)
 
@@ -46,7 +46,8 @@ async def get_contact(contact_id: int, actor: CurrentActor, services: ServicesDe
 async def update_contact(contact_id: int, body: ContactUpdate, actor: CurrentActor, services: ServicesDep
                          ) -> ContactView:
     async with services.db.transaction(write=True) as session:
-        return await contact_actions.update_contact(session, contact_id, **body.model_dump(exclude_unset=True))
+        return await contact_actions.update_contact(session, contact_id, **body.model_dump(exclude_unset=True),
+                                                    actor=actor)
 
 
 @router.post("/contacts/{contact_id}/identities", response_model=ContactView, status_code=201)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import Field
 
 from threadline.actions import conversations as conv_actions
 from threadline.actions import messages as message_actions
@@ -14,7 +15,7 @@ from threadline.db.repos import conversations as repo
 from threadline.db.repos.common import decode_cursor
 from threadline.domain.conversations import ConversationStatus, Priority
 from threadline.domain.events import ConversationView, MessageView
-from threadline.web.api.schemas import ConversationPage, ConversationUpdate, MessagePage, NoteIn, ReplyIn
+from threadline.web.api.schemas import ConversationPage, ConversationUpdate, In, MessagePage, NoteIn, ReplyIn
 from threadline.web.deps import CurrentActor, ServicesDep
 
 router = APIRouter(tags=["conversations"])
@@ -93,3 +94,19 @@ async def reply(conversation_id: int, body: ReplyIn, actor: CurrentActor, servic
 async def add_note(conversation_id: int, body: NoteIn, actor: CurrentActor, services: ServicesDep) -> MessageView:
     async with services.db.transaction(write=True) as session:
         return await message_actions.add_note(session, actor, conversation_id, body.text)
+
+
+class TransferIn(In):
+    assignee_id: int | None = Field(default=None, description="The agent who takes it over")
+    team_id: int | None = None
+    queue_id: int | None = None
+    note: str | None = Field(default=None, max_length=2000, description="Shown in the activity line")
+
+
+@router.post("/conversations/{conversation_id}/transfer", response_model=ConversationView,
+             summary="Hand over to an agent, a team or a queue, with a note (agents: what they hold)")
+async def transfer(conversation_id: int, body: TransferIn, actor: CurrentActor, services: ServicesDep
+                   ) -> ConversationView:
+    targets = body.model_dump(exclude_unset=True, exclude={"note"})
+    async with services.db.transaction(write=True) as session:
+        return await conv_actions.transfer_conversation(session, actor, conversation_id, note=body.note, **targets)

@@ -121,6 +121,7 @@ class ChannelOut(BaseModel):
     default_queue_id: int | None
     inbound_url: str | None = Field(default=None, description="Paste at the provider (admins only)")
     config: dict[str, Any] | None = Field(default=None, description="Secrets masked (admins only)")
+    embed_snippet: str | None = Field(default=None, description="Paste into your website (web chat; admins only)")
 
 
 class IdentityIn(In):

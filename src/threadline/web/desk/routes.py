@@ -1,33 +1,58 @@
-"""Desk pages: log in, inbox, conversation with reply/note, presence. Forms post back and redirect;
-a small script listens to the live stream and refreshes the page when something relevant changes."""
+"""The agent desk: inbox views with filters and search, the conversation (timeline, composer, actions),
+the customer sidebar, presence. Pages are server-rendered; HTMX swaps partials (the list, the
+conversation pane, new messages) and static/live.js fetches them when the event stream says something
+changed. Writes take the session cookie plus the CSRF token (``X-CSRF-Token``, sent by HTMX on every
+request, or the ``csrf_token`` form field) through ``web.deps.current_actor``."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from urllib.parse import urlparse
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode, urlparse
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
 
+from threadline.actions import attachments as attachment_actions
 from threadline.actions import auth as auth_actions
+from threadline.actions import contacts as contact_actions
+from threadline.actions import continuity as continuity_actions
 from threadline.actions import conversations as conv_actions
 from threadline.actions import messages as message_actions
 from threadline.actions import users as user_actions
+from threadline.actions.permissions import Actor
 from threadline.actions.views import conversation_view, conversation_views, message_view
+from threadline.channels.registry import get_adapter_class
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import contacts as contacts_repo
+from threadline.db.repos import continuity as continuity_repo
 from threadline.db.repos import conversations as conv_repo
+from threadline.db.repos import desk as desk_repo
 from threadline.db.repos import users as users_repo
-from threadline.domain.errors import DomainError
+from threadline.domain import events as domain_events
+from threadline.domain.conversations import ConversationStatus, Priority
+from threadline.domain.errors import DomainError, NotFound, ValidationFailed
 from threadline.web.api.auth import do_login, set_session_cookie
-from threadline.web.deps import SESSION_COOKIE, ServicesDep, authenticate
+from threadline.web.deps import SESSION_COOKIE, ServicesDep, current_actor
+from threadline.web.desk.common import HERE, actor_or_none, is_htmx, render
 
-HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=str(HERE / "templates"))
+try:  # CSAT ratings and typing indicators come with the web chat channel
+    from threadline.actions import webchat as webchat_actions
+except ImportError:  # pragma: no cover - without web chat the sidebar keeps its placeholder
+    webchat_actions = None  # type: ignore[assignment]
+
 router = APIRouter(include_in_schema=False)
 static = StaticFiles(directory=str(HERE / "static"))
+PAGE_SIZE = 60
+MAX_UPLOAD_BYTES = 10_000_000
+ActorDep = Depends(current_actor)
+
+VIEWS = {"mine": "Mine", "unassigned": "Unassigned", "all": "All"}
+STATUS_FILTERS = {"open": "Open", "pending": "Pending", "snoozed": "Snoozed", "resolved": "Resolved", "any": "Any"}
 
 
 @router.get("/static/desk/{path:path}")
@@ -35,15 +60,7 @@ async def desk_static(path: str, request: Request) -> Response:
     return await static.get_response(path, request.scope)
 
 
-async def _actor_or_none(request: Request, services):  # type: ignore[no-untyped-def]
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie:
-        return None, None
-    try:
-        return await authenticate(services, cookie=cookie)
-    except DomainError:
-        return None, None
-
+# --- log in / out -----------------------------------------------------------------------------------------
 
 def _same_origin(request: Request) -> bool:
     origin = request.headers.get("origin") or request.headers.get("referer")
@@ -53,21 +70,19 @@ def _same_origin(request: Request) -> bool:
 
 
 @router.get("/login", response_class=HTMLResponse)
-async def login_page(request: Request) -> HTMLResponse:
-    return templates.TemplateResponse(request, "login.html", {"error": None, "email": ""})
+async def login_page(request: Request) -> Response:
+    return render(request, "login.html", {"error": None, "email": ""})
 
 
 @router.post("/login", response_class=HTMLResponse)
 async def login_submit(request: Request, services: ServicesDep, email: str = Form(max_length=320),
                        password: str = Form(max_length=1024)) -> Response:
     if not _same_origin(request):
-        return templates.TemplateResponse(request, "login.html", {"error": "Cross-site login refused.",
-                                                                  "email": email}, status_code=403)
+        return render(request, "login.html", {"error": "Cross-site login refused.", "email": email}, 403)
     try:
         _, token, _ = await do_login(services, email, password, request)
     except DomainError as exc:
-        return templates.TemplateResponse(request, "login.html", {"error": exc.message, "email": email},
-                                          status_code=exc.status)
+        return render(request, "login.html", {"error": exc.message, "email": email}, exc.status)
     response = RedirectResponse("/", status_code=303)
     set_session_cookie(response, services, token)
     return response
@@ -75,7 +90,7 @@ async def login_submit(request: Request, services: ServicesDep, email: str = For
 
 @router.post("/logout")
 async def logout(request: Request, services: ServicesDep, csrf_token: str = Form("")) -> Response:
-    actor, csrf = await _actor_or_none(request, services)
+    actor, csrf = await actor_or_none(request, services)
     if actor is not None and csrf == csrf_token:
         async with services.db.transaction(write=True) as session:
             await auth_actions.logout(session, request.cookies[SESSION_COOKIE])
@@ -84,93 +99,388 @@ async def logout(request: Request, services: ServicesDep, csrf_token: str = Form
     return response
 
 
+# --- what the desk shows ----------------------------------------------------------------------------------
+
+@dataclass
+class ListParams:
+    view: str = "mine"
+    queue: int | None = None
+    status: str = "open"
+    channel: int | None = None
+    label: str = ""
+    priority: str = ""
+    q: str = ""
+
+    @classmethod
+    def from_request(cls, request: Request) -> ListParams:
+        qp = request.query_params
+
+        def num(key: str) -> int | None:
+            v = qp.get(key, "")
+            return int(v) if v.isdigit() else None
+
+        view = qp.get("view", "mine")
+        status = qp.get("status", "open")
+        priority = qp.get("priority", "")
+        return cls(view=view if view in (*VIEWS, "queue") else "mine", queue=num("queue"),
+                   status=status if status in STATUS_FILTERS else "open", channel=num("channel"),
+                   label=qp.get("label", "").strip().lower()[:63],
+                   priority=priority if priority in {p.value for p in Priority} else "",
+                   q=qp.get("q", "").strip()[:200])
+
+    def query(self, **override: Any) -> str:
+        values = {"view": self.view, "queue": self.queue, "status": self.status, "channel": self.channel,
+                  "label": self.label, "priority": self.priority, "q": self.q, **override}
+        return urlencode({k: v for k, v in values.items() if v not in (None, "")})
+
+    def filter(self, actor: Actor) -> conv_repo.ConversationFilter:
+        statuses = {"open": list(desk_repo.OPEN_STATUSES), "any": []}.get(self.status, [self.status])
+        flt = conv_repo.ConversationFilter(
+            status=statuses, priority=[self.priority] if self.priority else [], label=self.label or None,
+            channel_instance_id=self.channel,
+            visible_to=None if actor.sees_everything else (actor.user_id, actor.queue_ids, actor.team_ids))
+        if self.view == "mine":
+            flt.assignee_id = actor.user_id
+        elif self.view == "unassigned":
+            flt.unassigned = True
+        elif self.view == "queue" and self.queue is not None:
+            flt.queue_id = self.queue
+        return flt
+
+
+def _visible(actor: Actor) -> tuple[int, list[int], list[int]] | None:
+    return None if actor.sees_everything else (actor.user_id, actor.queue_ids, actor.team_ids)
+
+
+async def _counts(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+    open_ = list(desk_repo.OPEN_STATUSES)
+    vis = _visible(actor)
+    return {
+        "mine": await desk_repo.count_conversations(
+            session, conv_repo.ConversationFilter(status=open_, assignee_id=actor.user_id, visible_to=vis)),
+        "unassigned": await desk_repo.count_conversations(
+            session, conv_repo.ConversationFilter(status=open_, unassigned=True, visible_to=vis)),
+        "all": await desk_repo.count_conversations(session, conv_repo.ConversationFilter(status=open_, visible_to=vis)),
+        "queues": await desk_repo.open_counts_by_queue(session, vis),
+    }
+
+
+async def _base_ctx(session: AsyncSession, actor: Actor, csrf: str | None, *, counts: bool = True) -> dict[str, Any]:
+    me = await users_repo.get_user(session, actor.user_id)
+    queues = {q.id: q for q in await users_repo.list_queues(session)}
+    return {
+        "actor": actor, "me": me, "csrf": csrf or "",
+        "users": {u.id: u for u in await users_repo.list_users(session)},
+        "queues": queues, "teams": {t.id: t for t in await users_repo.list_teams(session)},
+        "my_queues": [q for qid, q in queues.items() if actor.sees_everything or qid in actor.queue_ids],
+        "channels": {c.id: c for c in await channels_repo.list_channels(session)},
+        "counts": await _counts(session, actor) if counts else {},
+        "now": datetime.now(UTC),
+        "typing_enabled": hasattr(domain_events, "ConversationTyping"),
+    }
+
+
+async def _list_ctx(session: AsyncSession, actor: Actor, params: ListParams) -> dict[str, Any]:
+    rows = await desk_repo.search_conversations(session, params.filter(actor), params.q, PAGE_SIZE)
+    last = await desk_repo.last_messages(session, [r.id for r in rows])
+    return {"conversations": await conversation_views(session, rows), "previews": last, "params": params,
+            "labels": await desk_repo.all_labels(session)}
+
+
+def _channel_title(kind: str) -> str:
+    cls = get_adapter_class(kind)
+    return cls.title if cls else kind
+
+
+async def _conversation_ctx(session: AsyncSession, actor: Actor, conversation_id: int) -> dict[str, Any]:
+    conv = actor.check_can_see(await conv_repo.get_conversation(session, conversation_id), conversation_id)
+    view = await conversation_view(session, conv)
+    msgs, _ = await conv_repo.list_messages(session, conv.id, None, 500)
+    contact = await contacts_repo.get_contact(session, conv.contact_id)
+    identities = (await contacts_repo.identities_of(session, [conv.contact_id]))[conv.contact_id]
+    ident_by_id = {i.id: i for i in identities}
+    used = await desk_repo.channels_used_by_identities(session, list(ident_by_id))
+    channels = {c.id: c for c in await channels_repo.list_channels(session)}
+    targets = []  # where a reply can go: (channel, identity) pairs the customer has written through
+    for ident_id, chan_ids in used.items():
+        for chan_id in sorted(chan_ids):
+            chan = channels.get(chan_id)
+            if chan is not None and chan.enabled:
+                targets.append({"value": f"{chan_id}:{ident_id}", "channel": chan, "identity": ident_by_id[ident_id],
+                                "last": chan_id == conv.last_channel_instance_id
+                                and ident_id == conv.last_identity_id})
+    history = [c for c in await desk_repo.conversations_of_contact(session, conv.contact_id) if c.id != conv.id]
+    history_visible = [c for c in history if actor.can_see(c)]
+    return {
+        "current": view, "messages": [message_view(m) for m in msgs], "contact": contact,
+        "identities": identities, "ident_by_id": ident_by_id, "targets": targets,
+        "history": await conversation_views(session, history_visible),
+        "history_previews": await desk_repo.last_messages(session, [c.id for c in history_visible]),
+        "csat": await webchat_actions.contact_csat(session, actor, conv.contact_id) if webchat_actions else None,
+        "journey": await continuity_repo.activity_of(session, conv.contact_id, 8),
+        "suggestions": await continuity_repo.suggestions_for(session, conv.contact_id),
+        "canned": [{"shortcut": c.shortcut, "title": c.title, "text": c.text}
+                   for c in await desk_repo.list_canned(session)],
+        "channel_titles": {c.id: _channel_title(c.kind) for c in channels.values()},
+    }
+
+
 @router.get("/", response_class=HTMLResponse)
 @router.get("/conversations/{conversation_id}", response_class=HTMLResponse)
-async def desk(request: Request, services: ServicesDep, conversation_id: int | None = None,
-               view: str = "mine") -> Response:
-    actor, csrf = await _actor_or_none(request, services)
+async def desk(request: Request, services: ServicesDep, conversation_id: int | None = None) -> Response:
+    actor, csrf = await actor_or_none(request, services)
     if actor is None:
+        if is_htmx(request):
+            return Response(status_code=401, headers={"HX-Redirect": "/login"})
         return RedirectResponse("/login", status_code=303)
-    flt = conv_repo.ConversationFilter(
-        status=["open", "pending", "snoozed"],
-        visible_to=None if actor.sees_everything else (actor.user_id, actor.queue_ids, actor.team_ids))
-    if view == "mine":
-        flt.assignee_id = actor.user_id
-    elif view == "unassigned":
-        flt.unassigned = True
-    elif view == "resolved":
-        flt.status = ["resolved"]
-    ctx: dict[str, object] = {"csrf": csrf, "view": view, "current": None, "messages": [], "contact": None}
+    params = ListParams.from_request(request)
     async with services.db.transaction(write=False) as session:
-        me = await users_repo.get_user(session, actor.user_id)
-        rows, _ = await conv_repo.list_conversations(session, flt, None, 50)
-        ctx["conversations"] = await conversation_views(session, rows)
-        ctx["users"] = {u.id: u for u in await users_repo.list_users(session)}
-        ctx["queues"] = {q.id: q for q in await users_repo.list_queues(session)}
-        ctx["channels"] = {c.id: c for c in await channels_repo.list_channels(session)}
+        if is_htmx(request, "list"):
+            ctx = {**await _base_ctx(session, actor, csrf, counts=False), **await _list_ctx(session, actor, params),
+                   "current": None, "current_id": conversation_id}
+            return render(request, "partials/list.html", ctx)
+        ctx = await _base_ctx(session, actor, csrf, counts=not is_htmx(request, "pane"))
+        ctx.update(current=None, current_id=conversation_id, error=None)
+        status = 200
         if conversation_id is not None:
-            conv = await conv_repo.get_conversation(session, conversation_id)
-            if conv is None or not actor.can_see(conv):
-                return templates.TemplateResponse(request, "desk.html", {**ctx, "me": me, "actor": actor,
-                                                  "error": "That conversation does not exist."}, status_code=404)
-            ctx["current"] = await conversation_view(session, conv)
-            msgs, _ = await conv_repo.list_messages(session, conv.id, None, 500)
-            ctx["messages"] = [message_view(m) for m in msgs]
-            contact = await contacts_repo.get_contact(session, conv.contact_id)
-            ctx["contact"] = contact
-            ctx["identities"] = (await contacts_repo.identities_of(session, [conv.contact_id]))[conv.contact_id]
-    return templates.TemplateResponse(request, "desk.html", {**ctx, "me": me, "actor": actor, "error": None})
+            try:
+                ctx.update(await _conversation_ctx(session, actor, conversation_id))
+            except NotFound:
+                ctx["error"], status = "That conversation does not exist, or it is not yours to see.", 404
+        if is_htmx(request, "pane"):
+            return render(request, "partials/pane.html", ctx, status)
+        ctx.update(await _list_ctx(session, actor, params))
+    return render(request, "desk.html", ctx, status)
 
 
-async def _form_action(request: Request, services, fn) -> Response:  # type: ignore[no-untyped-def]
-    actor, csrf = await _actor_or_none(request, services)
+async def _page_actor(request: Request, services: ServicesDep) -> tuple[Actor, str | None]:
+    actor, csrf = await actor_or_none(request, services)
     if actor is None:
-        return RedirectResponse("/login", status_code=303)
-    form = await request.form()
-    if form.get("csrf_token") != csrf:
-        return HTMLResponse("CSRF check failed: reload the page and try again.", status_code=403)
-    back = str(form.get("back") or "/")
-    if not back.startswith("/") or back.startswith("//"):
-        back = "/"
-    try:
-        async with services.db.transaction(write=True) as session:
-            await fn(session, actor, form)
-    except DomainError as exc:
-        return templates.TemplateResponse(request, "error.html", {"message": exc.message, "back": back},
-                                          status_code=exc.status)
-    except ValueError:
-        return templates.TemplateResponse(request, "error.html", {"message": "That form value is not valid.",
-                                                                  "back": back}, status_code=400)
-    return RedirectResponse(back, status_code=303)
+        from threadline.web.deps import NotAuthenticated
+
+        raise NotAuthenticated("log in again")
+    return actor, csrf
+
+
+@router.get("/desk/p/counts", response_class=HTMLResponse)
+async def counts_partial(request: Request, services: ServicesDep) -> Response:
+    actor, csrf = await _page_actor(request, services)
+    params = ListParams.from_request(request)
+    async with services.db.transaction(write=False) as session:
+        ctx = {**await _base_ctx(session, actor, csrf), "params": params}
+    return render(request, "partials/nav.html", ctx)
+
+
+@router.get("/desk/p/conversations/{conversation_id}/{part}", response_class=HTMLResponse)
+async def conversation_part(conversation_id: int, part: str, request: Request, services: ServicesDep,
+                            after: int = 0) -> Response:
+    """Pieces of the open conversation that live.js refreshes: header, sidebar, or new messages."""
+    if part not in ("header", "sidebar", "messages"):
+        raise NotFound("no such part")
+    actor, csrf = await _page_actor(request, services)
+    async with services.db.transaction(write=False) as session:
+        ctx = await _base_ctx(session, actor, csrf, counts=False)
+        if part == "messages":
+            conv = actor.check_can_see(await conv_repo.get_conversation(session, conversation_id), conversation_id)
+            ctx["current"] = await conversation_view(session, conv)
+            ctx["messages"] = [message_view(m) for m in await desk_repo.messages_after(session, conv.id, after)]
+            ctx["prev_channel_id"] = await desk_repo.last_channel_before(session, conv.id, after) if after else None
+            ctx["ident_by_id"] = {i.id: i for i in
+                                  (await contacts_repo.identities_of(session, [conv.contact_id]))[conv.contact_id]}
+            ctx["channel_titles"] = {c.id: _channel_title(c.kind) for c in ctx["channels"].values()}
+            return render(request, "partials/messages.html", ctx)
+        ctx.update(await _conversation_ctx(session, actor, conversation_id))
+    return render(request, f"partials/{part}.html", ctx)
+
+
+@router.get("/desk/p/messages/{message_id}", response_class=HTMLResponse)
+async def message_partial(message_id: int, request: Request, services: ServicesDep) -> Response:
+    actor, csrf = await _page_actor(request, services)
+    async with services.db.transaction(write=False) as session:
+        msg = await conv_repo.get_message(session, message_id)
+        if msg is None:
+            raise NotFound(f"message {message_id} does not exist")
+        conv = actor.check_can_see(await conv_repo.get_conversation(session, msg.conversation_id), msg.conversation_id)
+        ctx = await _base_ctx(session, actor, csrf, counts=False)
+        ctx.update(current=await conversation_view(session, conv), messages=[message_view(msg)],
+                   ident_by_id={i.id: i for i in
+                                (await contacts_repo.identities_of(session, [conv.contact_id]))[conv.contact_id]},
+                   channel_titles={c.id: _channel_title(c.kind) for c in ctx["channels"].values()})
+    return render(request, "partials/messages.html", ctx)
+
+
+# --- actions (HTMX posts; errors are problem documents that live.js shows as a toast) --------------------
+
+def _changed(conversation_id: int | None = None, message: str = "", contact_id: int | None = None) -> Response:
+    """204 plus an HX-Trigger telling live.js to refresh what the change touched."""
+    import json
+
+    detail: dict[str, Any] = {"conversation_id": conversation_id, "contact_id": contact_id}
+    if message:
+        detail["toast"] = message
+    return Response(status_code=204, headers={"HX-Trigger": json.dumps({"desk:changed": detail})})
+
+
+def _opt_int(value: object, field: str) -> int | None:
+    text = str(value or "").strip()
+    if text in ("", "none"):
+        return None
+    if not text.isdigit():
+        raise ValidationFailed(f"{field} must be a number", field=field)
+    return int(text)
 
 
 @router.post("/desk/conversations/{conversation_id}/reply")
-async def desk_reply(conversation_id: int, request: Request, services: ServicesDep) -> Response:
-    async def run(session, actor, form):  # type: ignore[no-untyped-def]
-        text = str(form.get("text", ""))
-        if form.get("kind") == "note":
+async def desk_reply(conversation_id: int, request: Request, services: ServicesDep,
+                     actor: Actor = ActorDep) -> Response:
+    form = await request.form()
+    text = str(form.get("text", ""))
+    kind = str(form.get("kind", "reply"))
+    files = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
+    target = str(form.get("target", "") or "")
+    channel_id = identity_id = None
+    if target:
+        chan, _, ident = target.partition(":")
+        channel_id, identity_id = _opt_int(chan, "target"), _opt_int(ident, "target")
+    async with services.db.transaction(write=True) as session:
+        if kind == "note":
+            if files:
+                raise ValidationFailed("notes cannot carry attachments; send them as a reply", field="files")
             await message_actions.add_note(session, actor, conversation_id, text)
         else:
-            await message_actions.send_reply(session, actor, conversation_id, text)
-    return await _form_action(request, services, run)
+            actor.check_can_see(await conv_repo.get_conversation(session, conversation_id), conversation_id)
+            stored = []
+            for upload in files[:10]:
+                data = await upload.read(MAX_UPLOAD_BYTES + 1)
+                row = await attachment_actions.store_attachment(
+                    session, services.files, data, name=upload.filename or "file",
+                    content_type=upload.content_type or "application/octet-stream",
+                    conversation_id=conversation_id, max_bytes=MAX_UPLOAD_BYTES)
+                stored.append(attachment_actions.describe(row))
+            await message_actions.send_reply(session, actor, conversation_id, text, attachments=stored,
+                                             channel_instance_id=channel_id, identity_id=identity_id)
+    return _changed(conversation_id)
+
+
+def _snooze_until(choice: str, custom: str, now: datetime, tz_offset: str = "") -> datetime:
+    if choice == "1h":
+        return now + timedelta(hours=1)
+    if choice == "4h":
+        return now + timedelta(hours=4)
+    if choice == "tomorrow":
+        return (now + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+    if choice == "week":
+        return (now + timedelta(days=7 - now.weekday())).replace(hour=9, minute=0, second=0, microsecond=0)
+    try:
+        value = datetime.fromisoformat(custom)
+    except ValueError:
+        raise ValidationFailed("pick when the conversation wakes up", field="snooze_until") from None
+    if value.tzinfo:
+        return value
+    # a datetime-local input is in the agent's zone; the browser sends its offset (minutes behind UTC)
+    offset = int(tz_offset) if tz_offset.lstrip("-").isdigit() and abs(int(tz_offset)) <= 24 * 60 else 0
+    return value.replace(tzinfo=UTC) + timedelta(minutes=offset)
 
 
 @router.post("/desk/conversations/{conversation_id}/update")
-async def desk_update(conversation_id: int, request: Request, services: ServicesDep) -> Response:
-    async def run(session, actor, form):  # type: ignore[no-untyped-def]
-        changes: dict[str, object] = {}
-        if form.get("status"):
-            changes["status"] = str(form["status"])
-        if "assign" in form:
-            value = str(form["assign"])
-            changes["assignee_id"] = None if value in ("", "none") else int(value)
+async def desk_update(conversation_id: int, request: Request, services: ServicesDep,
+                      actor: Actor = ActorDep) -> Response:
+    form = await request.form()
+    changes: dict[str, Any] = {}
+    if form.get("status"):
+        status = str(form["status"])
+        if status not in {s.value for s in ConversationStatus}:
+            raise ValidationFailed("unknown status", field="status")
+        changes["status"] = status
+        if status == "snoozed":
+            changes["snoozed_until"] = _snooze_until(str(form.get("snooze", "")), str(form.get("snooze_until", "")),
+                                                     datetime.now(UTC), str(form.get("tz_offset", "")))
+    if "assign" in form:
+        value = str(form["assign"])
+        changes["assignee_id"] = actor.user_id if value == "me" else _opt_int(value, "assign")
+    if form.get("priority"):
+        changes["priority"] = str(form["priority"])
+    if "labels" in form:
+        changes["labels"] = [lb for lb in (s.strip() for s in str(form["labels"]).split(",")) if lb]
+    if "add_label" in form and str(form["add_label"]).strip():
+        async with services.db.transaction(write=False) as session:
+            current = (await conv_repo.labels_of(session, [conversation_id])).get(conversation_id, [])
+        changes["labels"] = [*current, str(form["add_label"]).strip()]
+    if "remove_label" in form:
+        async with services.db.transaction(write=False) as session:
+            current = (await conv_repo.labels_of(session, [conversation_id])).get(conversation_id, [])
+        changes["labels"] = [lb for lb in current if lb != str(form["remove_label"])]
+    async with services.db.transaction(write=True) as session:
         await conv_actions.update_conversation(session, actor, conversation_id, **changes)
-    return await _form_action(request, services, run)
+    return _changed(conversation_id)
+
+
+@router.post("/desk/conversations/{conversation_id}/transfer")
+async def desk_transfer(conversation_id: int, request: Request, services: ServicesDep,
+                        actor: Actor = ActorDep) -> Response:
+    form = await request.form()
+    kind, _, raw = str(form.get("target", "")).partition(":")
+    target_id = _opt_int(raw, "target")
+    if kind not in ("user", "team", "queue") or target_id is None:
+        raise ValidationFailed("pick an agent, a team or a queue to transfer to", field="target")
+    key = {"user": "assignee_id", "team": "team_id", "queue": "queue_id"}[kind]
+    async with services.db.transaction(write=True) as session:
+        await conv_actions.transfer_conversation(session, actor, conversation_id, note=str(form.get("note", "")),
+                                                 **{key: target_id})
+    return _changed(conversation_id, "Conversation transferred")
+
+
+@router.post("/desk/contacts/{contact_id}")
+async def desk_contact(contact_id: int, request: Request, services: ServicesDep, actor: Actor = ActorDep) -> Response:
+    """Edit a customer's name and attributes (anyone who can see one of their conversations)."""
+    form = await request.form()
+    async with services.db.transaction(write=True) as session:
+        convs = await desk_repo.conversations_of_contact(session, contact_id, 200)
+        if not any(actor.can_see(c) for c in convs) and not actor.sees_everything:
+            raise NotFound(f"contact {contact_id} does not exist")
+        attrs: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            if key.startswith("attr:"):
+                attrs[key[5:]] = str(value).strip() or None
+        new_key, new_value = str(form.get("new_key", "")).strip(), str(form.get("new_value", "")).strip()
+        if new_key:
+            attrs[new_key] = new_value or None
+        name = form.get("name")
+        await contact_actions.update_contact(session, contact_id, name=str(name) if name is not None else None,
+                                             attributes=attrs or None, actor=actor)
+    return _changed(None, "Contact saved", contact_id=contact_id)
+
+
+@router.post("/desk/contacts/{contact_id}/merge")
+async def desk_merge_contact(contact_id: int, request: Request, services: ServicesDep,
+                             actor: Actor = ActorDep) -> Response:
+    """Accept a merge suggestion: the other contact is merged into this one (undo through the API)."""
+    form = await request.form()
+    source_id = _opt_int(form.get("source_id"), "source_id")
+    if source_id is None:
+        raise ValidationFailed("say which contact to merge into this one", field="source_id")
+    async with services.db.transaction(write=True) as session:
+        merge = await continuity_actions.merge_contacts(session, actor, source_id, contact_id)
+    return _changed(None, f"Contacts merged (merge #{merge.id}; it can be undone)", contact_id=contact_id)
+
+
+@router.post("/desk/merge-suggestions/{suggestion_id}/dismiss")
+async def desk_dismiss_suggestion(suggestion_id: int, request: Request, services: ServicesDep,
+                                  actor: Actor = ActorDep) -> Response:
+    form = await request.form()
+    async with services.db.transaction(write=True) as session:
+        await continuity_actions.dismiss_suggestion(session, actor, suggestion_id)
+    return _changed(None, "Suggestion dismissed", contact_id=_opt_int(form.get("contact_id"), "contact_id"))
 
 
 @router.post("/desk/presence")
-async def desk_presence(request: Request, services: ServicesDep) -> Response:
-    async def run(session, actor, form):  # type: ignore[no-untyped-def]
-        status, _, reason = str(form.get("presence", "")).partition(":")
-        await user_actions.set_presence(session, actor.user_id, status, reason)
-    return await _form_action(request, services, run)
+async def desk_presence(request: Request, services: ServicesDep, actor: Actor = ActorDep) -> Response:
+    form = await request.form()
+    status = str(form.get("presence", ""))
+    reason = str(form.get("reason", "")).strip()[:100]
+    if ":" in status:
+        status, _, reason = status.partition(":")
+    async with services.db.transaction(write=True) as session:
+        await user_actions.set_presence(session, actor.user_id, status, reason if status == "break" else "")
+    return _changed(None)
+

@@ -1,25 +1,378 @@
-// Keeps the desk live: listens to the event stream and reloads when something this page shows changes.
+// Threadline desk: live updates from /api/v1/stream, keyboard shortcuts, the composer (canned responses,
+// attachments, reply/note), toasts. The server renders every piece of HTML; this file only decides
+// which partial to fetch and where it goes. Nothing here reloads the page.
 (function () {
   "use strict";
-  var last = null, retry = 500;
-  var text = document.getElementById("text");
-  if (text) {
-    text.addEventListener("keydown", function (e) {
-      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); text.form.requestSubmit(); }
+  var app = document.getElementById("app");
+  if (!app) return;
+  var me = Number(app.dataset.me);
+  var lastSeq = null, retry = 500, socket = null;
+
+  // ---- helpers --------------------------------------------------------------------------------------
+  function $(sel, root) { return (root || document).querySelector(sel); }
+  function $all(sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); }
+  function openId() { var c = $("#conversation"); return c ? Number(c.dataset.id) : null; }
+  function openContact() { var c = $("#conversation"); return c ? Number(c.dataset.contact) : null; }
+  function debounce(fn, ms) { var t; return function () { clearTimeout(t); t = setTimeout(fn, ms); }; }
+  function getHTML(url) {
+    return fetch(url, { credentials: "same-origin", headers: { "HX-Request": "true" } }).then(function (r) {
+      if (r.status === 401) { location.href = "/login"; throw new Error("logged out"); }
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.text();
     });
+  }
+  function swapInto(el, html) { el.innerHTML = html; if (window.htmx) htmx.process(el); localTimes(el); }
+
+  function toast(text, isError) {
+    var box = $("#toasts"); if (!box) return;
+    var t = document.createElement("div");
+    t.className = "toast" + (isError ? " error" : "");
+    t.textContent = text;  // text, never HTML
+    box.appendChild(t);
+    setTimeout(function () { t.remove(); }, isError ? 6000 : 2500);
+  }
+
+  function localTimes(root) {
+    // Timeline times are rendered in UTC on the server; show them in the agent's time zone.
+    $all(".timeline time[datetime], .msg-meta time[datetime]", root).forEach(function (el) {
+      var d = new Date(el.getAttribute("datetime"));
+      if (isNaN(d)) return;
+      var today = new Date().toDateString() === d.toDateString();
+      el.textContent = (today ? "" : d.toLocaleDateString([], { day: "numeric", month: "short" }) + " ") +
+        d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      el.title = d.toLocaleString();
+    });
+  }
+
+  function nearBottom(el) { return el.scrollHeight - el.scrollTop - el.clientHeight < 120; }
+  function scrollDown(force) {
+    var w = $("#timeline-wrap");
+    if (w && (force || nearBottom(w))) w.scrollTop = w.scrollHeight;
+  }
+
+  // ---- refreshes ------------------------------------------------------------------------------------
+  function listUrl() { return location.pathname + location.search; }
+  var refreshList = debounce(function () {
+    var list = $("#list"); if (!list) return;
+    var scroll = list.scrollTop;
+    fetch(listUrl(), { credentials: "same-origin", headers: { "HX-Request": "true", "HX-Target": "list" } })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) { swapInto(list, html); list.scrollTop = scroll; markActive(); })
+      .catch(function () {});
+  }, 120);
+  var refreshCounts = debounce(function () { if (window.htmx) htmx.trigger(document.body, "desk:counts"); }, 150);
+
+  var appendChain = Promise.resolve();
+  function appendMessages() {
+    var id = openId(); if (!id) return;
+    appendChain = appendChain.then(function () {
+      var tl = $("#timeline"); if (!tl || openId() !== id) return;
+      var items = $all("#timeline > li[data-id]");
+      var after = items.length ? Number(items[items.length - 1].dataset.id) : 0;
+      var wasNear = nearBottom($("#timeline-wrap"));
+      return getHTML("/desk/p/conversations/" + id + "/messages?after=" + after).then(function (html) {
+        if (openId() !== id) return;
+        var tmp = document.createElement("ol");
+        tmp.innerHTML = html;
+        $all(":scope > li", tmp).forEach(function (li) { if (!document.getElementById(li.id)) tl.appendChild(li); });
+        localTimes(tl);
+        scrollDown(wasNear);
+      });
+    }).catch(function () {});
+  }
+  function reloadTimeline() {
+    // after a reconnect: redraw the whole timeline (delivery states may have moved while away)
+    var id = openId(); if (!id) return;
+    appendChain = appendChain.then(function () {
+      return getHTML("/desk/p/conversations/" + id + "/messages?after=0").then(function (html) {
+        var tl = $("#timeline"); if (!tl || openId() !== id) return;
+        var wasNear = nearBottom($("#timeline-wrap"));
+        tl.innerHTML = html; localTimes(tl); scrollDown(wasNear);
+      });
+    }).catch(function () {});
+  }
+  function refreshMessage(messageId) {
+    var el = document.getElementById("msg-" + messageId); if (!el) return;
+    getHTML("/desk/p/messages/" + messageId).then(function (html) {
+      var tmp = document.createElement("ol"); tmp.innerHTML = html;
+      var li = tmp.querySelector("li"); if (li && el.parentNode) { el.replaceWith(li); localTimes(li); }
+    }).catch(function () {});
+  }
+  var pendingHeader = false;
+  function refreshHeader() {
+    var id = openId(), head = $("#conv-head"); if (!id || !head) return;
+    if ($("details[open]", head) || head.contains(document.activeElement) && document.activeElement.tagName !== "BUTTON") {
+      pendingHeader = true; return;  // never yank a menu out from under the agent
+    }
+    pendingHeader = false;
+    getHTML("/desk/p/conversations/" + id + "/header").then(function (html) { if (openId() === id) swapInto(head, html); })
+      .catch(function () {});
+  }
+  var pendingSidebar = false;
+  function refreshSidebar() {
+    var id = openId(), side = $("#sidebar"); if (!id || !side) return;
+    if (side.contains(document.activeElement) && /INPUT|TEXTAREA|SELECT/.test(document.activeElement.tagName)) {
+      pendingSidebar = true; return;  // the agent is editing an attribute
+    }
+    pendingSidebar = false;
+    getHTML("/desk/p/conversations/" + id + "/sidebar").then(function (html) { if (openId() === id) swapInto(side, html); })
+      .catch(function () {});
+  }
+  document.addEventListener("toggle", function (e) {
+    if (e.target.tagName === "DETAILS" && !e.target.open && pendingHeader) setTimeout(refreshHeader, 50);
+  }, true);
+  document.addEventListener("focusout", function () {
+    setTimeout(function () { if (pendingSidebar) refreshSidebar(); if (pendingHeader) refreshHeader(); }, 50);
+  });
+  function flashRow(id) { var r = document.getElementById("row-" + id); if (r) { r.classList.remove("flash"); void r.offsetWidth; r.classList.add("flash"); } }
+  function markActive() {
+    var id = openId();
+    $all("#list .row").forEach(function (r) { r.classList.toggle("active", Number(r.dataset.id) === id); });
+  }
+
+  // ---- the live stream ------------------------------------------------------------------------------
+  function convIdOf(msg) {
+    var d = msg.data || {};
+    if (d.conversation) return d.conversation.id;
+    if (d.message) return d.message.conversation_id;
+    return d.conversation_id;
+  }
+  var typingTimer = null;
+  function onEvent(msg) {
+    var name = msg.name, d = msg.data || {}, cid = convIdOf(msg), open = openId();
+    if (/^(conversation\.(created|updated)|message\.created)$/.test(name)) {
+      refreshList(); refreshCounts();
+      if (name !== "conversation.updated" && cid) setTimeout(function () { flashRow(cid); }, 300);
+    }
+    if (open && cid === open) {
+      if (name === "message.created") appendMessages();
+      else if (name === "message.status_changed") refreshMessage(d.message_id);
+      else if (name === "conversation.updated") { refreshHeader(); refreshSidebar(); }
+      else if (name === "conversation.typing" && d.who === "visitor") showTyping(d.typing);
+    }
+    if (name === "contact.updated" && d.contact && d.contact.id === openContact()) refreshSidebar();
+    if (name === "csat.submitted" && d.contact_id === openContact()) refreshSidebar();
+    if (name === "user.presence_changed" && d.user_id === me) {
+      var sel = $("#presence");
+      if (sel && document.activeElement !== sel) {
+        var v = d.status === "break" ? "break:" + d.reason : d.status;
+        if ($all("option", sel).some(function (o) { return o.value === v; })) sel.value = v;
+        sel.className = "presence-select " + d.status;
+        var dot = $(".me .presence-dot"); if (dot) dot.className = "presence-dot " + d.status;
+      }
+    }
+  }
+  function showTyping(on) {
+    var t = $("#typing"); if (!t) return;
+    clearTimeout(typingTimer);
+    t.hidden = !on;
+    if (on) { scrollDown(false); typingTimer = setTimeout(function () { t.hidden = true; }, 8000); }
   }
   function connect() {
     var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/api/v1/stream" +
-      (last !== null ? "?after=" + last : "");
-    var ws = new WebSocket(url);
-    ws.onmessage = function (ev) {
-      var msg = JSON.parse(ev.data);
-      if (msg.name === "stream.ready") { last = msg.seq; retry = 500; return; }
-      last = msg.seq;
-      if (text && text.value.trim()) return; // never throw away what the agent is typing
-      if (/^(conversation|message)\./.test(msg.name)) location.reload();
+      (lastSeq !== null ? "?after=" + lastSeq : "");
+    socket = new WebSocket(url);
+    socket.onmessage = function (ev) {
+      var msg; try { msg = JSON.parse(ev.data); } catch (e) { return; }
+      if (msg.name === "stream.ready") {
+        var resumed = lastSeq !== null;
+        lastSeq = msg.seq; retry = 500; document.body.dataset.live = "on";
+        if (resumed) { refreshList(); refreshCounts(); reloadTimeline(); refreshHeader(); refreshSidebar(); }
+        return;
+      }
+      if (typeof msg.seq === "number") lastSeq = msg.seq;
+      onEvent(msg);
     };
-    ws.onclose = function () { setTimeout(connect, retry); retry = Math.min(retry * 2, 10000); };
+    socket.onclose = function (ev) {
+      document.body.dataset.live = "off";
+      if (ev.code === 4001) { location.href = "/login"; return; }
+      setTimeout(connect, retry); retry = Math.min(retry * 2, 10000);
+    };
   }
   connect();
+
+  // ---- htmx glue: CSRF header is on <body>; errors become toasts; actions refresh what they touched ----
+  document.body.addEventListener("htmx:configRequest", function (e) {
+    // times typed in datetime-local inputs are local: tell the server the offset
+    if ("snooze_until" in e.detail.parameters) e.detail.parameters.tz_offset = String(new Date().getTimezoneOffset());
+  });
+  document.body.addEventListener("htmx:responseError", function (e) {
+    var xhr = e.detail.xhr, text = "Something went wrong (" + xhr.status + ")";
+    try { var p = JSON.parse(xhr.responseText); text = p.detail || p.title || text; } catch (err) { /* not JSON */ }
+    if (xhr.status === 401) { location.href = "/login"; return; }
+    toast(text, true);
+  });
+  document.body.addEventListener("htmx:sendError", function () { toast("Cannot reach Threadline; retrying when the network is back.", true); });
+  document.body.addEventListener("desk:changed", function (e) {
+    var d = e.detail || {};
+    if (d.toast) toast(d.toast);
+    if (d.conversation_id && d.conversation_id === openId()) { appendMessages(); refreshHeader(); refreshSidebar(); }
+    if (d.contact_id && d.contact_id === openContact()) {
+      if (document.activeElement && document.activeElement.blur) document.activeElement.blur();
+      refreshHeader(); refreshSidebar();
+    }
+    $all("details.menu[open]").forEach(function (m) { m.open = false; });
+    refreshList(); refreshCounts();
+  });
+  document.body.addEventListener("htmx:afterRequest", function (e) {
+    var form = e.detail.elt;
+    if (form && form.id === "composer" && e.detail.successful) {
+      form.reset(); setMode("reply"); $("#file-names").textContent = "";
+      var ta = $("#composer-text"); if (ta) ta.focus();
+    }
+  });
+  document.body.addEventListener("htmx:afterSwap", function (e) {
+    if (e.detail.target && e.detail.target.id === "pane") {
+      var c = $("#conversation");
+      app.dataset.open = c ? c.dataset.id : "";
+      document.title = (c ? ($(".conv-title h2") || {}).textContent.trim() + " · " : "") + "Threadline";
+      markActive(); localTimes(e.detail.target); scrollDown(true);
+    }
+    if (e.detail.target && e.detail.target.id === "list") markActive();
+  });
+
+  // ---- composer: reply/note, Ctrl+Enter, canned responses, attachment names ---------------------------
+  function setMode(mode) {
+    var form = $("#composer"); if (!form) return;
+    form.dataset.mode = mode;
+    var radio = $("input[name=kind][value=" + mode + "]", form); if (radio) radio.checked = true;
+    var ta = $("#composer-text");
+    if (ta) ta.placeholder = mode === "note" ? "Write an internal note (only your team sees it)…" :
+      "Write a reply…  Type / for canned responses, Ctrl+Enter to send";
+    var label = $(".send-label", form); if (label) label.textContent = mode === "note" ? "Add note" : "Send";
+  }
+  document.addEventListener("change", function (e) {
+    if (e.target.name === "kind" && e.target.closest("#composer")) setMode(e.target.value);
+    if (e.target.id === "composer-files") {
+      $("#file-names").textContent = Array.prototype.map.call(e.target.files, function (f) { return f.name; }).join(", ");
+    }
+  });
+  var cannedSel = 0;
+  function cannedList() { var el = $("#composer"); try { return el ? JSON.parse(el.dataset.canned || "[]") : []; } catch (e) { return []; } }
+  function cannedMatches(ta) {
+    var m = /^\/([a-z0-9_\-]*)$/i.exec(ta.value.trim() === ta.value ? ta.value : "");
+    if (!m) return null;
+    var q = m[1].toLowerCase();
+    return cannedList().filter(function (c) { return c.shortcut.indexOf(q) === 0 || (c.title || "").toLowerCase().indexOf(q) >= 0; });
+  }
+  function renderCanned(ta) {
+    var menu = $("#canned-menu"); if (!menu) return;
+    var items = cannedMatches(ta);
+    if (!items || !items.length) { menu.hidden = true; menu.textContent = ""; return; }
+    cannedSel = Math.min(cannedSel, items.length - 1);
+    menu.textContent = "";
+    items.forEach(function (c, i) {
+      var li = document.createElement("li");
+      li.setAttribute("role", "option"); li.setAttribute("aria-selected", i === cannedSel ? "true" : "false");
+      li.dataset.shortcut = c.shortcut;
+      var sc = document.createElement("span"); sc.className = "sc"; sc.textContent = "/" + c.shortcut + (c.title ? "  ·  " + c.title : "");
+      var pv = document.createElement("span"); pv.className = "pv"; pv.textContent = c.text;
+      li.appendChild(sc); li.appendChild(pv);
+      li.addEventListener("mousedown", function (ev) { ev.preventDefault(); expandCanned(ta, c); });
+      menu.appendChild(li);
+    });
+    menu.hidden = false;
+  }
+  function expandCanned(ta, c) {
+    var name = ($(".conv-title h2") || {}).textContent || "";
+    ta.value = c.text.replace(/\{\{\s*name\s*\}\}/g, name.trim().split(/\s+/)[0] || "");
+    var menu = $("#canned-menu"); if (menu) { menu.hidden = true; menu.textContent = ""; }
+    ta.focus(); ta.setSelectionRange(ta.value.length, ta.value.length);
+  }
+  function expandExact(ta) {
+    // "/shortcut" followed by space or Tab expands when it names a canned response exactly.
+    var m = /^\/([a-z0-9_\-]+)$/i.exec(ta.value);
+    if (!m) return false;
+    var hit = cannedList().filter(function (c) { return c.shortcut === m[1].toLowerCase(); })[0];
+    if (hit) { expandCanned(ta, hit); return true; }
+    return false;
+  }
+  document.addEventListener("input", function (e) {
+    if (e.target.id === "composer-text") { cannedSel = 0; renderCanned(e.target); sendTyping(); }
+  });
+  document.addEventListener("keydown", function (e) {
+    var ta = e.target;
+    if (ta.id !== "composer-text") return;
+    var menu = $("#canned-menu"), open = menu && !menu.hidden;
+    if (open && (e.key === "ArrowDown" || e.key === "ArrowUp")) {
+      e.preventDefault(); var n = menu.children.length;
+      cannedSel = (cannedSel + (e.key === "ArrowDown" ? 1 : n - 1)) % n; renderCanned(ta); return;
+    }
+    if (open && (e.key === "Enter" || e.key === "Tab") && !e.ctrlKey && !e.metaKey) {
+      e.preventDefault();
+      var li = menu.children[cannedSel];
+      var c = cannedList().filter(function (x) { return li && x.shortcut === li.dataset.shortcut; })[0];
+      if (c) expandCanned(ta, c); return;
+    }
+    if ((e.key === " " || e.key === "Tab") && expandExact(ta)) { e.preventDefault(); return; }
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); ta.form.requestSubmit(); return; }
+    if (e.key === "Escape") { if (open) { menu.hidden = true; } else { ta.blur(); } }
+  });
+
+  // Typing indicator towards the visitor, when the server offers it (data-typing on the app): "typing"
+  // when the agent starts, "stopped" after 4 s without a key or when the reply is sent.
+  var typingOn = false, typingIdle = null, typingConv = null;
+  function postTyping(id, on) {
+    fetch("/api/v1/conversations/" + id + "/typing", { method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrfToken() }, body: JSON.stringify({ typing: on }) })
+      .catch(function () {});
+  }
+  function stopTyping() {
+    clearTimeout(typingIdle);
+    if (typingOn && typingConv) postTyping(typingConv, false);
+    typingOn = false;
+  }
+  function sendTyping() {
+    var id = openId(); if (!id || app.dataset.typing !== "on") return;
+    var form = $("#composer"); if (form && form.dataset.mode === "note") return;
+    if (typingOn && typingConv !== id) stopTyping();
+    if (!typingOn) { typingOn = true; typingConv = id; postTyping(id, true); }
+    clearTimeout(typingIdle); typingIdle = setTimeout(stopTyping, 4000);
+  }
+  document.addEventListener("submit", function (e) { if (e.target.id === "composer") stopTyping(); }, true);
+
+  // ---- keyboard shortcuts -----------------------------------------------------------------------------
+  function inField(el) { return el && (/INPUT|TEXTAREA|SELECT/.test(el.tagName) || el.isContentEditable); }
+  function move(delta) {
+    var rows = $all("#list .row"); if (!rows.length) return;
+    var idx = rows.findIndex(function (r) { return Number(r.dataset.id) === openId(); });
+    var next = rows[Math.max(0, Math.min(rows.length - 1, idx < 0 ? 0 : idx + delta))];
+    if (next) { next.click(); next.scrollIntoView({ block: "nearest" }); }
+  }
+  function csrfToken() { return (JSON.parse(document.body.getAttribute("hx-headers") || "{}"))["X-CSRF-Token"]; }
+  function post(btn) {
+    // what clicking an hx-post button does, without waiting for htmx to have processed a fresh swap
+    if (!window.htmx) { btn.click(); return; }
+    htmx.ajax("POST", btn.getAttribute("hx-post"), { source: btn, swap: "none",
+      values: JSON.parse(btn.getAttribute("hx-vals") || "{}"), headers: { "X-CSRF-Token": csrfToken() } });
+  }
+  function help() { var d = $("#help"); if (d) { if (d.open) d.close(); else d.showModal(); } }
+  document.addEventListener("click", function (e) {
+    var t = e.target.closest("[data-action=help]"); if (t) help();
+    // a click outside an open menu closes it
+    $all("details.menu[open]").forEach(function (m) { if (!m.contains(e.target)) m.open = false; });
+  });
+  document.addEventListener("keydown", function (e) {
+    if (e.key === "Escape") {  // Escape closes an open menu and gives focus back to its button
+      var menus = $all("details.menu[open]");
+      menus.forEach(function (m) { m.open = false; var s = $("summary", m); if (s) s.focus(); });
+      if (menus.length) { e.preventDefault(); return; }
+    }
+    if (e.ctrlKey || e.metaKey || e.altKey || inField(e.target)) return;
+    var key = e.key, btn;
+    if (key === "j") move(1);
+    else if (key === "k") move(-1);
+    else if (key === "r" || key === "n") {
+      if (!$("#composer-text")) return;
+      setMode(key === "n" ? "note" : "reply"); $("#composer-text").focus();
+    } else if (key === "e") { btn = $("#act-resolve"); if (btn) post(btn); }
+    else if (key === "a") { btn = $("#act-assign-me"); if (btn) post(btn); else toast("Already assigned to you"); }
+    else if (key === "/") { var s = $("#search"); if (s) s.focus(); }
+    else if (key === "?") help();
+    else return;
+    e.preventDefault();
+  });
+
+  localTimes(document);
+  scrollDown(true);
 })();

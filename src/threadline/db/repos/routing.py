@@ -1,0 +1,360 @@
+"""Queries of the routing state (tasks, offers, agent profiles, queue routing settings).
+
+The router's hot path uses Core statements with executemany (one statement per kind of change per
+transaction), never ORM objects: it writes thousands of rows a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from threadline.db.models import (
+    ChannelInstanceRow,
+    ContactRow,
+    ConversationRow,
+    QueueMemberRow,
+    QueueRow,
+    RoutingAgentRow,
+    RoutingOfferRow,
+    RoutingQueueRow,
+    RoutingSettingRow,
+    RoutingTaskRow,
+    TeamMemberRow,
+    UserRow,
+)
+
+TASKS = RoutingTaskRow.__table__
+OFFERS = RoutingOfferRow.__table__
+CONV = ConversationRow.__table__
+IN_CHUNK = 900  # below SQLite's bound-parameter limit
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for i in range(0, len(ids), IN_CHUNK):
+        yield ids[i:i + IN_CHUNK]
+
+
+# --------------------------------------------------------------------------- settings and roster
+
+
+@dataclass(slots=True)
+class QueueRecord:
+    id: int
+    name: str
+    team_id: int | None
+    settings: dict[str, Any]
+    routing: dict[str, Any] | None
+
+
+async def queues(session: AsyncSession) -> list[QueueRecord]:
+    stmt = (select(QueueRow.id, QueueRow.name, QueueRow.team_id, QueueRow.settings, RoutingQueueRow.config)
+            .outerjoin(RoutingQueueRow, RoutingQueueRow.queue_id == QueueRow.id).order_by(QueueRow.id))
+    return [QueueRecord(*r) for r in (await session.execute(stmt)).all()]
+
+
+async def set_queue_routing(session: AsyncSession, queue_id: int, config: dict[str, Any]) -> None:
+    await _upsert(session, RoutingQueueRow.__table__, {"queue_id": queue_id, "config": config}, ["queue_id"])
+
+
+async def set_agent_profile(session: AsyncSession, user_id: int, capacity: dict[str, int],
+                            blocked_by: dict[str, list[str]] | None) -> None:
+    await _upsert(session, RoutingAgentRow.__table__,
+                  {"user_id": user_id, "capacity": capacity, "blocked_by": blocked_by}, ["user_id"])
+
+
+async def get_setting(session: AsyncSession, key: str) -> dict[str, Any] | None:
+    row = await session.get(RoutingSettingRow, key)
+    return dict(row.value) if row is not None else None
+
+
+async def set_setting(session: AsyncSession, key: str, value: dict[str, Any]) -> None:
+    await _upsert(session, RoutingSettingRow.__table__, {"key": key, "value": value}, ["key"])
+
+
+async def _upsert(session: AsyncSession, table: Any, values: dict[str, Any], keys: list[str]) -> None:
+    dialect = session.get_bind().dialect.name
+    ins = (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)).values(**values)
+    await session.execute(ins.on_conflict_do_update(
+        index_elements=keys, set_={k: v for k, v in values.items() if k not in keys}))
+
+
+@dataclass(slots=True)
+class AgentRecord:
+    id: int
+    name: str
+    role: str
+    skills: dict[str, int]
+    languages: list[str]
+    presence: str
+    presence_since: float
+    queue_ids: list[int]
+    team_ids: list[int]
+    capacity: dict[str, int] | None
+    blocked_by: dict[str, list[str]] | None
+
+
+async def roster(session: AsyncSession, user_ids: Sequence[int] | None = None) -> list[AgentRecord]:
+    """Active users who serve a queue or belong to a team (the people routing may offer work to)."""
+    stmt = (select(UserRow.id, UserRow.name, UserRow.role, UserRow.skills, UserRow.languages, UserRow.presence,
+                   UserRow.presence_since, RoutingAgentRow.capacity, RoutingAgentRow.blocked_by)
+            .outerjoin(RoutingAgentRow, RoutingAgentRow.user_id == UserRow.id)
+            .where(UserRow.active.is_(True)))
+    qstmt = select(QueueMemberRow.user_id, QueueMemberRow.queue_id)
+    tstmt = select(TeamMemberRow.user_id, TeamMemberRow.team_id)
+    if user_ids is not None:
+        stmt = stmt.where(UserRow.id.in_(list(user_ids)))
+        qstmt = qstmt.where(QueueMemberRow.user_id.in_(list(user_ids)))
+        tstmt = tstmt.where(TeamMemberRow.user_id.in_(list(user_ids)))
+    qs: dict[int, list[int]] = {}
+    ts: dict[int, list[int]] = {}
+    for uid, qid in (await session.execute(qstmt)).all():
+        qs.setdefault(uid, []).append(qid)
+    for uid, tid in (await session.execute(tstmt)).all():
+        ts.setdefault(uid, []).append(tid)
+    out = []
+    for r in (await session.execute(stmt)).all():
+        if r.id not in qs and r.id not in ts:
+            continue
+        since = r.presence_since.timestamp() if r.presence_since is not None else 0.0
+        out.append(AgentRecord(r.id, r.name, r.role, dict(r.skills or {}), list(r.languages or []), r.presence,
+                               since, sorted(qs.get(r.id, [])), sorted(ts.get(r.id, [])),
+                               dict(r.capacity) if r.capacity else None, r.blocked_by))
+    return out
+
+
+# --------------------------------------------------------------------------- conversations
+
+
+@dataclass(slots=True)
+class ConversationState:
+    id: int
+    status: str
+    queue_id: int | None
+    assignee_id: int | None
+    contact_id: int
+    contact_name: str
+    priority: str
+    attributes: dict[str, Any]
+    contact_attributes: dict[str, Any]
+    kind: str | None
+    active_at: float  # last activity: a new task's age counts from it (the customer's last message)
+
+    @property
+    def needs_human(self) -> bool:
+        return self.status == "open" and self.assignee_id is None and self.queue_id is not None
+
+
+def _conv_select() -> Any:
+    return (select(CONV.c.id, CONV.c.status, CONV.c.queue_id, CONV.c.assignee_id, CONV.c.contact_id,
+                   ContactRow.name, CONV.c.priority, CONV.c.attributes, ContactRow.attributes,
+                   ChannelInstanceRow.kind, CONV.c.last_activity_at)
+            .join(ContactRow, ContactRow.id == CONV.c.contact_id)
+            .outerjoin(ChannelInstanceRow, ChannelInstanceRow.id == CONV.c.last_channel_instance_id))
+
+
+def _state(r: Any) -> ConversationState:
+    return ConversationState(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6], dict(r[7] or {}), dict(r[8] or {}),
+                             r[9], r[10].timestamp())
+
+
+async def conversations(session: AsyncSession, ids: Sequence[int]) -> dict[int, ConversationState]:
+    out: dict[int, ConversationState] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        for r in (await session.execute(_conv_select().where(CONV.c.id.in_(chunk)))).all():
+            out[r[0]] = _state(r)
+    return out
+
+
+async def conversations_needing_human(session: AsyncSession) -> dict[int, ConversationState]:
+    stmt = _conv_select().where(CONV.c.status == "open", CONV.c.assignee_id.is_(None), CONV.c.queue_id.is_not(None))
+    return {r[0]: _state(r) for r in (await session.execute(stmt)).all()}
+
+
+async def needing_human_keys(session: AsyncSession) -> dict[int, int]:
+    """Id -> queue of every conversation that needs a human (narrow: no join, no JSON)."""
+    stmt = select(CONV.c.id, CONV.c.queue_id).where(CONV.c.status == "open", CONV.c.assignee_id.is_(None),
+                                                     CONV.c.queue_id.is_not(None))
+    return {i: q for i, q in (await session.execute(stmt)).all()}
+
+
+async def conversation_keys(session: AsyncSession, ids: Sequence[int]) -> dict[int, tuple[str, int | None, int | None]]:
+    """Id -> (status, queue, assignee) of these conversations (those that exist)."""
+    out: dict[int, tuple[str, int | None, int | None]] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        stmt = select(CONV.c.id, CONV.c.status, CONV.c.queue_id, CONV.c.assignee_id).where(CONV.c.id.in_(chunk))
+        out.update({r[0]: (r[1], r[2], r[3]) for r in (await session.execute(stmt)).all()})
+    return out
+
+
+async def contact_names(session: AsyncSession, ids: Sequence[int]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        stmt = (select(CONV.c.id, ContactRow.name).join(ContactRow, ContactRow.id == CONV.c.contact_id)
+                .where(CONV.c.id.in_(chunk)))
+        out.update({i: n or "" for i, n in (await session.execute(stmt)).all()})
+    return out
+
+
+async def last_agents(session: AsyncSession, contact_ids: Sequence[int], exclude: Sequence[int]
+                      ) -> dict[int, int]:
+    """For each contact, the assignee of its most recently active other conversation that had one."""
+    out: dict[int, tuple[Any, int]] = {}
+    skip = set(exclude)
+    for chunk in _chunks(sorted(set(contact_ids))):
+        stmt = (select(CONV.c.contact_id, CONV.c.assignee_id, CONV.c.last_activity_at, CONV.c.id)
+                .where(CONV.c.contact_id.in_(chunk), CONV.c.assignee_id.is_not(None)))
+        for cid, aid, at, conv_id in (await session.execute(stmt)).all():
+            if conv_id in skip:
+                continue
+            best = out.get(cid)
+            if best is None or at > best[0]:
+                out[cid] = (at, aid)
+    return {cid: v[1] for cid, v in out.items()}
+
+
+# --------------------------------------------------------------------------- tasks and offers
+
+
+async def all_tasks(session: AsyncSession) -> list[dict[str, Any]]:
+    return [dict(r) for r in (await session.execute(select(TASKS.c.task, TASKS.c.status,
+                                                            TASKS.c.agent_id))).mappings()]
+
+
+async def open_offers(session: AsyncSession) -> list[RoutingOfferRow]:
+    stmt = select(RoutingOfferRow).where(RoutingOfferRow.status == "open").order_by(RoutingOfferRow.id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def max_offer_id(session: AsyncSession) -> int:
+    return (await session.execute(select(func.max(OFFERS.c.id)))).scalar() or 0
+
+
+async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(TASKS), rows)
+
+
+async def update_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Rows: b_id, queue_id, channel, status, agent_id, task, updated_at."""
+    if rows:
+        stmt = (update(TASKS).where(TASKS.c.conversation_id == bindparam("b_id"))
+                .values(queue_id=bindparam("queue_id"), channel=bindparam("channel"), status=bindparam("status"),
+                        agent_id=bindparam("agent_id"), task=bindparam("task"),
+                        updated_at=bindparam("updated_at")))
+        await session.execute(stmt, rows)
+
+
+async def update_positions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Rows: b_id, position, ewt_seconds, note."""
+    if rows:
+        stmt = (update(TASKS).where(TASKS.c.conversation_id == bindparam("b_id"))
+                .values(position=bindparam("position"), ewt_seconds=bindparam("ewt_seconds"),
+                        note=bindparam("note")))
+        await session.execute(stmt, rows)
+
+
+async def delete_tasks(session: AsyncSession, ids: Sequence[int]) -> None:
+    for chunk in _chunks(list(ids)):
+        await session.execute(delete(TASKS).where(TASKS.c.conversation_id.in_(chunk)))
+
+
+async def insert_offers(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(OFFERS), rows)
+
+
+async def end_offers(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Rows: b_id, status, ended_at. Only offers still open change (an accept may have won)."""
+    if rows:
+        stmt = (update(OFFERS).where(and_(OFFERS.c.id == bindparam("b_id"), OFFERS.c.status == "open"))
+                .values(status=bindparam("status"), ended_at=bindparam("ended_at")))
+        await session.execute(stmt, rows)
+
+
+async def lock_offers(session: AsyncSession, ids: Sequence[int]) -> dict[int, str]:
+    """Status of these offers, locking their rows (PostgreSQL) so an accept cannot race a timeout."""
+    out: dict[int, str] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        stmt = select(OFFERS.c.id, OFFERS.c.status).where(OFFERS.c.id.in_(chunk)).with_for_update()
+        out.update({i: s for i, s in (await session.execute(stmt)).all()})
+    return out
+
+
+async def get_offer(session: AsyncSession, offer_id: int, *, for_update: bool = False) -> RoutingOfferRow | None:
+    stmt = select(RoutingOfferRow).where(RoutingOfferRow.id == offer_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def open_offer_for(session: AsyncSession, conversation_id: int) -> RoutingOfferRow | None:
+    stmt = select(RoutingOfferRow).where(RoutingOfferRow.conversation_id == conversation_id,
+                                         RoutingOfferRow.status == "open").with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_task(session: AsyncSession, conversation_id: int, *, for_update: bool = False
+                   ) -> RoutingTaskRow | None:
+    stmt = select(RoutingTaskRow).where(RoutingTaskRow.conversation_id == conversation_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def tasks(session: AsyncSession, queue_id: int | None = None, status: str | None = None,
+                limit: int = 500) -> list[RoutingTaskRow]:
+    stmt = select(RoutingTaskRow)
+    if queue_id is not None:
+        stmt = stmt.where(RoutingTaskRow.queue_id == queue_id)
+    if status is not None:
+        stmt = stmt.where(RoutingTaskRow.status == status)
+    stmt = stmt.order_by(RoutingTaskRow.position.is_(None), RoutingTaskRow.position,
+                         RoutingTaskRow.enqueued_at).limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def loads(session: AsyncSession, agent_id: int | None = None) -> dict[int, dict[str, int]]:
+    """Busy slots per agent and channel class: offered, assigned and wrapping tasks."""
+    stmt = (select(TASKS.c.agent_id, TASKS.c.channel, func.count()).where(TASKS.c.agent_id.is_not(None))
+            .group_by(TASKS.c.agent_id, TASKS.c.channel))
+    if agent_id is not None:
+        stmt = stmt.where(TASKS.c.agent_id == agent_id)
+    out: dict[int, dict[str, int]] = {}
+    for aid, channel, n in (await session.execute(stmt)).all():
+        out.setdefault(aid, {})[channel] = n
+    return out
+
+
+async def queue_counts(session: AsyncSession) -> dict[int, dict[str, Any]]:
+    """Per queue: tasks by status, the oldest waiting task's enqueue time, unroutable ones."""
+    out: dict[int, dict[str, Any]] = {}
+    stmt = select(TASKS.c.queue_id, TASKS.c.status, func.count(), func.min(TASKS.c.enqueued_at)).group_by(
+        TASKS.c.queue_id, TASKS.c.status)
+    for qid, status, n, oldest in (await session.execute(stmt)).all():
+        q = out.setdefault(qid, {"waiting": 0, "offered": 0, "assigned": 0, "wrapping": 0, "oldest": None,
+                                 "unroutable": 0})
+        q[status] = n
+        if status == "waiting":
+            q["oldest"] = oldest
+    stmt2 = (select(TASKS.c.queue_id, func.count()).where(TASKS.c.status == "waiting", TASKS.c.note != "")
+             .group_by(TASKS.c.queue_id))
+    for qid, n in (await session.execute(stmt2)).all():
+        if qid in out:
+            out[qid]["unroutable"] = n
+    return out
+
+
+async def agent_open_offers(session: AsyncSession, agent_id: int) -> list[RoutingOfferRow]:
+    stmt = select(RoutingOfferRow).where(RoutingOfferRow.agent_id == agent_id, RoutingOfferRow.status == "open")
+    return list((await session.execute(stmt)).scalars())
+
+
+async def offer_counts(session: AsyncSession) -> dict[int, int]:
+    stmt = select(OFFERS.c.agent_id, func.count()).where(OFFERS.c.status == "open").group_by(OFFERS.c.agent_id)
+    return {aid: n for aid, n in (await session.execute(stmt)).all()}

@@ -1,0 +1,85 @@
+"""Queries for the web chat channel: a visitor's conversation and history, agent availability, CSAT."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from threadline.db.models import CsatResponseRow, MessageRow, QueueMemberRow, QueueRow, UserRow
+
+
+async def visitor_conversation_id(session: AsyncSession, channel_id: int, identity_id: int) -> int | None:
+    """The conversation of the visitor's latest message on this channel (theirs or an agent's reply)."""
+    stmt = (
+        select(MessageRow.conversation_id)
+        .where(MessageRow.channel_instance_id == channel_id, MessageRow.identity_id == identity_id,
+               MessageRow.direction.in_(("in", "out")))
+        .order_by(MessageRow.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def visitor_messages(session: AsyncSession, conversation_id: int, channel_id: int, limit: int = 200
+                           ) -> Sequence[MessageRow]:
+    """What the visitor may see of a conversation: customer messages and replies on this channel (never
+    notes or activity lines), the latest ``limit``, oldest first."""
+    stmt = (
+        select(MessageRow)
+        .where(MessageRow.conversation_id == conversation_id, MessageRow.channel_instance_id == channel_id,
+               MessageRow.direction.in_(("in", "out")))
+        .order_by(MessageRow.id.desc())
+        .limit(limit)
+    )
+    return list(reversed((await session.execute(stmt)).scalars().all()))
+
+
+async def messages_by_ids(session: AsyncSession, ids: Sequence[int]) -> Sequence[MessageRow]:
+    if not ids:
+        return []
+    return (await session.execute(select(MessageRow).where(MessageRow.id.in_(set(ids))))).scalars().all()
+
+
+async def user_names(session: AsyncSession, ids: Sequence[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    rows = await session.execute(select(UserRow.id, UserRow.name).where(UserRow.id.in_(set(ids))))
+    return {i: n for i, n in rows.all()}
+
+
+async def queues(session: AsyncSession, ids: Sequence[int]) -> Sequence[QueueRow]:
+    if not ids:
+        return []
+    return (await session.execute(select(QueueRow).where(QueueRow.id.in_(set(ids))))).scalars().all()
+
+
+async def available_agents(session: AsyncSession, queue_ids: Sequence[int] | None) -> int:
+    """How many active agents are available: in these queues, or anywhere when ``queue_ids`` is None."""
+    stmt = select(func.count(func.distinct(UserRow.id))).where(UserRow.active.is_(True),
+                                                                UserRow.presence == "available")
+    if queue_ids is not None:
+        stmt = stmt.join(QueueMemberRow, QueueMemberRow.user_id == UserRow.id).where(
+            QueueMemberRow.queue_id.in_(set(queue_ids)))
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def csat_for_conversation(session: AsyncSession, conversation_id: int) -> CsatResponseRow | None:
+    stmt = select(CsatResponseRow).where(CsatResponseRow.conversation_id == conversation_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def csat_for_contact(session: AsyncSession, contact_id: int, limit: int = 100) -> Sequence[CsatResponseRow]:
+    stmt = (select(CsatResponseRow).where(CsatResponseRow.contact_id == contact_id)
+            .order_by(CsatResponseRow.id.desc()).limit(limit))
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def unread_inbound(session: AsyncSession, conversation_id: int, up_to: int | None) -> Sequence[MessageRow]:
+    """The customer's messages in a conversation not yet marked read by an agent (up to a message id)."""
+    stmt = select(MessageRow).where(MessageRow.conversation_id == conversation_id, MessageRow.direction == "in",
+                                    MessageRow.delivery_status.is_(None)).order_by(MessageRow.id).limit(500)
+    if up_to is not None:
+        stmt = stmt.where(MessageRow.id <= up_to)
+    return (await session.execute(stmt)).scalars().all()

@@ -1,0 +1,384 @@
+"""Admin pages: users (roles, skills 1-5, teams, queues), teams, queues, channels (any installed kind,
+from its Config schema; the web chat embed snippet), canned responses.
+
+Admins change things; supervisors read the lists (no channel configuration); agents get 403. Forms post
+with the ``csrf_token`` field and redirect back with a message (post/redirect/get)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from threadline.actions import canned as canned_actions
+from threadline.actions import channels as channel_actions
+from threadline.actions import users as user_actions
+from threadline.actions.permissions import Actor
+from threadline.channels.registry import adapters, get_adapter_class
+from threadline.db.repos import channels as channels_repo
+from threadline.db.repos import desk as desk_repo
+from threadline.db.repos import users as users_repo
+from threadline.domain.errors import DomainError, NotFound, ValidationFailed
+from threadline.domain.users import Role, parse_skill_spec
+from threadline.web.deps import ServicesDep
+from threadline.web.desk.common import actor_or_none, render
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+SECTIONS = [("users", "Users", "users"), ("teams", "Teams", "users"), ("queues", "Queues", "layers"),
+            ("channels", "Channels", "chat"), ("canned", "Canned responses", "chat")]
+
+
+class _Denied(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+async def _guard(request: Request, services: ServicesDep) -> tuple[Actor, str]:
+    actor, csrf = await actor_or_none(request, services)
+    if actor is None:
+        raise _Denied(RedirectResponse("/login", status_code=303))
+    if not actor.sees_everything:
+        raise _Denied(render(request, "error.html", {"title": "Admins only", "message":
+                                                     "Only admins and supervisors can open the admin pages.",
+                                                     "back": "/", "csrf": ""}, 403))
+    return actor, csrf or ""
+
+
+async def _page(request: Request, services: ServicesDep, section: str,
+                build: Callable[[AsyncSession, Actor], Awaitable[dict[str, Any]]]) -> Response:
+    try:
+        actor, csrf = await _guard(request, services)
+    except _Denied as denied:
+        return denied.response
+    async with services.db.transaction(write=False) as session:
+        ctx = await build(session, actor)
+        me = await users_repo.get_user(session, actor.user_id)
+    ctx.update(actor=actor, me=me, csrf=csrf, section=section, sections=SECTIONS,
+               is_admin=actor.role is Role.ADMIN, flash=request.query_params.get("ok", ""),
+               flash_error=request.query_params.get("error", ""))
+    return render(request, f"admin/{section}.html", ctx)
+
+
+async def _post(request: Request, services: ServicesDep, back: str,
+                run: Callable[[AsyncSession, Actor, Any], Awaitable[str]]) -> Response:
+    """Check admin + CSRF, run the action in a transaction, redirect back with a message."""
+    actor, csrf = await actor_or_none(request, services)
+    if actor is None:
+        return RedirectResponse("/login", status_code=303)
+    if actor.role is not Role.ADMIN:
+        return render(request, "error.html", {"title": "Admins only", "message": "Only admins can change this.",
+                                              "back": back, "csrf": ""}, 403)
+    form = await request.form()
+    if not csrf or form.get("csrf_token") != csrf:
+        return render(request, "error.html", {"title": "Form expired", "message":
+                                              "The form's security token did not match: reload and try again.",
+                                              "back": back, "csrf": ""}, 403)
+    try:
+        async with services.db.transaction(write=True) as session:
+            message = await run(session, actor, form)
+    except DomainError as exc:
+        return RedirectResponse(f"{back}?{urlencode({'error': exc.message})}", status_code=303)
+    return RedirectResponse(f"{back}?{urlencode({'ok': message})}", status_code=303)
+
+
+def _ids(form: Any, key: str) -> list[int]:
+    return [int(v) for v in form.getlist(key) if str(v).isdigit()]
+
+
+@router.get("")
+async def admin_home() -> Response:
+    return RedirectResponse("/admin/users", status_code=303)
+
+
+# --- users ---------------------------------------------------------------------------------------------
+
+async def _users_ctx(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+    teams_of, queues_of = await users_repo.memberships(session)
+    return {"users": await users_repo.list_users(session), "teams": {t.id: t for t in await users_repo.list_teams(session)},
+            "queues": {q.id: q for q in await users_repo.list_queues(session)}, "teams_of": teams_of,
+            "queues_of": queues_of, "roles": [r.value for r in Role], "edit": None}
+
+
+@router.get("/users")
+async def users_page(request: Request, services: ServicesDep) -> Response:
+    return await _page(request, services, "users", _users_ctx)
+
+
+@router.get("/users/{user_id}")
+async def user_edit_page(user_id: int, request: Request, services: ServicesDep) -> Response:
+    async def build(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+        ctx = await _users_ctx(session, actor)
+        ctx["edit"] = await users_repo.get_user(session, user_id)
+        if ctx["edit"] is None:
+            raise NotFound(f"user {user_id} does not exist")
+        return ctx
+    try:
+        return await _page(request, services, "users", build)
+    except NotFound as exc:
+        return render(request, "error.html", {"title": "Not found", "message": exc.message, "back": "/admin/users",
+                                              "csrf": ""}, 404)
+
+
+def _skills(form: Any) -> dict[str, int]:
+    """Skills come as rows skill_name[] / skill_level[] (levels 1-5) plus a free "name:level, …" field."""
+    skills: dict[str, int] = {}
+    for name, level in zip(form.getlist("skill_name"), form.getlist("skill_level"), strict=False):
+        if str(name).strip():
+            if not str(level).isdigit():
+                raise ValidationFailed(f"skill {name}: pick a level from 1 to 5", field="skills")
+            skills[str(name)] = int(str(level))
+    extra = str(form.get("skills_spec", "")).strip()
+    if extra:
+        skills.update(parse_skill_spec(extra))
+    return skills
+
+
+@router.post("/users")
+async def user_create(request: Request, services: ServicesDep) -> Response:
+    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+        user = await user_actions.create_user(
+            session, email=str(form.get("email", "")), name=str(form.get("name", "")),
+            role=str(form.get("role", "agent")), password=str(form.get("password") or "") or None,
+            skills=_skills(form), team_ids=_ids(form, "team_ids"), queue_ids=_ids(form, "queue_ids"))
+        return f"{user.name} can now log in"
+    return await _post(request, services, "/admin/users", run)
+
+
+@router.post("/users/{user_id}")
+async def user_update(user_id: int, request: Request, services: ServicesDep) -> Response:
+    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+        if user_id == actor.user_id and (form.get("role") != "admin" or "active" not in form):
+            raise ValidationFailed("you cannot demote or deactivate yourself", field="role")
+        user = await user_actions.update_user(
+            session, user_id, name=str(form.get("name", "")), role=str(form.get("role", "agent")),
+            skills=_skills(form), team_ids=_ids(form, "team_ids"), queue_ids=_ids(form, "queue_ids"),
+            active="active" in form)
+        if form.get("password"):
+            await user_actions.set_password(session, user_id, str(form["password"]))
+        return f"{user.name} saved"
+    return await _post(request, services, f"/admin/users/{user_id}", run)
+
+
+# --- teams and queues -------------------------------------------------------------------------------------
+
+async def _teams_ctx(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+    teams = await users_repo.list_teams(session)
+    return {"teams": teams, "members": {t.id: await users_repo.team_member_ids(session, t.id) for t in teams},
+            "users": {u.id: u for u in await users_repo.list_users(session)}}
+
+
+@router.get("/teams")
+async def teams_page(request: Request, services: ServicesDep) -> Response:
+    return await _page(request, services, "teams", _teams_ctx)
+
+
+@router.post("/teams")
+async def team_create(request: Request, services: ServicesDep) -> Response:
+    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+        team = await user_actions.create_team(session, str(form.get("name", "")))
+        return f"Team {team.name} created"
+    return await _post(request, services, "/admin/teams", run)
+
+
+async def _queues_ctx(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+    queues = await users_repo.list_queues(session)
+    return {"queues": queues, "members": {q.id: await users_repo.queue_member_ids(session, q.id) for q in queues},
+            "teams": {t.id: t for t in await users_repo.list_teams(session)},
+            "users": {u.id: u for u in await users_repo.list_users(session)},
+            "open_counts": await desk_repo.open_counts_by_queue(session, None)}
+
+
+@router.get("/queues")
+async def queues_page(request: Request, services: ServicesDep) -> Response:
+    return await _page(request, services, "queues", _queues_ctx)
+
+
+@router.post("/queues")
+async def queue_create(request: Request, services: ServicesDep) -> Response:
+    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+        settings: dict[str, Any] = {}
+        if str(form.get("skills_spec", "")).strip():
+            settings["skills"] = parse_skill_spec(str(form["skills_spec"]))
+        team_id = str(form.get("team_id", ""))
+        queue = await user_actions.create_queue(session, str(form.get("name", "")), settings,
+                                                int(team_id) if team_id.isdigit() else None)
+        return f"Queue {queue.name} created"
+    return await _post(request, services, "/admin/queues", run)
+
+
+@router.post("/queues/{queue_id}")
+async def queue_update(queue_id: int, request: Request, services: ServicesDep) -> Response:
+    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+        team_id = str(form.get("team_id", ""))
+        queue = await user_actions.update_queue(
+            session, queue_id, name=str(form.get("name", "")) or None,
+            settings={"skills": parse_skill_spec(str(form.get("skills_spec", "")))},
+            team_id=int(team_id) if team_id.isdigit() else None)
+        return f"Queue {queue.name} saved"
+    return await _post(request, services, "/admin/queues", run)
+
+
+# --- channels ---------------------------------------------------------------------------------------------
+
+def _field_type(ann: Any) -> tuple[str, list[str]]:
+    """How a Config field is edited: (input kind, choices)."""
+    args = [a for a in get_args(ann) if a is not type(None)]
+    origin = get_origin(ann)
+    if origin in (Union, UnionType) and len(args) == 1:
+        return _field_type(args[0])
+    if ann is SecretStr:
+        return "password", []
+    if ann is bool:
+        return "checkbox", []
+    if ann is int:
+        return "int", []
+    if ann is float:
+        return "float", []
+    if origin is Literal:
+        return "select", [str(a) for a in args]
+    if origin is list and args and get_origin(args[0]) is Literal:
+        return "multi", [str(a) for a in get_args(args[0])]
+    if origin is list and args and args[0] is str:
+        return "lines", []
+    if origin in (list, dict):
+        return "json", []
+    return "text", []
+
+
+def _fields(kind: str) -> list[dict[str, Any]]:
+    """Form fields from the adapter's Config: name, label, input kind, choices, required, default, help."""
+    cls = get_adapter_class(kind)
+    if cls is None:
+        return []
+    out = []
+    for name, info in cls.Config.model_fields.items():
+        kind_, choices = _field_type(info.annotation)
+        default = None if info.is_required() else info.get_default(call_default_factory=True)
+        if isinstance(default, SecretStr):
+            default = None  # generated secrets stay generated unless the admin types one
+        out.append({"name": name, "label": name.replace("_", " ").capitalize(), "type": kind_, "choices": choices,
+                    "required": info.is_required(), "default": default, "help": info.description or "",
+                    "advanced": not info.is_required() and not info.description})
+    return out
+
+
+def _config_from_form(kind: str, form: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for f in _fields(kind):
+        key = f"config.{f['name']}"
+        if f["type"] == "checkbox":
+            config[f["name"]] = key in form
+            continue
+        if f["type"] == "multi":  # the form marks which lists it showed, so an unticked list means []
+            if f["name"] in form.getlist("multi"):
+                config[f["name"]] = [str(v) for v in form.getlist(key)]
+            continue
+        raw = form.get(key)
+        if raw is None or str(raw).strip() == "":
+            continue
+        value: Any = str(raw).strip()
+        if f["type"] in ("int", "float"):
+            try:
+                value = float(value) if f["type"] == "float" else int(value)
+            except ValueError:
+                raise ValidationFailed(f"{f['label']} must be a number", field=key) from None
+        elif f["type"] == "lines":
+            value = [v.strip() for v in value.replace(",", "\n").splitlines() if v.strip()]
+        elif f["type"] == "json":
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValidationFailed(f"{f['label']} must be JSON (a list or an object)", field=key) from None
+        config[f["name"]] = value
+    return config
+
+
+def snippet(base_url: str, key: str) -> str:
+    return f'<script src="{base_url}/widget.js" data-channel="{key}" async></script>'
+
+
+@router.get("/channels")
+async def channels_page(request: Request, services: ServicesDep) -> Response:
+    kind = request.query_params.get("kind", "")
+
+    async def build(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+        rows = await channels_repo.list_channels(session)
+        installed = {k: cls.title for k, cls in sorted(adapters().items())}
+        admin = actor.role is Role.ADMIN
+        configs = {}
+        if admin:
+            for r in rows:
+                try:
+                    configs[r.id] = channel_actions.public_config(channel_actions.load_config(services.box, r))
+                except Exception:  # noqa: BLE001 - an uninstalled kind or an old config: show the row anyway
+                    configs[r.id] = None
+        base = services.settings.public_base_url
+        return {"channels": rows, "installed": installed, "configs": configs,
+                "queues": {q.id: q for q in await users_repo.list_queues(session)},
+                "kind": kind if kind in installed else "", "fields": _fields(kind) if kind in installed else [],
+                "snippets": {r.id: snippet(base, r.key) for r in rows if r.kind == "webchat"},
+                "inbound": {r.id: f"{base}/hooks/{r.key}" for r in rows}}
+    return await _page(request, services, "channels", build)
+
+
+@router.post("/channels")
+async def channel_create(request: Request, services: ServicesDep) -> Response:
+    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+        kind = str(form.get("kind", ""))
+        queue = str(form.get("default_queue_id", ""))
+        row = await channel_actions.create_channel(
+            session, services.box, kind=kind, name=str(form.get("name", "")), config=_config_from_form(kind, form),
+            default_queue_id=int(queue) if queue.isdigit() else None)
+        return f"Channel {row.name} created"
+    return await _post(request, services, "/admin/channels", run)
+
+
+@router.post("/channels/{channel_id}/toggle")
+async def channel_toggle(channel_id: int, request: Request, services: ServicesDep) -> Response:
+    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+        row = await channels_repo.get_channel(session, channel_id)
+        if row is None:
+            raise NotFound(f"channel {channel_id} does not exist")
+        row = await channel_actions.update_channel(session, services.box, channel_id, enabled=not row.enabled)
+        return f"Channel {row.name} {'enabled' if row.enabled else 'disabled'}"
+    return await _post(request, services, "/admin/channels", run)
+
+
+# --- canned responses ------------------------------------------------------------------------------------
+
+async def _canned_ctx(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+    return {"canned": await desk_repo.list_canned(session),
+            "users": {u.id: u for u in await users_repo.list_users(session)}}
+
+
+@router.get("/canned")
+async def canned_page(request: Request, services: ServicesDep) -> Response:
+    return await _page(request, services, "canned", _canned_ctx)
+
+
+@router.post("/canned")
+async def canned_create(request: Request, services: ServicesDep) -> Response:
+    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+        row = await canned_actions.create_canned(session, actor, shortcut=str(form.get("shortcut", "")),
+                                                 title=str(form.get("title", "")), text=str(form.get("text", "")))
+        return f"/{row.shortcut} saved"
+    return await _post(request, services, "/admin/canned", run)
+
+
+@router.post("/canned/{canned_id}")
+async def canned_update(canned_id: int, request: Request, services: ServicesDep) -> Response:
+    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+        if form.get("delete"):
+            await canned_actions.delete_canned(session, actor, canned_id)
+            return "Canned response deleted"
+        row = await canned_actions.update_canned(session, actor, canned_id, shortcut=str(form.get("shortcut", "")),
+                                                 title=str(form.get("title", "")), text=str(form.get("text", "")))
+        return f"/{row.shortcut} saved"
+    return await _post(request, services, "/admin/canned", run)

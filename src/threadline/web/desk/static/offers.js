@@ -1,0 +1,129 @@
+// Threadline routing offers: listens on /api/v1/stream for "routing.offer" events addressed to the
+// logged-in agent and shows an accept / reject popup with a countdown. Self-contained (no other
+// script needed); include it once on desk pages:
+//   <script src="/static/desk/offers.js" defer></script>
+// Accepting opens the conversation (/conversations/<id>, or dispatches "threadline:offer-accepted").
+(function () {
+  "use strict";
+  if (window.__tlOffers) return;
+  window.__tlOffers = true;
+  var popups = {};  // offer id -> {el, timer}
+  var csrf = null, lastSeq = null, retry = 500;
+  // the offer's clock is the server's Unix time; correct for this machine's clock offset
+  var skew = 0;
+
+  function token() {
+    if (csrf) return Promise.resolve(csrf);
+    var hx = document.body && document.body.getAttribute("hx-headers");
+    if (hx) { try { csrf = JSON.parse(hx)["X-CSRF-Token"]; if (csrf) return Promise.resolve(csrf); } catch (e) { /* */ } }
+    return fetch("/api/v1/me", { credentials: "same-origin" }).then(function (r) { return r.json(); })
+      .then(function (me) { csrf = me.csrf_token; return csrf; });
+  }
+
+  function style() {
+    if (document.getElementById("tl-offer-style")) return;
+    var s = document.createElement("style");
+    s.id = "tl-offer-style";
+    s.textContent = ".tl-offers{position:fixed;right:16px;bottom:16px;z-index:9999;display:flex;flex-direction:column;gap:8px}" +
+      ".tl-offer{background:#fff;color:#111;border:1px solid #888;border-radius:8px;padding:12px 14px;min-width:260px;" +
+      "box-shadow:0 4px 16px rgba(0,0,0,.2);font:14px system-ui,sans-serif}" +
+      ".tl-offer b{display:block;margin-bottom:4px}.tl-offer .tl-count{font-variant-numeric:tabular-nums;color:#a40}" +
+      ".tl-offer button{margin:8px 8px 0 0;padding:6px 12px;border-radius:6px;border:1px solid #666;cursor:pointer}" +
+      ".tl-offer .tl-accept{background:#1a7f37;color:#fff;border-color:#1a7f37}";
+    document.head.appendChild(s);
+  }
+
+  function box() {
+    var b = document.querySelector(".tl-offers");
+    if (!b) { b = document.createElement("div"); b.className = "tl-offers"; b.setAttribute("aria-live", "assertive"); document.body.appendChild(b); }
+    return b;
+  }
+
+  function close(id) {
+    var p = popups[id];
+    if (!p) return;
+    clearInterval(p.timer);
+    p.el.remove();
+    delete popups[id];
+  }
+
+  function answer(offer, verb) {
+    return token().then(function (t) {
+      return fetch("/api/v1/routing/offers/" + offer.offer_id + "/" + verb, {
+        method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": t }
+      });
+    }).then(function (r) {
+      close(offer.offer_id);
+      if (verb === "accept" && r.ok) {
+        var ev = new CustomEvent("threadline:offer-accepted", { detail: offer, cancelable: true });
+        if (document.dispatchEvent(ev)) location.href = "/conversations/" + offer.conversation_id;
+      } else if (!r.ok) {
+        r.json().then(function (p) { window.alert(p.detail || ("HTTP " + r.status)); }).catch(function () {});
+      }
+    });
+  }
+
+  function show(offer) {
+    if (popups[offer.offer_id]) return;
+    style();
+    var el = document.createElement("div");
+    el.className = "tl-offer";
+    el.setAttribute("role", "alertdialog");
+    var title = document.createElement("b");
+    title.textContent = "New " + offer.channel + " conversation" + (offer.contact_name ? " — " + offer.contact_name : "");
+    var info = document.createElement("div");
+    info.textContent = "Waited " + Math.round(offer.waited_seconds) + " s. Answer within ";
+    var count = document.createElement("span");
+    count.className = "tl-count";
+    info.appendChild(count);
+    var accept = document.createElement("button");
+    accept.className = "tl-accept"; accept.type = "button"; accept.textContent = "Accept";
+    var reject = document.createElement("button");
+    reject.className = "tl-reject"; reject.type = "button"; reject.textContent = "Reject";
+    accept.onclick = function () { accept.disabled = reject.disabled = true; answer(offer, "accept"); };
+    reject.onclick = function () { accept.disabled = reject.disabled = true; answer(offer, "reject"); };
+    el.appendChild(title); el.appendChild(info); el.appendChild(accept); el.appendChild(reject);
+    box().appendChild(el);
+    function tick() {
+      var left = Math.max(0, Math.round(offer.expires_at - (Date.now() / 1000 - skew)));
+      count.textContent = left + " s";
+      if (left <= 0) close(offer.offer_id);
+    }
+    popups[offer.offer_id] = { el: el, timer: setInterval(tick, 250) };
+    tick();
+    accept.focus();
+  }
+
+  function connect() {
+    var proto = location.protocol === "https:" ? "wss://" : "ws://";
+    var ws = new WebSocket(proto + location.host + "/api/v1/stream" + (lastSeq !== null ? "?after=" + lastSeq : ""));
+    ws.onopen = function () { retry = 500; };
+    ws.onmessage = function (m) {
+      var msg; try { msg = JSON.parse(m.data); } catch (e) { return; }
+      if (typeof msg.seq === "number") lastSeq = msg.seq;
+      if (msg.name === "routing.offer") {
+        skew = Date.now() / 1000 - msg.data.offered_at;  // delivery takes milliseconds: good enough
+        if (Math.abs(skew) < 2) skew = 0;
+        show(msg.data);
+      } else if (msg.name === "routing.offer_ended") {
+        close(msg.data.offer_id);
+      }
+    };
+    ws.onclose = function (e) {
+      if (e.code === 4001 || e.code === 4003) return;  // not logged in / origin refused: stay quiet
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 10000);
+    };
+  }
+
+  function start() {
+    // offers made while this page was loading
+    fetch("/api/v1/routing/offers", { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : []; })
+      .then(function (list) {
+        list.forEach(function (o) { show({ offer_id: o.offer_id, conversation_id: o.conversation_id, channel: o.channel,
+          contact_name: "", waited_seconds: 0, expires_at: o.expires_at, offered_at: Date.now() / 1000 }); });
+      }).catch(function () {});
+    connect();
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
+})();

@@ -1,0 +1,539 @@
+"""The routing worker: runs the pure routing engine against the database, one leader at a time.
+
+* Leadership: ``LeaderLock("router")`` (PostgreSQL advisory lock, a file lock on SQLite). A process
+  that is not the leader keeps no routing state; when it becomes leader it **rebuilds** the engine
+  from the database (tasks, open offers, roster, settings) and reconciles every conversation.
+* Input: bus events mark conversations, agents and settings dirty (conversation created/updated,
+  presence changed, offers answered, settings changed); a full reconciliation every
+  ``reconcile_seconds`` catches anything missed. Each round reads the dirty conversations in one
+  query and applies them to the engine.
+* Output: one write transaction per round (group commit) holds the new and changed tasks, the
+  offers and their outcomes, and their events, written with executemany statements. If it fails
+  the in-memory engine is dropped and rebuilt from the database, so memory never runs ahead of it.
+* Answers from agents (accept, reject, pick) are written by actions; the router reads offer rows
+  back (locked) before timing an offer out, so an accept racing a timeout has one winner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from threadline.actions import routing as actions
+from threadline.bus.base import Bus, Envelope
+from threadline.db.leader import LeaderLock
+from threadline.db.repos import routing as repo
+from threadline.db.session import Database
+from threadline.domain.errors import DomainError
+from threadline.domain.routing import (
+    Agent,
+    OfferOutcome,
+    OfferRecord,
+    QueueConfig,
+    RoutingEngine,
+    RoutingSnapshot,
+    Task,
+)
+from threadline.domain.routing_events import (
+    AgentState,
+    OfferCreated,
+    OfferEnded,
+    QueueState,
+    RoutingState,
+    SlaAlert,
+    TaskUnroutable,
+)
+from threadline.domain.routing_settings import QueueRouting, task_for
+from threadline.workers.loop import BackgroundLoop
+
+log = structlog.get_logger(__name__)
+
+_CONV_EVENTS = {"conversation.created", "conversation.updated"}
+_OFFER_EVENTS = {"routing.offer_ended", "routing.task_picked"}
+
+
+class Router(BackgroundLoop):
+    name = "router"
+
+    def __init__(self, db: Database, bus: Bus, *, interval: float = 1.0, reconcile_seconds: float = 10.0,
+                 state_seconds: float = 2.0, batch: int = 5000, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(interval=interval)
+        self.db = db
+        self.bus = bus
+        self.leader = LeaderLock(db, "router")
+        self.reconcile_seconds = reconcile_seconds
+        self.state_seconds = state_seconds
+        self.batch = batch
+        self.clock = clock
+        self.engine: RoutingEngine | None = None
+        self.rounds = 0  # committed rounds (tests wait on it)
+        self.rebuilds = 0
+        self._dirty: set[int] = set()
+        self._dirty_users: set[int] = set()
+        self._reload = False
+        self._reset()
+        bus.subscribe(self._on_event)
+
+    def _reset(self) -> None:
+        self.engine = None
+        self._queues: dict[int, Any] = {}
+        self._cfgs: dict[int, QueueConfig] = {}
+        self._agents: dict[int, Agent] = {}
+        self._offer_of: dict[int, int] = {}  # task -> open offer id
+        self._expiry: list[tuple[float, int]] = []
+        self._names: dict[int, str] = {}
+        self._positions: dict[int, tuple[int, float | None, str]] = {}
+        self._sla: dict[int, str] = {}
+        self._unroutable: set[int] = set()
+        self._loads: dict[int, tuple[bool, tuple[tuple[str, int], ...]]] = {}
+        self._queue_state: dict[int, QueueState] = {}
+        self._next_full = 0.0
+        self._next_roster = 0.0
+        self._next_state = 0.0
+
+    # ------------------------------------------------------------------ input
+
+    def _on_event(self, env: Envelope) -> None:
+        if not self.leader.held:
+            return
+        name = env.name
+        if name in _CONV_EVENTS:
+            self._dirty.add(env.payload["conversation"]["id"])
+        elif name in _OFFER_EVENTS:
+            self._dirty.add(env.payload["conversation_id"])
+        elif name == "user.presence_changed":
+            self._dirty_users.add(env.payload["user_id"])
+        elif name == "routing.settings_changed":
+            self._reload = True
+            self._dirty_users.update(env.payload.get("agent_ids", []))
+        else:
+            return
+        self.wake()
+
+    # ------------------------------------------------------------------ loop
+
+    async def tick(self) -> float | None:
+        if not await self.leader.try_acquire():
+            if self.engine is not None:
+                log.warning("router_lost_leadership")
+                self._reset()
+            return None
+        try:
+            if self.engine is None:
+                await self.rebuild()
+            for _ in range(100):  # keep going while there is work, but let the loop breathe
+                more = await self.round()
+                if not more or self._stopping.is_set():
+                    break
+        except Exception:
+            log.exception("router_round_failed_rebuilding")
+            self._reset()
+            raise
+        return self._next_wait()
+
+    def _next_wait(self) -> float:
+        now = self.clock()
+        due = [self._next_full, self._next_state]
+        if self._expiry:
+            due.append(self._expiry[0][0])
+        eng = self.engine
+        if eng is not None and eng._timers:  # escalation, wrap-up and cool-down timers
+            due.append(eng._timers[0][0])
+        return max(0.005, min(min(due) - now, self.interval))
+
+    async def on_stop(self) -> None:
+        await self.leader.release()
+        self._reset()
+
+    # ------------------------------------------------------------------ rebuild
+
+    async def _load_queues(self, session: Any) -> None:
+        records = await repo.queues(session)
+        self._queues = {r.id: actions.queue_parts(r) for r in records}
+        self._cfgs = actions.to_configs(records)
+
+    async def rebuild(self) -> None:
+        """Build the engine from the database: settings, roster, tasks and open offers."""
+        now = self.clock()
+        self._reset()
+        async with self.db.transaction(write=False) as session:
+            await self._load_queues(session)
+            config = await actions.engine_settings(session)
+            roster = await repo.roster(session)
+            rows = await repo.all_tasks(session)
+            offers = await repo.open_offers(session)
+            next_offer = await repo.max_offer_id(session) + 1
+            names = await repo.contact_names(session, [r["task"]["id"] for r in rows])
+        agents = [actions.to_agent(r) for r in roster]
+        self._agents = {a.id: a for a in agents}
+        self._names = names
+        tasks = []
+        for row in rows:
+            data = dict(row["task"])
+            data.update(status=row["status"], agent_id=row["agent_id"])
+            task = Task.model_validate(data)
+            if task.queue_id in self._cfgs:
+                tasks.append(task)
+        known = {t.id for t in tasks}
+        records = [OfferRecord(offer_id=o.id, task_id=o.conversation_id, agent_id=o.agent_id,
+                               offered_at=o.offered_at, expires_at=o.expires_at)
+                   for o in offers if o.conversation_id in known]
+        snap = RoutingSnapshot(agents=agents, tasks=tasks, offers=records, next_offer_id=next_offer)
+        self.engine = RoutingEngine.from_snapshot(snap, self._cfgs, config, now=now)
+        for o in records:
+            self._offer_of[o.task_id] = o.offer_id
+            heapq.heappush(self._expiry, (o.expires_at, o.offer_id))
+        self.rebuilds += 1
+        self._next_full = 0.0  # reconcile everything in the first round
+        log.info("router_rebuilt", tasks=len(tasks), offers=len(records), agents=len(agents))
+
+    # ------------------------------------------------------------------ one round
+
+    async def round(self) -> bool:
+        """Read what changed, apply it, decide, write it all in one transaction. True if more is due."""
+        eng = self.engine
+        assert eng is not None
+        now = self.clock()
+        full = now >= self._next_full
+        dirty, self._dirty = self._dirty, set()
+        users, self._dirty_users = self._dirty_users, set()
+        reload, self._reload = self._reload, False
+        if reload:
+            async with self.db.transaction(write=False) as session:
+                if await actions.engine_settings(session) != eng.config:  # start again from the database
+                    await self.rebuild()
+                    return True
+        roster_due = full and now >= self._next_roster
+        states: dict[int, repo.ConversationState] = {}
+        gone: set[int] = set()
+        roster: list[repo.AgentRecord] | None = None
+        reload_queues = reload or full
+        last: dict[int, int] = {}
+        d = actions.Decisions()
+        touched: set[int] = set()
+        created: set[int] = set()
+        async with contextlib.AsyncExitStack() as stack:  # a write transaction only when there is work
+            session = None
+            if full or dirty or users or reload:
+                session = await stack.enter_async_context(self.db.transaction(write=True))
+                if reload_queues:
+                    await self._load_queues(session)
+                if full:
+                    suspects = await self._suspects(session) | dirty
+                else:
+                    suspects = dirty
+                states = await repo.conversations(session, list(suspects)) if suspects else {}
+                gone = suspects - states.keys()
+                if any(c.queue_id is not None and c.queue_id not in self._cfgs for c in states.values()):
+                    await self._load_queues(session)  # a queue created since the last load
+                    reload_queues = True
+                if roster_due or reload:
+                    roster = await repo.roster(session)
+                elif users:
+                    roster = await repo.roster(session, list(users))
+                new = [c for c in states.values() if c.needs_human and c.id not in eng._tasks]
+                if new and any(r.sticky_seconds > 0 for _, r in self._queues.values()):
+                    last = await repo.last_agents(session, [c.contact_id for c in new], [c.id for c in new])
+            if reload_queues:
+                self._apply_queues(now, touched)
+            if roster is not None:
+                self._apply_roster(roster, now, d, touched, remove_missing=roster_due or reload)
+            if full:  # every open offer: an answer whose event was missed is read back here
+                check = list(self._offer_of.values())
+            else:
+                check = [self._offer_of[i] for i in dirty if i in self._offer_of]
+            while self._expiry and self._expiry[0][0] <= now:
+                check.append(heapq.heappop(self._expiry)[1])
+            if check:
+                if session is None:
+                    session = await stack.enter_async_context(self.db.transaction(write=True))
+                await self._apply_offer_rows(await repo.lock_offers(session, check), now, d, touched)
+            for c in states.values():
+                self._apply_conversation(c, now, d, touched, created, last)
+            for tid in gone:  # the conversation was deleted
+                self._drop(tid, now, d, touched)
+            offers = eng.decide(now, self.batch)
+            for o in offers:
+                touched.add(o.task_id)
+                self._offer_of[o.task_id] = o.offer_id
+                heapq.heappush(self._expiry, (o.expires_at, o.offer_id))
+                t = eng._tasks[o.task_id]
+                d.offers.append(OfferCreated(offer_id=o.offer_id, conversation_id=o.task_id, agent_id=o.agent_id,
+                                             queue_id=o.queue_id, channel=o.channel,
+                                             contact_name=self._names.get(o.task_id, ""),
+                                             waited_seconds=now - t.enqueued_at, offered_at=o.offered_at,
+                                             expires_at=o.expires_at))
+            for ev in eng.drain_events():
+                touched.add(ev.task_id)
+            if now >= self._next_state:
+                self._state_round(now, d)
+            self._collect(touched, created, now, d)
+            if d:
+                if session is None:
+                    session = await stack.enter_async_context(self.db.transaction(write=True))
+                await actions.record_decisions(session, d)
+        # periodic work that reads everything is kept to a small share of the time (~5%)
+        spent = self.clock() - now
+        if full:
+            self._next_full = now + max(self.reconcile_seconds, 20 * spent)
+        if roster_due:
+            self._next_roster = now + max(self.reconcile_seconds * 6, 20 * spent)
+        self.rounds += 1
+        return len(offers) >= self.batch or bool(self._dirty) or bool(self._dirty_users)
+
+    async def _suspects(self, session: Any) -> set[int]:
+        """The reconciliation: conversations whose state may disagree with the engine's (a missed
+        event), found from narrow key columns; only those are then read in full."""
+        eng = self.engine
+        assert eng is not None
+        needing = await repo.needing_human_keys(session)
+        keys = await repo.conversation_keys(session, [i for i in eng._tasks if i not in needing])
+        out: set[int] = set()
+        for cid, qid in needing.items():
+            t = eng._tasks.get(cid)
+            if t is None or t.status in ("assigned", "wrapping") or t.origin != qid:
+                out.add(cid)
+        for cid, t in eng._tasks.items():
+            if cid in needing:
+                continue
+            k = keys.get(cid)
+            if k is None or t.status in ("waiting", "offered"):
+                out.add(cid)
+            elif t.status == "assigned" and not (k[0] == "open" and t.agent is not None and k[2] == t.agent.id):
+                out.add(cid)
+        return out
+
+    # ------------------------------------------------------------------ applying changes
+
+    def _apply_queues(self, now: float, touched: set[int]) -> None:
+        eng = self.engine
+        assert eng is not None
+        current = {qid: q.cfg for qid, q in eng._queues.items()}
+        for qid, cfg in self._cfgs.items():
+            if current.get(qid) != cfg:
+                try:
+                    eng.set_queue(qid, cfg, now)
+                except DomainError as exc:
+                    log.error("router_queue_settings_refused", queue_id=qid, error=exc.message)
+                    continue
+                touched.update(t.id for t in eng._queues[qid].waiting)
+
+    def _apply_roster(self, roster: list[repo.AgentRecord], now: float, d: actions.Decisions, touched: set[int],
+                      *, remove_missing: bool) -> None:
+        eng = self.engine
+        assert eng is not None
+        seen = set()
+        for rec in roster:
+            agent = actions.to_agent(rec)
+            seen.add(agent.id)
+            old = self._agents.get(agent.id)
+            if old is not None and old.model_dump(exclude={"last_idle", "available"}) == agent.model_dump(
+                    exclude={"last_idle", "available"}) and agent.id in eng._agents:
+                if old.available != agent.available:
+                    eng.set_available(agent.id, agent.available, now)
+            else:
+                eng.upsert_agent(agent, now)
+                if agent.id in eng._agents and eng._agents[agent.id].available != agent.available:
+                    eng.set_available(agent.id, agent.available, now)
+            self._agents[agent.id] = agent
+        if remove_missing:
+            for aid in [a for a in self._agents if a not in seen]:
+                del self._agents[aid]
+                if aid in eng._agents and not eng._agents[aid].removed:
+                    for out in eng.remove_agent(aid, now):
+                        self._ended(out, d, touched)
+
+    def _ended(self, out: OfferOutcome, d: actions.Decisions, touched: set[int]) -> None:
+        self._offer_of.pop(out.task_id, None)
+        touched.add(out.task_id)
+        d.ended.append(OfferEnded(offer_id=out.offer_id, conversation_id=out.task_id, agent_id=out.agent_id,
+                                  outcome=out.kind, at=out.at))
+        if out.agent_away is not None:
+            d.away.append(out.agent_away.agent_id)
+
+    async def _apply_offer_rows(self, statuses: dict[int, str], now: float, d: actions.Decisions,
+                                touched: set[int]) -> None:
+        """Offers that are due or whose conversation changed: apply what the database says."""
+        eng = self.engine
+        assert eng is not None
+        for oid, status in sorted(statuses.items()):
+            t = eng._offers.get(oid)
+            if t is None:
+                continue
+            touched.add(t.id)
+            if status == "open":
+                if t.offer.expires_at <= now:
+                    self._ended(eng.timeout(oid, now), d, touched)
+                continue
+            self._offer_of.pop(t.id, None)
+            if status == "accepted":
+                eng.accept(oid, now)
+            elif status == "rejected":
+                eng.reject(oid, now)
+            else:
+                eng.rescind(oid, now)
+
+    def _drop(self, tid: int, now: float, d: actions.Decisions, touched: set[int]) -> None:
+        eng = self.engine
+        assert eng is not None
+        t = eng._tasks.get(tid)
+        if t is None:
+            return
+        touched.add(tid)
+        if t.status in ("waiting", "offered"):
+            removed = eng.cancel(tid, now, "cancelled")
+            if removed.rescinded is not None:
+                self._ended(removed.rescinded, d, touched)
+        elif t.status == "assigned":
+            eng.complete(tid, now)
+
+    def _apply_conversation(self, s: repo.ConversationState, now: float, d: actions.Decisions, touched: set[int],
+                            created: set[int], last: dict[int, int]) -> None:
+        eng = self.engine
+        assert eng is not None
+        self._names[s.id] = s.contact_name
+        t = eng._tasks.get(s.id)
+        if t is None:
+            if s.needs_human:
+                self._enqueue(s, now, d, touched, created, last)
+            return
+        status = t.status
+        if s.needs_human:
+            if status in ("waiting", "offered") and s.queue_id != t.origin:  # moved to another queue by hand
+                enqueued_at = t.enqueued_at
+                self._drop(s.id, now, d, touched)
+                self._enqueue(s, now, d, touched, created, last, enqueued_at)
+            elif status == "assigned":  # the agent gave it back: it waits again, with its age
+                enqueued_at = t.enqueued_at
+                eng.complete(s.id, now, wrap_up_seconds=0)
+                touched.add(s.id)
+                self._enqueue(s, now, d, touched, created, last, enqueued_at)
+            return
+        if status in ("waiting", "offered") and s.status == "open" and s.assignee_id is not None:
+            a = eng._agents.get(s.assignee_id)
+            if status == "offered" and t.agent is a and a is not None:
+                oid = self._offer_of.pop(s.id, None)
+                if oid is not None:
+                    eng.accept(oid, now)
+                    touched.add(s.id)
+                    return
+            if a is not None and not a.removed:
+                if status == "offered":
+                    out = eng.rescind(t.offer.offer_id, now)
+                    self._ended(out, d, touched)
+                eng.pick(s.assignee_id, s.id, now, force=True)
+                touched.add(s.id)
+                return
+            self._drop(s.id, now, d, touched)
+            return
+        if status == "assigned" and s.status == "open" and s.assignee_id is not None \
+                and t.agent is not None and t.agent.id == s.assignee_id:
+            return
+        self._drop(s.id, now, d, touched)
+
+    def _enqueue(self, s: repo.ConversationState, now: float, d: actions.Decisions, touched: set[int],
+                 created: set[int], last: dict[int, int], enqueued_at: float | None = None) -> None:
+        eng = self.engine
+        assert eng is not None and s.queue_id is not None
+        parts = self._queues.get(s.queue_id)
+        if parts is None or s.queue_id not in eng._queues:
+            return  # a queue created since the last reload: the next full reconciliation picks it up
+        qs, routing = parts
+        task = task_for(conversation_id=s.id, queue_id=s.queue_id, kind=s.kind, priority=s.priority,
+                        conversation_attributes=s.attributes, contact_attributes=s.contact_attributes,
+                        enqueued_at=enqueued_at if enqueued_at is not None else min(now, s.active_at),
+                        queue_settings=qs, routing=routing if isinstance(routing, QueueRouting) else QueueRouting(),
+                        last_agent_id=last.get(s.contact_id))
+        if s.id in eng._tasks:  # still wrapping up from a previous assignment: wait for it to end
+            return
+        result = eng.enqueue(task, now)
+        touched.add(s.id)
+        created.add(s.id)
+        if not result.routable:
+            self._unroutable.add(s.id)
+            d.unroutable.append(TaskUnroutable(conversation_id=s.id, queue_id=s.queue_id,
+                                               reason=result.reason or "no agent can take it"))
+
+    # ------------------------------------------------------------------ writing
+
+    def _collect(self, touched: set[int], created: set[int], now: float, d: actions.Decisions) -> None:
+        eng = self.engine
+        assert eng is not None
+        for tid in touched:
+            t = eng._tasks.get(tid)
+            if t is None:
+                if tid not in created:
+                    d.gone_tasks.append(tid)
+                self._positions.pop(tid, None)
+                self._sla.pop(tid, None)
+                self._unroutable.discard(tid)
+                continue
+            model = eng._task_model(t).model_dump(mode="json")
+            row = {"queue_id": t.queue, "channel": t.channel, "status": t.status,
+                   "agent_id": t.agent.id if t.agent is not None else None, "task": model, "updated_at": now}
+            if tid in created:
+                row.update(conversation_id=tid, enqueued_at=t.enqueued_at, position=None, ewt_seconds=None,
+                           note=next((u.reason[:500] for u in d.unroutable if u.conversation_id == tid), ""))
+                d.new_tasks.append(row)
+            else:
+                row["b_id"] = tid
+                d.task_updates.append(row)
+        d.gone_tasks = [i for i in d.gone_tasks if i not in created]
+
+    def _state_round(self, now: float, d: actions.Decisions) -> None:
+        """Every ``state_seconds``: SLA alerts, positions and wait estimates, unroutable notes, and one
+        ``routing.state`` event with the queues and agents that changed (for supervisors)."""
+        eng = self.engine
+        assert eng is not None
+        started = time.perf_counter()
+        for alert in eng.sla_alerts(now):
+            if self._sla.get(alert.task_id) != alert.state:
+                self._sla[alert.task_id] = alert.state
+                d.sla.append(SlaAlert(conversation_id=alert.task_id, queue_id=alert.queue_id,
+                                      state=alert.state, waited_seconds=round(alert.waited_seconds, 1),
+                                      threshold_seconds=alert.threshold_seconds))
+        notes = {u.task_id: u.reason for u in eng.unroutable(now)}
+        for tid in notes.keys() - self._unroutable:
+            t = eng._tasks[tid]
+            d.unroutable.append(TaskUnroutable(conversation_id=tid, queue_id=t.queue, reason=notes[tid]))
+        self._unroutable = set(notes)
+        updates = []
+        queues = []
+        for qid in eng._queues:
+            waiting = eng._queues[qid].waiting
+            longest = 0.0
+            for p in eng.positions(qid, now) if waiting else []:
+                ewt = round(p.ewt_seconds) if p.ewt_seconds is not None else None
+                value = (p.position, ewt, notes.get(p.task_id, "")[:500])
+                if self._positions.get(p.task_id) != value:
+                    self._positions[p.task_id] = value
+                    updates.append({"b_id": p.task_id, "position": value[0], "ewt_seconds": value[1],
+                                    "note": value[2]})
+            if waiting:
+                longest = max(now - t.enqueued_at for t in waiting)
+            members = eng._queues[qid].members
+            state = QueueState(queue_id=qid, waiting=len(waiting), offered=eng._queues[qid].n_offered,
+                               longest_wait_seconds=round(longest, 1),
+                               unroutable=sum(1 for t in waiting if t.id in notes),
+                               agents_available=sum(1 for a in members if a.available and not a.removed))
+            if self._queue_state.get(qid) != state:
+                self._queue_state[qid] = state
+                queues.append(state)
+        agents = []
+        for a in eng._agents.values():
+            if a.removed:
+                continue
+            key = (a.available, tuple(sorted((c, n) for c, n in a.load.items() if n)))
+            if self._loads.get(a.id) != key:
+                self._loads[a.id] = key
+                agents.append(AgentState(agent_id=a.id, available=a.available, load=dict(key[1])))
+        d.positions = updates
+        if queues or agents:
+            d.state = RoutingState(at=now, queues=queues, agents=agents)
+        # it reads every waiting task: at most ~5% of the time, however long the queues get
+        self._next_state = now + max(self.state_seconds, 20 * (time.perf_counter() - started))

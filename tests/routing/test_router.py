@@ -1,0 +1,290 @@
+"""The routing worker against a real database (SQLite and PostgreSQL), driven round by round with a
+controlled clock: offers, answers, timeouts, wrap-up, escalation, restarts and leadership."""
+
+from __future__ import annotations
+
+from tests.conftest import seed_basics
+from tests.routing.helpers import (
+    STARTED,
+    Clock,
+    arrive,
+    available,
+    events,
+    full_round,
+    leading_router,
+    offers,
+    tasks,
+)
+from threadline.actions import conversations as conv_actions
+from threadline.actions import routing as routing_actions
+from threadline.actions import users as user_actions
+from threadline.actions.permissions import Actor
+from threadline.db.repos import conversations as conv_repo
+from threadline.db.repos import users as users_repo
+from threadline.domain.errors import Conflict
+from threadline.domain.users import Role
+from threadline.workers.router import Router
+
+
+def agent(uid: int, queues: list[int]) -> Actor:
+    return Actor(user_id=uid, role=Role.AGENT, name=f"agent {uid}", queue_ids=queues)
+
+
+async def test_offer_then_accept_assigns_through_the_conversation_action(services) -> None:
+    ids = await seed_basics(services)
+    await available(services, ids["alice"])
+    conv = await arrive(services, ids["channel"])
+    clock = Clock()
+    router = await leading_router(services, clock)
+    await full_round(router)
+
+    [offer] = await offers(services)
+    assert (offer.conversation_id, offer.agent_id, offer.status) == (conv, ids["alice"], "open")
+    assert offer.expires_at == clock.now + 30
+    [sent] = await events(services, "routing.offer")
+    assert sent["payload"]["offer_id"] == offer.id and sent["audience"]["users"] == [ids["alice"]]
+    assert sent["audience"]["supervisors"] is False
+    assert (await tasks(services))[conv].status == "offered"
+
+    async with services.db.transaction() as s:
+        assert await routing_actions.accept_offer(s, agent(ids["alice"], [ids["general"]]), offer.id) == conv
+    async with services.db.transaction(write=False) as s:
+        assert (await conv_repo.get_conversation(s, conv)).assignee_id == ids["alice"]
+    updated = await events(services, "conversation.updated")
+    assert updated and updated[-1]["payload"]["changes"] == ["assignee_id"]
+
+    router._dirty.add(conv)  # what the bus event does
+    await router.round()
+    assert router.engine.task_status(conv) == "assigned"
+    assert (await tasks(services))[conv].status == "assigned"
+    assert [o.status for o in await offers(services)] == ["accepted"]
+
+
+async def test_rejected_task_waits_again_with_its_original_age_and_goes_to_someone_else(services) -> None:
+    ids = await seed_basics(services)
+    async with services.db.transaction() as s:
+        carmen = await user_actions.create_user(s, email="carmen@example.com", name="Carmen",
+                                                queue_ids=[ids["general"]], skills={"general": 2})
+    await available(services, ids["alice"], carmen.id)
+    conv = await arrive(services, ids["channel"])
+    clock = Clock()
+    router = await leading_router(services, clock)
+    await full_round(router)
+    [first] = await offers(services)
+    enqueued = (await tasks(services))[conv].enqueued_at
+
+    async with services.db.transaction() as s:
+        await routing_actions.reject_offer(s, agent(first.agent_id, [ids["general"]]), first.id)
+    clock.now += 1
+    router._dirty.add(conv)
+    await router.round()
+    rows = await offers(services)
+    assert [o.status for o in rows] == ["rejected", "open"]
+    assert rows[1].agent_id != first.agent_id  # the cool-down keeps it from the agent who declined
+    assert (await tasks(services))[conv].enqueued_at == enqueued
+
+
+async def test_timeouts_put_the_agent_away_after_the_configured_number(services) -> None:
+    ids = await seed_basics(services)
+    admin = Actor(user_id=ids["admin"], role=Role.ADMIN)
+    async with services.db.transaction() as s:
+        await routing_actions.set_engine_settings(s, admin, {"max_consecutive_no_answer": 1})
+    await available(services, ids["alice"])
+    conv = await arrive(services, ids["channel"])
+    clock = Clock()
+    router = await leading_router(services, clock)
+    await full_round(router)
+    clock.now += 31
+    await router.round()
+
+    assert [o.status for o in await offers(services)] == ["timed_out"]
+    assert (await tasks(services))[conv].status == "waiting"
+    async with services.db.transaction(write=False) as s:
+        assert (await users_repo.get_user(s, ids["alice"])).presence == "away"
+    assert [e["payload"]["outcome"] for e in await events(services, "routing.offer_ended")] == ["timed_out"]
+
+
+async def test_an_accept_after_the_timeout_won_is_refused_and_vice_versa(services) -> None:
+    ids = await seed_basics(services)
+    await available(services, ids["alice"])
+    await arrive(services, ids["channel"])
+    clock = Clock()
+    router = await leading_router(services, clock)
+    await full_round(router)
+    [offer] = await offers(services)
+    # the agent answers just after the deadline, before the router noticed: the accept wins
+    clock.now += 31
+    async with services.db.transaction() as s:
+        await routing_actions.accept_offer(s, agent(ids["alice"], [ids["general"]]), offer.id, now=clock.now)
+    await router.round()  # the expiry check reads the row back and applies the accept
+    assert [o.status for o in await offers(services)] == ["accepted"]
+    assert router.engine.task_status(offer.conversation_id) == "assigned"
+    # and a second answer to the same offer is refused
+    try:
+        async with services.db.transaction() as s:
+            await routing_actions.reject_offer(s, agent(ids["alice"], [ids["general"]]), offer.id)
+    except Conflict as exc:
+        assert "accepted" in exc.message
+    else:
+        raise AssertionError("a closed offer was answered twice")
+
+
+async def test_resolving_starts_wrap_up_which_holds_the_slot_until_it_ends(services) -> None:
+    ids = await seed_basics(services)
+    admin = Actor(user_id=ids["admin"], role=Role.ADMIN)
+    async with services.db.transaction() as s:
+        await routing_actions.set_queue_routing(s, admin, ids["general"], {"wrap_up_seconds": 60})
+        await routing_actions.set_agent_profile(s, admin, ids["alice"], capacity={"messaging": 1})
+    await available(services, ids["alice"])
+    first = await arrive(services, ids["channel"])
+    clock = Clock()
+    router = await leading_router(services, clock)
+    await full_round(router)
+    [offer] = await offers(services)
+    async with services.db.transaction() as s:
+        await routing_actions.accept_offer(s, agent(ids["alice"], [ids["general"]]), offer.id)
+        await conv_actions.update_conversation(s, None, first, status="resolved")
+    second = await arrive(services, ids["channel"])
+    clock.now += 10
+    await full_round(router)
+    assert (await tasks(services))[first].status == "wrapping"
+    assert (await tasks(services))[second].status == "waiting"  # alice's only slot is in wrap-up
+    clock.now += 61  # the wrap-up started at the resolve, 60 s ago
+    await router.round()
+    assert first not in await tasks(services)
+    assert [(o.conversation_id, o.status) for o in await offers(services)] == [(first, "accepted"), (second, "open")]
+
+
+async def test_escalation_relaxes_the_skill_level_after_its_time(services) -> None:
+    ids = await seed_basics(services)
+    admin = Actor(user_id=ids["admin"], role=Role.ADMIN)
+    async with services.db.transaction() as s:
+        await routing_actions.set_queue_routing(
+            s, admin, ids["general"], {"steps": [{"after_seconds": 30, "max_level": 4}]},
+            settings={"skills": {"general": 5}})
+    await available(services, ids["alice"])  # general level 4
+    conv = await arrive(services, ids["channel"])
+    clock = Clock()
+    router = await leading_router(services, clock)
+    await full_round(router)
+    assert await offers(services) == []
+    assert (await tasks(services))[conv].status == "waiting"
+    clock.now += 31
+    await router.round()
+    [offer] = await offers(services)
+    assert offer.agent_id == ids["alice"]
+    assert (await tasks(services))[conv].task["escalation_step"] == 1
+
+
+async def test_a_task_nobody_can_take_waits_visibly_and_alerts_supervisors(services) -> None:
+    ids = await seed_basics(services)
+    admin = Actor(user_id=ids["admin"], role=Role.ADMIN)
+    async with services.db.transaction() as s:
+        await routing_actions.set_queue_routing(s, admin, ids["general"], {}, settings={"skills": {"klingon": 5}},
+                                                force=True)
+    await available(services, ids["alice"])
+    conv = await arrive(services, ids["channel"])
+    router = await leading_router(services, Clock())
+    await full_round(router)
+    assert await offers(services) == []
+    row = (await tasks(services))[conv]
+    assert row.status == "waiting" and "klingon" in row.note
+    [alert] = await events(services, "routing.task_unroutable")
+    assert alert["payload"]["conversation_id"] == conv and "klingon" in alert["payload"]["reason"]
+    assert alert["audience"]["supervisors"] is True
+
+
+async def test_restart_rebuilds_the_same_state_without_duplicates(services) -> None:
+    ids = await seed_basics(services)
+    await available(services, ids["alice"])
+    convs = [await arrive(services, ids["channel"]) for _ in range(5)]  # alice: 3 messaging slots
+    clock = Clock()
+    first = await leading_router(services, clock)
+    await full_round(first)
+    before = first.engine.snapshot()
+    await first.stop()
+
+    second = await leading_router(services, clock)
+    after = second.engine.snapshot()
+    assert [t.model_dump() for t in after.tasks] == [t.model_dump() for t in before.tasks]
+    assert after.offers == before.offers
+    await full_round(second)
+    rows = await offers(services)
+    assert len(rows) == 3 and len({o.conversation_id for o in rows}) == 3
+    assert sorted((await tasks(services)).keys()) == sorted(convs)
+    # new offer ids continue after the old ones
+    async with services.db.transaction() as s:
+        await routing_actions.accept_offer(s, agent(ids["alice"], [ids["general"]]), rows[0].id)
+    second._dirty.add(rows[0].conversation_id)
+    clock.now += 1
+    await second.round()
+    assert [o.status for o in await offers(services)].count("open") == 2
+    await second.stop()
+
+
+async def test_only_the_leader_routes_and_another_takes_over(services) -> None:
+    ids = await seed_basics(services)
+    await available(services, ids["alice"])
+    conv = await arrive(services, ids["channel"])
+    clock = Clock()
+    one, two = Router(services.db, services.bus, clock=clock), Router(services.db, services.bus, clock=clock)
+    STARTED.extend([one, two])
+    await one.tick()
+    await two.tick()
+    assert one.leader.held and one.engine is not None
+    assert not two.leader.held and two.engine is None
+    assert [(o.conversation_id, o.status) for o in await offers(services)] == [(conv, "open")]
+
+    await one.stop()  # the leader goes away
+    await two.tick()
+    assert two.leader.held and two.rebuilds == 1
+    assert two.engine.task_status(conv) == "offered"
+    assert len(await offers(services)) == 1  # nothing offered twice
+    await two.stop()
+
+
+async def test_manual_pick_withdraws_the_offer_and_only_one_agent_gets_it(services) -> None:
+    ids = await seed_basics(services)
+    async with services.db.transaction() as s:
+        carmen = await user_actions.create_user(s, email="carmen@example.com", name="Carmen",
+                                                queue_ids=[ids["general"]])
+    await available(services, ids["alice"])
+    conv = await arrive(services, ids["channel"])
+    router = await leading_router(services, Clock())
+    await full_round(router)
+    [offer] = await offers(services)
+    async with services.db.transaction() as s:
+        await routing_actions.pick_task(s, agent(carmen.id, [ids["general"]]), conv)
+    try:
+        async with services.db.transaction() as s:
+            await routing_actions.accept_offer(s, agent(ids["alice"], [ids["general"]]), offer.id)
+    except Conflict:
+        pass
+    else:
+        raise AssertionError("two agents got the same conversation")
+    async with services.db.transaction(write=False) as s:
+        assert (await conv_repo.get_conversation(s, conv)).assignee_id == carmen.id
+    router._dirty.add(conv)
+    await router.round()
+    assert router.engine.task_status(conv) == "assigned"
+    assert router.engine.get_task(conv).agent_id == carmen.id
+    assert router.engine.agent_load(ids["alice"])["messaging"] == 0
+
+
+async def test_a_vip_jumps_the_queue(services) -> None:
+    ids = await seed_basics(services)
+    first = await arrive(services, ids["channel"])
+    vip = await arrive(services, ids["channel"])
+    async with services.db.transaction() as s:
+        conv = await conv_repo.get_conversation(s, vip)
+        conv.attributes = {"vip": True}
+    async with services.db.transaction() as s:
+        await routing_actions.set_agent_profile(s, Actor(user_id=ids["admin"], role=Role.ADMIN), ids["alice"],
+                                                capacity={"messaging": 1})
+    router = await leading_router(services, Clock())
+    await full_round(router)  # alice is offline: both wait
+    await available(services, ids["alice"])
+    router._dirty_users.add(ids["alice"])
+    await router.round()
+    [offer] = await offers(services)
+    assert offer.conversation_id == vip and first != vip
