@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from bench import api_ingest, email_ingest, messaging_ingest, routing_core
+from bench import api_ingest, email_ingest, messaging_ingest, routing_core, routing_durable
 
 
 def main() -> None:
     quick = "--quick" in sys.argv
     print("== routing core ==")
     routing_core.run(quick=quick)
+    print("\n== durable routing (SQLite) ==")
+    routing_durable.run(quick=quick)
     print("\n== generic API channel ingest ==")
     sys.argv = [sys.argv[0], *(["--quick"] if quick else [])]
     api_ingest.main()

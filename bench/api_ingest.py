@@ -147,7 +147,8 @@ def run(quick: bool = False) -> dict[str, object]:
         exe = str(BIN / "threadline")
         subprocess.run([exe, "migrate"], env=env, check=True, capture_output=True)
         out = subprocess.run([exe, "demo"], env=env, check=True, capture_output=True, text=True).stdout
-        path = "/hooks/" + out.rsplit("/hooks/", 1)[1].strip()
+        url = next(line for line in out.splitlines() if "generic API channel inbound URL" in line)
+        path = "/hooks/" + url.rsplit("/hooks/", 1)[1].strip()
         tok = subprocess.run([exe, "token", "create", "--user", "supervisor@demo.threadline.dev", "--name", "bench"],
                              env=env, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         port = free_port()

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
+import json
 import os
 import subprocess
 import tempfile
@@ -112,6 +115,66 @@ async def reference_api(port: int, path: str, token: str, n: int, rate: float, s
     return {"messages_per_s": rate_sat, "steady_p50_ms": percentile(lat_b, 50), "steady_p99_ms": percentile(lat_b, 99)}
 
 
+META_SECRET = "bench-meta-app-secret"
+TG_SECRET = "bench-telegram-secret-token"
+OTHER_CHANNELS: dict[str, dict[str, object]] = {
+    "whatsapp": {"phone_number_id": "106540352242922", "access_token": "EAAJB" + "x" * 40, "app_secret": META_SECRET,
+                 "verify_token": "bench-verify-token"},
+    "telegram": {"bot_token": "987654321:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", "secret_token": TG_SECRET},
+    "messenger": {"page_id": "108886302101133", "page_access_token": "EAAG" + "p" * 40, "app_secret": META_SECRET,
+                  "verify_token": "bench-verify-token"},
+}
+
+
+def other_bodies(kind: str, n: int, contacts: int) -> list[tuple[str, bytes, dict[str, str]]]:
+    """(provider id, body, headers) as WhatsApp Cloud, Telegram and Messenger send them."""
+    out = []
+    for i in range(n):
+        who = i % contacts
+        if kind == "whatsapp":
+            pid = f"wamid.bench{i:08d}"
+            doc: dict[str, object] = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
+                "field": "messages", "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+                    "contacts": [{"profile": {"name": f"C{who}"}, "wa_id": f"1650555{who:04d}"}],
+                    "messages": [{"from": f"1650555{who:04d}", "id": pid, "timestamp": "1764000000",
+                                  "type": "text", "text": {"body": f"Hi, order #{i}"}}]}}]}]}
+        elif kind == "telegram":
+            pid = f"{100000 + who}:{i}"
+            chat = {"id": 100000 + who, "type": "private", "first_name": f"C{who}"}
+            doc = {"update_id": 500000 + i, "message": {"message_id": i, "date": 1764000000, "chat": chat,
+                                                        "from": {**chat, "is_bot": False}, "text": f"order #{i}"}}
+        else:
+            pid = f"m_bench{i:08d}"
+            doc = {"object": "page", "entry": [{"id": "108886302101133", "time": 1764000000000, "messaging": [{
+                "sender": {"id": f"65238451{who:08d}"}, "recipient": {"id": "108886302101133"},
+                "timestamp": 1764000000000, "message": {"mid": pid, "text": f"order #{i}"}}]}]}
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        if kind == "telegram":
+            headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TG_SECRET}
+        else:
+            digest = hmac.new(META_SECRET.encode(), body, hashlib.sha256).hexdigest()
+            headers = {"Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={digest}"}
+        out.append((pid, body, headers))
+    return out
+
+
+async def saturate(port: int, path: str, token: str, load: list[tuple[str, bytes, dict[str, str]]]) -> float:
+    """Messages/s through the full path (request → agent socket), 64 connections."""
+    rec = Receiver()
+    ready = asyncio.Event()
+    task = asyncio.create_task(rec.run(f"ws://127.0.0.1:{port}/api/v1/stream?token={token}", ready))
+    await ready.wait()
+    wanted = {pid for pid, _, _ in load}
+    rec.want = len(load)
+    start = time.perf_counter()
+    await closed_loop("127.0.0.1", port, path, lambda i: load[i][1:], len(load), concurrency=64)
+    await asyncio.wait_for(rec.event.wait(), 120)
+    task.cancel()
+    return len(load) / (max(t for pid, t in rec.arrived.items() if pid in wanted) - start)
+
+
 def run(quick: bool = False) -> dict[str, object]:
     n = 2000 if quick else 10_000
     seconds = 5 if quick else 15
@@ -140,11 +203,20 @@ def run(quick: bool = False) -> dict[str, object]:
                 r.raise_for_status()
                 url = r.json()["inbound_url"]
                 api_url = next(ch["inbound_url"] for ch in c.get("/api/v1/channels").json() if ch["kind"] == "api")
+                others = {}
+                for kind, config in OTHER_CHANNELS.items():
+                    r = c.post("/api/v1/channels", json={"kind": kind, "name": f"Bench {kind}", "config": config})
+                    r.raise_for_status()
+                    others[kind] = "/hooks/" + r.json()["inbound_url"].rsplit("/hooks/", 1)[1]
             path = "/hooks/" + url.rsplit("/hooks/", 1)[1]
             result = asyncio.run(measure("127.0.0.1", port, path, url, tok, n, 200.0, seconds, contacts=500))
             # the generic API channel on the same server right after: a reference under the same machine load
             api_path = "/hooks/" + api_url.rsplit("/hooks/", 1)[1]
             result["api"] = asyncio.run(reference_api(port, api_path, tok, n, 200.0, seconds))
+            m = n // 2
+            result["others"] = {kind: asyncio.run(saturate(port, p, tok, other_bodies(kind, m, 500)))
+                                for kind, p in others.items()}
+            result["others_n"] = m
         finally:
             server.terminate()
             server.wait()
@@ -162,6 +234,8 @@ def main() -> None:
     print(f"  latency at saturation: p50 {r['sat_p50_ms']:.1f} ms, p99 {r['sat_p99_ms']:.1f} ms")
     print(f"  latency at {r['rate']:.0f}/s: p50 {r['steady_p50_ms']:.1f} ms, p99 {r['steady_p99_ms']:.1f} ms, "
           f"max {r['steady_max_ms']:.1f} ms (HTTP {r['steady_statuses']})")
+    others = ", ".join(f"{k} {v:.0f}/s" for k, v in r["others"].items())  # type: ignore[union-attr]
+    print(f"  other channels, {r['others_n']} signed webhooks each, same server, saturation: {others}")
     api = r["api"]
     print(f"  reference, generic API channel on the same server just after: {api['messages_per_s']:.0f} "
           f"messages/s; at {r['rate']:.0f}/s p50 {api['steady_p50_ms']:.1f} ms, p99 {api['steady_p99_ms']:.1f} ms")

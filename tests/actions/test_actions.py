@@ -176,3 +176,23 @@ async def test_channel_hints_place_a_message_in_the_right_conversation(services)
             (channel, InboundMessage("m-6", sender(channel.id, "e"), "two")),
             (channel, InboundMessage("m-5", sender(channel.id, "e"), "one again"))])
         assert both[0].conversation_id == both[1].conversation_id and both[2] is None
+
+
+async def test_a_provider_id_given_twice_does_not_make_the_sender_retry_forever(services) -> None:
+    from threadline.db.repos import plumbing as plumbing_repo
+
+    ids = await seed_basics(services)
+    async with services.db.transaction() as s:
+        channel = await channels_repo.get_channel(s, ids["channel"])
+        first = await message_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
+        actor = Actor(user_id=ids["alice"], role=Role.AGENT, name="Alice", queue_ids=[ids["general"]])
+        one = await message_actions.send_reply(s, actor, first.conversation_id, "first answer")
+        two = await message_actions.send_reply(s, actor, first.conversation_id, "second answer")
+        for view in (one, two):
+            job = await plumbing_repo.job_for_message(s, view.id)
+            await message_actions.record_sent(s, job, "provider-42", DeliveryStatus.SENT)
+        await s.flush()
+        rows = {m.id: m for m in (await conv_repo.list_messages(s, first.conversation_id, None, 50))[0]}
+        assert rows[one.id].provider_id == "provider-42" and rows[two.id].provider_id is None
+        assert rows[two.id].meta["duplicate_provider_id"] == "provider-42"
+        assert rows[two.id].delivery_status == "sent"

@@ -4,11 +4,13 @@ batched WhatsApp changes, Telegram chat/message pairs and edits, and the Twilio 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import httpx
+import pytest
 from twilio.request_validator import RequestValidator
 
-from threadline.channels.base import RawRequest
+from threadline.channels.base import InvalidSignature, RawRequest
 from threadline.channels.registry import adapters
 from threadline.domain.contacts import IdentityKind
 from threadline.domain.messages import DeliveryStatus, InboundMessage, OutboundMessage, StatusUpdate
@@ -122,3 +124,23 @@ def test_telegram_pairs_photos_callbacks_and_edits() -> None:
     assert cb.text == "rate:5" and cb.provider_id == "callback:4382bfdwdsb323b2d9"
     [edit] = parse("telegram", "telegram/fixtures/edited_message.json")
     assert edit.provider_id == "1111111:1365:edit:1441645800" and edit.text == "(edited) /start please"
+
+
+def test_twilio_shared_key_signatures_use_their_secret_and_sha256() -> None:
+    h = harnesses()["twilio"]
+    cls = adapters()["twilio"]
+    adapter = cls(cls.Config.model_validate({**h.config, "webhook_shared_key": "sharedkey-secret-0123456789"}),
+                  httpx.AsyncClient(), scope="1")
+    adapter.hook_url = HOOK
+    body = (HERE / "twilio/fixtures/sms_inbound.form").read_bytes()
+    params = dict(parse_qsl(body.decode(), keep_blank_values=True))
+    sig = RequestValidator("sharedkey-secret-0123456789").compute_signature(HOOK, params, "HMAC_SHA256")
+    settings = {"x-twilio-webhooks-signature-settings": "key=webhooks_sharedkey_1,algorithm=HMAC_SHA256"}
+    adapter.verify(RawRequest("POST", HOOK, {"content-type": "application/x-www-form-urlencoded",
+                                             "x-twilio-signature": sig, **settings}, body))
+    sha1 = RequestValidator("sharedkey-secret-0123456789").compute_signature(HOOK, params)
+    with pytest.raises(InvalidSignature):
+        adapter.verify(RawRequest("POST", HOOK, {"x-twilio-signature": sha1, **settings}, body))
+    plain = cls(cls.Config.model_validate(h.config), httpx.AsyncClient(), scope="1")
+    with pytest.raises(InvalidSignature, match="webhook_shared_key"):
+        plain.verify(RawRequest("POST", HOOK, {"x-twilio-signature": sig, **settings}, body))

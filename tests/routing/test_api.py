@@ -148,5 +148,7 @@ async def test_settings_that_cannot_work_are_refused_with_the_reason(server) -> 
 
     async with httpx.AsyncClient(base_url=server.url) as agent:
         await login(agent, "alice@example.com")
+        script = await agent.get("/static/desk/offers.js")  # the desk's offer popup
+        assert script.status_code == 200 and "routing.offer" in script.text
         r = await agent.put(f"/api/v1/routing/queues/{general}/settings", json={"routing": {}})
         assert r.status_code == 403

@@ -102,3 +102,15 @@ async def test_check_queue_routing_against_all_queues_and_the_roster(services) -
                                                     ids["billing"], {})
         [billing] = [q for q in await routing_repo.queues(s) if q.id == ids["billing"]]
         assert billing.routing["steps"][0]["ignore_skills"] is True
+
+
+def test_an_account_owner_set_on_the_contact_is_offered_first_even_without_sticky_routing() -> None:
+    qs = QueueSettings(language="en")
+    task = task_for(conversation_id=11, queue_id=1, kind="sms", priority="normal", conversation_attributes={},
+                    contact_attributes={"preferred_agent_id": 7}, enqueued_at=10.0, queue_settings=qs,
+                    routing=QueueRouting(), last_agent_id=42)
+    assert (task.preferred_agent_id, task.sticky_until) == (7, 70.0)  # the owner, over the last agent
+    ignored = task_for(conversation_id=12, queue_id=1, kind="sms", priority="normal", conversation_attributes={},
+                       contact_attributes={"preferred_agent_id": "7"}, enqueued_at=10.0, queue_settings=qs,
+                       routing=QueueRouting(), last_agent_id=None)
+    assert ignored.preferred_agent_id is None  # not an agent id

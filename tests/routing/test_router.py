@@ -3,6 +3,11 @@ controlled clock: offers, answers, timeouts, wrap-up, escalation, restarts and l
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+from sqlalchemy import text
+
 from tests.conftest import seed_basics
 from tests.routing.helpers import (
     STARTED,
@@ -206,7 +211,10 @@ async def test_restart_rebuilds_the_same_state_without_duplicates(services) -> N
 
     second = await leading_router(services, clock)
     after = second.engine.snapshot()
-    assert [t.model_dump() for t in after.tasks] == [t.model_dump() for t in before.tasks]
+    def by_id(snap):  # type: ignore[no-untyped-def]
+        return sorted((t.model_dump() for t in snap.tasks), key=lambda t: t["id"])
+
+    assert by_id(after) == by_id(before)
     assert after.offers == before.offers
     await full_round(second)
     rows = await offers(services)
@@ -288,3 +296,131 @@ async def test_a_vip_jumps_the_queue(services) -> None:
     await router.round()
     [offer] = await offers(services)
     assert offer.conversation_id == vip and first != vip
+
+
+async def test_overflow_moves_the_task_to_another_queue_after_its_time(services) -> None:
+    ids = await seed_basics(services)
+    admin = Actor(user_id=ids["admin"], role=Role.ADMIN)
+    async with services.db.transaction() as s:
+        await routing_actions.set_queue_routing(s, admin, ids["general"],
+                                                {"steps": [{"after_seconds": 60, "overflow_to": ids["billing"]}]})
+        await routing_actions.set_queue_routing(s, admin, ids["billing"], {}, settings={"skills": {}})
+    await available(services, ids["bob"])  # serves billing only; alice (general) stays offline
+    conv = await arrive(services, ids["channel"])
+    clock = Clock()
+    router = await leading_router(services, clock)
+    await full_round(router)
+    assert await offers(services) == []
+    clock.now += 61
+    await router.round()
+    [offer] = await offers(services)
+    assert (offer.agent_id, offer.queue_id) == (ids["bob"], ids["billing"])
+    row = (await tasks(services))[conv]
+    assert row.queue_id == ids["billing"] and row.task["origin_queue_id"] == ids["general"]
+
+
+async def test_the_contacts_last_agent_gets_the_next_conversation_first(services) -> None:
+    ids = await seed_basics(services)
+    admin = Actor(user_id=ids["admin"], role=Role.ADMIN)
+    async with services.db.transaction() as s:
+        carmen = await user_actions.create_user(s, email="carmen@example.com", name="Carmen",
+                                                queue_ids=[ids["general"]])
+        await routing_actions.set_queue_routing(s, admin, ids["general"], {"sticky_seconds": 600})
+    await available(services, carmen.id)
+    first = await arrive(services, ids["channel"], who="returning")
+    clock = Clock()
+    router = await leading_router(services, clock)
+    await full_round(router)
+    [offer] = await offers(services)
+    assert offer.agent_id == carmen.id
+    async with services.db.transaction() as s:
+        await routing_actions.accept_offer(s, agent(carmen.id, [ids["general"]]), offer.id)
+        await conv_actions.update_conversation(s, None, first, status="resolved")
+    other = await arrive(services, ids["channel"])  # carmen takes another customer: she is busier than alice
+    clock.now += 1
+    await full_round(router)
+    [busy] = await offers(services, "open")
+    assert busy.conversation_id == other
+    async with services.db.transaction() as s:
+        await routing_actions.accept_offer(s, agent(carmen.id, [ids["general"]]), busy.id)
+    await available(services, ids["alice"])
+    router._dirty_users.add(ids["alice"])  # what the presence event does
+    second = await arrive(services, ids["channel"], who="returning")
+    assert second != first
+    clock.now += 5
+    await full_round(router)  # without the sticky window alice (no load) would get it
+    sticky = [o for o in await offers(services) if o.conversation_id == second]
+    assert [o.agent_id for o in sticky] == [carmen.id]
+
+
+async def test_a_conversation_moved_to_another_queue_keeps_its_age_and_follows(services) -> None:
+    ids = await seed_basics(services)
+    await available(services, ids["bob"])  # billing; alice (general) is offline
+    conv = await arrive(services, ids["channel"])
+    clock = Clock()
+    router = await leading_router(services, clock)
+    await full_round(router)
+    before = (await tasks(services))[conv]
+    assert before.status == "waiting" and before.queue_id == ids["general"]
+    async with services.db.transaction() as s:
+        await conv_actions.update_conversation(s, None, conv, queue_id=ids["billing"])
+    clock.now += 5
+    router._dirty.add(conv)
+    await router.round()
+    after = (await tasks(services))[conv]
+    assert after.queue_id == ids["billing"] and after.enqueued_at == before.enqueued_at
+    [offer] = await offers(services)
+    assert offer.agent_id == ids["bob"]
+
+
+async def test_an_agent_giving_a_conversation_back_puts_it_in_the_queue_again(services) -> None:
+    ids = await seed_basics(services)
+    await available(services, ids["alice"])
+    conv = await arrive(services, ids["channel"])
+    clock = Clock()
+    router = await leading_router(services, clock)
+    await full_round(router)
+    [offer] = await offers(services)
+    alice = agent(ids["alice"], [ids["general"]])
+    async with services.db.transaction() as s:
+        await routing_actions.accept_offer(s, alice, offer.id)
+    router._dirty.add(conv)
+    await router.round()
+    async with services.db.transaction() as s:
+        await conv_actions.update_conversation(s, alice, conv, assignee_id=None)
+    clock.now += 1
+    router._dirty.add(conv)
+    await router.round()
+    # waiting again (alice is still the only agent; the engine re-offers it to her)
+    assert (await tasks(services))[conv].status in ("waiting", "offered")
+    assert router.engine.task_status(conv) in ("waiting", "offered")
+
+
+async def test_when_the_leader_dies_on_postgresql_another_takes_over_and_the_old_one_stops(services) -> None:
+    if services.db.dialect != "postgresql":
+        pytest.skip("the advisory lock dies with its connection on PostgreSQL; SQLite's file lock is one host")
+    ids = await seed_basics(services)
+    await available(services, ids["alice"])
+    conv = await arrive(services, ids["channel"])
+    clock = Clock()
+    one, two = Router(services.db, services.bus, clock=clock), Router(services.db, services.bus, clock=clock)
+    STARTED.extend([one, two])
+    await one.tick()
+    assert one.leader.held
+    # the leader's server connection dies (crash, network): PostgreSQL drops its advisory lock
+    async with services.db.transaction() as s:
+        killed = (await s.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k"),
+            {"k": one.leader.key})).scalar()
+    assert killed == 1
+    for _ in range(500):  # the backend exits (and frees the lock) shortly after the signal; nothing to await
+        async with services.db.transaction(write=False) as s:
+            if not (await s.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k"),
+                                    {"k": one.leader.key})).scalar():
+                break
+        await asyncio.sleep(0.01)
+    await two.tick()
+    assert two.leader.held and two.engine.task_status(conv) == "offered"
+    await one.tick()  # notices it lost the lock and drops its state
+    assert not one.leader.held and one.engine is None
+    assert len(await offers(services)) == 1

@@ -283,6 +283,11 @@ async def record_sent(session: AsyncSession, job: OutboundJobRow, provider_id: s
     job.status, job.attempts = "done", job.attempts + 1
     if msg is None:
         return
+    if provider_id and await repo.message_by_provider_id(session, msg.channel_instance_id, provider_id) is not None:
+        # A provider that answers with an id it already gave (a bug on its side, or a retried request it
+        # had accepted): the message went out; keep the id in meta rather than retrying forever.
+        msg.meta = {**(msg.meta or {}), "duplicate_provider_id": provider_id}
+        provider_id = None
     msg.provider_id = provider_id
     await _set_status(session, msg, status, None)
 

@@ -115,6 +115,10 @@ def task_for(
             if isinstance(level, int) and not isinstance(level, bool) and 1 <= level <= 5 and name:
                 skills[str(name)] = level
     sticky = last_agent_id is not None and routing.sticky_seconds > 0
+    owner = attributes.get("preferred_agent_id")  # e.g. the account owner, set by the CRM lookup
+    if isinstance(owner, int) and not isinstance(owner, bool) and owner > 0:
+        last_agent_id, sticky = owner, True
+        routing = routing.model_copy(update={"sticky_seconds": routing.sticky_seconds or 60})
     return Task(
         id=conversation_id,
         channel=channel_class(kind, attributes),

@@ -5,11 +5,11 @@ contact to that URL, signed like Threadline's webhooks (``X-Threadline-Timestamp
 ``X-Threadline-Signature: sha256=HMAC(secret, "{timestamp}.{body}")``). The CRM answers within
 ``crm_timeout_seconds`` with JSON such as::
 
-    {"attributes": {"tier": "gold", "vip": true, "account_owner": "alice@example.com"},
+    {"attributes": {"tier": "gold", "vip": true, "preferred_agent_id": 7},
      "external_id": "0015g00000XyZ", "link": "https://crm.example.com/accounts/0015g00000XyZ"}
 
-The attributes are merged into the contact (routing reads ``tier``, ``vip``, ``language`` and
-``preferred_agent``/``account_owner``); the external id and link are kept as attributes too, and the
+The attributes are merged into the contact (routing reads ``vip``, ``language`` and
+``preferred_agent_id``, the account owner offered first); the external id and link are kept as attributes too, and the
 lookup appears in the customer's journey. A slow, failing or absent CRM only means no enrichment: the
 conversation is already stored and routed, so nothing waits for it. Lookups are best-effort (a lookup
 lost in a restart is not retried).

@@ -190,6 +190,7 @@ class Router(BackgroundLoop):
             heapq.heappush(self._expiry, (o.expires_at, o.offer_id))
         self.rebuilds += 1
         self._next_full = 0.0  # reconcile everything in the first round
+        self._next_roster = now + self.reconcile_seconds * 6  # just loaded
         log.info("router_rebuilt", tasks=len(tasks), offers=len(records), agents=len(agents))
 
     # ------------------------------------------------------------------ one round
@@ -253,7 +254,7 @@ class Router(BackgroundLoop):
                 if session is None:
                     session = await stack.enter_async_context(self.db.transaction(write=True))
                 await self._apply_offer_rows(await repo.lock_offers(session, check), now, d, touched)
-            for c in states.values():
+            for c in sorted(states.values(), key=lambda c: c.id):  # ties in age: oldest id first
                 self._apply_conversation(c, now, d, touched, created, last)
             for tid in gone:  # the conversation was deleted
                 self._drop(tid, now, d, touched)
@@ -453,7 +454,8 @@ class Router(BackgroundLoop):
             return
         result = eng.enqueue(task, now)
         touched.add(s.id)
-        created.add(s.id)
+        if enqueued_at is None:  # a new row; a re-queued task (moved, given back) updates its row
+            created.add(s.id)
         if not result.routable:
             self._unroutable.add(s.id)
             d.unroutable.append(TaskUnroutable(conversation_id=s.id, queue_id=s.queue_id,

@@ -287,7 +287,7 @@ async def test_a_stored_file_goes_out_as_an_expiring_signed_link(sqlite_server) 
     async with run_server(fake.app()) as api:
         ids, c, channel = await setup(sqlite_server, "twilio", twilio_config(api.url))
         async with aclosing(c), stream(sqlite_server, c) as ws:
-            await post(c, channel, inbound("SM" + "e" * 32, "send me the invoice"))
+            await post(c, channel, inbound("SM" + "0" * 32, "send me the invoice"))
             conv_id = (await next_event(ws, "message.created"))["data"]["message"]["conversation_id"]
             svc = sqlite_server.services
             async with svc.db.transaction() as s:

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator, get_signature_algorithm
 
 from threadline.channels._http import call, fetch, json_or_empty, retry_after
 from threadline.channels.base import (
@@ -88,6 +88,9 @@ class TwilioConfig(BaseModel):
                                     description="Sender: an E.164 number (+15005550006) or a short code")
     messaging_service_sid: str | None = Field(default=None, pattern=r"^MG[0-9a-fA-F]{32}$",
                                               description="Or a Messaging Service (MG…) that picks the sender")
+    webhook_shared_key: SecretStr | None = Field(
+        default=None, description="Only if the webhooks are signed with a SharedKey (requests carrying "
+        "X-Twilio-Webhooks-Signature-Settings): its secret; otherwise the Auth Token signs")
     api_base_url: str = Field(default="https://api.twilio.com", description="Twilio REST API base URL")
     status_callbacks: bool = Field(default=True, description="Ask Twilio to report delivery to the hook URL")
 
@@ -207,13 +210,20 @@ class TwilioChannel(ChannelAdapter):
             params = form_params(req)
         except BadPayload:
             raise InvalidSignature("the body is not a form Twilio could have signed") from None
-        validator = RequestValidator(self.config.auth_token.get_secret_value())
+        settings = req.header("x-twilio-webhooks-signature-settings")
+        algorithm = get_signature_algorithm(settings)
+        if settings:  # SharedKey signing (twilio >= 9): its own secret and algorithm
+            if self.config.webhook_shared_key is None:
+                raise InvalidSignature("the request is signed with a Twilio SharedKey; set webhook_shared_key")
+            validator = RequestValidator(self.config.webhook_shared_key.get_secret_value())
+        else:
+            validator = RequestValidator(self.config.auth_token.get_secret_value())
         urls = self._candidate_urls(req)
         # the URL exactly as configured first (one HMAC); then the library's full check of every candidate,
         # which also tries each with and without the default port
-        if hmac.compare_digest(validator.compute_signature(urls[0], params), signature):
+        if hmac.compare_digest(validator.compute_signature(urls[0], params, algorithm), signature):
             return
-        if not any(validator.validate(url, params, signature) for url in urls):
+        if not any(validator.validate(url, params, signature, algorithm) for url in urls):
             raise InvalidSignature("X-Twilio-Signature does not match the URL and parameters (check "
                                    "THREADLINE_PUBLIC_BASE_URL and the channel's auth token)")
 

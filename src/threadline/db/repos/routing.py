@@ -222,8 +222,8 @@ async def last_agents(session: AsyncSession, contact_ids: Sequence[int], exclude
 
 
 async def all_tasks(session: AsyncSession) -> list[dict[str, Any]]:
-    return [dict(r) for r in (await session.execute(select(TASKS.c.task, TASKS.c.status,
-                                                            TASKS.c.agent_id))).mappings()]
+    stmt = select(TASKS.c.task, TASKS.c.status, TASKS.c.agent_id).order_by(TASKS.c.conversation_id)
+    return [dict(r) for r in (await session.execute(stmt)).mappings()]
 
 
 async def open_offers(session: AsyncSession) -> list[RoutingOfferRow]:
@@ -236,8 +236,13 @@ async def max_offer_id(session: AsyncSession) -> int:
 
 
 async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Write new tasks; a row already there (a round that raced a rebuild) takes the new values."""
     if rows:
-        await session.execute(insert(TASKS), rows)
+        dialect = session.get_bind().dialect.name
+        ins = postgresql.insert(TASKS) if dialect == "postgresql" else sqlite.insert(TASKS)
+        cols = [c for c in rows[0] if c != "conversation_id"]
+        await session.execute(ins.on_conflict_do_update(index_elements=[TASKS.c.conversation_id],
+                                                        set_={c: ins.excluded[c] for c in cols}), rows)
 
 
 async def update_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

@@ -147,10 +147,15 @@
     if (open && cid === open) {
       if (name === "message.created") appendMessages();
       else if (name === "message.status_changed") refreshMessage(d.message_id);
+      else if (name === "message.updated" && d.message) refreshMessage(d.message.id); // e.g. media downloaded
       else if (name === "conversation.updated") { refreshHeader(); refreshSidebar(); }
       else if (name === "conversation.typing" && d.who === "visitor") showTyping(d.typing);
     }
     if (name === "contact.updated" && d.contact && d.contact.id === openContact()) refreshSidebar();
+    if ((name === "contact.merged" && d.contact && d.contact.id === openContact()) ||
+        (name === "contact.merge_suggested" && (d.contact_id === openContact() || d.other_contact_id === openContact()))) {
+      refreshSidebar();
+    }
     if (name === "csat.submitted" && d.contact_id === openContact()) refreshSidebar();
     if (name === "user.presence_changed" && d.user_id === me) {
       var sel = $("#presence");
