@@ -95,3 +95,26 @@ async def test_tls_on_both_servers_and_certificate_checks(sqlite_server, tmp_pat
         assert r.json()["ok"] is False and "certificate" in r.json()["error"].lower()
         r = await c.post("/api/v1/channels/test", json={"kind": "email", "config": {**config, "imap_verify_tls": True}})
         assert r.json()["ok"] is False and "certificate" in r.json()["error"].lower()
+
+
+async def test_the_admin_page_tests_the_connection_before_the_channel_is_created(sqlite_server) -> None:
+    """The "Test connection" button posts the form as it is; the answer says what the server said."""
+    from tests.web.test_desk_pages import page_login
+
+    await seed_basics(sqlite_server.services)
+    sink = Sink(user="mailer", password="right-pw")
+    async with sink.running(), httpx.AsyncClient(base_url=sqlite_server.url) as c:
+        csrf = await page_login(c, "admin@example.com")
+        page = await c.get("/admin/channels", params={"kind": "email"})
+        assert 'hx-post="/admin/channels/test"' in page.text
+        form = {"csrf_token": csrf, "kind": "email", "name": "Mail", "config.address": "support@acme.test",
+                "config.smtp_host": "127.0.0.1", "config.smtp_port": str(sink.port), "config.smtp_security": "none",
+                "config.smtp_username": "mailer", "config.smtp_password": "right-pw", "config.inbound": "smtp"}
+        ok = await c.post("/admin/channels/test", data=form)
+        assert ok.status_code == 200 and "Connection works" in ok.text, ok.text
+        refused = await c.post("/admin/channels/test", data={**form, "config.smtp_password": "wrong"})
+        assert "Refused" in refused.text and "535" in refused.text
+        invalid = await c.post("/admin/channels/test", data={**form, "config.address": "<b>nope</b>"})
+        assert "address" in invalid.text and "<b>" not in invalid.text  # the message is escaped
+        assert (await c.post("/admin/channels/test", data={**form, "csrf_token": "x"})).status_code == 403
+        assert (await c.get("/admin/channels")).text.count("Mail") == 0  # nothing was saved

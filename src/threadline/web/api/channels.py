@@ -16,6 +16,7 @@ from threadline.db.models import ChannelInstanceRow
 from threadline.db.repos import channels as repo
 from threadline.domain.errors import NotFound, ValidationFailed
 from threadline.security import SecretBox
+from threadline.services import Services
 from threadline.web.api.schemas import ChannelIn, ChannelOut, ChannelUpdate
 from threadline.web.deps import AdminActor, CurrentActor, ServicesDep
 
@@ -56,15 +57,21 @@ class ChannelTestOut(BaseModel):
 @router.post("/channels/test", response_model=ChannelTestOut,
              summary="Test a channel's settings (e.g. SMTP and IMAP logins) before saving them")
 async def test_channel(body: ChannelTestIn, actor: AdminActor, services: ServicesDep) -> ChannelTestOut:
-    cls = get_adapter_class(body.kind)
+    return await check_channel_settings(services, body.kind, dict(body.config), body.channel_id)
+
+
+async def check_channel_settings(services: Services, kind: str, config: dict[str, Any], channel_id: int | None = None
+                                 ) -> ChannelTestOut:
+    """Validate a channel's settings and let its adapter try them against the provider (logins, tokens).
+    Used by the API and the admin page's "Test connection" button."""
+    cls = get_adapter_class(kind)
     if cls is None:
-        raise ValidationFailed(f"unknown channel kind {body.kind!r}", field="kind")
-    config = dict(body.config)
-    if body.channel_id is not None:
+        raise ValidationFailed(f"unknown channel kind {kind!r}", field="kind")
+    if channel_id is not None:
         async with services.db.transaction(write=False) as session:
-            row = await repo.get_channel(session, body.channel_id)
-        if row is None or row.kind != body.kind:
-            raise NotFound(f"{body.kind} channel {body.channel_id} does not exist")
+            row = await repo.get_channel(session, channel_id)
+        if row is None or row.kind != kind:
+            raise NotFound(f"{kind} channel {channel_id} does not exist")
         saved = channel_actions.dump_config(channel_actions.load_config(services.box, row))
         config = {**saved, **{k: v for k, v in config.items() if v != "********"}}
     try:
@@ -73,7 +80,7 @@ async def test_channel(body: ChannelTestIn, actor: AdminActor, services: Service
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise ValidationFailed(f"config.{loc}: {err['msg']}", field=f"config.{loc}") from None
-    adapter = cls(model, services.http, scope=str(body.channel_id or 0))
+    adapter = cls(model, services.http, scope=str(channel_id or 0))
     try:
         checks = await asyncio.wait_for(adapter.check(), 60)
     except ChannelError as exc:

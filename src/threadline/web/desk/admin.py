@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from html import escape
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +28,7 @@ from threadline.db.repos import desk as desk_repo
 from threadline.db.repos import users as users_repo
 from threadline.domain.errors import DomainError, NotFound, ValidationFailed
 from threadline.domain.users import Role, parse_skill_spec
+from threadline.web.api.channels import check_channel_settings
 from threadline.web.deps import ServicesDep
 from threadline.web.desk.common import actor_or_none, render
 
@@ -338,6 +340,25 @@ async def channel_create(request: Request, services: ServicesDep) -> Response:
             default_queue_id=int(queue) if queue.isdigit() else None)
         return f"Channel {row.name} created"
     return await _post(request, services, "/admin/channels", run)
+
+
+@router.post("/channels/test")
+async def channel_test(request: Request, services: ServicesDep) -> Response:
+    """The "Test connection" button: try the form's settings against the provider before saving them."""
+    actor, csrf = await actor_or_none(request, services)
+    form = await request.form()
+    if actor is None or actor.role is not Role.ADMIN or not csrf or form.get("csrf_token") != csrf:
+        return HTMLResponse('<p class="test-result bad" role="status">Only admins can test channels; reload the '
+                            "page if your session expired.</p>", status_code=403)
+    kind = str(form.get("kind", ""))
+    try:
+        result = await check_channel_settings(services, kind, _config_from_form(kind, form))
+    except DomainError as exc:
+        return HTMLResponse(f'<p class="test-result bad" role="status">{escape(exc.message)}</p>')
+    if not result.ok:
+        return HTMLResponse(f'<p class="test-result bad" role="status">Refused: {escape(result.error or "")}</p>')
+    done = "".join(f"<li>{escape(c)}</li>" for c in result.checks) or "<li>settings are valid</li>"
+    return HTMLResponse(f'<div class="test-result ok" role="status"><p>Connection works</p><ul>{done}</ul></div>')
 
 
 @router.post("/channels/{channel_id}/toggle")
