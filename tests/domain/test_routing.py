@@ -660,3 +660,16 @@ def test_set_queue_reevaluates_waiting_tasks():
     assert pairs(e.decide(2)) == [(1, "a")]
     with pytest.raises(ValidationFailed):
         e.set_queue("q", QueueConfig(steps=[EscalationStep(after_seconds=5, overflow_to="zzz")]), 3)
+
+
+def test_a_closed_queue_offers_nothing_but_keeps_its_tasks_in_order_and_other_queues_go_on():
+    e = engine({"q": QueueConfig(), "r": QueueConfig()})
+    e.upsert_agent(agent("a", queues=("q", "r")))
+    e.enqueue(task(1, at=0), 1)
+    e.enqueue(task(2, at=1, queue="r"), 1)
+    e.enqueue(task(3, at=2), 2)
+    e.set_closed(["q"])
+    assert pairs(e.decide(5)) == [(2, "a")]  # only the open queue is served
+    assert e.decide(6) == []  # and q's tasks are still waiting, not lost
+    e.set_closed([])
+    assert [o.task_id for o in e.decide(7)] == [1, 3]  # opened: oldest first

@@ -424,3 +424,28 @@ async def test_when_the_leader_dies_on_postgresql_another_takes_over_and_the_old
     await one.tick()  # notices it lost the lock and drops its state
     assert not one.leader.held and one.engine is None
     assert len(await offers(services)) == 1
+
+
+async def test_a_queue_outside_its_business_hours_offers_nothing_until_it_opens(services) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    ids = await seed_basics(services)
+    clock = Clock()
+    today = datetime.fromtimestamp(clock.now, UTC).date()
+    closed = {"hours": {"timezone": "UTC", "closed_dates": [str(today), str(today + timedelta(days=1))]}}
+    async with services.db.transaction() as s:
+        await user_actions.update_queue(s, ids["general"], settings=closed)
+    await available(services, ids["alice"])
+    conv = await arrive(services, ids["channel"])
+    router = await leading_router(services, clock)
+    await full_round(router)
+    assert await offers(services) == []  # closed: the customer waits, nobody is offered the task
+    assert router.engine.task_status(conv) == "waiting"
+
+    async with services.db.transaction() as s:
+        await user_actions.update_queue(s, ids["general"], settings={"hours": {"timezone": "UTC"}})
+    router._reload = True  # what routing.settings_changed does
+    clock.now += 60
+    await full_round(router)
+    [offer] = await offers(services)
+    assert (offer.conversation_id, offer.agent_id) == (conv, ids["alice"])

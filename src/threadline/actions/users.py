@@ -16,6 +16,7 @@ from threadline.domain.contacts import normalise_email
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import Audience, PresenceChanged
 from threadline.domain.queues import QueueSettings
+from threadline.domain.routing_events import RoutingSettingsChanged
 from threadline.domain.users import Presence, Role, User, normalise_skills
 from threadline.security import hash_password, password_problem
 
@@ -181,4 +182,6 @@ async def update_queue(session: AsyncSession, queue_id: int, *, name: str | None
         await _check_ids(session, [team_id], None)
         queue.team_id = team_id
     await session.flush()
+    if settings is not None:  # skills, hours, SLA: the router reloads the queue now, not at its next sweep
+        emit(session, RoutingSettingsChanged(queue_ids=[queue.id]), Audience(supervisors=False))
     return queue

@@ -20,6 +20,7 @@ import contextlib
 import heapq
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -258,6 +259,7 @@ class Router(BackgroundLoop):
                 self._apply_conversation(c, now, d, touched, created, last)
             for tid in gone:  # the conversation was deleted
                 self._drop(tid, now, d, touched)
+            eng.set_closed(self._closed_queues(now))
             offers = eng.decide(now, self.batch)
             for o in offers:
                 touched.add(o.task_id)
@@ -436,6 +438,11 @@ class Router(BackgroundLoop):
                 and t.agent is not None and t.agent.id == s.assignee_id:
             return
         self._drop(s.id, now, d, touched)
+
+    def _closed_queues(self, now: float) -> list[int]:
+        """Queues outside their business hours right now (their tasks wait; nobody gets offers)."""
+        at = datetime.fromtimestamp(now, UTC)
+        return [qid for qid, (qs, _) in self._queues.items() if not qs.hours.is_open(at)]
 
     def _enqueue(self, s: repo.ConversationState, now: float, d: actions.Decisions, touched: set[int],
                  created: set[int], last: dict[int, int], enqueued_at: float | None = None) -> None:

@@ -99,6 +99,7 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
         self._offer_timers: list[tuple[float, int]] = []
         self._timers: list[tuple[float, int, int, int, _Task]] = []  # (at, kind, task seq, no, task)
         self._ready: list[tuple[int, float, int, int, _Bucket]] = []
+        self._closed: frozenset[int] = frozenset()  # queues outside their business hours
         self._events: list[RoutingEvent] = []
         self._skill_cache: dict[
             tuple[Any, int, tuple[tuple[str, int], ...]], tuple[tuple[str, int], ...]
@@ -539,19 +540,30 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
 
     # ------------------------------------------------------------------ deciding
 
+    def set_closed(self, queue_ids: Iterable[int]) -> None:
+        """Queues outside their business hours: their tasks keep waiting (and ageing, and escalating or
+        overflowing on their timers, e.g. to a queue that is open) but are offered to nobody."""
+        self._closed = frozenset(queue_ids)
+
     def decide(self, now: float, limit: int | None = None) -> list[Offer]:
         """Match waiting tasks to free agents, reserving a slot for each offer. Fires due timers
-        first. ``limit`` caps the number of offers made in this call."""
+        first. ``limit`` caps the number of offers made in this call. Closed queues are skipped."""
         self.advance(now)
         offers: list[Offer] = []
         deferred: list[tuple[_Task, _Bucket]] = []
+        parked: list[tuple[int, float, int, int, _Bucket]] = []
+        closed = self._closed
         ready = self._ready
         head = self._head
         while ready:
             if limit is not None and len(offers) >= limit:
                 break
-            neg, enq, seq, no, b = _heappop(ready)
+            entry = _heappop(ready)
+            neg, enq, seq, no, b = entry
             if b.ready_no != no:
+                continue
+            if closed and b.queue in closed:
+                parked.append(entry)  # still ready: back on the heap once this round is over
                 continue
             b.in_ready = False
             t = head(b)
@@ -573,6 +585,8 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
             nxt = head(b)
             if nxt is not None:
                 self._push_ready(b, nxt)
+        for entry in parked:
+            _heappush(ready, entry)
         for t, b in deferred:
             self._insert(t, b, wake=False)
             until = min((u for u in t.excluded.values() if u > now), default=None)
