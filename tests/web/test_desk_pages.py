@@ -341,3 +341,29 @@ async def test_snooze_until_a_local_time(sqlite_server) -> None:
         assert r.status_code == 422 and r.json()["field"] == "snooze_until"
     conv = await conv_of(sqlite_server, conv_id)
     assert conv.status == "snoozed" and conv.snoozed_until == datetime(2030, 1, 2, 9, 0, tzinfo=UTC)
+
+
+async def test_admins_edit_a_queues_routing_and_hours_and_impossible_settings_are_refused(sqlite_server) -> None:
+    ids = await seed_basics(sqlite_server.services)
+    async with httpx.AsyncClient(base_url=sqlite_server.url) as c:
+        csrf = await page_login(c, "admin@example.com")
+        page = await c.get("/admin/queues")
+        assert f'action="/admin/queues/{ids["general"]}/routing"' in page.text
+        form = {"csrf_token": csrf, "offer_timeout_seconds": "45", "wrap_up_seconds": "20", "sticky_seconds": "600",
+                "language_required": "on", "steps": '[{"after_seconds": 60, "overflow_to": ' + str(ids["billing"]) + "}]",
+                "hours": '{"timezone": "Europe/Rome", "weekly": {"mon": [["09:00", "18:00"]]}}'}
+        ok = await c.post(f"/admin/queues/{ids['general']}/routing", data=form)
+        assert ok.status_code == 303 and "ok=" in ok.headers["location"], ok.headers.get("location")
+        saved = (await c.get(f"/api/v1/routing/queues/{ids['general']}/settings")).json()
+        assert saved["routing"]["offer_timeout_seconds"] == 45 and saved["routing"]["sticky_seconds"] == 600
+        assert saved["settings"]["hours"]["timezone"] == "Europe/Rome"
+        # an overflow loop (billing → general → billing) is refused with the reason
+        loop = {**form, "steps": '[{"after_seconds": 60, "overflow_to": ' + str(ids["general"]) + "}]"}
+        refused = await c.post(f"/admin/queues/{ids['billing']}/routing", data=loop)
+        assert refused.status_code == 303 and "error=" in refused.headers["location"]
+        assert "cycle" in httpx.URL(refused.headers["location"]).params["error"]
+        bad_tz = await c.post(f"/admin/queues/{ids['general']}/routing", data={**form, "hours": '{"timezone": "Mars/Base"}'})
+        assert "error=" in bad_tz.headers["location"] and "time zone" in httpx.URL(bad_tz.headers["location"]).params["error"]
+    async with httpx.AsyncClient(base_url=sqlite_server.url) as agent:
+        csrf = await page_login(agent, "alice@example.com")
+        assert (await agent.post(f"/admin/queues/{ids['general']}/routing", data={**form, "csrf_token": csrf})).status_code == 403

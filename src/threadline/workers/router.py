@@ -317,14 +317,22 @@ class Router(BackgroundLoop):
         eng = self.engine
         assert eng is not None
         current = {qid: q.cfg for qid, q in eng._queues.items()}
-        for qid, cfg in self._cfgs.items():
-            if current.get(qid) != cfg:
+        pending = [(qid, cfg) for qid, cfg in self._cfgs.items() if current.get(qid) != cfg]
+        # Several passes: a queue that overflows to a queue created in the same reload waits for it.
+        while pending:
+            refused: list[tuple[int, Any, str]] = []
+            for qid, cfg in pending:
                 try:
                     eng.set_queue(qid, cfg, now)
                 except DomainError as exc:
-                    log.error("router_queue_settings_refused", queue_id=qid, error=exc.message)
+                    refused.append((qid, cfg, exc.message))
                     continue
                 touched.update(t.id for t in eng._queues[qid].waiting)
+            if len(refused) == len(pending):  # no progress: these settings cannot be applied
+                for qid, _, message in refused:
+                    log.error("router_queue_settings_refused", queue_id=qid, error=message)
+                break
+            pending = [(qid, cfg) for qid, cfg, _ in refused]
 
     def _apply_roster(self, roster: list[repo.AgentRecord], now: float, d: actions.Decisions, touched: set[int],
                       *, remove_missing: bool) -> None:

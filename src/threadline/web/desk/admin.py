@@ -20,11 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions import canned as canned_actions
 from threadline.actions import channels as channel_actions
+from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
 from threadline.actions.permissions import Actor
 from threadline.channels.registry import adapters, get_adapter_class
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import desk as desk_repo
+from threadline.db.repos import routing as routing_repo
 from threadline.db.repos import users as users_repo
 from threadline.domain.errors import DomainError, NotFound, ValidationFailed
 from threadline.domain.users import Role, parse_skill_spec
@@ -194,7 +196,8 @@ async def _queues_ctx(session: AsyncSession, actor: Actor) -> dict[str, Any]:
     return {"queues": queues, "members": {q.id: await users_repo.queue_member_ids(session, q.id) for q in queues},
             "teams": {t.id: t for t in await users_repo.list_teams(session)},
             "users": {u.id: u for u in await users_repo.list_users(session)},
-            "open_counts": await desk_repo.open_counts_by_queue(session, None)}
+            "open_counts": await desk_repo.open_counts_by_queue(session, None),
+            "routing": {r.id: routing_actions.queue_parts(r) for r in await routing_repo.queues(session)}}
 
 
 @router.get("/queues")
@@ -224,6 +227,38 @@ async def queue_update(queue_id: int, request: Request, services: ServicesDep) -
             settings={"skills": parse_skill_spec(str(form.get("skills_spec", "")))},
             team_id=int(team_id) if team_id.isdigit() else None)
         return f"Queue {queue.name} saved"
+    return await _post(request, services, "/admin/queues", run)
+
+
+@router.post("/queues/{queue_id}/routing")
+async def queue_routing(queue_id: int, request: Request, services: ServicesDep) -> Response:
+    """Routing settings of a queue: offers, wrap-up, sticky agent, escalation steps and business hours.
+    Impossible settings (an overflow loop, skills nobody has) are refused with the reason."""
+    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+        def number(key: str, label: str) -> float:
+            try:
+                return float(str(form.get(key, "0")).strip() or 0)
+            except ValueError:
+                raise ValidationFailed(f"{label} must be a number of seconds", field=key) from None
+
+        def json_field(key: str, label: str, default: Any) -> Any:
+            raw = str(form.get(key, "")).strip()
+            if not raw:
+                return default
+            try:
+                return json.loads(raw)
+            except ValueError:
+                raise ValidationFailed(f"{label} must be JSON", field=key) from None
+
+        routing = {"offer_timeout_seconds": number("offer_timeout_seconds", "Offer timeout"),
+                   "wrap_up_seconds": number("wrap_up_seconds", "Wrap-up"),
+                   "sticky_seconds": number("sticky_seconds", "Sticky agent time"),
+                   "sticky_only": "sticky_only" in form, "language_required": "language_required" in form,
+                   "steps": json_field("steps", "Escalation steps", [])}
+        hours = json_field("hours", "Business hours", {"timezone": "UTC"})
+        warnings = await routing_actions.set_queue_routing(session, actor, queue_id, routing,
+                                                           settings={"hours": hours}, force="force" in form)
+        return "Routing saved" + (f" ({'; '.join(warnings)})" if warnings else "")
     return await _post(request, services, "/admin/queues", run)
 
 
