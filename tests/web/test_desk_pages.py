@@ -367,3 +367,23 @@ async def test_admins_edit_a_queues_routing_and_hours_and_impossible_settings_ar
     async with httpx.AsyncClient(base_url=sqlite_server.url) as agent:
         csrf = await page_login(agent, "alice@example.com")
         assert (await agent.post(f"/admin/queues/{ids['general']}/routing", data={**form, "csrf_token": csrf})).status_code == 403
+
+
+async def test_supervisors_watch_queues_waiting_tasks_and_agents_live(sqlite_server) -> None:
+    from tests.web.test_hooks_and_stream import hook_url, signed
+
+    ids = await seed_basics(sqlite_server.services)
+    async with httpx.AsyncClient(base_url=sqlite_server.url) as c:
+        body, headers = signed({"id": "m-1", "contact": {"id": "cust-1", "name": "Zoe"}, "text": "anyone there?"})
+        assert (await c.post(await hook_url(sqlite_server, ids["channel"]), content=body, headers=headers)).status_code == 200
+        await page_login(c, "sup@example.com")
+        page = await c.get("/admin/live")
+        assert page.status_code == 200 and 'hx-get="/admin/live/board"' in page.text
+        board = await c.get("/admin/live/board")
+        assert board.status_code == 200
+        assert "general" in board.text and "Alice" in board.text and "Bob" in board.text
+        conv = (await c.get("/api/v1/conversations")).json()["items"][0]
+        assert f"#{conv['id']}" in board.text  # waiting (nobody is available), listed with its wait
+    async with httpx.AsyncClient(base_url=sqlite_server.url) as agent:
+        await page_login(agent, "alice@example.com")
+        assert (await agent.get("/admin/live/board")).status_code == 403

@@ -30,13 +30,14 @@ from threadline.db.repos import routing as routing_repo
 from threadline.db.repos import users as users_repo
 from threadline.domain.errors import DomainError, NotFound, ValidationFailed
 from threadline.domain.users import Role, parse_skill_spec
+from threadline.web.api import routing as routing_api
 from threadline.web.api.channels import check_channel_settings
 from threadline.web.deps import ServicesDep
 from threadline.web.desk.common import actor_or_none, render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
-SECTIONS = [("users", "Users", "users"), ("teams", "Teams", "users"), ("queues", "Queues", "layers"),
-            ("channels", "Channels", "chat"), ("canned", "Canned responses", "chat")]
+SECTIONS = [("live", "Live queues", "inbox"), ("users", "Users", "users"), ("teams", "Teams", "users"),
+            ("queues", "Queues", "layers"), ("channels", "Channels", "chat"), ("canned", "Canned responses", "chat")]
 
 
 class _Denied(Exception):
@@ -98,7 +99,7 @@ def _ids(form: Any, key: str) -> list[int]:
 
 @router.get("")
 async def admin_home() -> Response:
-    return RedirectResponse("/admin/users", status_code=303)
+    return RedirectResponse("/admin/live", status_code=303)
 
 
 # --- users ---------------------------------------------------------------------------------------------
@@ -198,6 +199,42 @@ async def _queues_ctx(session: AsyncSession, actor: Actor) -> dict[str, Any]:
             "users": {u.id: u for u in await users_repo.list_users(session)},
             "open_counts": await desk_repo.open_counts_by_queue(session, None),
             "routing": {r.id: routing_actions.queue_parts(r) for r in await routing_repo.queues(session)}}
+
+
+async def _board(actor: Actor, services: Any) -> dict[str, Any]:
+    """What the supervisors' live view shows: queues, agents by state, the longest waiting tasks."""
+    queues = await routing_api.queues(actor, services)
+    agents = await routing_api.agents(actor, services)
+    waiting = await routing_api.tasks(actor, services, None, "waiting", 15)
+    by_state: dict[str, int] = {}
+    for a in agents:
+        by_state[a.presence] = by_state.get(a.presence, 0) + 1
+    return {"board_queues": queues, "board_agents": sorted(agents, key=lambda a: (a.presence != "available", a.name)),
+            "board_waiting": sorted(waiting, key=lambda t: -t.waited_seconds), "board_states": by_state,
+            "queue_names": {q.id: q.name for q in queues}}
+
+
+@router.get("/live")
+async def live_page(request: Request, services: ServicesDep) -> Response:
+    """Supervisors' live view of queues and agents (refreshed every two seconds)."""
+    try:
+        actor, _ = await _guard(request, services)
+    except _Denied as denied:
+        return denied.response
+    board = await _board(actor, services)
+
+    async def build(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+        return board
+    return await _page(request, services, "live", build)
+
+
+@router.get("/live/board")
+async def live_board(request: Request, services: ServicesDep) -> Response:
+    try:
+        actor, _ = await _guard(request, services)
+    except _Denied as denied:
+        return denied.response
+    return render(request, "admin/live_board.html", await _board(actor, services))
 
 
 @router.get("/queues")
