@@ -82,18 +82,27 @@ class Receiver:
 
 async def measure(host: str, port: int, path: str, token: str, n: int, rate: float, seconds: float,
                   contacts: int) -> dict[str, float]:
+    load_a, load_b = bodies(n, contacts, "a"), bodies(int(rate * seconds), contacts, "b")
+    return await two_phases(host, port, path, token, load_a, [f"a-{i}" for i in range(n)],
+                            load_b, [f"b-{i}" for i in range(len(load_b))], rate, seconds)
+
+
+async def two_phases(host: str, port: int, path: str, token: str, load_a: list[tuple[bytes, dict[str, str]]],
+                     ids_a: list[str], load_b: list[tuple[bytes, dict[str, str]]], ids_b: list[str], rate: float,
+                     seconds: float) -> dict[str, float]:
+    """Phase A: ``load_a`` as fast as 64 connections go; phase B: ``load_b`` at ``rate`` per second. Latency
+    is from sending a request to its ``message.created`` (matched by provider id) on an agent's socket.
+    Every ingest bench (API, messaging, the reference runs) measures with this."""
     rec = Receiver()
     ready = asyncio.Event()
     task = asyncio.create_task(rec.run(f"ws://{host}:{port}/api/v1/stream?token={token}", ready))
     await ready.wait()
-
-    # Phase A: as fast as it goes.
-    load = bodies(n, contacts, "a")
+    n = len(load_a)
     sent: dict[str, float] = {}
 
     def make(i: int) -> tuple[bytes, dict[str, str]]:
-        sent[f"a-{i}"] = time.perf_counter()
-        return load[i]
+        sent[ids_a[i]] = time.perf_counter()
+        return load_a[i]
 
     rec.want = n
     start = time.perf_counter()
@@ -102,17 +111,14 @@ async def measure(host: str, port: int, path: str, token: str, n: int, rate: flo
     elapsed = max(rec.arrived.values()) - start
     lat_a = [(rec.arrived[k] - v) * 1000 for k, v in sent.items() if k in rec.arrived]
 
-    # Phase B: a steady 200/s.
-    m = int(rate * seconds)
-    load_b = bodies(m, contacts, "b")
     sent_b: dict[str, float] = {}
 
     def make_b(i: int) -> tuple[bytes, dict[str, str]]:
-        sent_b[f"b-{i}"] = time.perf_counter()
+        sent_b[ids_b[i]] = time.perf_counter()
         return load_b[i]
 
     rec.event.clear()
-    rec.want = n + m
+    rec.want = n + len(load_b)
     statuses_b = await open_loop(host, port, path, make_b, rate, seconds)
     await asyncio.wait_for(rec.event.wait(), 60)
     lat_b = [(rec.arrived[k] - v) * 1000 for k, v in sent_b.items() if k in rec.arrived]

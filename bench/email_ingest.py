@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -22,9 +21,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
-import websockets
 
-from bench.api_ingest import free_port, wait_http
+from bench.api_ingest import Receiver, free_port, wait_http
 from bench.loadgen import percentile
 
 BIN = Path(sys.executable).parent
@@ -53,26 +51,6 @@ def mails(n: int, contacts: int, tag: str) -> list[tuple[str, str, bytes]]:
         m.add_alternative(f"<p>Hello,</p><p>my order #{i} has not arrived yet.</p>", subtype="html")
         out.append((mid, f"customer{c}@example.org", m.as_bytes().replace(b"\n", b"\r\n")))
     return out
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.arrived: dict[str, float] = {}
-        self.event = asyncio.Event()
-        self.want = 0
-
-    async def run(self, url: str, ready: asyncio.Event) -> None:
-        async with websockets.connect(url, max_size=None) as ws:
-            ready.set()
-            async for raw in ws:
-                now = time.perf_counter()
-                msg = json.loads(raw)
-                if msg.get("name") == "message.created":
-                    pid = msg["data"]["message"]["provider_id"]
-                    if pid:
-                        self.arrived[pid] = now
-                        if len(self.arrived) >= self.want:
-                            self.event.set()
 
 
 class SmtpConn:

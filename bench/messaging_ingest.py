@@ -23,9 +23,9 @@ from urllib.parse import urlencode
 import httpx
 from twilio.request_validator import RequestValidator
 
-from bench.api_ingest import BIN, Receiver, free_port, wait_http
+from bench.api_ingest import BIN, Receiver, free_port, two_phases, wait_http
 from bench.api_ingest import bodies as api_bodies
-from bench.loadgen import closed_loop, open_loop, percentile
+from bench.loadgen import closed_loop
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "bench-twilio-auth-token-0123456789"
@@ -47,72 +47,16 @@ def bodies(n: int, contacts: int, tag: str, url: str) -> list[tuple[bytes, dict[
 
 async def measure(host: str, port: int, path: str, url: str, token: str, n: int, rate: float, seconds: float,
                   contacts: int) -> dict[str, object]:
-    rec = Receiver()
-    ready = asyncio.Event()
-    task = asyncio.create_task(rec.run(f"ws://{host}:{port}/api/v1/stream?token={token}", ready))
-    await ready.wait()
-
-    load = bodies(n, contacts, "a", url)
-    sent: dict[str, float] = {}
-
-    def make(i: int) -> tuple[bytes, dict[str, str]]:
-        sent[f"SMa{i:031d}"] = time.perf_counter()
-        return load[i]
-
-    rec.want = n
-    start = time.perf_counter()
-    _, statuses = await closed_loop(host, port, path, make, n, concurrency=64)
-    await asyncio.wait_for(rec.event.wait(), 120)
-    elapsed = max(rec.arrived.values()) - start
-    lat_a = [(rec.arrived[k] - v) * 1000 for k, v in sent.items() if k in rec.arrived]
-
-    m = int(rate * seconds)
-    load_b = bodies(m, contacts, "b", url)
-    sent_b: dict[str, float] = {}
-
-    def make_b(i: int) -> tuple[bytes, dict[str, str]]:
-        sent_b[f"SMb{i:031d}"] = time.perf_counter()
-        return load_b[i]
-
-    rec.event.clear()
-    rec.want = n + m
-    statuses_b = await open_loop(host, port, path, make_b, rate, seconds)
-    await asyncio.wait_for(rec.event.wait(), 60)
-    lat_b = [(rec.arrived[k] - v) * 1000 for k, v in sent_b.items() if k in rec.arrived]
-    task.cancel()
-    return {"messages": n, "seconds": elapsed, "messages_per_s": n / elapsed, "statuses": statuses,
-            "sat_p50_ms": percentile(lat_a, 50), "sat_p99_ms": percentile(lat_a, 99),
-            "rate": rate, "steady_p50_ms": percentile(lat_b, 50), "steady_p99_ms": percentile(lat_b, 99),
-            "steady_max_ms": max(lat_b), "steady_statuses": statuses_b, "received": len(rec.arrived)}
+    load_a, load_b = bodies(n, contacts, "a", url), bodies(int(rate * seconds), contacts, "b", url)
+    return await two_phases(host, port, path, token, load_a, [f"SMa{i:031d}" for i in range(n)],
+                            load_b, [f"SMb{i:031d}" for i in range(len(load_b))], rate, seconds)
 
 
 async def reference_api(port: int, path: str, token: str, n: int, rate: float, seconds: float) -> dict[str, float]:
     """The generic API channel on the same server, same phases: what the SMS figures compare with."""
-    rec = Receiver()
-    ready = asyncio.Event()
-    task = asyncio.create_task(rec.run(f"ws://127.0.0.1:{port}/api/v1/stream?token={token}", ready))
-    await ready.wait()
-    load = api_bodies(n, 500, "ref")
-    rec.want = n
-    start = time.perf_counter()
-    await closed_loop("127.0.0.1", port, path, lambda i: load[i], n, concurrency=64)
-    await asyncio.wait_for(rec.event.wait(), 120)
-    rate_sat = n / (max(rec.arrived.values()) - start)
-    m = int(rate * seconds)
-    load_b = api_bodies(m, 500, "refb")
-    sent_b: dict[str, float] = {}
-
-    def make_b(i: int) -> tuple[bytes, dict[str, str]]:
-        sent_b[f"refb-{i}"] = time.perf_counter()
-        return load_b[i]
-
-    rec.event.clear()
-    rec.want = n + m
-    await open_loop("127.0.0.1", port, path, make_b, rate, seconds)
-    await asyncio.wait_for(rec.event.wait(), 60)
-    lat_b = [(rec.arrived[k] - v) * 1000 for k, v in sent_b.items() if k in rec.arrived]
-    task.cancel()
-    return {"messages_per_s": rate_sat, "steady_p50_ms": percentile(lat_b, 50), "steady_p99_ms": percentile(lat_b, 99)}
+    load_a, load_b = api_bodies(n, 500, "ref"), api_bodies(int(rate * seconds), 500, "refb")
+    return await two_phases("127.0.0.1", port, path, token, load_a, [f"ref-{i}" for i in range(n)],
+                            load_b, [f"refb-{i}" for i in range(len(load_b))], rate, seconds)
 
 
 META_SECRET = "bench-meta-app-secret"
