@@ -32,11 +32,6 @@ async def attribute_defs(session: AsyncSession, keys: Sequence[str] | None = Non
             for r in (await session.execute(stmt.order_by(ContactAttributeDefRow.key))).scalars()}
 
 
-async def conversation_ids_of(session: AsyncSession, contact_id: int) -> list[int]:
-    stmt = select(ConversationRow.id).where(ConversationRow.contact_id == contact_id).order_by(ConversationRow.id)
-    return list((await session.execute(stmt)).scalars())
-
-
 async def move_all(session: AsyncSession, from_contact: int, to_contact: int) -> tuple[list[int], list[int]]:
     """Move every identity and conversation of a contact to another; their ids. Moving by contact (not by
     a list read earlier) catches what a concurrent transaction added meanwhile."""
