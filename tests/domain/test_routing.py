@@ -468,7 +468,7 @@ def test_wrap_up_holds_the_slot_and_handle_time_is_talk_plus_wrap():
     assert e.decide(84) == [] and e.agent_load("a")["voice"] == 1
     (o2,) = e.decide(85)
     assert o2.task_id == 2
-    assert WrapUpEnded(1, "a", "q", 85, 80) in e.drain_events()
+    assert WrapUpEnded(1, "a", "q", 85, 80, "voice") in e.drain_events()
     assert e.aht("q", "voice") == 80
 
 

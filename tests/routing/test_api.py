@@ -152,3 +152,44 @@ async def test_settings_that_cannot_work_are_refused_with_the_reason(server) -> 
         assert script.status_code == 200 and "routing.offer" in script.text
         r = await agent.put(f"/api/v1/routing/queues/{general}/settings", json={"routing": {}})
         assert r.status_code == 403
+
+
+async def test_wrap_up_over_http_the_agent_is_ready_early_and_the_figures_count_it(server) -> None:
+    ids = await seed_basics(server.services)
+    alice_token = await token_for(server, "alice@example.com")
+    sup_token = await token_for(server, "sup@example.com")
+    admin_token = await token_for(server, "admin@example.com")
+    async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {admin_token}"}) as admin:
+        r = await admin.put(f"/api/v1/routing/queues/{ids['general']}/settings",
+                            json={"routing": {"wrap_up_seconds": 300}})
+        assert r.status_code == 200, r.text
+    async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {alice_token}"}) as alice, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {sup_token}"}) as sup, \
+            websockets.connect(f"{server.ws_url}/api/v1/stream?token={alice_token}") as ws:
+        assert json.loads(await ws.recv())["name"] == "stream.ready"
+        assert (await alice.put("/api/v1/me/presence", json={"status": "available"})).status_code == 200
+        conv = await arrive(server.services, ids["channel"])
+        offer = (await next_event(ws, "routing.offer"))["data"]
+        assert (await alice.post(f"/api/v1/routing/offers/{offer['offer_id']}/accept")).status_code == 200
+        # not in wrap-up yet: refused with the reason
+        early = await alice.post(f"/api/v1/routing/tasks/{conv}/end-wrap-up")
+        assert early.status_code == 409 and "not in wrap-up" in early.json()["detail"]
+        assert (await alice.patch(f"/api/v1/conversations/{conv}", json={"status": "resolved"})).status_code == 200
+        started = (await next_event(ws, "routing.wrap_up", lambda e: e["data"]["state"] == "started"))["data"]
+        assert started["conversation_id"] == conv and started["until"] > started["at"] + 250
+        assert [w["conversation_id"] for w in (await alice.get("/api/v1/routing/wrap-ups")).json()] == [conv]
+        assert (await alice.post("/api/v1/routing/tasks/999999/end-wrap-up")).status_code == 404
+        r = await alice.post(f"/api/v1/routing/tasks/{conv}/end-wrap-up")
+        assert r.status_code == 204, r.text
+        ended = (await next_event(ws, "routing.wrap_up", lambda e: e["data"]["state"] == "ended"))["data"]
+        assert ended["ended_by"] == "agent" and ended["conversation_id"] == conv
+        assert (await alice.get("/api/v1/routing/wrap-ups")).json() == []
+
+        figures = {f["queue_id"]: f for f in (await sup.get("/api/v1/routing/figures")).json()}
+        general = figures[ids["general"]]
+        assert (general["answered"], general["answered_within_target"], general["handled"]) == (1, 1, 1)
+        assert general["service_level_percent"] == 100.0 and general["aht_seconds"] is not None
+        assert figures[ids["billing"]]["answered"] == 0 and figures[ids["billing"]]["service_level_percent"] is None
+        bad = await sup.get("/api/v1/routing/figures", params={"since": 100, "until": 50})
+        assert bad.status_code == 422 and "until" in bad.text
+        assert (await alice.get("/api/v1/routing/figures")).status_code == 403

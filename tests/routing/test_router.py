@@ -410,7 +410,8 @@ async def test_when_the_leader_dies_on_postgresql_another_takes_over_and_the_old
     # the leader's server connection dies (crash, network): PostgreSQL drops its advisory lock
     async with services.db.transaction() as s:
         killed = (await s.execute(text(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k"),
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
             {"k": one.leader.key})).scalar()
     assert killed == 1
     for _ in range(500):  # the backend exits (and frees the lock) shortly after the signal; nothing to await

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +42,8 @@ from threadline.domain.routing_events import (
     SlaAlert,
     TaskPicked,
     TaskUnroutable,
+    WrapUp,
+    WrapUpEndRequested,
 )
 from threadline.domain.routing_settings import EngineSettings, QueueRouting, queue_config
 from threadline.domain.users import Role
@@ -240,11 +244,65 @@ async def pick_task(session: AsyncSession, actor: Actor, conversation_id: int, n
         offer.status, offer.ended_at = "rescinded", now
         emit(session, OfferEnded(offer_id=offer.id, conversation_id=conversation_id, agent_id=offer.agent_id,
                                  outcome="rescinded", at=now), _offer_audience(offer.agent_id))
-    elif offer is not None:
+    elif offer is not None:  # taken from the queue view while it was offered to them: the popup closes
         offer.status, offer.ended_at = "accepted", now
+        emit(session, OfferEnded(offer_id=offer.id, conversation_id=conversation_id, agent_id=offer.agent_id,
+                                 outcome="accepted", at=now), _offer_audience(offer.agent_id))
     await _assign(session, conversation_id, actor.user_id, now)
     emit(session, TaskPicked(conversation_id=conversation_id, agent_id=actor.user_id, queue_id=task.queue_id, at=now),
          Audience(users=[actor.user_id], queues=[task.queue_id]))
+
+
+async def end_wrap_up(session: AsyncSession, actor: Actor, conversation_id: int, now: float | None = None) -> None:
+    """The agent is ready before the wrap-up timer ends (a supervisor may end anyone's): the slot is
+    freed. The task row's end is moved to now, so a router rebuilt from the database agrees."""
+    now = time.time() if now is None else now
+    task = await repo.get_task(session, conversation_id, for_update=True)
+    if task is None or task.status != "wrapping" or task.agent_id is None:
+        if task is None or not (actor.sees_everything or task.agent_id == actor.user_id):
+            raise NotFound(f"conversation {conversation_id} is not in wrap-up")
+        raise Conflict(f"conversation {conversation_id} is not in wrap-up: it is {task.status}")
+    if task.agent_id != actor.user_id and not actor.sees_everything:
+        raise NotFound(f"conversation {conversation_id} is not in wrap-up")
+    data = dict(task.task)
+    data["wrap_until"] = min(float(data.get("wrap_until") or now), now)
+    await repo.update_tasks(session, [{"b_id": conversation_id, "queue_id": task.queue_id, "channel": task.channel,
+                                       "status": "wrapping", "agent_id": task.agent_id, "task": data,
+                                       "updated_at": now}])
+    emit(session, WrapUpEndRequested(conversation_id=conversation_id, agent_id=task.agent_id, at=now),
+         Audience(users=[task.agent_id], supervisors=False))
+
+
+async def my_wrap_ups(session: AsyncSession, actor: Actor) -> list[WrapUp]:
+    """The agent's conversations in wrap-up now, with when each ends."""
+    out = []
+    for row in await repo.agent_tasks(session, actor.user_id, status="wrapping"):
+        out.append(WrapUp(conversation_id=row.conversation_id, agent_id=actor.user_id, queue_id=row.queue_id,
+                          state="started", until=row.task.get("wrap_until"), at=row.updated_at))
+    return out
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def local_midnight(now: float, timezone: str) -> float:
+    """Start of the day containing ``now`` in a time zone (a queue's business-hours zone)."""
+    local = datetime.fromtimestamp(now, ZoneInfo(timezone))
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+async def today_figures(session: AsyncSession, now: float | None = None) -> dict[int, repo.QueueFigures]:
+    """Each queue's figures since midnight in the queue's own time zone (that of its business hours):
+    answered, within the answer target, abandoned, service level, ASA, AHT. One query per time zone."""
+    now = time.time() if now is None else now
+    by_zone: dict[str, list[int]] = {}
+    for rec in await repo.queues(session):
+        settings, _ = queue_parts(rec)
+        by_zone.setdefault(settings.hours.timezone, []).append(rec.id)
+    out: dict[int, repo.QueueFigures] = {}
+    for zone, ids in by_zone.items():
+        out.update(await repo.queue_figures(session, local_midnight(now, zone), queue_ids=ids))
+    return out
 
 
 # --------------------------------------------------------------------------- the router's writes
@@ -263,11 +321,15 @@ class Decisions:
     sla: list[SlaAlert] = field(default_factory=list)
     away: list[int] = field(default_factory=list)
     positions: list[dict[str, Any]] = field(default_factory=list)
+    sla_states: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    wrap_ups: list[WrapUp] = field(default_factory=list)
     state: RoutingState | None = None
 
     def __bool__(self) -> bool:
         return bool(self.new_tasks or self.task_updates or self.gone_tasks or self.offers or self.ended
-                    or self.unroutable or self.sla or self.away or self.positions or self.state)
+                    or self.unroutable or self.sla or self.away or self.positions or self.sla_states
+                    or self.outcomes or self.wrap_ups or self.state)
 
 
 async def record_decisions(session: AsyncSession, d: Decisions) -> None:
@@ -292,6 +354,10 @@ async def record_decisions(session: AsyncSession, d: Decisions) -> None:
     for s in d.sla:
         emit(session, s, Audience(queues=[s.queue_id]))
     await repo.update_positions(session, d.positions)
+    await repo.update_sla_states(session, d.sla_states)
+    await repo.insert_outcomes(session, d.outcomes)
+    for w in d.wrap_ups:
+        emit(session, w, Audience(users=[w.agent_id], supervisors=False))
     if d.state is not None:
         emit(session, d.state, Audience())
     if d.away:

@@ -68,6 +68,8 @@ async def create_user(session: AsyncSession, *, email: str, name: str, role: str
     await repo.set_team_ids(session, user.id, team_ids or [])
     await repo.set_queue_ids(session, user.id, queue_ids or [])
     await session.flush()
+    if team_ids or queue_ids:  # the router adds them to its roster now, not at its next sweep
+        emit(session, RoutingSettingsChanged(agent_ids=[user.id]), Audience(supervisors=False))
     return user
 
 
@@ -98,6 +100,9 @@ async def update_user(session: AsyncSession, user_id: int, *, name: str | None =
     if queue_ids is not None:
         await repo.set_queue_ids(session, user.id, queue_ids)
     await session.flush()
+    if any(v is not None for v in (skills, languages, team_ids, queue_ids, active)):
+        # who may take what changed: the router re-reads this agent now (removes them if they left)
+        emit(session, RoutingSettingsChanged(agent_ids=[user.id]), Audience(supervisors=False))
     return user
 
 
@@ -163,6 +168,7 @@ async def create_queue(session: AsyncSession, name: str, settings: dict[str, Any
                      settings=_queue_settings(settings or {}).model_dump(mode="json"))
     session.add(queue)
     await session.flush()
+    emit(session, RoutingSettingsChanged(queue_ids=[queue.id]), Audience(supervisors=False))
     return queue
 
 

@@ -21,6 +21,8 @@ from threadline.domain.routing_events import (
     SlaAlert,
     TaskPicked,
     TaskUnroutable,
+    WrapUp,
+    WrapUpEndRequested,
 )
 
 
@@ -208,7 +210,8 @@ Event = Annotated[
     ContactMerged | MergeSuggested | ConversationCreated | ConversationUpdated | MessageCreated | MessageStatusChanged
     | MessageUpdated | ContactCreated | ContactUpdated | PresenceChanged | ChannelChanged
     | ConversationTyping | CsatSubmitted
-    | OfferCreated | OfferEnded | TaskPicked | TaskUnroutable | SlaAlert | RoutingState | RoutingSettingsChanged,
+    | OfferCreated | OfferEnded | TaskPicked | TaskUnroutable | SlaAlert | RoutingState | RoutingSettingsChanged
+    | WrapUp | WrapUpEndRequested,
     Field(discriminator="name"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -66,6 +66,29 @@ class SlaAlert(_Event):
     threshold_seconds: float
 
 
+class WrapUp(_Event):
+    """To the agent: after-contact work on a conversation started (with its end) or ended, by its
+    timer or because the agent said they are ready (``ended_by``)."""
+
+    name: Literal["routing.wrap_up"] = "routing.wrap_up"
+    conversation_id: int
+    agent_id: int
+    queue_id: int
+    state: Literal["started", "ended"]
+    until: float | None = None
+    at: float
+    ended_by: Literal["timer", "agent", "router"] | None = None
+
+
+class WrapUpEndRequested(_Event):
+    """The agent (or a supervisor) ends a wrap-up early; the router frees the slot."""
+
+    name: Literal["routing.wrap_up_end_requested"] = "routing.wrap_up_end_requested"
+    conversation_id: int
+    agent_id: int
+    at: float
+
+
 class QueueState(BaseModel):
     queue_id: int
     waiting: int
@@ -99,4 +122,4 @@ class RoutingSettingsChanged(_Event):
 
 
 ROUTING_EVENTS = (OfferCreated, OfferEnded, TaskPicked, TaskUnroutable, SlaAlert, RoutingState,
-                  RoutingSettingsChanged)
+                  RoutingSettingsChanged, WrapUp, WrapUpEndRequested)

@@ -33,12 +33,16 @@ from threadline.db.session import Database
 from threadline.domain.errors import DomainError
 from threadline.domain.routing import (
     Agent,
+    Assignment,
+    Completed,
     OfferOutcome,
     OfferRecord,
     QueueConfig,
     RoutingEngine,
     RoutingSnapshot,
     Task,
+    TaskRemoved,
+    WrapUpEnded,
 )
 from threadline.domain.routing_events import (
     AgentState,
@@ -48,6 +52,7 @@ from threadline.domain.routing_events import (
     RoutingState,
     SlaAlert,
     TaskUnroutable,
+    WrapUp,
 )
 from threadline.domain.routing_settings import QueueRouting, task_for
 from threadline.workers.loop import BackgroundLoop
@@ -76,6 +81,7 @@ class Router(BackgroundLoop):
         self.rebuilds = 0
         self._dirty: set[int] = set()
         self._dirty_users: set[int] = set()
+        self._wrap_done: set[int] = set()  # agents said they are ready before their wrap-up ended
         self._reload = False
         self._reset()
         bus.subscribe(self._on_event)
@@ -109,9 +115,13 @@ class Router(BackgroundLoop):
             self._dirty.add(env.payload["conversation_id"])
         elif name == "user.presence_changed":
             self._dirty_users.add(env.payload["user_id"])
+        elif name == "routing.wrap_up_end_requested":
+            self._wrap_done.add(env.payload["conversation_id"])
         elif name == "routing.settings_changed":
-            self._reload = True
-            self._dirty_users.update(env.payload.get("agent_ids", []))
+            agents = env.payload.get("agent_ids", [])
+            if env.payload.get("queue_ids") or not agents:  # queues or engine settings: reload them
+                self._reload = True
+            self._dirty_users.update(agents)  # a profile, skills, queues or teams: re-read that agent
         else:
             return
         self.wake()
@@ -142,9 +152,9 @@ class Router(BackgroundLoop):
         due = [self._next_full, self._next_state]
         if self._expiry:
             due.append(self._expiry[0][0])
-        eng = self.engine
-        if eng is not None and eng._timers:  # escalation, wrap-up and cool-down timers
-            due.append(eng._timers[0][0])
+        timer = self.engine.next_timer_at() if self.engine is not None else None
+        if timer is not None:  # escalation, wrap-up and cool-down timers
+            due.append(timer)
         return max(0.005, min(min(due) - now, self.interval))
 
     async def on_stop(self) -> None:
@@ -180,6 +190,8 @@ class Router(BackgroundLoop):
             task = Task.model_validate(data)
             if task.queue_id in self._cfgs:
                 tasks.append(task)
+                if row["sla_state"]:  # announced before the restart: not again
+                    self._sla[task.id] = row["sla_state"]
         known = {t.id for t in tasks}
         records = [OfferRecord(offer_id=o.id, task_id=o.conversation_id, agent_id=o.agent_id,
                                offered_at=o.offered_at, expires_at=o.expires_at)
@@ -204,6 +216,7 @@ class Router(BackgroundLoop):
         full = now >= self._next_full
         dirty, self._dirty = self._dirty, set()
         users, self._dirty_users = self._dirty_users, set()
+        wrap_done, self._wrap_done = self._wrap_done, set()
         reload, self._reload = self._reload, False
         if reload:
             async with self.db.transaction(write=False) as session:
@@ -238,13 +251,14 @@ class Router(BackgroundLoop):
                     roster = await repo.roster(session)
                 elif users:
                     roster = await repo.roster(session, list(users))
-                new = [c for c in states.values() if c.needs_human and c.id not in eng._tasks]
+                new = [c for c in states.values() if c.needs_human and not eng.has_task(c.id)]
                 if new and any(r.sticky_seconds > 0 for _, r in self._queues.values()):
                     last = await repo.last_agents(session, [c.contact_id for c in new], [c.id for c in new])
             if reload_queues:
                 self._apply_queues(now, touched)
             if roster is not None:
-                self._apply_roster(roster, now, d, touched, remove_missing=roster_due or reload)
+                self._apply_roster(roster, now, d, touched,
+                                   remove=None if roster_due or reload else users)
             if full:  # every open offer: an answer whose event was missed is read back here
                 check = list(self._offer_of.values())
             else:
@@ -259,20 +273,27 @@ class Router(BackgroundLoop):
                 self._apply_conversation(c, now, d, touched, created, last)
             for tid in gone:  # the conversation was deleted
                 self._drop(tid, now, d, touched)
+            for tid in wrap_done:
+                view = eng.task_view(tid)
+                if view is not None and view.status == "wrapping":
+                    self._handled(eng.end_wrap_up(tid, now), d, touched, ended_by="agent")
             eng.set_closed(self._closed_queues(now))
             offers = eng.decide(now, self.batch)
             for o in offers:
                 touched.add(o.task_id)
                 self._offer_of[o.task_id] = o.offer_id
                 heapq.heappush(self._expiry, (o.expires_at, o.offer_id))
-                t = eng._tasks[o.task_id]
+                view = eng.task_view(o.task_id)
+                assert view is not None
                 d.offers.append(OfferCreated(offer_id=o.offer_id, conversation_id=o.task_id, agent_id=o.agent_id,
                                              queue_id=o.queue_id, channel=o.channel,
                                              contact_name=self._names.get(o.task_id, ""),
-                                             waited_seconds=now - t.enqueued_at, offered_at=o.offered_at,
+                                             waited_seconds=now - view.enqueued_at, offered_at=o.offered_at,
                                              expires_at=o.expires_at))
             for ev in eng.drain_events():
                 touched.add(ev.task_id)
+                if isinstance(ev, WrapUpEnded):  # its timer ran out
+                    self._handled(ev, d, touched, ended_by="timer")
             if now >= self._next_state:
                 self._state_round(now, d)
             self._collect(touched, created, now, d)
@@ -295,20 +316,21 @@ class Router(BackgroundLoop):
         eng = self.engine
         assert eng is not None
         needing = await repo.needing_human_keys(session)
-        keys = await repo.conversation_keys(session, [i for i in eng._tasks if i not in needing])
+        views = eng.task_views()
+        keys = await repo.conversation_keys(session, [v.id for v in views if v.id not in needing])
         out: set[int] = set()
         for cid, qid in needing.items():
-            t = eng._tasks.get(cid)
-            if t is None or t.status in ("assigned", "wrapping") or t.origin != qid:
+            v = eng.task_view(cid)
+            if v is None or v.status in ("assigned", "wrapping") or v.origin_queue_id != qid:
                 out.add(cid)
-        for cid, t in eng._tasks.items():
-            if cid in needing:
+        for v in views:
+            if v.id in needing:
                 continue
-            k = keys.get(cid)
-            if k is None or t.status in ("waiting", "offered"):
-                out.add(cid)
-            elif t.status == "assigned" and not (k[0] == "open" and t.agent is not None and k[2] == t.agent.id):
-                out.add(cid)
+            k = keys.get(v.id)
+            if k is None or v.status in ("waiting", "offered"):
+                out.add(v.id)
+            elif v.status == "assigned" and not (k[0] == "open" and v.agent_id is not None and k[2] == v.agent_id):
+                out.add(v.id)
         return out
 
     # ------------------------------------------------------------------ applying changes
@@ -316,8 +338,7 @@ class Router(BackgroundLoop):
     def _apply_queues(self, now: float, touched: set[int]) -> None:
         eng = self.engine
         assert eng is not None
-        current = {qid: q.cfg for qid, q in eng._queues.items()}
-        pending = [(qid, cfg) for qid, cfg in self._cfgs.items() if current.get(qid) != cfg]
+        pending = [(qid, cfg) for qid, cfg in self._cfgs.items() if eng.queue_config(qid) != cfg]
         # Several passes: a queue that overflows to a queue created in the same reload waits for it.
         while pending:
             refused: list[tuple[int, Any, str]] = []
@@ -327,7 +348,7 @@ class Router(BackgroundLoop):
                 except DomainError as exc:
                     refused.append((qid, cfg, exc.message))
                     continue
-                touched.update(t.id for t in eng._queues[qid].waiting)
+                touched.update(eng.queue_now(qid, now).waiting_ids)
             if len(refused) == len(pending):  # no progress: these settings cannot be applied
                 for qid, _, message in refused:
                     log.error("router_queue_settings_refused", queue_id=qid, error=message)
@@ -335,7 +356,10 @@ class Router(BackgroundLoop):
             pending = [(qid, cfg) for qid, cfg, _ in refused]
 
     def _apply_roster(self, roster: list[repo.AgentRecord], now: float, d: actions.Decisions, touched: set[int],
-                      *, remove_missing: bool) -> None:
+                      *, remove: set[int] | None) -> None:
+        """Apply agents read from the database. ``remove=None``: the whole roster was read, so an
+        agent missing from it left; otherwise only the agents in ``remove`` that are missing left
+        (deactivated, or no longer serving any queue or team)."""
         eng = self.engine
         assert eng is not None
         seen = set()
@@ -343,21 +367,21 @@ class Router(BackgroundLoop):
             agent = actions.to_agent(rec)
             seen.add(agent.id)
             old = self._agents.get(agent.id)
-            if old is not None and old.model_dump(exclude={"last_idle", "available"}) == agent.model_dump(
-                    exclude={"last_idle", "available"}) and agent.id in eng._agents:
+            if old is not None and eng.has_agent(agent.id) and old.model_dump(
+                    exclude={"last_idle", "available"}) == agent.model_dump(exclude={"last_idle", "available"}):
                 if old.available != agent.available:
                     eng.set_available(agent.id, agent.available, now)
             else:
                 eng.upsert_agent(agent, now)
-                if agent.id in eng._agents and eng._agents[agent.id].available != agent.available:
+                if eng.is_available(agent.id) != agent.available:
                     eng.set_available(agent.id, agent.available, now)
             self._agents[agent.id] = agent
-        if remove_missing:
-            for aid in [a for a in self._agents if a not in seen]:
-                del self._agents[aid]
-                if aid in eng._agents and not eng._agents[aid].removed:
-                    for out in eng.remove_agent(aid, now):
-                        self._ended(out, d, touched)
+        missing = [a for a in self._agents if a not in seen] if remove is None else [a for a in remove if a not in seen]
+        for aid in missing:
+            self._agents.pop(aid, None)
+            if eng.has_agent(aid):
+                for out in eng.remove_agent(aid, now):
+                    self._ended(out, d, touched)
 
     def _ended(self, out: OfferOutcome, d: actions.Decisions, touched: set[int]) -> None:
         self._offer_of.pop(out.task_id, None)
@@ -367,23 +391,58 @@ class Router(BackgroundLoop):
         if out.agent_away is not None:
             d.away.append(out.agent_away.agent_id)
 
-    async def _apply_offer_rows(self, statuses: dict[int, str], now: float, d: actions.Decisions,
-                                touched: set[int]) -> None:
-        """Offers that are due or whose conversation changed: apply what the database says."""
+    # ------------------------------------------------------------------ outcomes (facts for reports)
+
+    def _answered(self, a: Assignment, d: actions.Decisions) -> None:
+        cfg = self._cfgs.get(a.queue_id)
+        d.outcomes.append({"conversation_id": a.task_id, "queue_id": a.queue_id, "channel": a.channel,
+                           "agent_id": a.agent_id, "kind": "answered", "enqueued_at": a.accepted_at - a.wait_seconds,
+                           "at": a.accepted_at, "wait_seconds": a.wait_seconds, "handle_seconds": None,
+                           "within_target": a.wait_seconds <= cfg.sla.threshold_seconds if cfg else None})
+
+    def _removed(self, r: TaskRemoved, channel: str, d: actions.Decisions) -> None:
+        d.outcomes.append({"conversation_id": r.task_id, "queue_id": r.queue_id, "channel": channel,
+                           "agent_id": None, "kind": r.reason, "enqueued_at": r.at - r.wait_seconds, "at": r.at,
+                           "wait_seconds": r.wait_seconds, "handle_seconds": None, "within_target": None})
+
+    def _completed(self, c: Completed, queue_id: int, channel: str, d: actions.Decisions) -> None:
+        """The conversation ended for its agent: handled now, or after a wrap-up (announced to the agent)."""
+        if c.wrap_until is None:
+            self._handled(WrapUpEnded(c.task_id, c.agent_id, queue_id, c.at, c.talk_seconds, channel), d, None)
+        else:
+            d.wrap_ups.append(WrapUp(conversation_id=c.task_id, agent_id=c.agent_id, queue_id=queue_id,
+                                     state="started", until=c.wrap_until, at=c.at))
+
+    def _handled(self, ev: WrapUpEnded, d: actions.Decisions, touched: set[int] | None,
+                 ended_by: str | None = None) -> None:
+        d.outcomes.append({"conversation_id": ev.task_id, "queue_id": ev.queue_id, "channel": ev.channel,
+                           "agent_id": ev.agent_id, "kind": "handled", "enqueued_at": None, "at": ev.at,
+                           "wait_seconds": None, "handle_seconds": ev.handle_seconds, "within_target": None})
+        if ended_by is not None:
+            assert touched is not None
+            touched.add(ev.task_id)
+            d.wrap_ups.append(WrapUp(conversation_id=ev.task_id, agent_id=ev.agent_id, queue_id=ev.queue_id,
+                                     state="ended", at=ev.at, ended_by=ended_by))  # type: ignore[arg-type]
+
+    async def _apply_offer_rows(self, statuses: dict[int, tuple[str, float | None]], now: float,
+                                d: actions.Decisions, touched: set[int]) -> None:
+        """Offers that are due or whose conversation changed: apply what the database says (an
+        accept counts from when the agent accepted, not from when this round saw it)."""
         eng = self.engine
         assert eng is not None
-        for oid, status in sorted(statuses.items()):
-            t = eng._offers.get(oid)
-            if t is None:
+        for oid, (status, ended_at) in sorted(statuses.items()):
+            view = eng.offer_task(oid)
+            if view is None:
                 continue
-            touched.add(t.id)
+            touched.add(view.id)
             if status == "open":
-                if t.offer.expires_at <= now:
+                if view.offer_expires_at is not None and view.offer_expires_at <= now:
                     self._ended(eng.timeout(oid, now), d, touched)
                 continue
-            self._offer_of.pop(t.id, None)
+            self._offer_of.pop(view.id, None)
             if status == "accepted":
-                eng.accept(oid, now)
+                at = now if ended_at is None else min(ended_at, now)
+                self._answered(eng.accept(oid, at), d)
             elif status == "rejected":
                 eng.reject(oid, now)
             else:
@@ -392,58 +451,55 @@ class Router(BackgroundLoop):
     def _drop(self, tid: int, now: float, d: actions.Decisions, touched: set[int]) -> None:
         eng = self.engine
         assert eng is not None
-        t = eng._tasks.get(tid)
-        if t is None:
+        view = eng.task_view(tid)
+        if view is None:
             return
         touched.add(tid)
-        if t.status in ("waiting", "offered"):
+        if view.status in ("waiting", "offered"):
             removed = eng.cancel(tid, now, "cancelled")
+            self._removed(removed, view.channel, d)
             if removed.rescinded is not None:
                 self._ended(removed.rescinded, d, touched)
-        elif t.status == "assigned":
-            eng.complete(tid, now)
+        elif view.status == "assigned":
+            self._completed(eng.complete(tid, now), view.queue_id, view.channel, d)
 
     def _apply_conversation(self, s: repo.ConversationState, now: float, d: actions.Decisions, touched: set[int],
                             created: set[int], last: dict[int, int]) -> None:
         eng = self.engine
         assert eng is not None
         self._names[s.id] = s.contact_name
-        t = eng._tasks.get(s.id)
-        if t is None:
+        view = eng.task_view(s.id)
+        if view is None:
             if s.needs_human:
                 self._enqueue(s, now, d, touched, created, last)
             return
-        status = t.status
+        status = view.status
         if s.needs_human:
-            if status in ("waiting", "offered") and s.queue_id != t.origin:  # moved to another queue by hand
-                enqueued_at = t.enqueued_at
+            if status in ("waiting", "offered") and s.queue_id != view.origin_queue_id:  # moved to another queue
                 self._drop(s.id, now, d, touched)
-                self._enqueue(s, now, d, touched, created, last, enqueued_at)
+                self._enqueue(s, now, d, touched, created, last, view.enqueued_at)
             elif status == "assigned":  # the agent gave it back: it waits again, with its age
-                enqueued_at = t.enqueued_at
-                eng.complete(s.id, now, wrap_up_seconds=0)
+                self._completed(eng.complete(s.id, now, wrap_up_seconds=0), view.queue_id, view.channel, d)
                 touched.add(s.id)
-                self._enqueue(s, now, d, touched, created, last, enqueued_at)
+                self._enqueue(s, now, d, touched, created, last, view.enqueued_at)
             return
         if status in ("waiting", "offered") and s.status == "open" and s.assignee_id is not None:
-            a = eng._agents.get(s.assignee_id)
-            if status == "offered" and t.agent is a and a is not None:
+            if status == "offered" and view.agent_id == s.assignee_id:  # accepted: the event may come later
                 oid = self._offer_of.pop(s.id, None)
                 if oid is not None:
-                    eng.accept(oid, now)
+                    self._answered(eng.accept(oid, now), d)
                     touched.add(s.id)
                     return
-            if a is not None and not a.removed:
-                if status == "offered":
-                    out = eng.rescind(t.offer.offer_id, now)
-                    self._ended(out, d, touched)
-                eng.pick(s.assignee_id, s.id, now, force=True)
+            if eng.has_agent(s.assignee_id):  # assigned by hand from the desk or the API
+                if status == "offered" and view.offer_id is not None:
+                    self._ended(eng.rescind(view.offer_id, now), d, touched)
+                self._answered(eng.pick(s.assignee_id, s.id, now, force=True), d)
                 touched.add(s.id)
                 return
             self._drop(s.id, now, d, touched)
             return
         if status == "assigned" and s.status == "open" and s.assignee_id is not None \
-                and t.agent is not None and t.agent.id == s.assignee_id:
+                and view.agent_id == s.assignee_id:
             return
         self._drop(s.id, now, d, touched)
 
@@ -457,7 +513,7 @@ class Router(BackgroundLoop):
         eng = self.engine
         assert eng is not None and s.queue_id is not None
         parts = self._queues.get(s.queue_id)
-        if parts is None or s.queue_id not in eng._queues:
+        if parts is None or eng.queue_config(s.queue_id) is None:
             return  # a queue created since the last reload: the next full reconciliation picks it up
         qs, routing = parts
         task = task_for(conversation_id=s.id, queue_id=s.queue_id, kind=s.kind, priority=s.priority,
@@ -465,7 +521,7 @@ class Router(BackgroundLoop):
                         enqueued_at=enqueued_at if enqueued_at is not None else min(now, s.active_at),
                         queue_settings=qs, routing=routing if isinstance(routing, QueueRouting) else QueueRouting(),
                         last_agent_id=last.get(s.contact_id))
-        if s.id in eng._tasks:  # still wrapping up from a previous assignment: wait for it to end
+        if eng.has_task(s.id):  # still wrapping up from a previous assignment: wait for it to end
             return
         result = eng.enqueue(task, now)
         touched.add(s.id)
@@ -482,19 +538,19 @@ class Router(BackgroundLoop):
         eng = self.engine
         assert eng is not None
         for tid in touched:
-            t = eng._tasks.get(tid)
-            if t is None:
+            view = eng.task_view(tid)
+            if view is None:
                 if tid not in created:
                     d.gone_tasks.append(tid)
                 self._positions.pop(tid, None)
                 self._sla.pop(tid, None)
                 self._unroutable.discard(tid)
                 continue
-            model = eng._task_model(t).model_dump(mode="json")
-            row = {"queue_id": t.queue, "channel": t.channel, "status": t.status,
-                   "agent_id": t.agent.id if t.agent is not None else None, "task": model, "updated_at": now}
+            model = eng.get_task(tid).model_dump(mode="json")
+            row = {"queue_id": view.queue_id, "channel": view.channel, "status": view.status,
+                   "agent_id": view.agent_id, "task": model, "updated_at": now}
             if tid in created:
-                row.update(conversation_id=tid, enqueued_at=t.enqueued_at, position=None, ewt_seconds=None,
+                row.update(conversation_id=tid, enqueued_at=view.enqueued_at, position=None, ewt_seconds=None,
                            note=next((u.reason[:500] for u in d.unroutable if u.conversation_id == tid), ""))
                 d.new_tasks.append(row)
             else:
@@ -504,53 +560,50 @@ class Router(BackgroundLoop):
 
     def _state_round(self, now: float, d: actions.Decisions) -> None:
         """Every ``state_seconds``: SLA alerts, positions and wait estimates, unroutable notes, and one
-        ``routing.state`` event with the queues and agents that changed (for supervisors)."""
+        ``routing.state`` event when queues, agents or positions changed (for supervisors' wallboards
+        and the customers' queue notices)."""
         eng = self.engine
         assert eng is not None
         started = time.perf_counter()
         for alert in eng.sla_alerts(now):
             if self._sla.get(alert.task_id) != alert.state:
                 self._sla[alert.task_id] = alert.state
+                d.sla_states.append({"b_id": alert.task_id, "sla_state": alert.state})
                 d.sla.append(SlaAlert(conversation_id=alert.task_id, queue_id=alert.queue_id,
                                       state=alert.state, waited_seconds=round(alert.waited_seconds, 1),
                                       threshold_seconds=alert.threshold_seconds))
         notes = {u.task_id: u.reason for u in eng.unroutable(now)}
         for tid in notes.keys() - self._unroutable:
-            t = eng._tasks[tid]
-            d.unroutable.append(TaskUnroutable(conversation_id=tid, queue_id=t.queue, reason=notes[tid]))
+            view = eng.task_view(tid)
+            assert view is not None
+            d.unroutable.append(TaskUnroutable(conversation_id=tid, queue_id=view.queue_id, reason=notes[tid]))
         self._unroutable = set(notes)
         updates = []
         queues = []
-        for qid in eng._queues:
-            waiting = eng._queues[qid].waiting
-            longest = 0.0
-            for p in eng.positions(qid, now) if waiting else []:
+        for qid in eng.queue_ids():
+            qn = eng.queue_now(qid, now)
+            for p in eng.positions(qid, now) if qn.waiting else []:
                 ewt = round(p.ewt_seconds) if p.ewt_seconds is not None else None
                 value = (p.position, ewt, notes.get(p.task_id, "")[:500])
                 if self._positions.get(p.task_id) != value:
                     self._positions[p.task_id] = value
                     updates.append({"b_id": p.task_id, "position": value[0], "ewt_seconds": value[1],
                                     "note": value[2]})
-            if waiting:
-                longest = max(now - t.enqueued_at for t in waiting)
-            members = eng._queues[qid].members
-            state = QueueState(queue_id=qid, waiting=len(waiting), offered=eng._queues[qid].n_offered,
-                               longest_wait_seconds=round(longest, 1),
-                               unroutable=sum(1 for t in waiting if t.id in notes),
-                               agents_available=sum(1 for a in members if a.available and not a.removed))
+            state = QueueState(queue_id=qid, waiting=qn.waiting, offered=qn.offered,
+                               longest_wait_seconds=round(qn.longest_wait_seconds, 1),
+                               unroutable=sum(1 for i in qn.waiting_ids if i in notes),
+                               agents_available=qn.agents_available)
             if self._queue_state.get(qid) != state:
                 self._queue_state[qid] = state
                 queues.append(state)
         agents = []
-        for a in eng._agents.values():
-            if a.removed:
-                continue
-            key = (a.available, tuple(sorted((c, n) for c, n in a.load.items() if n)))
-            if self._loads.get(a.id) != key:
-                self._loads[a.id] = key
-                agents.append(AgentState(agent_id=a.id, available=a.available, load=dict(key[1])))
+        for a in eng.agents_now():
+            key = (a.available, tuple(sorted(a.load.items())))
+            if self._loads.get(a.agent_id) != key:
+                self._loads[a.agent_id] = key
+                agents.append(AgentState(agent_id=a.agent_id, available=a.available, load=dict(key[1])))
         d.positions = updates
-        if queues or agents:
+        if queues or agents or updates:
             d.state = RoutingState(at=now, queues=queues, agents=agents)
         # it reads every waiting task: at most ~5% of the time, however long the queues get
         self._next_state = now + max(self.state_seconds, 20 * (time.perf_counter() - started))

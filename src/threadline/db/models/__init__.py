@@ -19,6 +19,7 @@ from threadline.db.models.plumbing import InboxItemRow, OutboundJobRow, OutboxEv
 from threadline.db.models.routing import (
     RoutingAgentRow,
     RoutingOfferRow,
+    RoutingOutcomeRow,
     RoutingQueueRow,
     RoutingSettingRow,
     RoutingTaskRow,
@@ -37,6 +38,6 @@ __all__ = [
     "ApiTokenRow", "AttachmentRow", "Base", "ContactActivityRow", "ContactAttributeDefRow", "ContactMergeRow", "MergeSuggestionRow", "CannedResponseRow", "ChannelInstanceRow", "ContactRow", "ConversationLabelRow", "ConversationRow",
     "CsatResponseRow",
     "IdentityRow", "InboxItemRow", "LoginAttemptRow", "MailboxStateRow", "MediaDownloadRow", "MessageRow", "MessageTemplateRow", "OutboundJobRow", "OutboxEventRow",
-    "PresenceLogRow", "QueueMemberRow", "QueueRow", "RoutingAgentRow", "RoutingOfferRow", "RoutingQueueRow",
+    "PresenceLogRow", "QueueMemberRow", "QueueRow", "RoutingAgentRow", "RoutingOfferRow", "RoutingOutcomeRow", "RoutingQueueRow",
     "RoutingSettingRow", "RoutingTaskRow", "SessionRow", "TeamMemberRow", "TeamRow", "UserRow",
 ]

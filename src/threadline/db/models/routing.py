@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from threadline.db.models.base import Base
@@ -31,6 +31,7 @@ class RoutingTaskRow(Base):
     ewt_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     note: Mapped[str] = mapped_column(String(500), default="")  # why nobody can take it, if so
     updated_at: Mapped[float] = mapped_column(Float)
+    sla_state: Mapped[str] = mapped_column(String(20), default="", server_default="")  # last alert sent
 
 
 class RoutingOfferRow(Base):
@@ -82,3 +83,26 @@ class RoutingSettingRow(Base):
 
     key: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class RoutingOutcomeRow(Base):
+    """A fact for reports and wallboards, written by the router in the round it happens:
+    ``answered`` (an agent accepted or picked it: ``wait_seconds``, ``within_target``), ``abandoned``,
+    ``cancelled`` or ``self_service`` (it left the queue unanswered) and ``handled`` (the agent's
+    work on it ended: ``handle_seconds`` = talk + wrap-up)."""
+
+    __tablename__ = "routing_outcomes"
+    __table_args__ = (Index("ix_routing_outcomes_queue_at", "queue_id", "at"),
+                      Index("ix_routing_outcomes_agent_at", "agent_id", "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[int] = mapped_column(Integer)
+    queue_id: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(20))
+    agent_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    enqueued_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    wait_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    handle_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    within_target: Mapped[bool | None] = mapped_column(Boolean, nullable=True)

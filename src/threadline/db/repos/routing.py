@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,7 @@ from threadline.db.models import (
     QueueRow,
     RoutingAgentRow,
     RoutingOfferRow,
+    RoutingOutcomeRow,
     RoutingQueueRow,
     RoutingSettingRow,
     RoutingTaskRow,
@@ -31,6 +32,7 @@ from threadline.db.models import (
 
 TASKS = RoutingTaskRow.__table__
 OFFERS = RoutingOfferRow.__table__
+OUTCOMES = RoutingOutcomeRow.__table__
 CONV = ConversationRow.__table__
 IN_CHUNK = 900  # below SQLite's bound-parameter limit
 
@@ -222,7 +224,8 @@ async def last_agents(session: AsyncSession, contact_ids: Sequence[int], exclude
 
 
 async def all_tasks(session: AsyncSession) -> list[dict[str, Any]]:
-    stmt = select(TASKS.c.task, TASKS.c.status, TASKS.c.agent_id).order_by(TASKS.c.conversation_id)
+    stmt = select(TASKS.c.task, TASKS.c.status, TASKS.c.agent_id, TASKS.c.sla_state).order_by(
+        TASKS.c.conversation_id)
     return [dict(r) for r in (await session.execute(stmt)).mappings()]
 
 
@@ -264,6 +267,79 @@ async def update_positions(session: AsyncSession, rows: list[dict[str, Any]]) ->
         await session.execute(stmt, rows)
 
 
+async def update_sla_states(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Rows: b_id, sla_state (the last SLA alert announced for the task)."""
+    if rows:
+        stmt = update(TASKS).where(TASKS.c.conversation_id == bindparam("b_id")).values(
+            sla_state=bindparam("sla_state"))
+        await session.execute(stmt, rows)
+
+
+async def insert_outcomes(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(OUTCOMES), rows)
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    """A queue's contacts since a moment (e.g. midnight): the wallboard's and reports' figures.
+    Service level = answered within the target / (answered + abandoned), as the engine counts it."""
+
+    queue_id: int
+    answered: int = 0
+    answered_within: int = 0
+    abandoned: int = 0
+    cancelled: int = 0
+    wait_sum: float = 0.0
+    handled: int = 0
+    handle_sum: float = 0.0
+    longest_answered_wait: float = 0.0
+
+    @property
+    def service_level(self) -> float | None:
+        done = self.answered + self.abandoned
+        return self.answered_within / done if done else None
+
+    @property
+    def asa_seconds(self) -> float | None:
+        return self.wait_sum / self.answered if self.answered else None
+
+    @property
+    def aht_seconds(self) -> float | None:
+        return self.handle_sum / self.handled if self.handled else None
+
+    @property
+    def abandonment(self) -> float | None:
+        queued = self.answered + self.abandoned
+        return self.abandoned / queued if queued else None
+
+
+async def queue_figures(session: AsyncSession, since: float, until: float | None = None,
+                        queue_ids: Sequence[int] | None = None) -> dict[int, QueueFigures]:
+    """Per queue, the outcomes between ``since`` and ``until`` in one grouped query."""
+    within = func.sum(case((OUTCOMES.c.within_target.is_(True), 1), else_=0))
+    stmt = (select(OUTCOMES.c.queue_id, OUTCOMES.c.kind, func.count(), within, func.sum(OUTCOMES.c.wait_seconds),
+                   func.sum(OUTCOMES.c.handle_seconds), func.max(OUTCOMES.c.wait_seconds))
+            .where(OUTCOMES.c.at >= since).group_by(OUTCOMES.c.queue_id, OUTCOMES.c.kind))
+    if until is not None:
+        stmt = stmt.where(OUTCOMES.c.at < until)
+    if queue_ids is not None:
+        stmt = stmt.where(OUTCOMES.c.queue_id.in_(list(queue_ids)))
+    acc: dict[int, dict[str, Any]] = {}
+    for qid, kind, n, n_within, wait_sum, handle_sum, longest in (await session.execute(stmt)).all():
+        f = acc.setdefault(qid, {"queue_id": qid})
+        if kind == "answered":
+            f.update(answered=n, answered_within=int(n_within or 0), wait_sum=float(wait_sum or 0),
+                     longest_answered_wait=float(longest or 0))
+        elif kind == "abandoned":
+            f["abandoned"] = n
+        elif kind == "handled":
+            f.update(handled=n, handle_sum=float(handle_sum or 0))
+        else:
+            f["cancelled"] = f.get("cancelled", 0) + n
+    return {qid: QueueFigures(**f) for qid, f in acc.items()}
+
+
 async def delete_tasks(session: AsyncSession, ids: Sequence[int]) -> None:
     for chunk in _chunks(list(ids)):
         await session.execute(delete(TASKS).where(TASKS.c.conversation_id.in_(chunk)))
@@ -282,12 +358,13 @@ async def end_offers(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
         await session.execute(stmt, rows)
 
 
-async def lock_offers(session: AsyncSession, ids: Sequence[int]) -> dict[int, str]:
-    """Status of these offers, locking their rows (PostgreSQL) so an accept cannot race a timeout."""
-    out: dict[int, str] = {}
+async def lock_offers(session: AsyncSession, ids: Sequence[int]) -> dict[int, tuple[str, float | None]]:
+    """Status and end time of these offers, locking their rows (PostgreSQL) so an accept cannot race
+    a timeout."""
+    out: dict[int, tuple[str, float | None]] = {}
     for chunk in _chunks(sorted(set(ids))):
-        stmt = select(OFFERS.c.id, OFFERS.c.status).where(OFFERS.c.id.in_(chunk)).with_for_update()
-        out.update({i: s for i, s in (await session.execute(stmt)).all()})
+        stmt = select(OFFERS.c.id, OFFERS.c.status, OFFERS.c.ended_at).where(OFFERS.c.id.in_(chunk)).with_for_update()
+        out.update({i: (s, e) for i, s, e in (await session.execute(stmt)).all()})
     return out
 
 
@@ -363,3 +440,10 @@ async def agent_open_offers(session: AsyncSession, agent_id: int) -> list[Routin
 async def offer_counts(session: AsyncSession) -> dict[int, int]:
     stmt = select(OFFERS.c.agent_id, func.count()).where(OFFERS.c.status == "open").group_by(OFFERS.c.agent_id)
     return {aid: n for aid, n in (await session.execute(stmt)).all()}
+
+
+async def agent_tasks(session: AsyncSession, agent_id: int, status: str | None = None) -> list[RoutingTaskRow]:
+    stmt = select(RoutingTaskRow).where(RoutingTaskRow.agent_id == agent_id)
+    if status is not None:
+        stmt = stmt.where(RoutingTaskRow.status == status)
+    return list((await session.execute(stmt.order_by(RoutingTaskRow.updated_at))).scalars())

@@ -1,13 +1,25 @@
-"""Queries for the web chat channel: a visitor's conversation and history, agent availability, CSAT."""
+"""Queries for the web chat channel: a visitor's conversation and history, agent availability, queue
+positions, CSAT."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.db.models import CsatResponseRow, MessageRow, QueueMemberRow, QueueRow, UserRow
+from threadline.db.models import (
+    ConversationRow,
+    CsatResponseRow,
+    MessageRow,
+    QueueMemberRow,
+    QueueRow,
+    RoutingTaskRow,
+    UserRow,
+)
 
 
 async def visitor_conversation_id(session: AsyncSession, channel_id: int, identity_id: int) -> int | None:
@@ -63,6 +75,59 @@ async def available_agents(session: AsyncSession, queue_ids: Sequence[int] | Non
         stmt = stmt.join(QueueMemberRow, QueueMemberRow.user_id == UserRow.id).where(
             QueueMemberRow.queue_id.in_(set(queue_ids)))
     return int((await session.execute(stmt)).scalar_one())
+
+
+@dataclass(frozen=True, slots=True)
+class QueueWait:
+    """Where a visitor's conversation stands: its state, the latest agent reply and activity line, and
+    its routing task if there is one (position and estimated wait written by the router)."""
+
+    conversation_id: int
+    status: str
+    assignee_id: int | None
+    conversation_queue_id: int | None
+    last_reply_id: int | None
+    last_reply_at: datetime | None
+    last_activity_id: int | None
+    task_status: str | None
+    enqueued_at: float | None
+    position: int | None
+    ewt_seconds: float | None
+    queue_id: int | None
+    queue_settings: dict[str, Any] | None
+
+    @property
+    def answered(self) -> bool:
+        """An agent has replied since it started waiting: after the task was queued and after the last
+        activity line (assigned, given back, moved, reopened), so a customer's follow-up does not count."""
+        if self.last_reply_id is None or self.last_reply_at is None:
+            return False
+        if self.last_activity_id is not None and self.last_activity_id > self.last_reply_id:
+            return False
+        return self.enqueued_at is None or self.last_reply_at.timestamp() >= self.enqueued_at
+
+
+def _latest(column: Any, direction: str) -> Any:
+    return (select(column).where(MessageRow.conversation_id == ConversationRow.id, MessageRow.direction == direction)
+            .order_by(MessageRow.id.desc()).limit(1).correlate(ConversationRow).scalar_subquery())
+
+
+async def queue_waits(session: AsyncSession, conversation_ids: Sequence[int]) -> list[QueueWait]:
+    """One query for many conversations: status and assignee, the latest agent reply and activity line,
+    and the routing task's status, position and estimated wait with its queue's settings (hours)."""
+    if not conversation_ids:
+        return []
+    stmt = (
+        select(ConversationRow.id, ConversationRow.status, ConversationRow.assignee_id, ConversationRow.queue_id,
+               _latest(MessageRow.id, "out"), _latest(MessageRow.created_at, "out"), _latest(MessageRow.id, "activity"),
+               RoutingTaskRow.status, RoutingTaskRow.enqueued_at, RoutingTaskRow.position, RoutingTaskRow.ewt_seconds,
+               RoutingTaskRow.queue_id, QueueRow.settings)
+        .select_from(ConversationRow)
+        .outerjoin(RoutingTaskRow, RoutingTaskRow.conversation_id == ConversationRow.id)
+        .outerjoin(QueueRow, QueueRow.id == RoutingTaskRow.queue_id)
+        .where(ConversationRow.id.in_(set(conversation_ids)))
+    )
+    return [QueueWait(*r) for r in (await session.execute(stmt)).all()]
 
 
 async def csat_for_conversation(session: AsyncSession, conversation_id: int) -> CsatResponseRow | None:

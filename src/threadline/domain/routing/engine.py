@@ -799,7 +799,7 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
         if a.removed and a.n_tasks == 0:
             self._agents.pop(a.id, None)
         self._touch(a)
-        return WrapUpEnded(t.id, a.id, t.queue, at, handle)
+        return WrapUpEnded(t.id, a.id, t.queue, at, handle, t.channel)
 
     # ------------------------------------------------------------------ reading
 

@@ -348,7 +348,8 @@ class WrapUpEnded:
     agent_id: Id
     queue_id: Id
     at: float
-    handle_seconds: float
+    handle_seconds: float  # talk + wrap-up
+    channel: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +369,40 @@ class TaskOverflowed:
 
 
 RoutingEvent = TaskEscalated | TaskOverflowed | WrapUpEnded
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """A task as the engine holds it now (read-only), for callers that persist or display it."""
+
+    id: Id
+    queue_id: Id
+    origin_queue_id: Id
+    channel: str
+    status: str  # waiting, offered, assigned, wrapping
+    agent_id: Id | None
+    enqueued_at: float
+    offer_id: int | None
+    offer_expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueNow:
+    """A queue's live figures for wallboards."""
+
+    queue_id: Id
+    waiting: int
+    offered: int
+    longest_wait_seconds: float
+    agents_available: int
+    waiting_ids: tuple[Id, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentNow:
+    agent_id: Id
+    available: bool
+    load: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)

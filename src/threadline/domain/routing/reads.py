@@ -7,7 +7,19 @@ from __future__ import annotations
 from ..errors import Conflict
 from ._state import WAITING, _Bucket, _Task
 from .estimates import estimated_wait, sla_state
-from .models import Id, Offer, QueuePosition, QueueStats, SlaAlert, SlaState, UnroutableTask
+from .models import (
+    AgentNow,
+    Id,
+    Offer,
+    QueueConfig,
+    QueueNow,
+    QueuePosition,
+    QueueStats,
+    SlaAlert,
+    SlaState,
+    TaskView,
+    UnroutableTask,
+)
 from .validation import explain_no_match
 
 
@@ -31,6 +43,57 @@ class ReadsMixin:
 
     def task_status(self, task_id: Id) -> str:
         return self._task(task_id).status
+
+    def has_task(self, task_id: Id) -> bool:
+        return task_id in self._tasks
+
+    @staticmethod
+    def _view(t: _Task) -> TaskView:
+        o = t.offer
+        return TaskView(t.id, t.queue, t.origin, t.channel, t.status, t.agent.id if t.agent is not None else None,
+                        t.enqueued_at, o.offer_id if o is not None else None, o.expires_at if o is not None else None)
+
+    def task_view(self, task_id: Id) -> TaskView | None:
+        """The task's current state, or None when the engine does not hold it."""
+        t = self._tasks.get(task_id)
+        return self._view(t) if t is not None else None
+
+    def task_views(self) -> list[TaskView]:
+        return [self._view(t) for t in self._tasks.values()]
+
+    def offer_task(self, offer_id: int) -> TaskView | None:
+        """The task of an open offer, or None when the offer is no longer open."""
+        t = self._offers.get(offer_id)
+        return self._view(t) if t is not None else None
+
+    def queue_ids(self) -> list[Id]:
+        return list(self._queues)
+
+    def queue_config(self, queue_id: Id) -> QueueConfig | None:
+        q = self._queues.get(queue_id)
+        return q.cfg if q is not None else None
+
+    def queue_now(self, queue_id: Id, now: float) -> QueueNow:
+        q = self._queues[queue_id]
+        waiting = q.waiting
+        return QueueNow(q.id, len(waiting), q.n_offered,
+                        max((now - t.enqueued_at for t in waiting), default=0.0),
+                        sum(1 for a in q.members if a.available and not a.removed),
+                        tuple(t.id for t in waiting))
+
+    def has_agent(self, agent_id: Id) -> bool:
+        """True when the agent is on the roster (not removed)."""
+        a = self._agents.get(agent_id)
+        return a is not None and not a.removed
+
+    def agents_now(self) -> list[AgentNow]:
+        """Every agent on the roster: presence and busy slots per channel class."""
+        return [AgentNow(a.id, a.available, {c: n for c, n in a.load.items() if n})
+                for a in self._agents.values() if not a.removed]
+
+    def next_timer_at(self) -> float | None:
+        """When the next escalation, wrap-up or cool-down timer fires (the caller's next wake-up)."""
+        return self._timers[0][0] if self._timers else None
 
     def aht(self, queue_id: Id, channel: str) -> float:
         """Recent mean handle time of the queue and channel (or the configured fallback)."""

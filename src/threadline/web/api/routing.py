@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from threadline.actions import routing as routing_actions
 from threadline.db.repos import routing as repo
 from threadline.db.repos import users as users_repo
-from threadline.domain.errors import NotFound
+from threadline.domain.errors import NotFound, ValidationFailed
+from threadline.domain.routing_events import WrapUp
 from threadline.domain.routing_settings import EngineSettings, QueueRouting
 from threadline.web.deps import AdminActor, CurrentActor, ServicesDep, SupervisorActor
 
@@ -53,8 +54,27 @@ class QueueSummary(BaseModel):
     unroutable: int
     longest_wait_seconds: float
     sla_answer_seconds: int
+    sla_target_percent: float
     agents_available: int
     agents_total: int
+
+
+class QueueFiguresOut(BaseModel):
+    """A queue's contacts since ``since``: service level = answered within the answer target /
+    (answered + abandoned); ASA = mean wait of answered; AHT = mean handle time (talk + wrap-up)."""
+
+    queue_id: int
+    since: float
+    answered: int
+    answered_within_target: int
+    abandoned: int
+    cancelled: int
+    handled: int
+    service_level_percent: float | None
+    asa_seconds: float | None
+    aht_seconds: float | None
+    abandonment_percent: float | None
+    longest_answered_wait_seconds: float
 
 
 class AgentSummary(BaseModel):
@@ -112,9 +132,44 @@ async def queues(actor: SupervisorActor, services: ServicesDep) -> list[QueueSum
             id=r.id, name=r.name, waiting=c.get("waiting", 0), offered=c.get("offered", 0),
             assigned=c.get("assigned", 0), wrapping=c.get("wrapping", 0), unroutable=c.get("unroutable", 0),
             longest_wait_seconds=round(now - oldest, 1) if oldest is not None else 0.0,
-            sla_answer_seconds=settings.sla.answer_seconds,
+            sla_answer_seconds=settings.sla.answer_seconds, sla_target_percent=settings.sla.service_level_percent,
             agents_available=sum(1 for a in members if a.presence == "available"), agents_total=len(members)))
     return out
+
+
+def _pct(v: float | None) -> float | None:
+    return round(100 * v, 1) if v is not None else None
+
+
+def _figures_out(f: repo.QueueFigures, since: float) -> QueueFiguresOut:
+    return QueueFiguresOut(
+        queue_id=f.queue_id, since=since, answered=f.answered, answered_within_target=f.answered_within,
+        abandoned=f.abandoned, cancelled=f.cancelled, handled=f.handled, service_level_percent=_pct(f.service_level),
+        asa_seconds=round(f.asa_seconds, 1) if f.asa_seconds is not None else None,
+        aht_seconds=round(f.aht_seconds, 1) if f.aht_seconds is not None else None,
+        abandonment_percent=_pct(f.abandonment), longest_answered_wait_seconds=round(f.longest_answered_wait, 1))
+
+
+@router.get("/figures", response_model=list[QueueFiguresOut],
+            summary="Per queue: answered, service level, ASA, AHT, abandoned (supervisors)")
+async def figures(actor: SupervisorActor, services: ServicesDep,
+                  since: float | None = Query(default=None, description="Unix seconds; default: today, per queue, "
+                                              "from midnight in the queue's business-hours time zone"),
+                  until: float | None = Query(default=None, description="Unix seconds; default: now")
+                  ) -> list[QueueFiguresOut]:
+    now = time.time()
+    if since is not None and until is not None and until <= since:
+        raise ValidationFailed("until must be after since", field="until")
+    async with services.db.transaction(write=False) as session:
+        records = await repo.queues(session)
+        if since is None:
+            found = await routing_actions.today_figures(session, now)
+            starts = {r.id: routing_actions.local_midnight(now, routing_actions.queue_parts(r)[0].hours.timezone)
+                      for r in records}
+        else:
+            found = await repo.queue_figures(session, since, until)
+            starts = {r.id: since for r in records}
+    return [_figures_out(found.get(r.id, repo.QueueFigures(queue_id=r.id)), starts[r.id]) for r in records]
 
 
 @router.get("/agents", response_model=list[AgentSummary], summary="Agents by state, with their load (supervisors)")
@@ -160,6 +215,19 @@ async def task(conversation_id: int, actor: CurrentActor, services: ServicesDep)
 async def pick(conversation_id: int, actor: CurrentActor, services: ServicesDep) -> None:
     async with services.db.transaction() as session:
         await routing_actions.pick_task(session, actor, conversation_id)
+
+
+@router.get("/wrap-ups", response_model=list[WrapUp], summary="My conversations in wrap-up, with when each ends")
+async def my_wrap_ups(actor: CurrentActor, services: ServicesDep) -> list[WrapUp]:
+    async with services.db.transaction(write=False) as session:
+        return await routing_actions.my_wrap_ups(session, actor)
+
+
+@router.post("/tasks/{conversation_id}/end-wrap-up", status_code=204,
+             summary="End a wrap-up early: the agent is ready for the next contact")
+async def end_wrap_up(conversation_id: int, actor: CurrentActor, services: ServicesDep) -> None:
+    async with services.db.transaction() as session:
+        await routing_actions.end_wrap_up(session, actor, conversation_id)
 
 
 @router.get("/offers", response_model=list[OfferOut], summary="My open offers")
