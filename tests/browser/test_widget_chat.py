@@ -1,6 +1,7 @@
 """The web chat widget in real headless Chromium, embedded with its snippet in a page of another site
 (another origin), against a real Threadline server: a visitor writes, the agent side receives it, the
-agent's typing and reply show up, a reload keeps the history, a network drop loses and doubles nothing,
+visitor sees their place in the queue while nobody has taken it, the agent's typing and reply show up
+(and the queue notice goes), a reload keeps the history, a network drop loses and doubles nothing,
 CSAT is recorded; HTML stays text; a foreign site is refused; attachments and floods are limited.
 Screenshots of the widget go to docs/screenshots/widget-*.png."""
 
@@ -102,6 +103,8 @@ async def test_a_visitor_and_an_agent_talk_live_through_drops_and_reloads(sqlite
         await page.fill(f"{W} input[name=email]", "vera@example.com")
         await page.select_option(f"{W} select[name=topic]", "Orders & delivery")
         await page.click(f"{W} .tl-prechat button[type=submit]")
+        async with server.services.db.transaction() as s:  # nobody can take it now: the chat waits in the queue
+            await user_actions.set_presence(s, ids["alice"], "offline")
         hostile = "<b>bold?</b> <script>window.pwned=1</script> my order is late"
         stream = await websockets.connect(f"{server.ws_url}/api/v1/stream?token={token}")
         assert json.loads(await stream.recv())["name"] == "stream.ready"
@@ -118,7 +121,13 @@ async def test_a_visitor_and_an_agent_talk_live_through_drops_and_reloads(sqlite
         assert await page.locator(f"{W} .tl-me .tl-msg b").count() == 0
         assert await page.evaluate("window.pwned") is None
 
-        # the agent types, then replies: the visitor sees both
+        # while it waits, the visitor sees their place in the queue (no estimate: nobody is available)
+        wait = page.locator(f"{W} .tl-wait")
+        await wait.filter(has_text="You're next in the queue").wait_for(state="visible")
+        assert await page.locator(f"{W} [aria-live=polite] > .tl-wait").count() == 1  # announced politely
+        assert "min" not in await wait.text_content()
+
+        # the agent types, then replies: the visitor sees both, and the queue notice goes
         await alice.post(f"/api/v1/conversations/{conv_id}/typing", json={"typing": True})
         await page.wait_for_selector(f"{W} .tl-typing.tl-on")
         assert "Alice" in await page.locator(f"{W} .tl-typing").text_content()
@@ -126,6 +135,9 @@ async def test_a_visitor_and_an_agent_talk_live_through_drops_and_reloads(sqlite
                                   json={"text": "Sorry about that, Vera! Let me check your order."})).json()
         await page.wait_for_selector(f"{W} .tl-them .tl-msg >> text=Let me check your order")
         assert not await page.locator(f"{W} .tl-typing.tl-on").count()
+        await wait.wait_for(state="hidden")
+        async with server.services.db.transaction() as s:  # back at the desk (the widget shows "online" again)
+            await user_actions.set_presence(s, ids["alice"], "available")
         await alice.post(f"/api/v1/conversations/{conv_id}/read", json={})
         await page.wait_for_selector(f"{W} .tl-me .tl-meta >> text=Seen")
         await page.screenshot(path=str(SCREENSHOTS / "widget-conversation.png"))
@@ -154,6 +166,7 @@ async def test_a_visitor_and_an_agent_talk_live_through_drops_and_reloads(sqlite
         assert await page.locator(f"{W} .tl-msg >> text=it ships today").count() == 1
         assert await page.locator(f"{W} .tl-msg >> text=Written while offline").count() == 1
         assert (await visitor_messages(alice, conv_id)).count("Written while offline") == 1
+        assert not await wait.is_visible()  # answered: the visitor's follow-up does not put them back in line
 
         # the agent resolves: the widget asks for a rating, which is recorded
         await alice.patch(f"/api/v1/conversations/{conv_id}", json={"status": "resolved"})

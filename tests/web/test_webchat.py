@@ -1,11 +1,13 @@
 """Web chat over real HTTP and websockets (SQLite and PostgreSQL): origins, visitor sessions and signed
 identities, messages through the durable inbox, live replies with resume by seq, typing, receipts,
-attachments with limits, the offline form, CSAT, rate limits, and the adapter's own rules."""
+the visitor's place in the routing queue, attachments with limits, the offline form, CSAT, rate limits,
+and the adapter's own rules."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -15,6 +17,7 @@ from tests.conftest import PASSWORD, seed_basics
 from threadline.actions import channels as channel_actions
 from threadline.actions import users as user_actions
 from threadline.actions.channels import load_config
+from threadline.bus.base import Envelope
 from threadline.channels.base import InvalidSignature
 from threadline.channels.webchat import WebChatChannel, identity_hash
 
@@ -80,6 +83,15 @@ async def frame(ws, kind: str, timeout: float = 5.0) -> dict:  # type: ignore[no
         while True:
             f = json.loads(await ws.recv())
             if f["type"] == kind:
+                return f
+
+
+async def queue_frame(ws, pred=lambda f: True, timeout: float = 10.0) -> dict:  # type: ignore[no-untyped-def]
+    """The next ``queue`` frame (place in the routing queue) that matches ``pred``."""
+    async with asyncio.timeout(timeout):
+        while True:
+            f = json.loads(await ws.recv())
+            if f["type"] == "queue" and pred(f):
                 return f
 
 
@@ -225,6 +237,103 @@ async def test_live_replies_typing_resume_receipts_and_csat(server) -> None:
     finally:
         await v.aclose()
         await alice.aclose()
+
+
+async def test_a_waiting_visitor_sees_their_place_in_the_queue_until_an_agent_takes_it(server) -> None:
+    """The routing worker runs in the server; nobody is available, so the visitors' conversations wait."""
+    ids = await seed_basics(server.services)
+    async with server.services.db.transaction() as s:
+        night = await user_actions.create_queue(s, "night", {"hours": {"timezone": "UTC", "weekly": {}}})  # never open
+    key = await make_channel(server, ids, topics=[{"label": "Night", "queue_id": night.id}])
+    async with server.services.db.transaction() as s:
+        await user_actions.set_presence(s, ids["alice"], "offline")
+    hub = server.app.state.visitor_hub
+    first, second, late = Visitor(server, key), Visitor(server, key), Visitor(server, key)
+    sup, alice = await agent(server, "sup@example.com"), await agent(server)
+    state = Envelope(0, "routing.state", {}, {}, datetime.now(UTC))
+    try:
+        for v in (first, second, late):
+            await v.start()
+        a = (await first.say("hello", "a1")).json()["conversation_id"]
+        b = (await second.say("hello too", "b1")).json()["conversation_id"]
+        async with first.ws() as ws1, second.ws() as ws2:
+            assert await queue_frame(ws1, lambda f: f["waiting"]) == {
+                "type": "queue", "waiting": True, "conversation_id": a, "position": 1, "ewt": None, "closed": False}
+            f2 = await queue_frame(ws2, lambda f: f["waiting"])
+            assert (f2["conversation_id"], f2["position"], f2["ewt"], f2["closed"]) == (b, 2, None, False)
+
+            # a burst of router rounds costs one positions query per refresh interval, not one per event
+            before = hub.queries
+            for _ in range(50):
+                hub._on_event(state)
+            assert hub._refresher is not None
+            await hub._refresher
+            assert 1 <= hub.queries - before <= 2
+
+            # an agent takes the first conversation: its notice goes, and the queue moves for the second
+            r = await sup.patch(f"/api/v1/conversations/{a}", json={"assignee_id": ids["alice"]})
+            assert r.status_code == 200, r.text
+            assert await queue_frame(ws1) == {"type": "queue", "waiting": False}
+            moved = await queue_frame(ws2)
+            assert (moved["conversation_id"], moved["position"]) == (b, 1)
+            # alice is back, but her one chat slot is taken: the second gets an estimated wait
+            r = await sup.put(f"/api/v1/routing/agents/{ids['alice']}", json={"capacity": {"chat": 1}})
+            assert r.status_code == 204, r.text
+            async with server.services.db.transaction() as s:
+                await user_actions.set_presence(s, ids["alice"], "available")
+            estimate = await queue_frame(ws2, lambda f: f.get("ewt") is not None)
+            assert (estimate["conversation_id"], estimate["position"], estimate["closed"]) == (b, 1, False)
+            assert estimate["ewt"] > 0
+
+            # an agent answers the second one: the reply, then the notice goes
+            reply = (await alice.post(f"/api/v1/conversations/{b}/messages", json={"text": "Hi, Alice here"})).json()
+            assert (await frame(ws2, "message"))["message"]["id"] == reply["id"]
+            assert await queue_frame(ws2) == {"type": "queue", "waiting": False}
+            # the visitor's follow-up does not put them back in line: they have been answered
+            await second.say("thanks!", "b2")
+            await frame(ws2, "message")  # their own message: the hub has seen it
+            await hub.refresh()
+
+            # nobody connected here waits now: the router's rounds cost no query
+            assert not any(v.maybe_waiting for v in hub.visitors)
+            scheduled: list[bool] = []
+            hub.schedule = lambda: scheduled.append(True)  # type: ignore[method-assign]
+            hub._on_event(state)
+            del hub.schedule
+            assert scheduled == []
+        for v in (first, second):  # reconnecting: told at once that they no longer wait
+            async with v.ws() as again:
+                assert await queue_frame(again) == {"type": "queue", "waiting": False}
+
+        # a visitor already connected writes in a queue outside its business hours: "closed", not a place
+        async with late.ws() as ws3:
+            await frame(ws3, "ready")
+            c = (await late.say("anyone there?", "c1", profile={"topic": "Night"})).json()["conversation_id"]
+            closed = await queue_frame(ws3, lambda f: f["waiting"])
+            assert (closed["conversation_id"], closed["closed"]) == (c, True)
+            assert (await sup.patch(f"/api/v1/conversations/{c}", json={"status": "resolved"})).status_code == 200
+            assert await queue_frame(ws3) == {"type": "queue", "waiting": False}
+    finally:
+        for v in (first, second, late):
+            await v.aclose()
+        await sup.aclose()
+        await alice.aclose()
+
+
+def test_an_agent_reply_counts_as_an_answer_until_the_conversation_waits_anew() -> None:
+    from threadline.db.repos.webchat import QueueWait
+
+    at = datetime(2026, 1, 5, 12, tzinfo=UTC)
+
+    def wait(reply_id: int | None, activity_id: int | None, enqueued_at: float) -> QueueWait:
+        return QueueWait(1, "open", None, 1, reply_id, at if reply_id else None, activity_id, "waiting", enqueued_at,
+                         1, None, 1, {})
+
+    queued = at.timestamp() - 60
+    assert not wait(None, None, queued).answered  # nobody has written yet
+    assert wait(5, 3, queued).answered  # an agent replied after it started waiting (a follow-up changes nothing)
+    assert not wait(5, 7, queued).answered  # then given back, moved or reopened (an activity line): waiting anew
+    assert not wait(5, None, at.timestamp() + 60).answered  # queued again after the reply (pending → open)
 
 
 async def test_visitor_typing_reaches_the_agents_stream(server) -> None:

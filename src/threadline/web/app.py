@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = Services.build(settings)
         app.state.services = services
         app.state.hub = live.Hub(services.bus)
-        app.state.visitor_hub = VisitorHub(services.bus)
+        app.state.visitor_hub = VisitorHub(services.bus, services.db)
         await services.start()
         # Everything loaded so far (modules, mappers, compiled statements) lives as long as the process:
         # moving it out of the collector's generations keeps full collections short.

@@ -32,7 +32,9 @@
       csatThanks: "Thank you for your feedback!", newChat: "Start a new conversation",
       reconnecting: "Connection lost. Reconnecting…", tooBig: "This file is too large (the limit is {max}).",
       badType: "This type of file can't be sent here.", seen: "Seen", delivered: "Delivered",
-      rate: ["Very bad", "Bad", "Okay", "Good", "Excellent"], powered: "Powered by Threadline"
+      rate: ["Very bad", "Bad", "Okay", "Good", "Excellent"], powered: "Powered by Threadline",
+      queue: "You are number {n} in the queue", next: "You're next in the queue", wait: "about {m} min",
+      closed: "We're closed right now; we'll answer when we open"
     },
     es: {
       open: "Abrir chat", close: "Cerrar chat", online: "Solemos responder en pocos minutos",
@@ -49,7 +51,9 @@
       csatThanks: "¡Gracias por tu opinión!", newChat: "Empezar una nueva conversación",
       reconnecting: "Conexión perdida. Reconectando…", tooBig: "El archivo es demasiado grande (límite: {max}).",
       badType: "Este tipo de archivo no se puede enviar aquí.", seen: "Visto", delivered: "Entregado",
-      rate: ["Muy mal", "Mal", "Regular", "Bien", "Excelente"], powered: "Con la tecnología de Threadline"
+      rate: ["Muy mal", "Mal", "Regular", "Bien", "Excelente"], powered: "Con la tecnología de Threadline",
+      queue: "Eres el número {n} en la cola", next: "Eres el siguiente en la cola", wait: "unos {m} min",
+      closed: "Ahora estamos cerrados; te responderemos cuando abramos"
     },
     it: {
       open: "Apri la chat", close: "Chiudi la chat", online: "Di solito rispondiamo in pochi minuti",
@@ -66,7 +70,9 @@
       csatThanks: "Grazie per il tuo parere!", newChat: "Inizia una nuova conversazione",
       reconnecting: "Connessione persa. Riconnessione…", tooBig: "Il file è troppo grande (limite: {max}).",
       badType: "Questo tipo di file non può essere inviato qui.", seen: "Visto", delivered: "Consegnato",
-      rate: ["Pessima", "Scarsa", "Discreta", "Buona", "Ottima"], powered: "Realizzato con Threadline"
+      rate: ["Pessima", "Scarsa", "Discreta", "Buona", "Ottima"], powered: "Realizzato con Threadline",
+      queue: "Sei il numero {n} in coda", next: "Sei il prossimo in coda", wait: "circa {m} min",
+      closed: "Al momento siamo chiusi; ti risponderemo all'apertura"
     }
   };
   var T = STRINGS.en;
@@ -189,6 +195,7 @@
     "@keyframes tlb{0%,60%,100%{transform:translateY(0);opacity:.5}30%{transform:translateY(-4px);opacity:1}}",
     ".tl-notice{display:none;padding:8px 14px;font-size:12.5px;background:#fff7ed;color:#9a3412;border-top:1px solid #fed7aa;flex:none}",
     ".tl-notice.tl-on{display:block}",
+    ".tl-wait{background:#eef2ff;color:#3730a3;border-color:#e0e7ff}.tl-live{flex:none}",
     ".tl-foot{flex:none;border-top:1px solid #ececf4;background:#fff}",
     ".tl-composer{display:flex;align-items:flex-end;gap:6px;padding:10px 10px 10px 8px}",
     ".tl-composer textarea{flex:1;resize:none;border:1px solid #e1e2ec;border-radius:20px;padding:9px 14px;font:inherit;color:inherit;max-height:120px;min-height:40px;outline:none;background:#fafafd;line-height:1.4}",
@@ -321,6 +328,12 @@
     ui.typingText = el("span");
     ui.typing.appendChild(ui.typingText);
     panel.appendChild(ui.typing);
+    // place in the queue and estimated wait; the live region stays rendered so changes are announced
+    var live = el("div", "tl-live");
+    live.setAttribute("aria-live", "polite"); live.setAttribute("aria-atomic", "true");
+    ui.wait = el("div", "tl-notice tl-wait");
+    live.appendChild(ui.wait);
+    panel.appendChild(live);
     ui.notice = el("div", "tl-notice");
     ui.notice.setAttribute("role", "status");
     panel.appendChild(ui.notice);
@@ -463,7 +476,7 @@
     noteConversation(m.conversation_id);
     if (m.from === "visitor" && m.status === "read") seen(row);
     if (m.from === "agent") {
-      hideAgentTyping();
+      hideAgentTyping(); onQueue({});
       if (!quiet && !opened) { unread++; badge(); }
       receipt(m);
     }
@@ -804,6 +817,7 @@
       else if (f.type === "status") updateStatus(f.id, f.status);
       else if (f.type === "conversation") onConversation(f);
       else if (f.type === "typing") onAgentTyping(f);
+      else if (f.type === "queue") onQueue(f);
     };
     sock.onclose = function (ev) {
       if (sock !== ws) return;
@@ -840,10 +854,19 @@
     var was = conv.status;
     conv.status = f.status;
     if (was !== f.status && (was === "resolved" || f.status === "resolved")) {
-      if (f.status === "resolved") { system(T.resolved); hideAgentTyping(); }
+      if (f.status === "resolved") { system(T.resolved); hideAgentTyping(); onQueue({}); }
       ui.footKind = null;
       renderFooter();
     }
+  }
+
+  // While the conversation waits for an agent: its place in the queue and the estimated wait (or closed)
+  function onQueue(f) {
+    var t = !f.waiting ? "" : f.closed ? T.closed : !f.position ? ""
+      : (f.position === 1 ? T.next : fmt(T.queue, { n: f.position })) +
+        (f.ewt != null ? " · " + fmt(T.wait, { m: Math.max(1, Math.round(f.ewt / 60)) }) : "");
+    if (ui.wait.textContent !== t) ui.wait.textContent = t;
+    ui.wait.classList.toggle("tl-on", !!t);
   }
 
   function onAgentTyping(f) {
