@@ -378,12 +378,29 @@ async def test_supervisors_watch_queues_waiting_tasks_and_agents_live(sqlite_ser
         assert (await c.post(await hook_url(sqlite_server, ids["channel"]), content=body, headers=headers)).status_code == 200
         await page_login(c, "sup@example.com")
         page = await c.get("/admin/live")
-        assert page.status_code == 200 and 'hx-get="/admin/live/board"' in page.text
+        assert page.status_code == 200 and 'data-board-url="/admin/live/board"' in page.text
         board = await c.get("/admin/live/board")
         assert board.status_code == 200
         assert "general" in board.text and "Alice" in board.text and "Bob" in board.text
         conv = (await c.get("/api/v1/conversations")).json()["items"][0]
         assert f"#{conv['id']}" in board.text  # waiting (nobody is available), listed with its wait
+        # today's figures come from the router's outcomes: one answered in 12 s, one after 90 s (target 60 s)
+        import re
+        import time as _time
+
+        from threadline.db.repos import routing as routing_repo
+        now = _time.time()
+        async with sqlite_server.services.db.transaction() as s:
+            await routing_repo.insert_outcomes(s, [
+                {"conversation_id": conv["id"], "queue_id": ids["general"], "channel": "messaging",
+                 "agent_id": ids["alice"], "kind": "answered", "enqueued_at": now - 12 - k, "at": now - k,
+                 "wait_seconds": w, "handle_seconds": None, "within_target": w <= 60}
+                for k, w in ((5, 12.0), (3, 90.0))])
+        board = await c.get("/admin/live/board")
+        row = re.search(rf'<tr data-queue="{ids["general"]}".*?</tr>', board.text, re.S)
+        assert row is not None
+        assert 'class="q-answered">2<' in row.group(0) and ">50%<" in row.group(0) and "chip warn" in row.group(0)
+        assert "51s" in row.group(0)  # ASA: (12 + 90) / 2
     async with httpx.AsyncClient(base_url=sqlite_server.url) as agent:
         await page_login(agent, "alice@example.com")
         assert (await agent.get("/admin/live/board")).status_code == 403

@@ -7,6 +7,7 @@ with the ``csrf_token`` field and redirect back with a message (post/redirect/ge
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from html import escape
 from types import UnionType
@@ -202,21 +203,27 @@ async def _queues_ctx(session: AsyncSession, actor: Actor) -> dict[str, Any]:
 
 
 async def _board(actor: Actor, services: Any) -> dict[str, Any]:
-    """What the supervisors' live view shows: queues, agents by state, the longest waiting tasks."""
+    """What the supervisors' live view shows: queues (with today's service level, ASA, abandoned and
+    AHT from the router's outcomes), agents by state, the longest waiting tasks.
+    ``now_ts`` (Unix seconds) lets the page tick waits between redraws."""
+    now = time.time()
     queues = await routing_api.queues(actor, services)
     agents = await routing_api.agents(actor, services)
     waiting = await routing_api.tasks(actor, services, None, "waiting", 15)
+    figures = {f.queue_id: f for f in await routing_api.figures(actor, services, None, None)}  # today
     by_state: dict[str, int] = {}
     for a in agents:
         by_state[a.presence] = by_state.get(a.presence, 0) + 1
     return {"board_queues": queues, "board_agents": sorted(agents, key=lambda a: (a.presence != "available", a.name)),
             "board_waiting": sorted(waiting, key=lambda t: -t.waited_seconds), "board_states": by_state,
-            "queue_names": {q.id: q.name for q in queues}}
+            "queue_names": {q.id: q.name for q in queues}, "queue_sla": {q.id: q.sla_answer_seconds for q in queues},
+            "board_figures": figures, "now_ts": now}
 
 
 @router.get("/live")
 async def live_page(request: Request, services: ServicesDep) -> Response:
-    """Supervisors' live view of queues and agents (refreshed every two seconds)."""
+    """Supervisors' live view of queues and agents. static/admin_live.js follows the live stream and
+    redraws the board (``/admin/live/board``) when routing or conversations move."""
     try:
         actor, _ = await _guard(request, services)
     except _Denied as denied:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,11 @@ from typing import Any
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.permissions import Actor
+from threadline.db.models import ContactRow, ConversationRow, RoutingTaskRow
 from threadline.domain.errors import DomainError
 from threadline.services import Services
 from threadline.web.deps import SESSION_COOKIE, authenticate
@@ -70,13 +74,42 @@ def filesize(n: int | None) -> str:
     return f"{n:.1f} GB"
 
 
+def duration(seconds: float | None) -> str:
+    """A wait as agents read it: 42s, 3m 07s, 1h 05m."""
+    if seconds is None:
+        return ""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {(s % 3600) // 60:02d}m"
+
+
+def about(seconds: float | None) -> str:
+    """An estimate, rounded as one: under a minute, ~7 min, ~1h 20m."""
+    if seconds is None:
+        return ""
+    m = round(max(0.0, seconds) / 60)
+    if m < 1:
+        return "under a minute"
+    return f"~{m} min" if m < 60 else f"~{m // 60}h {m % 60:02d}m"
+
+
+def countdown(seconds: float | None) -> str:
+    """Time left as a clock: 0:42, 12:05."""
+    s = max(0, int(-(-(seconds or 0) // 1)))  # round up: "0:01" until it is really over
+    return f"{s // 60}:{s % 60:02d}"
+
+
 def icon(name: str, cls: str = "") -> Markup:
     """An inline SVG from the sprite in base.html (names are ours, never user input)."""
     return Markup(f'<svg class="ic {cls}" aria-hidden="true"><use href="#i-{name}"/></svg>')
 
 
 templates.env.filters.update(initials=initials, avatar=avatar_colour, ago=ago, safe_url=safe_url,
-                             filesize=filesize)
+                             filesize=filesize, duration=duration, countdown=countdown,
+                             about=about)
 templates.env.globals.update(icon=icon, offers_js=lambda: OFFERS_JS.exists())
 
 
@@ -98,3 +131,79 @@ def is_htmx(request: Request, target: str | None = None) -> bool:
 
 def render(request: Request, name: str, ctx: dict[str, Any], status_code: int = 200):  # type: ignore[no-untyped-def]
     return templates.TemplateResponse(request, name, ctx, status_code=status_code)
+
+
+# --- the desk's routing reads (kept here so the desk needs nothing new from db/repos) --------------------
+
+PICKABLE = ("waiting", "offered")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    """A routing task an agent may take by hand, with what the Queue view shows about it."""
+
+    conversation_id: int
+    queue_id: int
+    channel: str  # the channel class: chat, messaging, email, voice
+    status: str  # waiting or offered
+    agent_id: int | None  # offered to
+    enqueued_at: float  # Unix seconds, the router's clock
+    priority: int
+    position: int | None
+    ewt_seconds: float | None
+    note: str
+    contact_id: int
+    contact_name: str
+    conversation_priority: str
+    channel_instance_id: int | None
+
+    @property
+    def priority_label(self) -> str:
+        if self.priority >= 20:
+            return "urgent"
+        if self.priority >= 10:
+            return "high"
+        return "low" if self.priority <= -10 else "normal"
+
+
+def _pickable(actor: Actor, queue_id: int | None) -> Any:
+    """Tasks waiting or offered in the queues the actor serves (supervisors and admins: every queue)."""
+    stmt = RoutingTaskRow.status.in_(PICKABLE)
+    if not actor.sees_everything:
+        stmt = stmt & RoutingTaskRow.queue_id.in_(actor.queue_ids)
+    if queue_id is not None:
+        stmt = stmt & (RoutingTaskRow.queue_id == queue_id)
+    return stmt
+
+
+async def queue_items(session: AsyncSession, actor: Actor, queue_id: int | None = None,
+                      limit: int = 200) -> list[QueueItem]:
+    """The Queue view: tasks the actor may pick, in queue order (position, then time waited)."""
+    if not actor.sees_everything and not actor.queue_ids:
+        return []
+    t = RoutingTaskRow
+    stmt = (select(t.conversation_id, t.queue_id, t.channel, t.status, t.agent_id, t.enqueued_at, t.task,
+                   t.position, t.ewt_seconds, t.note, ConversationRow.contact_id, ContactRow.name,
+                   ConversationRow.priority, ConversationRow.last_channel_instance_id)
+            .join(ConversationRow, ConversationRow.id == t.conversation_id)
+            .join(ContactRow, ContactRow.id == ConversationRow.contact_id)
+            .where(_pickable(actor, queue_id))
+            .order_by(t.position.is_(None), t.position, t.enqueued_at, t.conversation_id).limit(limit))
+    out = []
+    for r in (await session.execute(stmt)).all():
+        raw = (r.task or {}).get("priority", 0)
+        out.append(QueueItem(
+            conversation_id=r.conversation_id, queue_id=r.queue_id, channel=r.channel, status=r.status,
+            agent_id=r.agent_id, enqueued_at=r.enqueued_at,
+            priority=raw if isinstance(raw, int) and not isinstance(raw, bool) else 0, position=r.position,
+            ewt_seconds=r.ewt_seconds, note=r.note or "", contact_id=r.contact_id, contact_name=r.name or "",
+            conversation_priority=r.priority, channel_instance_id=r.last_channel_instance_id))
+    return out
+
+
+async def queue_count(session: AsyncSession, actor: Actor) -> int:
+    """How many tasks wait (or are being offered) in the actor's queues: the Queue view's count."""
+    if not actor.sees_everything and not actor.queue_ids:
+        return 0
+    stmt = select(func.count()).select_from(RoutingTaskRow).where(_pickable(actor, None))
+    return int((await session.execute(stmt)).scalar() or 0)

@@ -1,15 +1,18 @@
-"""The agent desk: inbox views with filters and search, the conversation (timeline, composer, actions),
-the customer sidebar, presence. Pages are server-rendered; HTMX swaps partials (the list, the
+"""The agent desk: inbox views with filters and search, the Queue view (routing tasks waiting in the
+agent's queues, taken by hand), the conversation (timeline, composer, actions), the customer sidebar,
+presence and wrap-up. Pages are server-rendered; HTMX swaps partials (the list, the
 conversation pane, new messages) and static/live.js fetches them when the event stream says something
 changed. Writes take the session cookie plus the CSRF token (``X-CSRF-Token``, sent by HTMX on every
 request, or the ``csrf_token`` form field) through ``web.deps.current_actor``."""
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -23,6 +26,7 @@ from threadline.actions import contacts as contact_actions
 from threadline.actions import continuity as continuity_actions
 from threadline.actions import conversations as conv_actions
 from threadline.actions import messages as message_actions
+from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
 from threadline.actions.permissions import Actor
 from threadline.actions.views import conversation_view, conversation_views, message_view
@@ -32,13 +36,14 @@ from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import continuity as continuity_repo
 from threadline.db.repos import conversations as conv_repo
 from threadline.db.repos import desk as desk_repo
+from threadline.db.repos import routing as routing_repo
 from threadline.db.repos import users as users_repo
 from threadline.domain import events as domain_events
 from threadline.domain.conversations import ConversationStatus, Priority
 from threadline.domain.errors import DomainError, NotFound, ValidationFailed
 from threadline.web.api.auth import do_login, set_session_cookie
 from threadline.web.deps import SESSION_COOKIE, ServicesDep, current_actor
-from threadline.web.desk.common import HERE, actor_or_none, is_htmx, render
+from threadline.web.desk.common import HERE, actor_or_none, is_htmx, queue_count, queue_items, render
 
 try:  # CSAT ratings and typing indicators come with the web chat channel
     from threadline.actions import webchat as webchat_actions
@@ -52,6 +57,7 @@ MAX_UPLOAD_BYTES = 10_000_000
 ActorDep = Depends(current_actor)
 
 VIEWS = {"mine": "Mine", "unassigned": "Unassigned", "all": "All"}
+QUEUE_VIEW = "waiting"  # the Queue view: routing tasks waiting in my queues, taken by hand
 STATUS_FILTERS = {"open": "Open", "pending": "Pending", "snoozed": "Snoozed", "resolved": "Resolved", "any": "Any"}
 
 
@@ -122,7 +128,7 @@ class ListParams:
         view = qp.get("view", "mine")
         status = qp.get("status", "open")
         priority = qp.get("priority", "")
-        return cls(view=view if view in (*VIEWS, "queue") else "mine", queue=num("queue"),
+        return cls(view=view if view in (*VIEWS, "queue", QUEUE_VIEW) else "mine", queue=num("queue"),
                    status=status if status in STATUS_FILTERS else "open", channel=num("channel"),
                    label=qp.get("label", "").strip().lower()[:63],
                    priority=priority if priority in {p.value for p in Priority} else "",
@@ -162,6 +168,7 @@ async def _counts(session: AsyncSession, actor: Actor) -> dict[str, Any]:
             session, conv_repo.ConversationFilter(status=open_, unassigned=True, visible_to=vis)),
         "all": await desk_repo.count_conversations(session, conv_repo.ConversationFilter(status=open_, visible_to=vis)),
         "queues": await desk_repo.open_counts_by_queue(session, vis),
+        QUEUE_VIEW: await queue_count(session, actor),
     }
 
 
@@ -185,6 +192,21 @@ async def _list_ctx(session: AsyncSession, actor: Actor, params: ListParams) -> 
     last = await desk_repo.last_messages(session, [r.id for r in rows])
     return {"conversations": await conversation_views(session, rows), "previews": last, "params": params,
             "labels": await desk_repo.all_labels(session)}
+
+
+async def _queue_ctx(session: AsyncSession, actor: Actor, params: ListParams) -> dict[str, Any]:
+    """The Queue view's rows: what waits in the actor's queues (a queue filter only narrows it)."""
+    queue = params.queue if params.queue is not None and (actor.sees_everything or params.queue in actor.queue_ids) \
+        else None
+    return {"items": await queue_items(session, actor, queue), "params": params, "now_ts": time.time()}
+
+
+async def _wrapups_ctx(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+    """The agent's wrap-ups still running (a wrap-up ended by "Ready" waits for the router: not shown)."""
+    now = time.time()
+    running = [w for w in await routing_actions.my_wrap_ups(session, actor) if w.until is None or w.until > now]
+    names = await routing_repo.contact_names(session, [w.conversation_id for w in running]) if running else {}
+    return {"wrapups": running, "wrapup_names": names, "now_ts": now}
 
 
 def _channel_title(kind: str) -> str:
@@ -234,11 +256,13 @@ async def desk(request: Request, services: ServicesDep, conversation_id: int | N
             return Response(status_code=401, headers={"HX-Redirect": "/login"})
         return RedirectResponse("/login", status_code=303)
     params = ListParams.from_request(request)
+    waiting = params.view == QUEUE_VIEW
     async with services.db.transaction(write=False) as session:
         if is_htmx(request, "list"):
-            ctx = {**await _base_ctx(session, actor, csrf, counts=False), **await _list_ctx(session, actor, params),
+            listed = await (_queue_ctx if waiting else _list_ctx)(session, actor, params)
+            ctx = {**await _base_ctx(session, actor, csrf, counts=False), **listed,
                    "current": None, "current_id": conversation_id}
-            return render(request, "partials/list.html", ctx)
+            return render(request, "partials/queue.html" if waiting else "partials/list.html", ctx)
         ctx = await _base_ctx(session, actor, csrf, counts=not is_htmx(request, "pane"))
         ctx.update(current=None, current_id=conversation_id, error=None)
         status = 200
@@ -249,7 +273,8 @@ async def desk(request: Request, services: ServicesDep, conversation_id: int | N
                 ctx["error"], status = "That conversation does not exist, or it is not yours to see.", 404
         if is_htmx(request, "pane"):
             return render(request, "partials/pane.html", ctx, status)
-        ctx.update(await _list_ctx(session, actor, params))
+        ctx.update(await (_queue_ctx if waiting else _list_ctx)(session, actor, params))
+        ctx.update(await _wrapups_ctx(session, actor))
     return render(request, "desk.html", ctx, status)
 
 
@@ -269,6 +294,15 @@ async def counts_partial(request: Request, services: ServicesDep) -> Response:
     async with services.db.transaction(write=False) as session:
         ctx = {**await _base_ctx(session, actor, csrf), "params": params}
     return render(request, "partials/nav.html", ctx)
+
+
+@router.get("/desk/p/wrapups", response_class=HTMLResponse)
+async def wrapups_partial(request: Request, services: ServicesDep) -> Response:
+    """The wrap-up indicator next to the presence control (live.js refetches it on routing.wrap_up)."""
+    actor, csrf = await _page_actor(request, services)
+    async with services.db.transaction(write=False) as session:
+        ctx = {"csrf": csrf or "", **await _wrapups_ctx(session, actor)}
+    return render(request, "partials/wrapups.html", ctx)
 
 
 @router.get("/desk/p/conversations/{conversation_id}/{part}", response_class=HTMLResponse)
@@ -313,8 +347,6 @@ async def message_partial(message_id: int, request: Request, services: ServicesD
 
 def _changed(conversation_id: int | None = None, message: str = "", contact_id: int | None = None) -> Response:
     """204 plus an HX-Trigger telling live.js to refresh what the change touched."""
-    import json
-
     detail: dict[str, Any] = {"conversation_id": conversation_id, "contact_id": contact_id}
     if message:
         detail["toast"] = message
@@ -484,3 +516,39 @@ async def desk_presence(request: Request, services: ServicesDep, actor: Actor = 
         await user_actions.set_presence(session, actor.user_id, status, reason if status == "break" else "")
     return _changed(None)
 
+
+# --- routing: take a waiting conversation by hand, end a wrap-up -----------------------------------------
+
+def _back_to_queue(request: Request) -> str:
+    """The Queue view's filters the agent was on (from htmx's HX-Current-URL), to open the taken
+    conversation next to the same list."""
+    current = urlparse(request.headers.get("hx-current-url", ""))
+    if current.netloc and current.netloc != request.headers.get("host"):
+        return f"view={QUEUE_VIEW}"
+    queue = (parse_qs(current.query).get("queue") or [""])[0]
+    return urlencode({"view": QUEUE_VIEW, **({"queue": queue} if queue.isdigit() else {})})
+
+
+@router.post("/desk/queue/{conversation_id}/take")
+async def desk_take(conversation_id: int, request: Request, services: ServicesDep,
+                    actor: Actor = ActorDep) -> Response:
+    """Take a conversation waiting in a queue I serve (supervisors: any queue), then open it. Refusals
+    (no free slot, already taken, not my queue) are problem documents that live.js shows as a toast."""
+    async with services.db.transaction(write=True) as session:
+        await routing_actions.pick_task(session, actor, conversation_id)
+    path = f"/conversations/{conversation_id}?{_back_to_queue(request)}"
+    return Response(status_code=204, headers={
+        "HX-Trigger": json.dumps({"desk:changed": {"conversation_id": conversation_id,
+                                                   "toast": f"Conversation #{conversation_id} is yours"}}),
+        "HX-Location": json.dumps({"path": path, "target": "#pane"})})
+
+
+@router.post("/desk/wrap-ups/{conversation_id}/ready")
+async def desk_wrapup_ready(conversation_id: int, request: Request, services: ServicesDep,
+                            actor: Actor = ActorDep) -> Response:
+    """The agent is done with after-contact work before the timer: the router frees the slot."""
+    async with services.db.transaction(write=True) as session:
+        await routing_actions.end_wrap_up(session, actor, conversation_id)
+    return Response(status_code=204, headers={"HX-Trigger": json.dumps({
+        "desk:changed": {"conversation_id": None, "toast": "Ready for the next conversation"},
+        "desk:wrapup-ended": {"conversation_id": conversation_id}})})

@@ -1,6 +1,7 @@
 // Threadline desk: live updates from /api/v1/stream, keyboard shortcuts, the composer (canned responses,
-// attachments, reply/note), toasts. The server renders every piece of HTML; this file only decides
-// which partial to fetch and where it goes. Nothing here reloads the page.
+// attachments, reply/note), toasts, the Queue view's clocks and the wrap-up countdown. The server
+// renders every piece of HTML; this file only decides which partial to fetch and where it goes.
+// Nothing here reloads the page.
 (function () {
   "use strict";
   var app = document.getElementById("app");
@@ -21,7 +22,36 @@
       return r.text();
     });
   }
-  function swapInto(el, html) { el.innerHTML = html; if (window.htmx) htmx.process(el); localTimes(el); }
+  function swapInto(el, html) { el.innerHTML = html; if (window.htmx) htmx.process(el); localTimes(el); primeClocks(); }
+  function isQueueView() { return !!$("#list.queue-list"); }
+
+  // ---- clocks: the Queue view's waits and the wrap-up countdown tick here, from the server's Unix times ----
+  // Each partial carries the server's "now" (data-now); the difference to this machine's clock is kept
+  // on it when it arrives, so a wrong local clock does not skew the waits.
+  function primeClocks() {
+    $all("[data-now]").forEach(function (c) {
+      if (c.dataset.skew === undefined) c.dataset.skew = String(Date.now() / 1000 - Number(c.dataset.now));
+    });
+  }
+  function serverNow(sel) { var c = $(sel); return Date.now() / 1000 - (c && c.dataset.skew ? Number(c.dataset.skew) : 0); }
+  function duration(s) {
+    s = Math.max(0, Math.floor(s));
+    if (s < 60) return s + "s";
+    if (s < 3600) return Math.floor(s / 60) + "m " + String(s % 60).padStart(2, "0") + "s";
+    return Math.floor(s / 3600) + "h " + String(Math.floor(s % 3600 / 60)).padStart(2, "0") + "m";
+  }
+  function countdown(s) { s = Math.max(0, Math.ceil(s)); return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0"); }
+  function tickClocks() {
+    var qnow = serverNow("#list .q-clock");
+    $all("#list time[data-since]").forEach(function (el) { el.textContent = duration(qnow - Number(el.dataset.since)); });
+    var wnow = serverNow("#wrapups .wrapups-clock");
+    $all("#wrapups .wrapup").forEach(function (el) {
+      if (!el.dataset.until) return;  // a wrap-up without an end: only Ready ends it
+      var left = Number(el.dataset.until) - wnow;
+      if (left <= 0) { el.remove(); return; }
+      var c = $(".wrapup-count", el); if (c) c.textContent = countdown(left);
+    });
+  }
 
   function toast(text, isError) {
     var box = $("#toasts"); if (!box) return;
@@ -57,9 +87,26 @@
     var scroll = list.scrollTop;
     fetch(listUrl(), { credentials: "same-origin", headers: { "HX-Request": "true", "HX-Target": "list" } })
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
-      .then(function (html) { swapInto(list, html); list.scrollTop = scroll; markActive(); })
+      .then(function (html) {
+        // keep the keyboard where it was (e.g. on a Take button) when the rows are redrawn
+        var focused = list.contains(document.activeElement) && document.activeElement.id;
+        swapInto(list, html); list.scrollTop = scroll; markActive();
+        var again = focused && document.getElementById(focused); if (again) again.focus();
+      })
       .catch(function () {});
   }, 120);
+  // The Queue view follows the events that move tasks in the agent's queues (agents get no routing.state);
+  // several in a burst make one refresh. The router enqueues a new conversation in its next round, so a
+  // created conversation is looked at again a moment later.
+  var refreshQueue = debounce(function () { if (isQueueView()) refreshList(); refreshCounts(); }, 400);
+  var QUEUE_EVENTS = /^(conversation\.(created|updated)|routing\.(task_picked|offer_ended|task_unroutable|sla_alert))$/;
+  var refreshWrapups = debounce(function () {
+    var box = $("#wrapups"); if (!box) return;
+    getHTML("/desk/p/wrapups").then(function (html) { swapInto(box, html); tickClocks(); }).catch(function () {});
+  }, 150);
+  function endWrapup(conversationId) {
+    $all("#wrapups .wrapup").forEach(function (el) { if (Number(el.dataset.conversation) === conversationId) el.remove(); });
+  }
   var refreshCounts = debounce(function () { if (window.htmx) htmx.trigger(document.body, "desk:counts"); }, 150);
 
   var appendChain = Promise.resolve();
@@ -141,9 +188,19 @@
   function onEvent(msg) {
     var name = msg.name, d = msg.data || {}, cid = convIdOf(msg), open = openId();
     if (/^(conversation\.(created|updated)|message\.created)$/.test(name)) {
-      refreshList(); refreshCounts();
+      if (!isQueueView()) refreshList();  // the Queue view redraws with the routing events below
+      refreshCounts();
       if (name !== "conversation.updated" && cid) setTimeout(function () { flashRow(cid); }, 300);
     }
+    if (QUEUE_EVENTS.test(name)) {
+      refreshQueue();
+      if (name === "conversation.created") setTimeout(refreshQueue, 2500);
+    }
+    if (name === "routing.wrap_up" && d.agent_id === me) {
+      if (d.state === "ended") endWrapup(d.conversation_id);
+      refreshWrapups();
+    }
+    if (name === "routing.wrap_up_end_requested" && d.agent_id === me) endWrapup(d.conversation_id);
     if (open && cid === open) {
       if (name === "message.created") appendMessages();
       else if (name === "message.status_changed") refreshMessage(d.message_id);
@@ -182,7 +239,7 @@
       if (msg.name === "stream.ready") {
         var resumed = lastSeq !== null;
         lastSeq = msg.seq; retry = 500; document.body.dataset.live = "on";
-        if (resumed) { refreshList(); refreshCounts(); reloadTimeline(); refreshHeader(); refreshSidebar(); }
+        if (resumed) { refreshList(); refreshCounts(); reloadTimeline(); refreshHeader(); refreshSidebar(); refreshWrapups(); }
         return;
       }
       if (typeof msg.seq === "number") lastSeq = msg.seq;
@@ -218,6 +275,10 @@
     }
     $all("details.menu[open]").forEach(function (m) { m.open = false; });
     refreshList(); refreshCounts();
+  });
+  document.body.addEventListener("desk:wrapup-ended", function (e) {
+    // after htmx has dispatched every event of the response on the Ready button, which this removes
+    var id = (e.detail || {}).conversation_id; setTimeout(function () { endWrapup(id); }, 0);
   });
   document.body.addEventListener("htmx:afterRequest", function (e) {
     var form = e.detail.elt;
@@ -342,7 +403,8 @@
     var rows = $all("#list .row"); if (!rows.length) return;
     var idx = rows.findIndex(function (r) { return Number(r.dataset.id) === openId(); });
     var next = rows[Math.max(0, Math.min(rows.length - 1, idx < 0 ? 0 : idx + delta))];
-    if (next) { next.click(); next.scrollIntoView({ block: "nearest" }); }
+    var link = next && (next.matches("a") ? next : $("a.qrow-link", next));  // Queue rows hold a link and a button
+    if (link) { link.click(); next.scrollIntoView({ block: "nearest" }); }
   }
   function csrfToken() { return (JSON.parse(document.body.getAttribute("hx-headers") || "{}"))["X-CSRF-Token"]; }
   function post(btn) {
@@ -373,11 +435,24 @@
     } else if (key === "e") { btn = $("#act-resolve"); if (btn) post(btn); }
     else if (key === "a") { btn = $("#act-assign-me"); if (btn) post(btn); else toast("Already assigned to you"); }
     else if (key === "/") { var s = $("#search"); if (s) s.focus(); }
+    else if (key === "q") {
+      if (isQueueView()) { btn = $("#list .take"); if (btn) btn.focus(); }
+      else { var q = $("[data-count-for=waiting]"); if (q) q.click(); }
+    } else if (key === "t") {
+      if (!isQueueView()) return;
+      var row = $("#list .row.active") || $("#list .row");  // the open one if it waits here, else the next
+      btn = row && $(".take", row);
+      if (btn) post(btn); else toast("Nobody is waiting in your queues");
+    }
     else if (key === "?") help();
     else return;
     e.preventDefault();
   });
 
   localTimes(document);
+  primeClocks();
+  setInterval(tickClocks, 1000);
+  // a slow poll as a fallback: positions and wait estimates move without an event an agent receives
+  setInterval(function () { if (isQueueView() && !document.hidden) { refreshList(); refreshCounts(); } }, 10000);
   scrollDown(true);
 })();
