@@ -399,7 +399,7 @@ async def test_supervisors_watch_queues_waiting_tasks_and_agents_live(sqlite_ser
         board = await c.get("/admin/live/board")
         row = re.search(rf'<tr data-queue="{ids["general"]}".*?</tr>', board.text, re.S)
         assert row is not None
-        assert 'class="q-answered">2<' in row.group(0) and ">50%<" in row.group(0) and "chip warn" in row.group(0)
+        assert re.search(r'class="q-answered[^"]*">2<', row.group(0)) and ">50%<" in row.group(0) and "chip warn" in row.group(0)
         assert "51s" in row.group(0)  # ASA: (12 + 90) / 2
     async with httpx.AsyncClient(base_url=sqlite_server.url) as agent:
         await page_login(agent, "alice@example.com")
