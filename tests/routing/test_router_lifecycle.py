@@ -232,3 +232,119 @@ async def test_position_changes_alone_publish_a_routing_state(services) -> None:
     await router.round()
     assert (await tasks(services))[convs[1]].position == 1
     assert len(await events(services, "routing.state")) == before + 1
+
+
+async def test_taking_the_conversation_offered_to_me_uses_the_offers_slot_and_closes_the_popup(services) -> None:
+    ids = await seed_basics(services)
+    admin = Actor(user_id=ids["admin"], role=Role.ADMIN)
+    async with services.db.transaction() as s:
+        await routing_actions.set_agent_profile(s, admin, ids["alice"], capacity={"messaging": 1})
+    await available(services, ids["alice"])
+    conv = await arrive(services, ids["channel"])
+    router = await leading_router(services, Clock())
+    await full_round(router)
+    [offer] = await offers(services)
+    async with services.db.transaction() as s:  # her only slot is held by this very offer
+        await routing_actions.pick_task(s, agent(ids["alice"], [ids["general"]]), conv)
+    [ended] = await events(services, "routing.offer_ended")
+    assert (ended["payload"]["offer_id"], ended["payload"]["outcome"]) == (offer.id, "accepted")
+    assert ended["audience"]["users"] == [ids["alice"]]
+
+
+async def test_ready_survives_the_router_rewriting_the_task_and_a_missed_event(services) -> None:
+    ids = await seed_basics(services)
+    admin = Actor(user_id=ids["admin"], role=Role.ADMIN)
+    alice = agent(ids["alice"], [ids["general"]])
+    async with services.db.transaction() as s:
+        await routing_actions.set_queue_routing(s, admin, ids["general"], {"wrap_up_seconds": 600})
+    await available(services, ids["alice"])
+    conv = await arrive(services, ids["channel"])
+    clock = Clock()
+    router = await leading_router(services, clock)
+    await full_round(router)
+    [offer] = await offers(services)
+    async with services.db.transaction() as s:
+        await routing_actions.accept_offer(s, alice, offer.id)
+        await conv_actions.update_conversation(s, None, conv, status="resolved")
+    clock.now += 1
+    await full_round(router)
+    async with services.db.transaction() as s:
+        await routing_actions.end_wrap_up(s, alice, conv)
+        with_reason = None
+        try:
+            await routing_actions.end_wrap_up(s, alice, conv)
+        except Conflict as exc:
+            with_reason = exc.message
+        assert with_reason is not None and "already ending" in with_reason
+    async with services.db.transaction(write=False) as s:
+        assert await routing_actions.my_wrap_ups(s, alice) == []  # the desk hides it at once
+    # the event is missed; the resolved conversation changes and the router rewrites its row
+    async with services.db.transaction() as s:
+        await conv_actions.update_conversation(s, None, conv, priority="high")
+    router._dirty.add(conv)
+    clock.now += 1
+    await router.round()
+    assert (await tasks(services))[conv].wrap_ended_at is not None  # the router never writes that column
+    clock.now += 1
+    await full_round(router)  # the reconciliation finds the request
+    assert conv not in await tasks(services)
+    assert router.engine is not None and router.engine.agent_load(ids["alice"])["messaging"] == 0
+
+
+async def test_a_conversation_given_back_is_answered_again_with_its_own_wait_and_a_move_is_a_transfer(services) -> None:
+    ids = await seed_basics(services)
+    async with services.db.transaction() as s:
+        await routing_actions.set_queue_routing(s, Actor(user_id=ids["admin"], role=Role.ADMIN), ids["general"],
+                                                {}, settings={"sla": {"answer_seconds": 30}})
+    await available(services, ids["alice"])
+    alice = agent(ids["alice"], [ids["general"]])
+    conv = await arrive(services, ids["channel"])
+    moved = await arrive(services, ids["channel"])
+    clock = Clock()
+    router = await leading_router(services, clock)
+    async with services.db.transaction() as s:  # the second waits in billing (bob is away)
+        await conv_actions.update_conversation(s, None, moved, queue_id=ids["billing"])
+    await full_round(router)
+    offer = next(o for o in await offers(services) if o.conversation_id == conv)
+    async with services.db.transaction() as s:
+        await routing_actions.accept_offer(s, alice, offer.id, now=clock.now + 2)
+    clock.now += 2
+    await full_round(router)
+    clock.now += 1800  # half an hour of conversation, then alice gives it back
+    async with services.db.transaction() as s:
+        await conv_actions.update_conversation(s, alice, conv, assignee_id=None)
+    router._dirty.add(conv)
+    await router.round()
+    again = next(o for o in await offers(services) if o.conversation_id == conv and o.status == "open")
+    async with services.db.transaction() as s:
+        await routing_actions.accept_offer(s, alice, again.id, now=clock.now + 5)
+    clock.now += 5
+    async with services.db.transaction() as s:  # the billing one is moved back to general
+        await conv_actions.update_conversation(s, None, moved, queue_id=ids["general"])
+    router._dirty.update({conv, moved})
+    await router.round()
+    facts = [(o.conversation_id, o.queue_id, o.kind, round(o.wait_seconds or 0), o.within_target)
+             for o in await outcomes(services)]
+    assert (conv, ids["general"], "handled", 0, None) in facts
+    answers = [f for f in facts if f[0] == conv and f[2] == "answered"]
+    assert len(answers) == 2 and answers[0][3] <= 3  # the first wait: the offer was accepted at once
+    assert answers[1][3:] == (5, True)  # the second counts from the give-back, not 1,800 s more
+    assert (moved, ids["billing"], "transferred") in [f[:3] for f in facts]
+    assert "cancelled" not in [f[2] for f in facts]
+
+
+async def test_a_supervisor_taking_a_conversation_counts_as_answered(services) -> None:
+    ids = await seed_basics(services)
+    conv = await arrive(services, ids["channel"])  # nobody available
+    clock = Clock()
+    router = await leading_router(services, clock)
+    await full_round(router)
+    async with services.db.transaction() as s:
+        await routing_actions.pick_task(s, Actor(user_id=ids["sup"], role=Role.SUPERVISOR), conv)
+    router._dirty.add(conv)
+    clock.now += 3
+    await router.round()
+    assert conv not in await tasks(services)  # the supervisor is not on the roster: it leaves routing
+    [fact] = await outcomes(services)
+    assert (fact.kind, fact.agent_id, fact.conversation_id) == ("answered", ids["sup"], conv)
+    assert fact.wait_seconds is not None and fact.wait_seconds >= 3

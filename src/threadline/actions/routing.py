@@ -226,6 +226,7 @@ async def pick_task(session: AsyncSession, actor: Actor, conversation_id: int, n
     """An agent takes a waiting task from a queue they serve (a supervisor: any), if they have a free
     slot on its channel class. An open offer of it to someone else is withdrawn."""
     now = time.time() if now is None else now
+    offer = await repo.open_offer_for(session, conversation_id)  # offer, then task: the order everyone locks in
     task = await repo.get_task(session, conversation_id, for_update=True)
     if task is None or task.status not in ("waiting", "offered"):
         if task is None or not actor.sees_everything and task.queue_id not in actor.queue_ids:
@@ -237,9 +238,10 @@ async def pick_task(session: AsyncSession, actor: Actor, conversation_id: int, n
     rec = await repo.roster(session, [actor.user_id])
     capacity = to_agent(rec[0]).capacity if rec else dict(DEFAULT_CAPACITY)
     used = (await repo.loads(session, actor.user_id)).get(actor.user_id, {}).get(task.channel, 0)
+    if task.status == "offered" and task.agent_id == actor.user_id:
+        used -= 1  # the offer to me already holds the slot it would take
     if not actor.sees_everything and used >= capacity.get(task.channel, 0):  # type: ignore[call-overload]
         raise Conflict(f"you have no free {task.channel} slot ({used} of {capacity.get(task.channel, 0)} in use)")  # type: ignore[call-overload]
-    offer = await repo.open_offer_for(session, conversation_id)
     if offer is not None and offer.agent_id != actor.user_id:
         offer.status, offer.ended_at = "rescinded", now
         emit(session, OfferEnded(offer_id=offer.id, conversation_id=conversation_id, agent_id=offer.agent_id,
@@ -255,7 +257,8 @@ async def pick_task(session: AsyncSession, actor: Actor, conversation_id: int, n
 
 async def end_wrap_up(session: AsyncSession, actor: Actor, conversation_id: int, now: float | None = None) -> None:
     """The agent is ready before the wrap-up timer ends (a supervisor may end anyone's): the slot is
-    freed. The task row's end is moved to now, so a router rebuilt from the database agrees."""
+    freed. The request is stored on the task row in a column only this action writes, so a router that
+    misses the event (a restart, a change of leader) still finds it."""
     now = time.time() if now is None else now
     task = await repo.get_task(session, conversation_id, for_update=True)
     if task is None or task.status != "wrapping" or task.agent_id is None:
@@ -264,11 +267,9 @@ async def end_wrap_up(session: AsyncSession, actor: Actor, conversation_id: int,
         raise Conflict(f"conversation {conversation_id} is not in wrap-up: it is {task.status}")
     if task.agent_id != actor.user_id and not actor.sees_everything:
         raise NotFound(f"conversation {conversation_id} is not in wrap-up")
-    data = dict(task.task)
-    data["wrap_until"] = min(float(data.get("wrap_until") or now), now)
-    await repo.update_tasks(session, [{"b_id": conversation_id, "queue_id": task.queue_id, "channel": task.channel,
-                                       "status": "wrapping", "agent_id": task.agent_id, "task": data,
-                                       "updated_at": now}])
+    if task.wrap_ended_at is not None:
+        raise Conflict(f"the wrap-up of conversation {conversation_id} is already ending")
+    await repo.request_wrap_end(session, conversation_id, now)
     emit(session, WrapUpEndRequested(conversation_id=conversation_id, agent_id=task.agent_id, at=now),
          Audience(users=[task.agent_id], supervisors=False))
 
@@ -277,6 +278,8 @@ async def my_wrap_ups(session: AsyncSession, actor: Actor) -> list[WrapUp]:
     """The agent's conversations in wrap-up now, with when each ends."""
     out = []
     for row in await repo.agent_tasks(session, actor.user_id, status="wrapping"):
+        if row.wrap_ended_at is not None:  # "Ready" was said: the router is ending it
+            continue
         out.append(WrapUp(conversation_id=row.conversation_id, agent_id=actor.user_id, queue_id=row.queue_id,
                           state="started", until=row.task.get("wrap_until"), at=row.updated_at))
     return out

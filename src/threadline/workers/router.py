@@ -81,7 +81,6 @@ class Router(BackgroundLoop):
         self.rebuilds = 0
         self._dirty: set[int] = set()
         self._dirty_users: set[int] = set()
-        self._wrap_done: set[int] = set()  # agents said they are ready before their wrap-up ended
         self._reload = False
         self._reset()
         bus.subscribe(self._on_event)
@@ -96,6 +95,8 @@ class Router(BackgroundLoop):
         self._names: dict[int, str] = {}
         self._positions: dict[int, tuple[int, float | None, str]] = {}
         self._sla: dict[int, str] = {}
+        self._wrap_done: set[int] = set()  # agents said they are ready before their wrap-up ended
+        self._wait_from: dict[int, float] = {}  # given back: this wait counts from the re-queue, not the enqueue
         self._unroutable: set[int] = set()
         self._loads: dict[int, tuple[bool, tuple[tuple[str, int], ...]]] = {}
         self._queue_state: dict[int, QueueState] = {}
@@ -192,6 +193,8 @@ class Router(BackgroundLoop):
                 tasks.append(task)
                 if row["sla_state"]:  # announced before the restart: not again
                     self._sla[task.id] = row["sla_state"]
+                if row["status"] == "wrapping" and row["wrap_ended_at"] is not None:  # "Ready" was said
+                    self._wrap_done.add(task.id)
         known = {t.id for t in tasks}
         records = [OfferRecord(offer_id=o.id, task_id=o.conversation_id, agent_id=o.agent_id,
                                offered_at=o.offered_at, expires_at=o.expires_at)
@@ -240,6 +243,7 @@ class Router(BackgroundLoop):
                     await self._load_queues(session)
                 if full:
                     suspects = await self._suspects(session) | dirty
+                    wrap_done.update(await repo.wrap_end_requests(session))  # a "Ready" whose event was missed
                 else:
                     suspects = dirty
                 states = await repo.conversations(session, list(suspects)) if suspects else {}
@@ -394,15 +398,19 @@ class Router(BackgroundLoop):
     # ------------------------------------------------------------------ outcomes (facts for reports)
 
     def _answered(self, a: Assignment, d: actions.Decisions) -> None:
+        """One ``answered`` fact per wait: a conversation given back and answered again waited from
+        its re-queue (the routing age it keeps is for its place in the queue, not for ASA)."""
+        since = self._wait_from.pop(a.task_id, a.accepted_at - a.wait_seconds)
+        wait = max(0.0, a.accepted_at - since)
         cfg = self._cfgs.get(a.queue_id)
         d.outcomes.append({"conversation_id": a.task_id, "queue_id": a.queue_id, "channel": a.channel,
-                           "agent_id": a.agent_id, "kind": "answered", "enqueued_at": a.accepted_at - a.wait_seconds,
-                           "at": a.accepted_at, "wait_seconds": a.wait_seconds, "handle_seconds": None,
-                           "within_target": a.wait_seconds <= cfg.sla.threshold_seconds if cfg else None})
+                           "agent_id": a.agent_id, "kind": "answered", "enqueued_at": since,
+                           "at": a.accepted_at, "wait_seconds": wait, "handle_seconds": None,
+                           "within_target": wait <= cfg.sla.threshold_seconds if cfg else None})
 
-    def _removed(self, r: TaskRemoved, channel: str, d: actions.Decisions) -> None:
+    def _removed(self, r: TaskRemoved, channel: str, d: actions.Decisions, kind: str) -> None:
         d.outcomes.append({"conversation_id": r.task_id, "queue_id": r.queue_id, "channel": channel,
-                           "agent_id": None, "kind": r.reason, "enqueued_at": r.at - r.wait_seconds, "at": r.at,
+                           "agent_id": None, "kind": kind, "enqueued_at": r.at - r.wait_seconds, "at": r.at,
                            "wait_seconds": r.wait_seconds, "handle_seconds": None, "within_target": None})
 
     def _completed(self, c: Completed, queue_id: int, channel: str, d: actions.Decisions) -> None:
@@ -421,6 +429,7 @@ class Router(BackgroundLoop):
         if ended_by is not None:
             assert touched is not None
             touched.add(ev.task_id)
+            self._dirty.add(ev.task_id)  # reopened during the wrap-up? the next round re-reads it
             d.wrap_ups.append(WrapUp(conversation_id=ev.task_id, agent_id=ev.agent_id, queue_id=ev.queue_id,
                                      state="ended", at=ev.at, ended_by=ended_by))  # type: ignore[arg-type]
 
@@ -448,20 +457,27 @@ class Router(BackgroundLoop):
             else:
                 eng.rescind(oid, now)
 
-    def _drop(self, tid: int, now: float, d: actions.Decisions, touched: set[int]) -> None:
+    def _drop(self, tid: int, now: float, d: actions.Decisions, touched: set[int],
+              kind: str | None = "cancelled") -> TaskRemoved | None:
+        """The conversation no longer needs routing: a waiting task leaves its queue (recorded as
+        ``kind``, or not at all), an assigned one completes (wrap-up); a wrapping one carries on."""
         eng = self.engine
         assert eng is not None
         view = eng.task_view(tid)
         if view is None:
-            return
-        touched.add(tid)
+            return None
         if view.status in ("waiting", "offered"):
+            touched.add(tid)
             removed = eng.cancel(tid, now, "cancelled")
-            self._removed(removed, view.channel, d)
+            if kind is not None:
+                self._removed(removed, view.channel, d, kind)
             if removed.rescinded is not None:
                 self._ended(removed.rescinded, d, touched)
-        elif view.status == "assigned":
+            return removed
+        if view.status == "assigned":
+            touched.add(tid)
             self._completed(eng.complete(tid, now), view.queue_id, view.channel, d)
+        return None
 
     def _apply_conversation(self, s: repo.ConversationState, now: float, d: actions.Decisions, touched: set[int],
                             created: set[int], last: dict[int, int]) -> None:
@@ -476,12 +492,13 @@ class Router(BackgroundLoop):
         status = view.status
         if s.needs_human:
             if status in ("waiting", "offered") and s.queue_id != view.origin_queue_id:  # moved to another queue
-                self._drop(s.id, now, d, touched)
+                self._drop(s.id, now, d, touched, kind="transferred")
                 self._enqueue(s, now, d, touched, created, last, view.enqueued_at)
             elif status == "assigned":  # the agent gave it back: it waits again, with its age
                 self._completed(eng.complete(s.id, now, wrap_up_seconds=0), view.queue_id, view.channel, d)
                 touched.add(s.id)
                 self._enqueue(s, now, d, touched, created, last, view.enqueued_at)
+                self._wait_from[s.id] = now
             return
         if status in ("waiting", "offered") and s.status == "open" and s.assignee_id is not None:
             if status == "offered" and view.agent_id == s.assignee_id:  # accepted: the event may come later
@@ -496,7 +513,12 @@ class Router(BackgroundLoop):
                 self._answered(eng.pick(s.assignee_id, s.id, now, force=True), d)
                 touched.add(s.id)
                 return
-            self._drop(s.id, now, d, touched)
+            # taken by someone the router does not route to (a supervisor, a user serving no queue):
+            # it leaves routing, answered by them
+            removed = self._drop(s.id, now, d, touched, kind=None)
+            if removed is not None:
+                self._answered(Assignment(s.id, s.assignee_id, view.queue_id, view.channel, now,
+                                          removed.wait_seconds, None, True), d)
             return
         if status == "assigned" and s.status == "open" and s.assignee_id is not None \
                 and view.agent_id == s.assignee_id:
@@ -525,6 +547,8 @@ class Router(BackgroundLoop):
             return
         result = eng.enqueue(task, now)
         touched.add(s.id)
+        if self._sla.pop(s.id, None) is not None and enqueued_at is not None:  # waits again: alerts anew
+            d.sla_states.append({"b_id": s.id, "sla_state": ""})
         if enqueued_at is None:  # a new row; a re-queued task (moved, given back) updates its row
             created.add(s.id)
         if not result.routable:
@@ -544,6 +568,7 @@ class Router(BackgroundLoop):
                     d.gone_tasks.append(tid)
                 self._positions.pop(tid, None)
                 self._sla.pop(tid, None)
+                self._wait_from.pop(tid, None)
                 self._unroutable.discard(tid)
                 continue
             model = eng.get_task(tid).model_dump(mode="json")
@@ -551,6 +576,7 @@ class Router(BackgroundLoop):
                    "agent_id": view.agent_id, "task": model, "updated_at": now}
             if tid in created:
                 row.update(conversation_id=tid, enqueued_at=view.enqueued_at, position=None, ewt_seconds=None,
+                           sla_state="", wrap_ended_at=None,
                            note=next((u.reason[:500] for u in d.unroutable if u.conversation_id == tid), ""))
                 d.new_tasks.append(row)
             else:

@@ -32,6 +32,8 @@ class RoutingTaskRow(Base):
     note: Mapped[str] = mapped_column(String(500), default="")  # why nobody can take it, if so
     updated_at: Mapped[float] = mapped_column(Float)
     sla_state: Mapped[str] = mapped_column(String(20), default="", server_default="")  # last alert sent
+    # the agent said "Ready" during wrap-up: written by the action only, read by the router
+    wrap_ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class RoutingOfferRow(Base):
@@ -88,8 +90,9 @@ class RoutingSettingRow(Base):
 class RoutingOutcomeRow(Base):
     """A fact for reports and wallboards, written by the router in the round it happens:
     ``answered`` (an agent accepted or picked it: ``wait_seconds``, ``within_target``), ``abandoned``,
-    ``cancelled`` or ``self_service`` (it left the queue unanswered) and ``handled`` (the agent's
-    work on it ended: ``handle_seconds`` = talk + wrap-up)."""
+    ``cancelled`` or ``self_service`` (it left the queue unanswered), ``transferred`` (moved to another
+    queue while waiting) and ``handled`` (the agent's work on it ended: ``handle_seconds`` = talk +
+    wrap-up)."""
 
     __tablename__ = "routing_outcomes"
     __table_args__ = (Index("ix_routing_outcomes_queue_at", "queue_id", "at"),

@@ -224,7 +224,7 @@ async def last_agents(session: AsyncSession, contact_ids: Sequence[int], exclude
 
 
 async def all_tasks(session: AsyncSession) -> list[dict[str, Any]]:
-    stmt = select(TASKS.c.task, TASKS.c.status, TASKS.c.agent_id, TASKS.c.sla_state).order_by(
+    stmt = select(TASKS.c.task, TASKS.c.status, TASKS.c.agent_id, TASKS.c.sla_state, TASKS.c.wrap_ended_at).order_by(
         TASKS.c.conversation_id)
     return [dict(r) for r in (await session.execute(stmt)).mappings()]
 
@@ -267,6 +267,16 @@ async def update_positions(session: AsyncSession, rows: list[dict[str, Any]]) ->
         await session.execute(stmt, rows)
 
 
+async def wrap_end_requests(session: AsyncSession) -> list[int]:
+    """Tasks in wrap-up whose agent said "Ready" (the router ends them; this catches a missed event)."""
+    stmt = select(TASKS.c.conversation_id).where(TASKS.c.status == "wrapping", TASKS.c.wrap_ended_at.is_not(None))
+    return list((await session.execute(stmt)).scalars())
+
+
+async def request_wrap_end(session: AsyncSession, conversation_id: int, at: float) -> None:
+    await session.execute(update(TASKS).where(TASKS.c.conversation_id == conversation_id).values(wrap_ended_at=at))
+
+
 async def update_sla_states(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Rows: b_id, sla_state (the last SLA alert announced for the task)."""
     if rows:
@@ -290,6 +300,7 @@ class QueueFigures:
     answered_within: int = 0
     abandoned: int = 0
     cancelled: int = 0
+    transferred: int = 0
     wait_sum: float = 0.0
     handled: int = 0
     handle_sum: float = 0.0
@@ -335,6 +346,8 @@ async def queue_figures(session: AsyncSession, since: float, until: float | None
             f["abandoned"] = n
         elif kind == "handled":
             f.update(handled=n, handle_sum=float(handle_sum or 0))
+        elif kind == "transferred":
+            f["transferred"] = n
         else:
             f["cancelled"] = f.get("cancelled", 0) + n
     return {qid: QueueFigures(**f) for qid, f in acc.items()}

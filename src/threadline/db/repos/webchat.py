@@ -115,8 +115,14 @@ def _latest(column: Any, direction: str) -> Any:
 async def queue_waits(session: AsyncSession, conversation_ids: Sequence[int]) -> list[QueueWait]:
     """One query for many conversations: status and assignee, the latest agent reply and activity line,
     and the routing task's status, position and estimated wait with its queue's settings (hours)."""
-    if not conversation_ids:
-        return []
+    ids = sorted(set(conversation_ids))
+    out: list[QueueWait] = []
+    for start in range(0, len(ids), 900):  # below SQLite's bound-parameter limit
+        out.extend(await _queue_waits(session, ids[start:start + 900]))
+    return out
+
+
+async def _queue_waits(session: AsyncSession, conversation_ids: Sequence[int]) -> list[QueueWait]:
     stmt = (
         select(ConversationRow.id, ConversationRow.status, ConversationRow.assignee_id, ConversationRow.queue_id,
                _latest(MessageRow.id, "out"), _latest(MessageRow.created_at, "out"), _latest(MessageRow.id, "activity"),
@@ -125,7 +131,7 @@ async def queue_waits(session: AsyncSession, conversation_ids: Sequence[int]) ->
         .select_from(ConversationRow)
         .outerjoin(RoutingTaskRow, RoutingTaskRow.conversation_id == ConversationRow.id)
         .outerjoin(QueueRow, QueueRow.id == RoutingTaskRow.queue_id)
-        .where(ConversationRow.id.in_(set(conversation_ids)))
+        .where(ConversationRow.id.in_(list(conversation_ids)))
     )
     return [QueueWait(*r) for r in (await session.execute(stmt)).all()]
 

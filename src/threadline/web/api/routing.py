@@ -69,6 +69,7 @@ class QueueFiguresOut(BaseModel):
     answered_within_target: int
     abandoned: int
     cancelled: int
+    transferred: int
     handled: int
     service_level_percent: float | None
     asa_seconds: float | None
@@ -144,7 +145,8 @@ def _pct(v: float | None) -> float | None:
 def _figures_out(f: repo.QueueFigures, since: float) -> QueueFiguresOut:
     return QueueFiguresOut(
         queue_id=f.queue_id, since=since, answered=f.answered, answered_within_target=f.answered_within,
-        abandoned=f.abandoned, cancelled=f.cancelled, handled=f.handled, service_level_percent=_pct(f.service_level),
+        abandoned=f.abandoned, cancelled=f.cancelled, transferred=f.transferred, handled=f.handled,
+        service_level_percent=_pct(f.service_level),
         asa_seconds=round(f.asa_seconds, 1) if f.asa_seconds is not None else None,
         aht_seconds=round(f.aht_seconds, 1) if f.aht_seconds is not None else None,
         abandonment_percent=_pct(f.abandonment), longest_answered_wait_seconds=round(f.longest_answered_wait, 1))
@@ -158,6 +160,8 @@ async def figures(actor: SupervisorActor, services: ServicesDep,
                   until: float | None = Query(default=None, description="Unix seconds; default: now")
                   ) -> list[QueueFiguresOut]:
     now = time.time()
+    if until is not None and since is None:
+        raise ValidationFailed("give since with until (without both, the figures are today's)", field="since")
     if since is not None and until is not None and until <= since:
         raise ValidationFailed("until must be after since", field="until")
     async with services.db.transaction(write=False) as session:

@@ -1,5 +1,6 @@
-"""routing outcomes (one fact per contact answered, removed from a queue or handled) and the SLA
-alert state of each task, so alerts are not announced again after a restart
+"""routing outcomes (one fact per contact answered, removed from a queue or handled), the SLA
+alert state of each task (so alerts are not announced again after a restart) and an agent's request
+to end a wrap-up early (a column the router never writes)
 
 Revision ID: 0008_routing_outcomes
 Revises: 0002_routing
@@ -19,6 +20,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("routing_tasks") as batch:
         batch.add_column(sa.Column("sla_state", sa.String(length=20), nullable=False, server_default=""))
+        batch.add_column(sa.Column("wrap_ended_at", sa.Float(), nullable=True))
     op.create_table(
         "routing_outcomes",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -45,4 +47,5 @@ def downgrade() -> None:
     op.drop_index("ix_routing_outcomes_at", table_name="routing_outcomes")
     op.drop_table("routing_outcomes")
     with op.batch_alter_table("routing_tasks") as batch:
+        batch.drop_column("wrap_ended_at")
         batch.drop_column("sla_state")
