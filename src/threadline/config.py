@@ -45,6 +45,22 @@ class Settings(BaseSettings):
     sender_max_attempts: int = 8
     sender_backoff_base: float = 2.0
     sender_backoff_max: float = 600.0
+    # Outgoing webhooks (docs/webhooks.md)
+    webhooks_allow_private: bool = Field(
+        default=False, description="Let webhook URLs reach private, loopback and link-local addresses "
+        "(self-hosted intranets, tests); off: such URLs are refused when saved and when delivered")
+    webhooks_timeout_seconds: float = Field(default=10.0, gt=0, le=60, description="Time a receiver has to answer")
+    webhooks_max_attempts: int = Field(default=10, ge=1, le=50, description="Attempts before a delivery is given up")
+    webhooks_backoff_base: float = Field(default=10.0, gt=0, description="Wait after the first failed attempt "
+                                         "(seconds); each next wait is 4 times longer")
+    webhooks_backoff_max: float = Field(default=21600.0, gt=0, description="Longest wait between attempts (seconds)")
+    webhooks_disable_after_failures: int = Field(default=50, ge=1, description="An endpoint is disabled after "
+                                                 "this many failed attempts in a row, if they span at least "
+                                                 "webhooks_disable_after_hours")
+    webhooks_disable_after_hours: float = Field(default=24.0, ge=0, description="How long an endpoint fails "
+                                                "before it can be disabled")
+    webhooks_concurrency: int = Field(default=16, ge=1, le=256, description="Deliveries posted at once per process")
+    webhooks_retention_days: int = Field(default=30, ge=1, description="Finished deliveries are kept this long")
     # Email (docs/channels/email.md): the embedded SMTP receiver is off unless a port is set
     smtp_port: int | None = Field(default=None, description="Port of the embedded SMTP receiver (e.g. 25); off if unset")
     smtp_host: str = Field(default="0.0.0.0", description="Address the SMTP receiver listens on")

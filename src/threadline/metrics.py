@@ -14,3 +14,10 @@ INBOUND_REJECTED = Counter("threadline_inbound_rejected_total", "Inbound request
 OUTBOUND_RESULTS = Counter("threadline_outbound_total", "Outbound send attempts", ["kind", "result"])
 STREAM_CLIENTS = Counter("threadline_stream_connections_total", "Live stream connections opened")
 CRM_LOOKUPS = Counter("threadline_crm_lookups_total", "CRM lookups of new contacts, by outcome", ["outcome"])
+WEBHOOK_DELIVERIES = Counter("threadline_webhook_deliveries_total",
+                             "Outgoing webhook attempts recorded, by outcome (delivered, retry, failed: given up, "
+                             "stale: superseded; ping_ok, ping_failed)", ["outcome"])
+WEBHOOK_ATTEMPT_SECONDS = Histogram("threadline_webhook_attempt_seconds", "Time of one outgoing webhook POST",
+                                    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+WEBHOOK_ENDPOINTS_DISABLED = Counter("threadline_webhook_endpoints_disabled_total",
+                                     "Webhook endpoints disabled automatically (failing too long, or 410 Gone)")

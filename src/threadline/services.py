@@ -23,6 +23,7 @@ from threadline.workers.mail_in import MailInbound
 from threadline.workers.media import MediaWorker
 from threadline.workers.router import Router
 from threadline.workers.sender import SenderWorker
+from threadline.workers.webhooks import Webhooks
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Services:
     mail: MailInbound | None = None  # email in: SMTP receiver (if a port is set) and IMAP pollers
     media: MediaWorker | None = None  # downloads media that messaging providers only link (workers/media.py)
     crm: CrmLookupWorker | None = None  # enriches new contacts from the CRM (if a lookup URL is set)
+    webhooks: Webhooks | None = None  # outgoing webhooks: dispatcher (leader) and sender (workers/webhooks.py)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -75,6 +77,8 @@ class Services:
         if settings.crm_lookup_url:
             services.crm = CrmLookupWorker(db, bus, http, url=settings.crm_lookup_url,
                                            secret=settings.crm_lookup_secret or "", timeout=settings.crm_timeout_seconds)
+        services.webhooks = webhooks = Webhooks(settings, db, bus, box)
+        bus.on_wake(webhooks.wake)  # deliveries or endpoints written by another process
         db.after_commit.append(services._committed)
         return services
 
@@ -87,6 +91,11 @@ class Services:
             self.sender.wake()
         if "media" in written and self.media is not None:
             self.media.wake()
+        if self.webhooks is not None:
+            if "webhook_deliveries" in written:
+                self.webhooks.sender.wake()
+            if "webhook_endpoints" in written:
+                self.webhooks.dispatcher.wake()
         if self.settings.redis_url and not (self.relay.leader.held and self.sender.leader.held):
             task = asyncio.get_running_loop().create_task(self.bus.wake())
             self._background.append(task)
@@ -106,8 +115,12 @@ class Services:
                 await self.mail.start()
             if self.crm is not None:
                 await self.crm.start()
+            if self.webhooks is not None:
+                await self.webhooks.start()
 
     async def stop(self) -> None:
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self.crm is not None:
             await self.crm.stop()
         if self.mail is not None:

@@ -8,12 +8,11 @@ A snapshot of the changed object travels with the event so a client can render i
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from threadline.domain.routing_events import (
-    ROUTING_EVENTS,
     OfferCreated,
     OfferEnded,
     RoutingSettingsChanged,
@@ -206,21 +205,30 @@ class MergeSuggested(_Event):
     other_contact_id: int
     reason: str
 
+
+class WebhookDisabled(_Event):
+    """An outgoing webhook endpoint was switched off by Threadline: it failed every delivery for too long,
+    or its receiver answered 410 Gone. An admin re-enables it once the receiver is fixed."""
+
+    name: Literal["webhook.disabled"] = "webhook.disabled"
+    endpoint_id: int
+    description: str = ""
+    reason: str
+    consecutive_failures: int
+
+
 Event = Annotated[
     ContactMerged | MergeSuggested | ConversationCreated | ConversationUpdated | MessageCreated | MessageStatusChanged
     | MessageUpdated | ContactCreated | ContactUpdated | PresenceChanged | ChannelChanged
     | ConversationTyping | CsatSubmitted
     | OfferCreated | OfferEnded | TaskPicked | TaskUnroutable | SlaAlert | RoutingState | RoutingSettingsChanged
-    | WrapUp | WrapUpEndRequested,
+    | WrapUp | WrapUpEndRequested | WebhookDisabled,
     Field(discriminator="name"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
-EVENT_NAMES = sorted(
-    cls.model_fields["name"].default
-    for cls in (ConversationCreated, ConversationUpdated, MessageCreated, MessageStatusChanged, MessageUpdated,
-                ContactCreated, ContactUpdated, PresenceChanged, ConversationTyping, CsatSubmitted,
-                *ROUTING_EVENTS)
-)
+# Every event name, from the union above (so a new event is never forgotten here); webhooks validate
+# subscriptions against it.
+EVENT_NAMES = sorted(cls.model_fields["name"].default for cls in get_args(get_args(Event)[0]))
 
 
 def parse_event(data: dict[str, Any]) -> Event:

@@ -33,6 +33,7 @@ from threadline.db.models.users import (
     UserRow,
 )
 from threadline.db.models.webchat import CsatResponseRow
+from threadline.db.models.webhooks import WebhookCursorRow, WebhookDeliveryRow, WebhookEndpointRow
 
 __all__ = [
     "ApiTokenRow", "AttachmentRow", "Base", "ContactActivityRow", "ContactAttributeDefRow", "ContactMergeRow", "MergeSuggestionRow", "CannedResponseRow", "ChannelInstanceRow", "ContactRow", "ConversationLabelRow", "ConversationRow",
@@ -40,4 +41,5 @@ __all__ = [
     "IdentityRow", "InboxItemRow", "LoginAttemptRow", "MailboxStateRow", "MediaDownloadRow", "MessageRow", "MessageTemplateRow", "OutboundJobRow", "OutboxEventRow",
     "PresenceLogRow", "QueueMemberRow", "QueueRow", "RoutingAgentRow", "RoutingOfferRow", "RoutingOutcomeRow", "RoutingQueueRow",
     "RoutingSettingRow", "RoutingTaskRow", "SessionRow", "TeamMemberRow", "TeamRow", "UserRow",
+    "WebhookCursorRow", "WebhookDeliveryRow", "WebhookEndpointRow",
 ]

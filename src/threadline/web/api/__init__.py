@@ -7,6 +7,7 @@ from threadline.web.api import continuity as continuity_api
 from threadline.web.api import email as email_api
 from threadline.web.api import messaging as messaging_api
 from threadline.web.api import routing as routing_api
+from threadline.web.api import webhooks as webhooks_api
 
 router = APIRouter(prefix="/api/v1")
 for module in (auth, users, channels, contacts, conversations, attachments, canned):
@@ -15,3 +16,4 @@ router.include_router(routing_api.router)
 router.include_router(continuity_api.router)
 router.include_router(messaging_api.router)
 router.include_router(email_api.router)
+router.include_router(webhooks_api.router)

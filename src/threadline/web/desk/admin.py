@@ -1,5 +1,5 @@
 """Admin pages: users (roles, skills 1-5, teams, queues), teams, queues, channels (any installed kind,
-from its Config schema; the web chat embed snippet), canned responses.
+from its Config schema; the web chat embed snippet), canned responses, outgoing webhooks (admins only).
 
 Admins change things; supervisors read the lists (no channel configuration); agents get 403. Forms post
 with the ``csrf_token`` field and redirect back with a message (post/redirect/get)."""
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from html import escape
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
@@ -23,14 +24,19 @@ from threadline.actions import canned as canned_actions
 from threadline.actions import channels as channel_actions
 from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
+from threadline.actions import webhooks as webhook_actions
 from threadline.actions.permissions import Actor
 from threadline.channels.registry import adapters, get_adapter_class
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import desk as desk_repo
 from threadline.db.repos import routing as routing_repo
 from threadline.db.repos import users as users_repo
+from threadline.db.repos import webhooks as webhooks_repo
+from threadline.db.types import utcnow
 from threadline.domain.errors import DomainError, NotFound, ValidationFailed
+from threadline.domain.events import EVENT_NAMES
 from threadline.domain.users import Role, parse_skill_spec
+from threadline.domain.webhooks import NOT_IN_WILDCARD
 from threadline.web.api import routing as routing_api
 from threadline.web.api.channels import check_channel_settings
 from threadline.web.deps import ServicesDep
@@ -38,7 +44,8 @@ from threadline.web.desk.common import actor_or_none, render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 SECTIONS = [("live", "Live queues", "inbox"), ("users", "Users", "users"), ("teams", "Teams", "users"),
-            ("queues", "Queues", "layers"), ("channels", "Channels", "chat"), ("canned", "Canned responses", "chat")]
+            ("queues", "Queues", "layers"), ("channels", "Channels", "chat"), ("canned", "Canned responses", "chat"),
+            ("webhooks", "Webhooks", "code")]
 
 
 class _Denied(Exception):
@@ -482,3 +489,191 @@ async def canned_update(canned_id: int, request: Request, services: ServicesDep)
                                                  title=str(form.get("title", "")), text=str(form.get("text", "")))
         return f"/{row.shortcut} saved"
     return await _post(request, services, "/admin/canned", run)
+
+
+# --- outgoing webhooks (admins only: URLs may carry credentials) ------------------------------------------
+
+async def _admin_only(request: Request, services: ServicesDep) -> tuple[Actor, str]:
+    actor, csrf = await _guard(request, services)
+    if actor.role is not Role.ADMIN:
+        raise _Denied(render(request, "error.html", {"title": "Admins only", "message":
+                                                     "Only admins manage webhooks.", "back": "/admin", "csrf": ""}, 403))
+    return actor, csrf
+
+
+async def _admin_form(request: Request, services: ServicesDep, back: str) -> tuple[Actor, Any]:
+    """An admin's form post with a valid CSRF token, or _Denied with the page to show."""
+    actor, csrf = await _admin_only(request, services)
+    form = await request.form()
+    if not csrf or form.get("csrf_token") != csrf:
+        raise _Denied(render(request, "error.html", {"title": "Form expired", "message":
+                                                     "The form's security token did not match: reload and try again.",
+                                                     "back": back, "csrf": ""}, 403))
+    return actor, form
+
+
+def _webhook_events(form: Any) -> list[str]:
+    names = [str(v) for v in form.getlist("events")]
+    names += [n.strip() for n in str(form.get("events_extra", "")).replace(",", " ").split() if n.strip()]
+    return names
+
+
+async def _webhooks_page(request: Request, services: ServicesDep, *, endpoint_id: int | None = None,
+                         extra: dict[str, Any] | None = None, status_code: int = 200) -> Response:
+    """The list (``endpoint_id`` None) or one endpoint with its recent deliveries; ``extra`` may hold a
+    secret to show this once."""
+    try:
+        actor, csrf = await _admin_only(request, services)
+    except _Denied as denied:
+        return denied.response
+    status = request.query_params.get("status", "")
+    status = status if status in ("pending", "delivered", "failed") else ""
+    async with services.db.transaction(write=False) as session:
+        me = await users_repo.get_user(session, actor.user_id)
+        counts = await webhooks_repo.delivery_counts(session, utcnow() - timedelta(days=7))
+        ctx: dict[str, Any] = {"endpoints": await webhooks_repo.list_endpoints(session), "counts": counts,
+                               "event_names": EVENT_NAMES, "not_in_wildcard": NOT_IN_WILDCARD, "endpoint": None,
+                               "deliveries": [], "status": status, "now": utcnow()}
+        if endpoint_id is not None:
+            ctx["endpoint"] = await webhooks_repo.get_endpoint(session, endpoint_id)
+            if ctx["endpoint"] is None:
+                return render(request, "error.html", {"title": "Not found", "message":
+                                                      f"webhook endpoint {endpoint_id} does not exist",
+                                                      "back": "/admin/webhooks", "csrf": ""}, 404)
+            ctx["deliveries"] = await webhooks_repo.list_deliveries(session, endpoint_id, status=status or None,
+                                                                    before_id=None, limit=50)
+    ctx.update(extra or {})
+    ctx.update(actor=actor, me=me, csrf=csrf, section="webhooks", sections=SECTIONS, is_admin=True,
+               flash=ctx.get("flash") or request.query_params.get("ok", ""),
+               flash_error=ctx.get("flash_error") or request.query_params.get("error", ""))
+    return render(request, "admin/webhook.html" if endpoint_id is not None else "admin/webhooks.html", ctx,
+                  status_code)
+
+
+@router.get("/webhooks")
+async def webhooks_page(request: Request, services: ServicesDep) -> Response:
+    return await _webhooks_page(request, services)
+
+
+@router.post("/webhooks")
+async def webhook_create(request: Request, services: ServicesDep) -> Response:
+    """Create an endpoint and show its signing secret on the answer page (this once; never in a URL)."""
+    try:
+        actor, form = await _admin_form(request, services, "/admin/webhooks")
+    except _Denied as denied:
+        return denied.response
+    url = str(form.get("url", "")).strip()
+    try:
+        assert services.webhooks is not None
+        await services.webhooks.check_destination(url)
+        async with services.db.transaction(write=True) as session:
+            row, secret = await webhook_actions.create_endpoint(
+                session, services.box, url=url, events=_webhook_events(form),
+                description=str(form.get("description", "")), created_by=actor.user_id, now=utcnow())
+    except DomainError as exc:
+        return await _webhooks_page(request, services, extra={"flash_error": exc.message, "form": form},
+                                    status_code=422)
+    return await _webhooks_page(request, services, endpoint_id=row.id,
+                                extra={"secret": secret, "flash": f"Webhook {row.url} created"})
+
+
+@router.get("/webhooks/{endpoint_id}")
+async def webhook_page(endpoint_id: int, request: Request, services: ServicesDep) -> Response:
+    return await _webhooks_page(request, services, endpoint_id=endpoint_id)
+
+
+async def _webhook_post(request: Request, services: ServicesDep, back: str,
+                        run: Callable[[AsyncSession, Any], Awaitable[str]], check_url: bool = False) -> Response:
+    try:
+        _, form = await _admin_form(request, services, back)
+    except _Denied as denied:
+        return denied.response
+    try:
+        if check_url and services.webhooks is not None:
+            await services.webhooks.check_destination(str(form.get("url", "")))
+        async with services.db.transaction(write=True) as session:
+            message = await run(session, form)
+    except DomainError as exc:
+        return RedirectResponse(f"{back}?{urlencode({'error': exc.message})}", status_code=303)
+    return RedirectResponse(f"{back}?{urlencode({'ok': message})}", status_code=303)
+
+
+@router.post("/webhooks/{endpoint_id}")
+async def webhook_update(endpoint_id: int, request: Request, services: ServicesDep) -> Response:
+    async def run(session: AsyncSession, form: Any) -> str:
+        row = await webhook_actions.update_endpoint(session, endpoint_id, url=str(form.get("url", "")),
+                                                    events=_webhook_events(form),
+                                                    description=str(form.get("description", "")))
+        return f"Webhook {row.url} saved"
+    return await _webhook_post(request, services, f"/admin/webhooks/{endpoint_id}", run, check_url=True)
+
+
+@router.post("/webhooks/{endpoint_id}/toggle")
+async def webhook_toggle(endpoint_id: int, request: Request, services: ServicesDep) -> Response:
+    async def run(session: AsyncSession, form: Any) -> str:
+        row = await webhooks_repo.get_endpoint(session, endpoint_id)
+        if row is None:
+            raise NotFound(f"webhook endpoint {endpoint_id} does not exist")
+        row = await webhook_actions.update_endpoint(session, endpoint_id, active=not row.active)
+        return f"Webhook {row.url} {'enabled' if row.active else 'disabled'}"
+    back = str(request.query_params.get("back", "")) == "list"
+    return await _webhook_post(request, services, "/admin/webhooks" if back else f"/admin/webhooks/{endpoint_id}", run)
+
+
+@router.post("/webhooks/{endpoint_id}/delete")
+async def webhook_delete(endpoint_id: int, request: Request, services: ServicesDep) -> Response:
+    async def run(session: AsyncSession, form: Any) -> str:
+        await webhook_actions.delete_endpoint(session, endpoint_id)
+        return "Webhook deleted"
+    return await _webhook_post(request, services, "/admin/webhooks", run)
+
+
+@router.post("/webhooks/{endpoint_id}/roll-secret")
+async def webhook_roll_secret(endpoint_id: int, request: Request, services: ServicesDep) -> Response:
+
+    try:
+        _, form = await _admin_form(request, services, f"/admin/webhooks/{endpoint_id}")
+    except _Denied as denied:
+        return denied.response
+    keep = 86_400 if form.get("keep_previous") else 0
+    try:
+        async with services.db.transaction(write=True) as session:
+            _, secret = await webhook_actions.roll_secret(session, services.box, endpoint_id,
+                                                          keep_previous_seconds=keep, now=utcnow())
+    except DomainError as exc:
+        return await _webhooks_page(request, services, extra={"flash_error": exc.message}, status_code=exc.status)
+    return await _webhooks_page(request, services, endpoint_id=endpoint_id, extra={
+        "secret": secret, "flash": "New signing secret" + (" (the old one signs too for 24 hours)" if keep else "")})
+
+
+@router.post("/webhooks/{endpoint_id}/ping")
+async def webhook_ping(endpoint_id: int, request: Request, services: ServicesDep) -> Response:
+    """The "Send a ping" button (HTMX): what the receiver answered."""
+    try:
+        await _admin_form(request, services, f"/admin/webhooks/{endpoint_id}")
+    except _Denied:
+        return HTMLResponse('<p class="test-result bad" role="status">Only admins can ping webhooks; reload the '
+                            "page if your session expired.</p>", status_code=403)
+    assert services.webhooks is not None
+    try:
+        result = await services.webhooks.ping(endpoint_id)
+    except DomainError as exc:
+        return HTMLResponse(f'<p class="test-result bad" role="status">{escape(exc.message)}</p>')
+    answer = escape((result.response or "")[:300])
+    if result.ok:
+        return HTMLResponse(f'<div class="test-result ok" role="status"><p>The receiver answered {result.status_code} '
+                            f'in {result.duration_ms} ms</p>{f"<pre>{answer}</pre>" if answer else ""}</div>')
+    return HTMLResponse(f'<div class="test-result bad" role="status"><p>Failed: {escape(result.error or "")}</p>'
+                        f'{f"<pre>{answer}</pre>" if answer else ""}</div>')
+
+
+@router.post("/webhooks/deliveries/{delivery_id}/redeliver")
+async def webhook_redeliver(delivery_id: int, request: Request, services: ServicesDep) -> Response:
+
+    endpoint = str(request.query_params.get("endpoint", ""))
+    back = f"/admin/webhooks/{endpoint}" if endpoint.isdigit() else "/admin/webhooks"
+
+    async def run(session: AsyncSession, form: Any) -> str:
+        row = await webhook_actions.redeliver(session, delivery_id, now=utcnow())
+        return f"Delivery {row.id} queued again"
+    return await _webhook_post(request, services, back, run)
