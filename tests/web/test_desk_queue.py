@@ -215,3 +215,45 @@ async def test_the_live_board_follows_the_stream_and_is_for_supervisors(sqlite_s
         await page_login(agent, "alice@example.com")
         assert (await agent.get("/admin/live")).status_code == 403
         assert (await agent.get("/admin/live/board")).status_code == 403
+
+
+async def test_the_queue_view_shows_tasks_that_overflowed_out_of_my_queues(sqlite_url, tmp_path) -> None:
+    # no workers: the task rows are written by the test, as the router leaves them after an overflow
+    async with await make_server(sqlite_url, tmp_path, run_workers=False) as server:
+        ids = await seed_basics(server.services)
+        general, billing = ids["general"], ids["billing"]
+        moved = await inbound(server.services, ids["channel"], "overflowed", email="o@example.com", name="Olga")
+        theirs = await inbound(server.services, ids["channel"], "billing's own", email="b@example.com")
+        mine = await inbound(server.services, ids["channel"], "general's own", email="g@example.com")
+        now = time.time()
+        async with server.services.db.transaction() as s:
+            for conv, queue, origin, age in ((moved, billing, general, 300), (theirs, billing, billing, 200),
+                                             (mine, general, general, 100)):
+                s.add(RoutingTaskRow(conversation_id=conv, queue_id=queue, channel="messaging", status="waiting",
+                                     agent_id=None, enqueued_at=now - age, updated_at=now, note="",
+                                     task={"id": conv, "channel": "messaging", "queue_id": queue,
+                                           "origin_queue_id": origin, "enqueued_at": now - age,
+                                           "status": "waiting"}))
+        async with httpx.AsyncClient(base_url=server.url) as alice, \
+                httpx.AsyncClient(base_url=server.url) as bob, httpx.AsyncClient(base_url=server.url) as sup:
+            alice_csrf = await page_login(alice, "alice@example.com")
+            await page_login(bob, "bob@example.com")
+            await page_login(sup, "sup@example.com")
+            # Alice serves general: its own task, and the one that overflowed out of it into billing
+            page = await alice.get("/?view=waiting")
+            assert row_ids(page.text) == {moved, mine} and count_for(page.text, "waiting") == 2
+            row = re.search(rf'id="row-{moved}".*?</button>', page.text, re.S)
+            assert row and "from general" in row.group(0) and "billing" in row.group(0)
+            assert "from " not in re.search(rf'id="row-{mine}".*?</button>', page.text, re.S).group(0)  # type: ignore[union-attr]
+            # narrowed to general: still both (one waits there, one came from there)
+            assert row_ids((await alice.get(f"/?view=waiting&queue={general}", headers=HX_LIST)).text) == {moved, mine}
+            # Bob serves billing (where both billing tasks wait); supervisors see everything, by current queue
+            bob_page = await bob.get("/?view=waiting")
+            assert row_ids(bob_page.text) == {moved, theirs} and count_for(bob_page.text, "waiting") == 2
+            assert row_ids((await sup.get("/?view=waiting", headers=HX_LIST)).text) == {moved, theirs, mine}
+            assert row_ids((await sup.get(f"/?view=waiting&queue={general}", headers=HX_LIST)).text) == {mine}
+            # and what the view offers, pick_task allows
+            took = await alice.post(f"/desk/queue/{moved}/take", headers={"X-CSRF-Token": alice_csrf})
+            assert took.status_code == 204, took.text
+            assert (await alice.get(f"/api/v1/conversations/{moved}")).json()["assignee_id"] == ids["alice"]
+            assert moved not in row_ids((await alice.get("/?view=waiting", headers=HX_LIST)).text)

@@ -4,9 +4,10 @@ history, the last message of each conversation (list previews), canned responses
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.db.models import (
@@ -16,7 +17,9 @@ from threadline.db.models import (
     ConversationRow,
     MessageRow,
 )
+from threadline.db.repos.common import decode_cursor, encode_cursor
 from threadline.db.repos.conversations import ConversationFilter
+from threadline.domain.errors import ValidationFailed
 
 OPEN_STATUSES = ("open", "pending", "snoozed")
 
@@ -58,11 +61,29 @@ def _conditions(flt: ConversationFilter, q: str | None) -> list[Any]:
     return cond
 
 
-async def search_conversations(session: AsyncSession, flt: ConversationFilter, q: str | None, limit: int
-                               ) -> Sequence[ConversationRow]:
+async def search_conversations(session: AsyncSession, flt: ConversationFilter, q: str | None, limit: int,
+                               cursor: str | None = None) -> tuple[Sequence[ConversationRow], str | None]:
+    """One page of the desk's list, newest activity first, and the cursor of the next page (None: no more).
+
+    Keyset pagination on the list's order (last_activity_at desc, id desc): the cursor is the last row's
+    (last_activity_at, id), so conversations that become active meanwhile move to the top without
+    shifting the rows of the pages still to come (no OFFSET)."""
     c = ConversationRow
     stmt = select(c).where(*_conditions(flt, q)).order_by(c.last_activity_at.desc(), c.id.desc())
-    return (await session.execute(stmt.limit(limit))).scalars().all()
+    if cursor:
+        at_raw, last_id = decode_cursor(cursor, 2)
+        try:
+            at = datetime.fromisoformat(at_raw) if isinstance(at_raw, str) else None
+        except ValueError:
+            at = None
+        if at is None or at.tzinfo is None or not isinstance(last_id, int) or isinstance(last_id, bool):
+            raise ValidationFailed("cursor is not one this page gave out", field="after")
+        stmt = stmt.where(or_(c.last_activity_at < at, and_(c.last_activity_at == at, c.id < last_id)))
+    rows = (await session.execute(stmt.limit(limit + 1))).scalars().all()
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], encode_cursor(last.last_activity_at.isoformat(), last.id)
 
 
 async def count_conversations(session: AsyncSession, flt: ConversationFilter) -> int:

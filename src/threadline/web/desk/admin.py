@@ -209,6 +209,35 @@ async def _queues_ctx(session: AsyncSession, actor: Actor) -> dict[str, Any]:
             "routing": {r.id: routing_actions.queue_parts(r) for r in await routing_repo.queues(session)}}
 
 
+# Today's figures per queue aggregate the day's routing outcomes; every supervisor tab redraws the
+# board on many events, so this process keeps them FIGURES_TTL seconds: many redraws, one aggregation.
+# Keyed by the Services object (one per process in production; tests run several apps in one process,
+# each with its own database). The figures do not depend on which supervisor asks.
+FIGURES_TTL = 5.0
+_figures_cache: dict[int, tuple[float, Any, list[Any]]] = {}  # id(services) -> (expires_at, services, figures)
+
+
+def _clock() -> float:
+    return time.monotonic()
+
+
+def clear_figures_cache() -> None:
+    """Forget cached figures (tests that change outcomes and read the board again)."""
+    _figures_cache.clear()
+
+
+async def _today_figures(actor: Actor, services: Any) -> list[Any]:
+    now = _clock()
+    hit = _figures_cache.get(id(services))
+    if hit is not None and hit[1] is services and hit[0] > now:
+        return hit[2]
+    figures = await routing_api.figures(actor, services, None, None)  # today
+    for key in [k for k, (expires, _, _) in _figures_cache.items() if expires <= now]:
+        del _figures_cache[key]  # stale entries (of apps gone, in tests) do not pile up
+    _figures_cache[id(services)] = (now + FIGURES_TTL, services, figures)
+    return figures
+
+
 async def _board(actor: Actor, services: Any) -> dict[str, Any]:
     """What the supervisors' live view shows: queues (with today's service level, ASA, abandoned and
     AHT from the router's outcomes), agents by state, the longest waiting tasks.
@@ -217,7 +246,7 @@ async def _board(actor: Actor, services: Any) -> dict[str, Any]:
     queues = await routing_api.queues(actor, services)
     agents = await routing_api.agents(actor, services)
     waiting = await routing_api.tasks(actor, services, None, "waiting", 15)
-    figures = {f.queue_id: f for f in await routing_api.figures(actor, services, None, None)}  # today
+    figures = {f.queue_id: f for f in await _today_figures(actor, services)}  # today, cached FIGURES_TTL s
     by_state: dict[str, int] = {}
     for a in agents:
         by_state[a.presence] = by_state.get(a.presence, 0) + 1

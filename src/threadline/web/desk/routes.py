@@ -52,7 +52,8 @@ except ImportError:  # pragma: no cover - without web chat the sidebar keeps its
 
 router = APIRouter(include_in_schema=False)
 static = StaticFiles(directory=str(HERE / "static"))
-PAGE_SIZE = 60
+PAGE_SIZE = 60  # rows per page of the conversation list ("Load more" / scrolling appends the next)
+MAX_REFRESH_ROWS = 300  # a live refresh redraws at most this many rows from the top (see _list_ctx)
 MAX_UPLOAD_BYTES = 10_000_000
 ActorDep = Depends(current_actor)
 
@@ -187,11 +188,28 @@ async def _base_ctx(session: AsyncSession, actor: Actor, csrf: str | None, *, co
     }
 
 
-async def _list_ctx(session: AsyncSession, actor: Actor, params: ListParams) -> dict[str, Any]:
-    rows = await desk_repo.search_conversations(session, params.filter(actor), params.q, PAGE_SIZE)
+def _refresh_limit(request: Request) -> int:
+    """How many rows a redraw of the list brings back. live.js refreshes the list on events; it sends
+    ``shown`` (the rows the agent has loaded) so the rows appended by "Load more" stay in place rather
+    than vanishing under the agent. Rounded up to whole pages and capped at MAX_REFRESH_ROWS: past that
+    the redraw is the first MAX_REFRESH_ROWS rows again with a "Load more" after them (a refresh never
+    leaves the list without a way to the rest)."""
+    shown = request.query_params.get("shown", "")
+    n = int(shown) if shown.isdigit() and len(shown) < 6 else 0
+    pages = max(1, -(-n // PAGE_SIZE))
+    return min(pages * PAGE_SIZE, MAX_REFRESH_ROWS)
+
+
+async def _list_ctx(session: AsyncSession, actor: Actor, params: ListParams, *, cursor: str | None = None,
+                    limit: int | None = None) -> dict[str, Any]:
+    """One page of the list: the first (``cursor`` None) or the one after ``cursor`` (an appended page:
+    rows and the next "Load more" only). ``next_cursor`` is None on the last page."""
+    rows, next_cursor = await desk_repo.search_conversations(session, params.filter(actor), params.q,
+                                                             limit or PAGE_SIZE, cursor)
     last = await desk_repo.last_messages(session, [r.id for r in rows])
     return {"conversations": await conversation_views(session, rows), "previews": last, "params": params,
-            "labels": await desk_repo.all_labels(session)}
+            "next_cursor": next_cursor, "appending": cursor is not None,
+            "labels": [] if cursor else await desk_repo.all_labels(session)}
 
 
 async def _queue_ctx(session: AsyncSession, actor: Actor, params: ListParams) -> dict[str, Any]:
@@ -258,8 +276,14 @@ async def desk(request: Request, services: ServicesDep, conversation_id: int | N
     params = ListParams.from_request(request)
     waiting = params.view == QUEUE_VIEW
     async with services.db.transaction(write=False) as session:
+        if is_htmx(request, "list-more") and not waiting:  # "Load more": the next page, appended
+            listed = await _list_ctx(session, actor, params, cursor=request.query_params.get("after") or None)
+            ctx = {**await _base_ctx(session, actor, csrf, counts=False), **listed,
+                   "current": None, "current_id": conversation_id}
+            return render(request, "partials/list.html", ctx)
         if is_htmx(request, "list"):
-            listed = await (_queue_ctx if waiting else _list_ctx)(session, actor, params)
+            listed = await (_queue_ctx(session, actor, params) if waiting
+                            else _list_ctx(session, actor, params, limit=_refresh_limit(request)))
             ctx = {**await _base_ctx(session, actor, csrf, counts=False), **listed,
                    "current": None, "current_id": conversation_id}
             return render(request, "partials/queue.html" if waiting else "partials/list.html", ctx)

@@ -81,13 +81,22 @@
   }
 
   // ---- refreshes ------------------------------------------------------------------------------------
-  function listUrl() { return location.pathname + location.search; }
+  // The conversation list is paged ("Load more" at its end appends the next page, by a keyset cursor).
+  // A live refresh redraws it from the top with as many rows as are loaded now ("shown"; the server
+  // caps it at a few pages), so rows appended by Load more stay put instead of vanishing; the redraw
+  // ends with a fresh Load more whenever more rows exist. The Queue view is not paged.
+  function shownRows() { return isQueueView() ? 0 : $all("#list .row").length; }
+  function listUrl(shown) {
+    return location.pathname + location.search + (shown ? (location.search ? "&" : "?") + "shown=" + shown : "");
+  }
   var refreshList = debounce(function () {
     var list = $("#list"); if (!list) return;
-    var scroll = list.scrollTop;
-    fetch(listUrl(), { credentials: "same-origin", headers: { "HX-Request": "true", "HX-Target": "list" } })
+    var scroll = list.scrollTop, shown = shownRows();
+    fetch(listUrl(shown), { credentials: "same-origin", headers: { "HX-Request": "true", "HX-Target": "list" } })
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
       .then(function (html) {
+        // a page was appended (or is on its way) since this was asked: ask again with all the rows
+        if (shownRows() > shown || $("#list-more.htmx-request")) { refreshList(); return; }
         // keep the keyboard where it was (e.g. on a Take button) when the rows are redrawn
         var focused = list.contains(document.activeElement) && document.activeElement.id;
         swapInto(list, html); list.scrollTop = scroll; markActive();
@@ -296,6 +305,10 @@
     }
     if (e.detail.target && e.detail.target.id === "list") markActive();
   });
+  // a page appended by Load more replaces the button, its own target (htmx then announces the request
+  // from #list, the button being gone): mark the open conversation among the new rows
+  function fromMore(e) { return !!(e.detail.target && e.detail.target.id === "list-more"); }
+  document.body.addEventListener("htmx:afterRequest", function (e) { if (fromMore(e)) markActive(); });
 
   // ---- composer: reply/note, Ctrl+Enter, canned responses, attachment names ---------------------------
   function setMode(mode) {
@@ -402,9 +415,23 @@
   function move(delta) {
     var rows = $all("#list .row"); if (!rows.length) return;
     var idx = rows.findIndex(function (r) { return Number(r.dataset.id) === openId(); });
+    var more = $("#list-more");
+    if (delta > 0 && idx === rows.length - 1 && more) {
+      // j on the last loaded row: load the next page, then move onto its first row
+      var onSwap = function (ev) {
+        if (ev.detail.target !== more) return;
+        document.body.removeEventListener("htmx:afterRequest", onSwap);
+        if (ev.detail.successful) move(1);
+      };
+      document.body.addEventListener("htmx:afterRequest", onSwap);
+      if (!more.classList.contains("htmx-request")) more.click();
+      return;
+    }
     var next = rows[Math.max(0, Math.min(rows.length - 1, idx < 0 ? 0 : idx + delta))];
     var link = next && (next.matches("a") ? next : $("a.qrow-link", next));  // Queue rows hold a link and a button
-    if (link) { link.click(); next.scrollIntoView({ block: "nearest" }); }
+    if (!link) return;
+    if (window.htmx) htmx.process(link);  // rows just appended by Load more may not be processed yet
+    link.click(); next.scrollIntoView({ block: "nearest" });
   }
   function csrfToken() { return (JSON.parse(document.body.getAttribute("hx-headers") || "{}"))["X-CSRF-Token"]; }
   function post(btn) {
