@@ -35,6 +35,7 @@ async def test_endpoint_lifecycle_and_validation(sqlite_server) -> None:
             ({"url": "http://127.0.0.1:8080/hook", "events": ["*"]}, "url", "private"),
             ({"url": "http://169.254.169.254/latest/meta-data/", "events": ["*"]}, "url", "private"),
             ({"url": "ftp://example.com/x", "events": ["*"]}, "url", "https://"),
+            ({"url": "https://hooks.invalid/x", "events": ["nope.event"]}, "events", "nope.event"),  # before DNS
             ({"url": PUBLIC, "events": []}, "body.events", ""),
             ({"url": PUBLIC, "events": ["*"], "colour": "red"}, "body.colour", "unknown field"),
         ]:

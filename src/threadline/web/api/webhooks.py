@@ -16,7 +16,7 @@ from threadline.db.repos.common import decode_cursor, encode_cursor
 from threadline.db.types import utcnow
 from threadline.domain.errors import NotFound, ValidationFailed
 from threadline.domain.events import EVENT_NAMES
-from threadline.domain.webhooks import NOT_IN_WILDCARD
+from threadline.domain.webhooks import NOT_IN_WILDCARD, normalise_events
 from threadline.services import Services
 from threadline.web.api.schemas import In, Page
 from threadline.web.deps import AdminActor, ServicesDep
@@ -144,6 +144,7 @@ async def list_webhooks(actor: AdminActor, services: ServicesDep) -> list[Webhoo
 @router.post("/webhooks", response_model=WebhookWithSecret, status_code=201,
              summary="Subscribe a URL to events; the answer holds the signing secret, shown once")
 async def create_webhook(body: WebhookIn, actor: AdminActor, services: ServicesDep) -> WebhookWithSecret:
+    normalise_events(body.events)  # the cheap checks first: an unknown event is named before any DNS lookup
     await _webhooks(services).check_destination(body.url)
     async with services.db.transaction(write=True) as session:
         row, secret = await webhook_actions.create_endpoint(
