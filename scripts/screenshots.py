@@ -9,10 +9,13 @@ conversations, then drives Debian's Chromium (/usr/bin/chromium) through Playwri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -89,9 +92,10 @@ async def enrich(services) -> int:  # type: ignore[no-untyped-def]
     return first
 
 
-async def main() -> None:
-    from playwright.async_api import async_playwright
-
+@contextlib.asynccontextmanager
+async def serving(**settings: Any) -> AsyncIterator[tuple[Any, str, Path]]:
+    """Threadline on a throw-away SQLite database, migrated and seeded with the demo workspace:
+    yields (services, base URL, temporary directory)."""
     tmp = Path(tempfile.mkdtemp(prefix="tl-shots-"))
     url = f"sqlite+aiosqlite:///{tmp / 'threadline.db'}"
     await asyncio.to_thread(upgrade, url)
@@ -99,16 +103,35 @@ async def main() -> None:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    settings = Settings(database_url=url, data_dir=tmp, secret_key="screenshots-secret-key-0123456789",
-                        public_base_url=base, log_level="warning")  # type: ignore[call-arg]
-    app = create_app(settings)
+    app = create_app(Settings(database_url=url, data_dir=tmp, secret_key="screenshots-secret-key-0123456789",
+                              public_base_url=base, log_level="warning", **settings))  # type: ignore[call-arg]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="websockets-sansio"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
         await asyncio.sleep(0.05)
     try:
         await seed(app.state.services)
-        showcase = await enrich(app.state.services)
+        yield app.state.services, base, tmp
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def login(page: Any, base: str, email: str) -> None:
+    """Log in on the desk's login page as a demo user (logging out whoever was in)."""
+    await page.context.clear_cookies()
+    await page.goto(base + "/login")
+    await page.fill("#email", email)
+    await page.fill("#password", DEMO_PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(base + "/")
+
+
+async def main() -> None:
+    from playwright.async_api import async_playwright
+
+    async with serving() as (services, base, tmp):
+        showcase = await enrich(services)
         OUT.mkdir(parents=True, exist_ok=True)
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
@@ -116,10 +139,7 @@ async def main() -> None:
             page = await browser.new_page(viewport={"width": 1480, "height": 900}, device_scale_factor=1)
             await page.goto(base + "/login")
             await page.screenshot(path=str(tmp / "login.png"))
-            await page.fill("#email", "alice@demo.threadline.dev")
-            await page.fill("#password", DEMO_PASSWORD)
-            await page.click("button[type=submit]")
-            await page.wait_for_url(base + "/")
+            await login(page, base, "alice@demo.threadline.dev")
             await page.goto(base + "/?view=all")
             await page.wait_for_selector("#list .row")
             await page.screenshot(path=str(OUT / "desk-inbox.png"))
@@ -138,12 +158,7 @@ async def main() -> None:
             await page.keyboard.press("?")
             await page.screenshot(path=str(tmp / "desk-help.png"))
             await page.keyboard.press("Escape")
-            await page.context.clear_cookies()
-            await page.goto(base + "/login")
-            await page.fill("#email", "admin@demo.threadline.dev")
-            await page.fill("#password", DEMO_PASSWORD)
-            await page.click("button[type=submit]")
-            await page.wait_for_url(base + "/")
+            await login(page, base, "admin@demo.threadline.dev")
             await page.goto(base + "/admin/channels?kind=webchat")
             await page.screenshot(path=str(OUT / "admin-channels.png"), full_page=True)
             for extra in ("users", "canned"):
@@ -151,9 +166,6 @@ async def main() -> None:
                 await page.screenshot(path=str(tmp / f"admin-{extra}.png"), full_page=True)
             await browser.close()
         print(f"screenshots in {OUT} (extra admin pages in {tmp})")
-    finally:
-        server.should_exit = True
-        await task
 
 
 if __name__ == "__main__":
