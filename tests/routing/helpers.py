@@ -9,11 +9,14 @@ from typing import Any
 from sqlalchemy import select
 
 from threadline.actions import messages as message_actions
+from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
+from threadline.actions.permissions import Actor
 from threadline.db.models import OutboxEventRow, RoutingOfferRow, RoutingTaskRow
 from threadline.db.repos import channels as channels_repo
 from threadline.domain.contacts import IdentityKind, IdentityValue
 from threadline.domain.messages import InboundMessage, Sender
+from threadline.domain.users import Role
 from threadline.services import Services
 from threadline.workers.router import Router
 
@@ -41,6 +44,19 @@ async def arrive(services: Services, channel_id: int, *, who: str | None = None)
                                                        name=f"Customer {n}"), "hello"))
     assert msg is not None
     return msg.conversation_id
+
+
+def agent(uid: int, queues: list[int]) -> Actor:
+    return Actor(user_id=uid, role=Role.AGENT, name=f"agent {uid}", queue_ids=queues)
+
+
+async def with_wrap_up(services: Services, ids: dict[str, int], seconds: float, *, alice_slots: int | None = 1) -> None:
+    """The general queue keeps agents in wrap-up for ``seconds``; Alice has ``alice_slots`` messaging slots."""
+    admin = Actor(user_id=ids["admin"], role=Role.ADMIN)
+    async with services.db.transaction() as s:
+        await routing_actions.set_queue_routing(s, admin, ids["general"], {"wrap_up_seconds": seconds})
+        if alice_slots is not None:
+            await routing_actions.set_agent_profile(s, admin, ids["alice"], capacity={"messaging": alice_slots})
 
 
 async def available(services: Services, *user_ids: int, status: str = "available") -> None:

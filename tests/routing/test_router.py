@@ -12,6 +12,7 @@ from tests.conftest import seed_basics
 from tests.routing.helpers import (
     STARTED,
     Clock,
+    agent,
     arrive,
     available,
     events,
@@ -29,10 +30,6 @@ from threadline.db.repos import users as users_repo
 from threadline.domain.errors import Conflict
 from threadline.domain.users import Role
 from threadline.workers.router import Router
-
-
-def agent(uid: int, queues: list[int]) -> Actor:
-    return Actor(user_id=uid, role=Role.AGENT, name=f"agent {uid}", queue_ids=queues)
 
 
 async def test_offer_then_accept_assigns_through_the_conversation_action(services) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from tests.conftest import seed_basics
 from tests.routing.helpers import (
     Clock,
+    agent,
     arrive,
     available,
     deliver,
@@ -17,6 +18,7 @@ from tests.routing.helpers import (
     leading_router,
     offers,
     tasks,
+    with_wrap_up,
 )
 from threadline.actions import conversations as conv_actions
 from threadline.actions import routing as routing_actions
@@ -28,10 +30,6 @@ from threadline.domain.errors import Conflict, NotFound
 from threadline.domain.users import Role
 
 
-def agent(uid: int, queues: list[int]) -> Actor:
-    return Actor(user_id=uid, role=Role.AGENT, name=f"agent {uid}", queue_ids=queues)
-
-
 async def outcomes(services) -> list[RoutingOutcomeRow]:  # type: ignore[no-untyped-def]
     async with services.db.transaction(write=False) as s:
         return list((await s.execute(select(RoutingOutcomeRow).order_by(RoutingOutcomeRow.id))).scalars())
@@ -39,11 +37,8 @@ async def outcomes(services) -> list[RoutingOutcomeRow]:  # type: ignore[no-unty
 
 async def test_ready_ends_the_wrap_up_early_and_frees_the_slot(services) -> None:
     ids = await seed_basics(services)
-    admin = Actor(user_id=ids["admin"], role=Role.ADMIN)
     alice = agent(ids["alice"], [ids["general"]])
-    async with services.db.transaction() as s:
-        await routing_actions.set_queue_routing(s, admin, ids["general"], {"wrap_up_seconds": 120})
-        await routing_actions.set_agent_profile(s, admin, ids["alice"], capacity={"messaging": 1})
+    await with_wrap_up(services, ids, 120)
     await available(services, ids["alice"])
     first = await arrive(services, ids["channel"])
     clock = Clock()
@@ -106,11 +101,8 @@ async def test_ready_ends_the_wrap_up_early_and_frees_the_slot(services) -> None
 
 async def test_a_wrap_up_ended_while_the_router_was_down_stays_ended_after_the_rebuild(services) -> None:
     ids = await seed_basics(services)
-    admin = Actor(user_id=ids["admin"], role=Role.ADMIN)
     alice = agent(ids["alice"], [ids["general"]])
-    async with services.db.transaction() as s:
-        await routing_actions.set_queue_routing(s, admin, ids["general"], {"wrap_up_seconds": 600})
-        await routing_actions.set_agent_profile(s, admin, ids["alice"], capacity={"messaging": 1})
+    await with_wrap_up(services, ids, 600)
     await available(services, ids["alice"])
     first = await arrive(services, ids["channel"])
     clock = Clock()
@@ -253,10 +245,8 @@ async def test_taking_the_conversation_offered_to_me_uses_the_offers_slot_and_cl
 
 async def test_ready_survives_the_router_rewriting_the_task_and_a_missed_event(services) -> None:
     ids = await seed_basics(services)
-    admin = Actor(user_id=ids["admin"], role=Role.ADMIN)
     alice = agent(ids["alice"], [ids["general"]])
-    async with services.db.transaction() as s:
-        await routing_actions.set_queue_routing(s, admin, ids["general"], {"wrap_up_seconds": 600})
+    await with_wrap_up(services, ids, 600, alice_slots=None)
     await available(services, ids["alice"])
     conv = await arrive(services, ids["channel"])
     clock = Clock()
