@@ -19,7 +19,7 @@ from threadline.db.repos import plumbing as repo
 from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.metrics import EVENTS_PUBLISHED
-from threadline.workers.loop import BackgroundLoop
+from threadline.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)
 BATCH = 500

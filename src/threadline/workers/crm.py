@@ -33,7 +33,7 @@ from threadline.db.leader import LeaderLock
 from threadline.db.session import Database
 from threadline.metrics import CRM_LOOKUPS
 from threadline.security import sign
-from threadline.workers.loop import BackgroundLoop
+from threadline.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)
 MAX_ATTRIBUTES = 50

@@ -24,7 +24,7 @@ from threadline.db.types import utcnow
 from threadline.domain.messages import InboundMessage, StatusUpdate
 from threadline.files.store import FileStore
 from threadline.workers.channels import AdapterFactory
-from threadline.workers.loop import BackgroundLoop
+from threadline.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)
 MAX_ATTEMPTS = 5

@@ -37,7 +37,7 @@ from threadline.db.repos import channels as channels_repo
 from threadline.db.session import Database
 from threadline.workers.channels import AdapterFactory
 from threadline.workers.inbox import InboxWorker
-from threadline.workers.loop import BackgroundLoop
+from threadline.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)
 EMAIL_KIND = "email"

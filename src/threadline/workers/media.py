@@ -22,7 +22,7 @@ from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.files.store import FileStore
 from threadline.workers.channels import AdapterFactory
-from threadline.workers.loop import BackgroundLoop
+from threadline.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)
 

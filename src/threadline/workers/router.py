@@ -55,7 +55,7 @@ from threadline.domain.routing_events import (
     WrapUp,
 )
 from threadline.domain.routing_settings import QueueRouting, task_for
-from threadline.workers.loop import BackgroundLoop
+from threadline.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)
 

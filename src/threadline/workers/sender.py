@@ -32,7 +32,7 @@ from threadline.domain.messages import Attachment, OutboundMessage
 from threadline.files.store import FileStore
 from threadline.metrics import OUTBOUND_RESULTS
 from threadline.workers.channels import AdapterFactory
-from threadline.workers.loop import BackgroundLoop
+from threadline.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)
 ATTACHMENT_URL = "/api/v1/attachments/"
