@@ -248,7 +248,7 @@ def check() -> None:
         try:
             async with db.write_engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-                # features branch from the base revision: the schema is current when it is at every head
+                # one head since 0010_one_head (an integration package may add its own branch)
                 current_heads = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_heads())
             heads = ScriptDirectory.from_config(alembic_config(settings.resolved_database_url)).get_heads()
             current, head = ", ".join(sorted(current_heads)), ", ".join(sorted(heads))

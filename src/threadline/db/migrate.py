@@ -18,7 +18,8 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "heads") -> None:
-    """Upgrade to every head: features add their migrations on branches from 0001 and merge later."""
+    """Upgrade to the head (one since ``0010_one_head``; "heads" also takes an integration package's own
+    branch, if one ever adds it)."""
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1]
         if path and not path.startswith(":memory:"):
