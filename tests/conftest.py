@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from threadline.services import Services
 PG_URL = os.environ.get("THREADLINE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("THREADLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# Redis pub/sub channels are shared by every database number: a suite running beside another one on the
+# same server (two checkouts, CI and a developer) must not receive its events.
+TEST_RUN = uuid.uuid4().hex[:10]
 PASSWORD = "correct-horse-battery"
 
 
@@ -113,7 +117,7 @@ def make_settings(url: str, tmp_path: Path, **extra: object) -> Settings:
     values: dict[str, object] = {
         "database_url": url, "data_dir": tmp_path / "data", "secret_key": "test-secret-key-0123456789",
         "log_json": True, "log_level": "warning", "relay_poll_seconds": 0.2,
-        "sender_backoff_base": 0.05, "sender_backoff_max": 0.2,
+        "sender_backoff_base": 0.05, "sender_backoff_max": 0.2, "redis_prefix": f"tl-test-{TEST_RUN}",
     }
     values.update(extra)
     return Settings(**values)  # type: ignore[arg-type]

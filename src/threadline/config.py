@@ -7,6 +7,8 @@ the in-process bus and workers. Point ``THREADLINE_DATABASE_URL`` at PostgreSQL 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from functools import cached_property
@@ -22,6 +24,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite database, key and files")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
     redis_url: str | None = Field(default=None, description="Redis URL for cross-process fan-out")
+    redis_prefix: str | None = Field(
+        default=None, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Prefix of this installation's Redis channels; default: derived from the secret key, so two "
+                    "installations sharing one Redis never see each other's events")
     secret_key: str | None = Field(default=None, description="Secret for encryption; default: data_dir/secret.key")
     public_base_url: str = Field(default="http://127.0.0.1:8080", description="URL the outside world uses")
     log_level: str = "info"
@@ -109,6 +115,17 @@ class Settings(BaseSettings):
         with os.fdopen(fd, "w") as fh:
             fh.write(key)
         return key
+
+
+    @cached_property
+    def resolved_redis_prefix(self) -> str:
+        """Every process of one installation shares the secret key (it decrypts the channels' credentials),
+        and two installations never do: a digest of it names this installation's channels without
+        revealing it."""
+        if self.redis_prefix:
+            return self.redis_prefix
+        digest = hmac.new(self.resolved_secret_key.encode(), b"threadline redis prefix", hashlib.sha256)
+        return f"threadline:{digest.hexdigest()[:16]}"
 
 
 def get_settings() -> Settings:

@@ -53,7 +53,7 @@ class Services:
         if settings.redis_url:
             from threadline.bus.redis import RedisBus
 
-            bus = RedisBus(settings.redis_url)
+            bus = RedisBus(settings.redis_url, settings.resolved_redis_prefix)
         else:
             bus = MemoryBus()
         box = SecretBox(settings.resolved_secret_key)

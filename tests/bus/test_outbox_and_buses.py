@@ -149,3 +149,36 @@ async def test_services_with_redis_deliver_events_through_redis(sqlite_url, tmp_
     finally:
         await svc.stop()
 
+
+
+async def test_installations_sharing_one_redis_never_see_each_other(tmp_path) -> None:
+    """Two installations (each with its own secret key) on one Redis server: each process gets the events of
+    its own installation only; two processes of one installation share them."""
+    need(redis_available(), "Redis")
+    from threadline.bus.redis import RedisBus
+    from threadline.config import Settings
+
+    def prefix(secret: str) -> str:
+        return Settings(secret_key=secret, data_dir=tmp_path).resolved_redis_prefix
+
+    assert prefix("installation-one-secret") == prefix("installation-one-secret")
+    assert prefix("installation-one-secret") != prefix("installation-two-secret")
+    assert "installation" not in prefix("installation-one-secret")  # the secret itself is not revealed
+    one_a, one_b = (RedisBus(REDIS_URL, prefix("installation-one-secret")) for _ in range(2))
+    two = RedisBus(REDIS_URL, prefix("installation-two-secret"))
+    got: dict[str, asyncio.Queue[Envelope]] = {"one_b": asyncio.Queue(), "two": asyncio.Queue()}
+    one_b.subscribe(got["one_b"].put_nowait)
+    two.subscribe(got["two"].put_nowait)
+    for bus in (one_a, one_b, two):
+        await bus.start()
+    try:
+        await one_a.publish([Envelope(1, "message.created", {"n": 1}, {}, utcnow())])
+        await two.publish([Envelope(1, "message.created", {"n": 2}, {}, utcnow())])
+        assert (await asyncio.wait_for(got["one_b"].get(), 5)).payload == {"n": 1}
+        assert (await asyncio.wait_for(got["two"].get(), 5)).payload == {"n": 2}
+        await one_a.publish([Envelope(2, "message.created", {"n": 3}, {}, utcnow())])  # a marker: order is kept
+        assert (await asyncio.wait_for(got["one_b"].get(), 5)).payload == {"n": 3}
+        assert got["two"].empty() and got["one_b"].empty()
+    finally:
+        for bus in (one_a, one_b, two):
+            await bus.stop()

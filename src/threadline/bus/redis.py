@@ -20,7 +20,9 @@ log = structlog.get_logger(__name__)
 
 
 class RedisBus(LocalFanout):
-    def __init__(self, url: str, prefix: str = "threadline") -> None:
+    def __init__(self, url: str, prefix: str) -> None:
+        """``prefix`` names this installation's channels (``Settings.resolved_redis_prefix``): Redis pub/sub
+        channels are shared by every database number, so installations sharing a server need their own."""
         super().__init__()
         self.url = url
         self.events_channel = f"{prefix}:events"
