@@ -13,7 +13,7 @@ from threadline.db.repos import conversations as conv_repo
 from threadline.domain.users import Role
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
-WAIT = 5000  # ms: generous; live updates normally land well within a second
+WAIT = 10_000  # ms: generous (a loaded CI machine); live updates normally land well within a second
 
 
 async def open_desk(browser, server, email: str, path: str = "/?view=all"):  # type: ignore[no-untyped-def]
