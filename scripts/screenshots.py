@@ -66,7 +66,7 @@ async def enrich(services) -> int:  # type: ignore[no-untyped-def]
         await message_actions.send_reply(s, a_alice, old.conversation_id, "Under Billing > History > Export.")
         await conv_actions.update_conversation(s, a_alice, old.conversation_id, status="resolved")
         try:
-            from threadline.actions import webchat as webchat_actions
+            from threadline.channels.webchat import actions as webchat_actions
         except ImportError:
             webchat_actions = None
         if webchat_actions is not None:

@@ -8,18 +8,18 @@ from datetime import timedelta
 
 import httpx
 
+from threadline.adapters import AdapterFactory, ChannelDirectory
 from threadline.bus.base import Bus
 from threadline.bus.memory import MemoryBus
 from threadline.bus.outbox import Relay
+from threadline.channels.email.receiver import MailInbound
 from threadline.config import Settings
 from threadline.db.session import Database
 from threadline.files.links import link_key
 from threadline.files.store import FileStore
 from threadline.security import SecretBox
-from threadline.workers.channels import AdapterFactory, ChannelDirectory
 from threadline.workers.crm import CrmLookupWorker
 from threadline.workers.inbox import InboxWorker
-from threadline.workers.mail_in import MailInbound
 from threadline.workers.media import MediaWorker
 from threadline.workers.router import Router
 from threadline.workers.sender import SenderWorker

@@ -283,7 +283,7 @@ async def test_webchat_channels_show_their_embed_snippet(sqlite_server) -> None:
 
 async def test_channel_picker_and_csat_in_the_sidebar(sqlite_server) -> None:
     from threadline.actions import channels as channel_actions
-    from threadline.actions import webchat as webchat_actions
+    from threadline.channels.webchat import actions as webchat_actions
 
     ids = await seed_basics(sqlite_server.services)
     async with sqlite_server.services.db.transaction(write=True) as s:

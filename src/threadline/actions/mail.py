@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from threadline.actions import messages as message_actions
 from threadline.actions.attachments import attach, describe, store_attachment
 from threadline.actions.contacts import update_contact
+from threadline.channels.email import repo
+from threadline.channels.email.models import MailboxStateRow
 from threadline.db.models import ChannelInstanceRow, MessageRow
-from threadline.db.models.mail import MailboxStateRow
 from threadline.db.repos import contacts as contacts_repo
-from threadline.db.repos import mail as repo
 from threadline.domain.messages import Attachment, InboundMessage
 from threadline.files.store import FileStore
 

@@ -9,6 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from threadline import __version__
+from threadline.channels.webchat.web import agent_router as webchat_api_router
+from threadline.channels.webchat.web import router as webchat_router
+from threadline.channels.webchat.web.live import VisitorHub
 from threadline.config import Settings, get_settings
 from threadline.logging import configure as configure_logging
 from threadline.services import Services
@@ -16,9 +19,6 @@ from threadline.web import errors, hooks, live, ops
 from threadline.web.api import router as api_router
 from threadline.web.desk import router as desk_router
 from threadline.web.limits import BodySizeLimit, RequestMetrics
-from threadline.web.webchat import agent_router as webchat_api_router
-from threadline.web.webchat import router as webchat_router
-from threadline.web.webchat.live import VisitorHub
 
 DESCRIPTION = """Threadline's REST API. Authenticate with a session cookie (browser; writes need the
 `X-CSRF-Token` header from `GET /api/v1/me`) or an API token: `Authorization: Bearer tl_…`

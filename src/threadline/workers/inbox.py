@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from threadline.actions import mail as mail_actions
 from threadline.actions import messages as message_actions
 from threadline.actions.events import savepoint
+from threadline.adapters import AdapterFactory
 from threadline.channels.base import ChannelError, RawRequest
 from threadline.db.models import ChannelInstanceRow, InboxItemRow
 from threadline.db.repos import channels as channels_repo
@@ -23,7 +24,6 @@ from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.domain.messages import InboundMessage, StatusUpdate
 from threadline.files.store import FileStore
-from threadline.workers.channels import AdapterFactory
 from threadline.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import structlog
 
 from threadline.actions import messaging as actions
+from threadline.adapters import AdapterFactory
 from threadline.channels.base import PermanentSendError, RetryableSendError
 from threadline.db.leader import LeaderLock
 from threadline.db.repos import channels as channels_repo
@@ -21,7 +22,6 @@ from threadline.db.repos import messaging as repo
 from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.files.store import FileStore
-from threadline.workers.channels import AdapterFactory
 from threadline.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)

@@ -15,6 +15,7 @@ import structlog
 
 from threadline.actions import messages as message_actions
 from threadline.actions import messaging as messaging_actions
+from threadline.adapters import AdapterFactory
 from threadline.channels.base import PermanentSendError, RetryableSendError
 from threadline.channels.registry import get_adapter_class
 from threadline.db.leader import LeaderLock
@@ -30,9 +31,8 @@ from threadline.db.types import utcnow
 from threadline.domain.contacts import IdentityKind, IdentityValue
 from threadline.domain.messages import Attachment, OutboundMessage
 from threadline.files.store import FileStore
-from threadline.metrics import OUTBOUND_RESULTS
-from threadline.workers.channels import AdapterFactory
 from threadline.loop import BackgroundLoop
+from threadline.metrics import OUTBOUND_RESULTS
 
 log = structlog.get_logger(__name__)
 ATTACHMENT_URL = "/api/v1/attachments/"

@@ -16,9 +16,9 @@ from tests.conftest import _finish, make_settings, need, seed_basics
 from threadline.actions import channels as channel_actions
 from threadline.actions import mail as mail_actions
 from threadline.channels.email.imap import open_mailbox
+from threadline.channels.email.receiver import ImapPoller
 from threadline.db.models import MessageRow
 from threadline.services import Services
-from threadline.workers.mail_in import ImapPoller
 
 
 def mail(n: int) -> bytes:

@@ -1,5 +1,6 @@
 """ORM tables, one module per aggregate. Import this package to register every table on Base."""
 
+from threadline.channels.email.models import MailboxStateRow
 from threadline.db.models.auth import ApiTokenRow, LoginAttemptRow, SessionRow
 from threadline.db.models.base import Base
 from threadline.db.models.channels import ChannelInstanceRow
@@ -11,9 +12,9 @@ from threadline.db.models.continuity import (
     MergeSuggestionRow,
 )
 from threadline.db.models.conversations import ConversationLabelRow, ConversationRow, MessageRow
+from threadline.db.models.csat import CsatResponseRow
 from threadline.db.models.desk import CannedResponseRow
 from threadline.db.models.files import AttachmentRow
-from threadline.db.models.mail import MailboxStateRow
 from threadline.db.models.messaging import MediaDownloadRow, MessageTemplateRow
 from threadline.db.models.plumbing import InboxItemRow, OutboundJobRow, OutboxEventRow
 from threadline.db.models.routing import (
@@ -32,7 +33,6 @@ from threadline.db.models.users import (
     TeamRow,
     UserRow,
 )
-from threadline.db.models.webchat import CsatResponseRow
 from threadline.db.models.webhooks import WebhookCursorRow, WebhookDeliveryRow, WebhookEndpointRow
 
 __all__ = [

@@ -2,9 +2,9 @@
 
 from fastapi import APIRouter
 
+from threadline.channels.email import web as email_api
 from threadline.web.api import attachments, auth, canned, channels, contacts, conversations, users
 from threadline.web.api import continuity as continuity_api
-from threadline.web.api import email as email_api
 from threadline.web.api import messaging as messaging_api
 from threadline.web.api import routing as routing_api
 from threadline.web.api import webhooks as webhooks_api

@@ -46,7 +46,7 @@ from threadline.web.deps import SESSION_COOKIE, ServicesDep, current_actor
 from threadline.web.desk.common import HERE, actor_or_none, is_htmx, queue_count, queue_items, render
 
 try:  # CSAT ratings and typing indicators come with the web chat channel
-    from threadline.actions import webchat as webchat_actions
+    from threadline.channels.webchat import actions as webchat_actions
 except ImportError:  # pragma: no cover - without web chat the sidebar keeps its placeholder
     webchat_actions = None  # type: ignore[assignment]
 

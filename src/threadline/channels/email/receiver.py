@@ -27,6 +27,7 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from threadline.actions import mail as mail_actions
+from threadline.adapters import AdapterFactory
 from threadline.channels.base import RawRequest
 from threadline.channels.email.config import EmailChannelConfig
 from threadline.channels.email.imap import ImapError, Mailbox, open_mailbox
@@ -35,9 +36,8 @@ from threadline.db.leader import LeaderLock
 from threadline.db.models import ChannelInstanceRow
 from threadline.db.repos import channels as channels_repo
 from threadline.db.session import Database
-from threadline.workers.channels import AdapterFactory
-from threadline.workers.inbox import InboxWorker
 from threadline.loop import BackgroundLoop
+from threadline.workers.inbox import InboxWorker
 
 log = structlog.get_logger(__name__)
 EMAIL_KIND = "email"

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 import websockets
-from tests.conftest import PASSWORD, seed_basics
 
+from tests.conftest import PASSWORD, seed_basics
 from threadline.actions import channels as channel_actions
 from threadline.actions import users as user_actions
 from threadline.actions.channels import load_config
@@ -321,7 +321,7 @@ async def test_a_waiting_visitor_sees_their_place_in_the_queue_until_an_agent_ta
 
 
 def test_an_agent_reply_counts_as_an_answer_until_the_conversation_waits_anew() -> None:
-    from threadline.db.repos.webchat import QueueWait
+    from threadline.channels.webchat.repo import QueueWait
 
     at = datetime(2026, 1, 5, 12, tzinfo=UTC)
 
@@ -486,7 +486,7 @@ def test_adapter_tokens_identity_hash_and_config(tmp_path) -> None:  # type: ign
 
 
 def test_rate_limiter_window_is_per_key() -> None:
-    from threadline.web.webchat.ratelimit import RateLimiter
+    from threadline.channels.webchat.web.ratelimit import RateLimiter
 
     rl = RateLimiter(max_keys=10)
     assert [rl.allow("a", 2, 60, now=t) for t in (0, 1, 2)] == [True, True, False]

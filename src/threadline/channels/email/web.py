@@ -6,10 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from threadline.channels.base import RawRequest
-from threadline.channels.email import EmailChannel
+from threadline.channels.email import EmailChannel, repo
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import conversations as conv_repo
-from threadline.db.repos import mail as repo
 from threadline.domain.errors import NotFound
 from threadline.web.deps import CurrentActor, ServicesDep
 

@@ -7,10 +7,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from threadline.actions.conversations import audience_for
 from threadline.actions.events import emit
 from threadline.actions.permissions import Actor
+from threadline.channels.webchat import repo
 from threadline.db.models import CsatResponseRow
 from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import conversations as conv_repo
-from threadline.db.repos import webchat as repo
 from threadline.db.types import utcnow
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import ConversationTyping, CsatSubmitted, MessageStatusChanged

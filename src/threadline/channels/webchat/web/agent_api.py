@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
-from threadline.actions import webchat as actions
+from threadline.channels.webchat import actions
 from threadline.web.deps import CurrentActor, ServicesDep
 
 router = APIRouter(prefix="/api/v1", tags=["web chat"])

@@ -43,8 +43,8 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketState
 
 from threadline.bus.base import Bus, Envelope
+from threadline.channels.webchat import repo
 from threadline.db.repos import plumbing as plumbing_repo
-from threadline.db.repos import webchat as repo
 from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.domain.queues import QueueSettings

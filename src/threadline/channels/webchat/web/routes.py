@@ -25,22 +25,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from threadline.actions import attachments as attachment_actions
 from threadline.actions import continuity as continuity_actions
-from threadline.actions import webchat as webchat_actions
 from threadline.channels.base import InvalidSignature
-from threadline.channels.webchat import VisitorSession, WebChatChannel
+from threadline.channels.webchat import VisitorSession, WebChatChannel, repo
+from threadline.channels.webchat import actions as webchat_actions
+from threadline.channels.webchat.web import live
+from threadline.channels.webchat.web.ratelimit import RateLimiter
 from threadline.db.models import ChannelInstanceRow
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import conversations as conv_repo
 from threadline.db.repos import files as files_repo
 from threadline.db.repos import plumbing as plumbing_repo
-from threadline.db.repos import webchat as repo
 from threadline.db.types import utcnow
 from threadline.domain.errors import DomainError
 from threadline.domain.queues import QueueSettings
 from threadline.services import Services
-from threadline.web.webchat import live
-from threadline.web.webchat.ratelimit import RateLimiter
 
 router = APIRouter(tags=["web chat (visitors)"], include_in_schema=True)
 STATIC = Path(__file__).parent / "static"
