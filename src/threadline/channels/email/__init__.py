@@ -2,6 +2,9 @@
 
 from threadline.channels.email.adapter import EmailChannel
 from threadline.channels.email.config import EmailChannelConfig
+from threadline.plugins import Integration, PluginType
 
 ADAPTER = EmailChannel
-__all__ = ["ADAPTER", "EmailChannel", "EmailChannelConfig"]
+integration = Integration(name="email", type=PluginType.CHANNEL, title="Email",
+                          adapters=(EmailChannel,))
+__all__ = ["ADAPTER", "integration", "EmailChannel", "EmailChannelConfig"]
