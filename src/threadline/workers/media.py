@@ -29,6 +29,7 @@ log = structlog.get_logger(__name__)
 
 class MediaWorker(BackgroundLoop):
     name = "media"
+    wakes_on = frozenset({"media"})
 
     def __init__(self, db: Database, factory: AdapterFactory, files: FileStore, *, poll_seconds: float = 5.0,
                  batch: int = 20) -> None:

@@ -46,6 +46,7 @@ def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
 
 class SenderWorker(BackgroundLoop):
     name = "sender"
+    wakes_on = frozenset({"jobs"})
 
     def __init__(self, db: Database, factory: AdapterFactory, *, max_attempts: int = 8, backoff_base: float = 2.0,
                  backoff_max: float = 600.0, poll_seconds: float = 1.0) -> None:

@@ -279,6 +279,8 @@ class ImapPoller(BackgroundLoop):
 class MailInbound:
     """The SMTP receiver and the IMAP poller of one process, started and stopped with the services."""
 
+    name = "mail-inbound"
+
     def __init__(self, settings: Settings, db: Database, inbox: InboxWorker, factory: AdapterFactory) -> None:
         self.settings = settings
         self.directory = EmailDirectory(db, factory)
