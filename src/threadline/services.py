@@ -22,7 +22,6 @@ from threadline.bus.base import Bus
 from threadline.bus.memory import MemoryBus
 from threadline.bus.outbox import Relay
 from threadline.bus.typed import TypedSubscriptions
-from threadline.channels.email.receiver import MailInbound
 from threadline.config import Settings
 from threadline.db.session import Database
 from threadline.domain.events import ChannelChanged
@@ -59,7 +58,6 @@ class Services:
     sender: SenderWorker
     router: Router  # the routing worker (ACD), leader-elected like the relay
     media: MediaWorker  # downloads media that messaging providers only link (workers/media.py)
-    mail: MailInbound  # email in: SMTP receiver (if a port is set) and IMAP pollers
     webhooks: Webhooks  # outgoing webhooks: dispatcher (leader) and sender (workers/webhooks.py)
     crm: CrmLookupWorker | None = None  # enriches new contacts from the CRM (only if a lookup URL is set)
     loops: list[Lifecycle] = field(default_factory=list)  # started in order, stopped in reverse
@@ -93,15 +91,13 @@ class Services:
         inbox.files = sender.files = files
         channels = ChannelDirectory(db)
         events.subscribe(ChannelChanged, lambda _: channels.invalidate())
-        mail = MailInbound(settings, db, inbox, factory)
-        events.subscribe(ChannelChanged, lambda _: mail.on_channel_changed())
         crm = CrmLookupWorker(db, bus, http, url=settings.crm_lookup_url, secret=settings.crm_lookup_secret or "",
                               timeout=settings.crm_timeout_seconds) if settings.crm_lookup_url else None
         services = cls(settings, db, bus, events, box, http, factory, channels, files,
                        relay=Relay(db, bus, poll_seconds=settings.relay_poll_seconds), inbox=inbox, sender=sender,
-                       router=Router(db, bus), media=MediaWorker(db, factory, files), mail=mail,
+                       router=Router(db, bus), media=MediaWorker(db, factory, files),
                        webhooks=Webhooks(settings, db, bus, box), crm=crm)
-        services.loops = [services.relay, inbox, sender, services.router, services.media, mail,
+        services.loops = [services.relay, inbox, sender, services.router, services.media,
                           *([crm] if crm is not None else []), services.webhooks]
         services.integrations = plug_in(found.entries, Runtime(settings, db, inbox, factory, channels, events,
                                                                files, http, current_actor))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
@@ -127,3 +128,5 @@ def setup_that_fails(host: Host) -> None:
 
 probe = Integration(name="probe", type=PluginType.CRM, title="Probe", setup=setup_probe)
 failing = Integration(name="failing", type=PluginType.BOT, title="Failing", setup=setup_that_fails)
+notes = Integration(name="notes", type=PluginType.KB, title="Notes",
+                    migrations=Path(__file__).parent / "notes_migrations")

@@ -9,8 +9,9 @@ A package (bundled under ``threadline/channels/<name>/`` or installed with an en
 ``setup(host)`` runs once per process when the services are built; it receives the package's ``Host``
 (plugins/host.py) and contributes routes, loops and event subscriptions through it. It may return a
 runtime object, which the process keeps (for diagnostics and tests). ``migrations`` is an Alembic versions
-folder the package owns; it is added to Alembic's ``version_locations`` (a branch of its own, with
-``branch_labels`` and ``depends_on`` a core revision; ``threadline migrate`` upgrades every head).
+folder the package owns; it is added to Alembic's ``version_locations`` (a branch of its own: its first
+revision has ``branch_labels`` and a core revision as ``down_revision``; ``threadline migrate`` upgrades
+every head).
 
 The manifest is validated when it is built and again when the registry loads it; every error names the
 field, and the registry adds the package it came from.

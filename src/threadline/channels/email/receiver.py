@@ -1,16 +1,12 @@
-"""Mail in: the embedded SMTP receiver and the IMAP poller. Both hand raw RFC 5322 bytes to the inbox
-(``InboxWorker.store``), which commits them (and normally processes them) before returning, and only then
-acknowledge: the receiver answers 250 to DATA, the poller records the UID and marks the mail \\Seen (or
-moves it). A crash at any point loses nothing; a mail stored twice is dropped by its Message-ID.
+"""Mail in by SMTP, and the directory of email channels by address that the receiver and the IMAP poller
+(poller.py) share. Both hand raw RFC 5322 bytes to the inbox (``Host.store_inbound``), which commits them
+(and normally processes them) before returning, and only then acknowledge: the receiver answers 250 to
+DATA, the poller records the UID. A crash at any point loses nothing; a mail stored twice is dropped by its
+Message-ID.
 
 SMTP: aiosmtpd on the server's own event loop (``THREADLINE_SMTP_PORT``, off by default); unknown
 recipients are refused at RCPT (550), too-large mails at DATA (552); STARTTLS when a certificate is
 configured; a storage failure answers 451 so the sending server retries.
-
-IMAP: one task per email channel with ``inbound = "imap"``, on the leader process only. Per folder the
-(UIDVALIDITY, last UID) pair is kept in ``email_mailbox_state``: after a restart the poller asks for
-UIDs above the last one stored; a changed UIDVALIDITY resets it (dedupe by Message-ID keeps that safe).
-It waits with IDLE when the server has it (re-issued every 9 minutes), else polls.
 """
 
 from __future__ import annotations
@@ -20,59 +16,41 @@ import contextlib
 import socket
 import ssl
 import time
-from collections import defaultdict
-from typing import Any
 
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from threadline.actions import mail as mail_actions
-from threadline.adapters import AdapterFactory
 from threadline.channels.base import RawRequest
+from threadline.channels.email.adapter import EmailChannel
 from threadline.channels.email.config import EmailChannelConfig
-from threadline.channels.email.imap import ImapError, Mailbox, open_mailbox
-from threadline.config import Settings
-from threadline.db.leader import LeaderLock
-from threadline.db.models import ChannelInstanceRow
-from threadline.db.repos import channels as channels_repo
-from threadline.db.session import Database
-from threadline.loop import BackgroundLoop
-from threadline.workers.inbox import InboxWorker
+from threadline.plugins.host import Channel, Host
 
 log = structlog.get_logger(__name__)
-EMAIL_KIND = "email"
 
 
 class EmailDirectory:
     """Enabled email channels by address (cached; emptied on ``channel.changed`` and after ``ttl``)."""
 
-    def __init__(self, db: Database, factory: AdapterFactory, *, ttl: float = 30.0) -> None:
-        self.db = db
-        self.factory = factory
+    def __init__(self, host: Host, *, ttl: float = 30.0) -> None:
+        self.host = host
         self.ttl = ttl
         self._loaded = 0.0
-        self._by_address: dict[str, tuple[ChannelInstanceRow, EmailChannelConfig]] = {}
+        self._by_address: dict[str, tuple[Channel, EmailChannelConfig]] = {}
 
     def invalidate(self) -> None:
         self._loaded = 0.0
 
-    async def channels(self) -> list[tuple[ChannelInstanceRow, EmailChannelConfig]]:
+    async def channels(self) -> list[tuple[Channel, EmailChannelConfig]]:
         if time.monotonic() - self._loaded > self.ttl:
-            async with self.db.transaction(write=False) as session:
-                rows = [r for r in await channels_repo.list_channels(session) if r.kind == EMAIL_KIND and r.enabled]
-            found: dict[str, tuple[ChannelInstanceRow, EmailChannelConfig]] = {}
-            for row in rows:
-                try:
-                    cfg = self.factory.for_row(row).config
-                except Exception:  # noqa: BLE001 - a broken channel must not stop the others
-                    log.exception("email_channel_config_unreadable", channel_id=row.id)
-                    continue
+            found: dict[str, tuple[Channel, EmailChannelConfig]] = {}
+            for channel in await self.host.channels_of_kind(EmailChannel.kind):  # unreadable ones are skipped
+                cfg = channel.adapter.config
                 assert isinstance(cfg, EmailChannelConfig)
-                found[cfg.address] = (row, cfg)
+                found[cfg.address] = (channel, cfg)
             self._by_address, self._loaded = found, time.monotonic()
         return list(self._by_address.values())
 
-    async def for_recipient(self, address: str, inbound: str = "smtp") -> ChannelInstanceRow | None:
+    async def for_recipient(self, address: str, inbound: str = "smtp") -> Channel | None:
         """The channel receiving mail for ``address`` (``support+anything@`` counts as ``support@``)."""
         await self.channels()
         addr = address.strip().strip("<>").casefold()
@@ -103,7 +81,7 @@ class _Handler:
         raw = envelope.original_content or envelope.content
         if not isinstance(raw, bytes):
             raw = str(raw).encode("utf-8", "surrogateescape")
-        by_channel: dict[int, tuple[ChannelInstanceRow, list[str]]] = {}
+        by_channel: dict[int, tuple[Channel, list[str]]] = {}
         for rcpt in envelope.rcpt_tos:
             channel = await self.r.directory.for_recipient(rcpt)
             if channel is not None:
@@ -116,8 +94,8 @@ class _Handler:
                 req = RawRequest("SMTP", f"smtp://{rcpts[0]}", {
                     "x-envelope-from": envelope.mail_from or "", "x-envelope-to": ",".join(rcpts),
                     "x-peer": peer, "x-helo": str(session.host_name or "")[:200]}, raw)
-                key = self.r.factory.for_row(channel).dedupe_key([], req)
-                await self.r.inbox.store(req, channel, key)
+                key = channel.adapter.dedupe_key([], req)
+                await self.r.host.store_inbound(req, channel, key)
         except Exception:  # noqa: BLE001 - nothing durable: the sender keeps the mail and retries
             log.exception("smtp_store_failed", peer=peer)
             return "451 4.3.0 cannot store the message now, please try again later"
@@ -127,11 +105,11 @@ class _Handler:
 class SmtpReceiver:
     """The embedded SMTP server on the running event loop."""
 
-    def __init__(self, settings: Settings, inbox: InboxWorker, factory: AdapterFactory,
-                 directory: EmailDirectory) -> None:
-        self.settings = settings
-        self.inbox = inbox
-        self.factory = factory
+    name = "smtp-receiver"
+
+    def __init__(self, host: Host, directory: EmailDirectory) -> None:
+        self.host = host
+        self.settings = host.settings
         self.directory = directory
         self.server: asyncio.AbstractServer | None = None
         self.port: int | None = None
@@ -168,135 +146,3 @@ class SmtpReceiver:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.server.wait_closed(), 5)
             self.server = None
-
-
-class ImapPoller(BackgroundLoop):
-    """Runs one mailbox task per IMAP email channel while this process is the leader."""
-
-    name = "imap-poller"
-
-    def __init__(self, db: Database, inbox: InboxWorker, factory: AdapterFactory, directory: EmailDirectory,
-                 *, interval: float = 15.0, retry_seconds: float = 30.0) -> None:
-        super().__init__(interval=interval)
-        self.db = db
-        self.inbox = inbox
-        self.factory = factory
-        self.directory = directory
-        self.retry_seconds = retry_seconds
-        self.leader = LeaderLock(db, "imap")
-        self.tasks: dict[int, tuple[str, asyncio.Task[None]]] = {}
-        self.errors: dict[int, str] = {}
-        self.stored: defaultdict[int, int] = defaultdict(int)  # mails stored per channel (for tests, metrics)
-
-    async def tick(self) -> float | None:
-        if not await self.leader.try_acquire():
-            await self._stop_tasks()
-            return None
-        wanted = {row.id: (row, cfg) for row, cfg in await self.directory.channels() if cfg.inbound == "imap"}
-        for channel_id, (config_key, task) in list(self.tasks.items()):
-            row_cfg = wanted.get(channel_id)
-            if task.done() or row_cfg is None or row_cfg[0].config_encrypted != config_key:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-                del self.tasks[channel_id]
-        for channel_id, (row, cfg) in wanted.items():
-            if channel_id not in self.tasks:
-                task = asyncio.create_task(self._run_mailbox(row, cfg), name=f"imap-{channel_id}")
-                self.tasks[channel_id] = (row.config_encrypted, task)
-        return None
-
-    async def _stop_tasks(self) -> None:
-        for _, task in self.tasks.values():
-            task.cancel()
-        for _, task in self.tasks.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self.tasks.clear()
-
-    async def on_stop(self) -> None:
-        # the mailbox tasks see the stop flag at their next step (IDLE ends at once): let them finish
-        # their transaction rather than cancelling one half-way
-        running = [task for _, task in self.tasks.values()]
-        if running:
-            await asyncio.wait(running, timeout=5)
-        await self._stop_tasks()
-        await self.leader.release()
-
-    async def _run_mailbox(self, channel: ChannelInstanceRow, cfg: EmailChannelConfig) -> None:
-        while not self._stopping.is_set():
-            box: Mailbox | None = None
-            try:
-                box = await open_mailbox(cfg)
-                self.errors.pop(channel.id, None)
-                while not self._stopping.is_set():
-                    await self.drain(channel, cfg, box)
-                    await box.wait(cfg.imap_poll_seconds, self._stopping)
-            except asyncio.CancelledError:
-                raise
-            except (ImapError, OSError, TimeoutError, Exception) as exc:  # noqa: BLE001 - reconnect later
-                self.errors[channel.id] = str(exc)
-                log.warning("imap_mailbox_error", channel_id=channel.id, error=str(exc))
-            finally:
-                if box is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(box.close(), 5)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.retry_seconds)
-
-    async def drain(self, channel: ChannelInstanceRow, cfg: EmailChannelConfig, box: Mailbox) -> int:
-        """Store every mail above the last stored UID, oldest first; returns how many were stored."""
-        folder = cfg.imap_folder
-        async with self.db.transaction(write=False) as session:
-            uidvalidity, last = await mail_actions.mailbox_state(session, channel.id, folder)
-        if uidvalidity != box.uidvalidity:
-            if uidvalidity:
-                log.warning("imap_uidvalidity_changed", channel_id=channel.id, old=uidvalidity, new=box.uidvalidity)
-            last = 0  # the UIDs we knew mean nothing now: read again; Message-IDs drop what we have
-        count = 0
-        adapter = self.factory.for_row(channel)
-        for uid in await box.uids_after(last):
-            if self._stopping.is_set():
-                break
-            raw = await box.fetch(uid)
-            if raw is not None:
-                headers: dict[str, Any] = {"x-imap-folder": folder, "x-imap-uid": str(uid),
-                                           "x-imap-uidvalidity": str(box.uidvalidity)}
-                req = RawRequest("IMAP", f"imap://{cfg.imap_host}/{folder};UIDVALIDITY={box.uidvalidity}/;UID={uid}",
-                                 headers, raw)
-                await self.inbox.store(req, channel, adapter.dedupe_key([], req))
-                count += 1
-                self.stored[channel.id] += 1
-            async with self.db.transaction(write=True) as session:
-                await mail_actions.save_mailbox_state(session, channel.id, folder, box.uidvalidity, uid)
-            await box.done(uid)
-        if not count and uidvalidity != box.uidvalidity:
-            async with self.db.transaction(write=True) as session:
-                await mail_actions.save_mailbox_state(session, channel.id, folder, box.uidvalidity, last)
-        return count
-
-
-class MailInbound:
-    """The SMTP receiver and the IMAP poller of one process, started and stopped with the services."""
-
-    name = "mail-inbound"
-
-    def __init__(self, settings: Settings, db: Database, inbox: InboxWorker, factory: AdapterFactory) -> None:
-        self.settings = settings
-        self.directory = EmailDirectory(db, factory)
-        self.smtp = SmtpReceiver(settings, inbox, factory, self.directory)
-        self.imap = ImapPoller(db, inbox, factory, self.directory)
-
-    def on_channel_changed(self) -> None:
-        self.directory.invalidate()
-        self.imap.wake()
-
-    async def start(self) -> None:
-        if self.settings.smtp_port is not None:
-            await self.smtp.start()
-        if self.settings.imap_polling:
-            await self.imap.start()
-
-    async def stop(self) -> None:
-        await self.imap.stop()
-        await self.smtp.stop()

@@ -1,6 +1,5 @@
 """ORM tables, one module per aggregate. Import this package to register every table on Base."""
 
-from threadline.channels.email.models import MailboxStateRow
 from threadline.db.models.auth import ApiTokenRow, LoginAttemptRow, SessionRow
 from threadline.db.models.base import Base
 from threadline.db.models.channels import ChannelInstanceRow
@@ -38,7 +37,7 @@ from threadline.db.models.webhooks import WebhookCursorRow, WebhookDeliveryRow, 
 __all__ = [
     "ApiTokenRow", "AttachmentRow", "Base", "ContactActivityRow", "ContactAttributeDefRow", "ContactMergeRow", "MergeSuggestionRow", "CannedResponseRow", "ChannelInstanceRow", "ContactRow", "ConversationLabelRow", "ConversationRow",
     "CsatResponseRow",
-    "IdentityRow", "InboxItemRow", "LoginAttemptRow", "MailboxStateRow", "MediaDownloadRow", "MessageRow", "MessageTemplateRow", "OutboundJobRow", "OutboxEventRow",
+    "IdentityRow", "InboxItemRow", "LoginAttemptRow", "MediaDownloadRow", "MessageRow", "MessageTemplateRow", "OutboundJobRow", "OutboxEventRow",
     "PresenceLogRow", "QueueMemberRow", "QueueRow", "RoutingAgentRow", "RoutingOfferRow", "RoutingOutcomeRow", "RoutingQueueRow",
     "RoutingSettingRow", "RoutingTaskRow", "SessionRow", "TeamMemberRow", "TeamRow", "UserRow",
     "WebhookCursorRow", "WebhookDeliveryRow", "WebhookEndpointRow",

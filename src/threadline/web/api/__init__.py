@@ -2,7 +2,6 @@
 
 from fastapi import APIRouter
 
-from threadline.channels.email import web as email_api
 from threadline.web.api import attachments, auth, canned, channels, contacts, conversations, users
 from threadline.web.api import continuity as continuity_api
 from threadline.web.api import messaging as messaging_api
@@ -15,5 +14,4 @@ for module in (auth, users, channels, contacts, conversations, attachments, cann
 router.include_router(routing_api.router)
 router.include_router(continuity_api.router)
 router.include_router(messaging_api.router)
-router.include_router(email_api.router)
 router.include_router(webhooks_api.router)
