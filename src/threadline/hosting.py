@@ -102,7 +102,11 @@ class IntegrationHost:
         row = await self._rt.directory.by_key(key)
         if row is None or not row.enabled:
             return None
-        return Channel(row, self._rt.factory.for_row(row))
+        try:
+            return Channel(row, self._rt.factory.for_row(row))
+        except Exception:  # noqa: BLE001 - an uninstalled kind or a config that cannot be read: no channel
+            log.exception("channel_config_unreadable", channel_id=row.id, integration=self.name)
+            return None
 
     def adapter(self, row: ChannelInstanceRow) -> ChannelAdapter:
         return self._rt.factory.for_row(row)

@@ -14,9 +14,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from threadline import __version__
-from threadline.channels.webchat.web import agent_router as webchat_api_router
-from threadline.channels.webchat.web import router as webchat_router
-from threadline.channels.webchat.web.live import VisitorHub
 from threadline.config import Settings, get_settings
 from threadline.logging import configure as configure_logging
 from threadline.plugins import registry
@@ -36,14 +33,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
     registry.load()  # raises PluginError naming any refused integration package
-    larger_bodies = {"/widget/attachments": 26 * 1024 * 1024}  # paths allowed a larger body (uploads)
+    larger_bodies: dict[str, int] = {}  # paths integrations allow a larger body (uploads), filled at start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.build(settings, current_actor=deps.current_actor)
         app.state.services = services
         app.state.hub = live.Hub(services.bus)
-        app.state.visitor_hub = VisitorHub(services.bus, services.db)
         core_routes = list(app.router.routes)
         for contributed in services.routes:
             app.include_router(contributed.router)
@@ -67,11 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(live.router)
     app.include_router(ops.router)
     app.include_router(desk_router)
-    app.include_router(webchat_router)
-    app.include_router(webchat_api_router)
 
     app.add_middleware(RequestMetrics)
-    # web chat uploads carry files up to the channel's limit (checked by the endpoint), at most 25 MB
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, larger=larger_bodies)
     app.add_middleware(hooks.HookFastPath, max_bytes=settings.max_body_bytes)
     return app

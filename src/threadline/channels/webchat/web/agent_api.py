@@ -1,16 +1,14 @@
-"""REST API v1 additions for web chat, used by the agent desk: agent typing and CSAT ratings."""
+"""REST API v1 additions for web chat, used by the agent desk: agent typing and read receipts. Routes the
+web chat package contributes through its host, authenticated with the host's dependency."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict
 
+from threadline.actions.permissions import Actor
 from threadline.channels.webchat import actions
-from threadline.web.deps import CurrentActor, ServicesDep
-
-router = APIRouter(prefix="/api/v1", tags=["web chat"])
+from threadline.plugins.host import Host
 
 
 class TypingIn(BaseModel):
@@ -27,41 +25,17 @@ class ReadOut(BaseModel):
     marked: list[int]
 
 
-class CsatView(BaseModel):
-    id: int
-    conversation_id: int
-    contact_id: int
-    channel_instance_id: int | None
-    rating: int
-    comment: str
-    created_at: datetime
+def router(host: Host) -> APIRouter:
+    api = APIRouter(prefix="/api/v1", tags=["web chat"])
 
+    @api.post("/conversations/{conversation_id}/typing", status_code=204,
+              summary="The agent started or stopped typing (the visitor's widget shows it)")
+    async def agent_typing(conversation_id: int, body: TypingIn, actor: Actor = Depends(host.current_actor)) -> None:
+        await host.write(actions.agent_typing, actor, conversation_id, body.typing)
 
-class CsatList(BaseModel):
-    items: list[CsatView]
-    average: float | None
+    @api.post("/conversations/{conversation_id}/read", response_model=ReadOut,
+              summary="The agent has seen the customer's messages (web chat shows 'Seen')")
+    async def mark_read(conversation_id: int, body: ReadIn, actor: Actor = Depends(host.current_actor)) -> ReadOut:
+        return ReadOut(marked=await host.write(actions.mark_read, actor, conversation_id, body.up_to))
 
-
-@router.post("/conversations/{conversation_id}/typing", status_code=204,
-             summary="The agent started or stopped typing (the visitor's widget shows it)")
-async def agent_typing(conversation_id: int, body: TypingIn, actor: CurrentActor, services: ServicesDep) -> None:
-    async with services.db.transaction(write=True) as session:
-        await actions.agent_typing(session, actor, conversation_id, body.typing)
-
-
-@router.post("/conversations/{conversation_id}/read", response_model=ReadOut,
-             summary="The agent has seen the customer's messages (web chat shows 'Seen')")
-async def mark_read(conversation_id: int, body: ReadIn, actor: CurrentActor, services: ServicesDep) -> ReadOut:
-    async with services.db.transaction(write=True) as session:
-        return ReadOut(marked=await actions.mark_read(session, actor, conversation_id, body.up_to))
-
-
-@router.get("/contacts/{contact_id}/csat", response_model=CsatList,
-            summary="A customer's satisfaction ratings (newest first) and their average")
-async def contact_csat(contact_id: int, actor: CurrentActor, services: ServicesDep) -> CsatList:
-    async with services.db.transaction(write=False) as session:
-        rows = await actions.contact_csat(session, actor, contact_id)
-    items = [CsatView(id=r.id, conversation_id=r.conversation_id, contact_id=r.contact_id,
-                      channel_instance_id=r.channel_instance_id, rating=r.rating, comment=r.comment,
-                      created_at=r.created_at) for r in rows]
-    return CsatList(items=items, average=round(sum(i.rating for i in items) / len(items), 2) if items else None)
+    return api
