@@ -114,6 +114,7 @@ def _rebuild(headers: list[tuple[str, str]], text: str, html_body: str,
 class EmailChannel(ChannelAdapter):
     kind = "email"
     title = "Email"
+    icon = "mail"
     Config = EmailChannelConfig
     capabilities = Capabilities(max_text_length=200_000, attachments=True, max_attachment_bytes=10 * 1024 * 1024,
                                 identity_kinds=("email",))

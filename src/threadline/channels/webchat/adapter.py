@@ -36,6 +36,7 @@ from threadline.channels.base import (
     BadPayload,
     Capabilities,
     ChannelAdapter,
+    ConnectHint,
     InvalidSignature,
     RawRequest,
 )
@@ -194,6 +195,10 @@ class WebChatChannel(ChannelAdapter):
     def embed_snippet(base_url: str, key: str) -> str:
         """The line a site owner pastes into their pages."""
         return f'<script src="{base_url}/widget.js" data-channel="{key}" async></script>'
+
+    @classmethod
+    def connect_hint(cls, base_url: str, key: str) -> ConnectHint:
+        return ConnectHint("Paste before </body> on your site:", cls.embed_snippet(base_url, key), snippet=True)
 
     # -- visitor sessions -------------------------------------------------------------------------
     def _mac(self, data: bytes) -> str:
