@@ -1,7 +1,7 @@
 """The web chat channel: a chat bubble on the business's own website (``/widget.js``).
 
 Unlike other channels there is no third-party provider: Threadline's own visitor endpoints
-(``web/webchat``) are the "provider". They authenticate the visitor (a token this adapter issues and
+(``channels/webchat/web``) are the "provider". They authenticate the visitor (a token this adapter issues and
 checks), then hand each visitor message to the inbox like any provider request, as a ``RawRequest``
 signed with the channel's session secret, so ``verify``/``parse`` and the durable inbox work exactly
 as for every other channel (and ``POST /hooks/{key}`` refuses anything not signed by us).

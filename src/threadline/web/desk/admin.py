@@ -1,5 +1,5 @@
 """Admin pages: users (roles, skills 1-5, teams, queues), teams, queues, channels (any installed kind,
-from its Config schema; the web chat embed snippet), canned responses, outgoing webhooks (admins only).
+from its Config schema; what each adapter says to connect an instance), canned responses, outgoing webhooks (admins only).
 
 Admins change things; supervisors read the lists (no channel configuration); agents get 403. Forms post
 with the ``csrf_token`` field and redirect back with a message (post/redirect/get)."""
