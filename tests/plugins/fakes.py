@@ -34,24 +34,14 @@ class _Adapter(ChannelAdapter):
         return SendReceipt(provider_id="1")
 
 
-class PigeonChannel(_Adapter):
-    kind = "pigeon"
-    title = "Carrier pigeon"
+def _kind(kind: str, title: str) -> type[ChannelAdapter]:
+    return type(f"{kind.title()}Channel", (_Adapter,), {"kind": kind, "title": title})
 
 
-class RivalPigeonChannel(_Adapter):
-    kind = "pigeon"
-    title = "Another carrier pigeon"
-
-
-class EmailLookalike(_Adapter):
-    kind = "email"
-    title = "Email, but ours"
-
-
-class LegacyFaxChannel(_Adapter):
-    kind = "fax"
-    title = "Fax"
+PigeonChannel = _kind("pigeon", "Carrier pigeon")
+RivalPigeonChannel = _kind("pigeon", "Another carrier pigeon")
+EmailLookalike = _kind("email", "Email, but ours")
+LegacyFaxChannel = _kind("fax", "Fax")
 
 
 pigeon = Integration(name="pigeon", type=PluginType.CHANNEL, title="Carrier pigeon", adapters=(PigeonChannel,))
