@@ -16,7 +16,7 @@ from tests.conftest import _finish, make_settings, need, seed_basics
 from threadline.actions import channels as channel_actions
 from threadline.channels.email import actions as mail_actions
 from threadline.channels.email.imap import open_mailbox
-from threadline.channels.email.poller import ImapPoller
+from threadline.channels.email.inbound import ImapPoller
 from threadline.db.models import MessageRow
 from threadline.plugins import Channel
 from threadline.services import Services

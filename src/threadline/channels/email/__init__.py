@@ -1,7 +1,7 @@
 """Email channel: SMTP/IMAP/SendGrid/Mailgun in, threaded SMTP replies out (docs/channels/email.md).
 
 The package: ``adapter`` (verify/parse/send, pure) with ``mime`` and ``config``; ``imap`` (the IMAP client);
-``receiver`` (the SMTP server and the address directory) and ``poller`` (IMAP), loops it contributes;
+``inbound`` (the SMTP receiver, the IMAP poller and the address directory they share: loops it contributes);
 ``models``/``repo``/``actions`` (its own table, ``email_mailbox_state``); ``web`` (the original-mail route);
 ``setup`` (the hook that plugs them in through the host)."""
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from threadline.channels.email import web
-from threadline.channels.email.poller import ImapPoller
-from threadline.channels.email.receiver import EmailDirectory, SmtpReceiver
+from threadline.channels.email.inbound import EmailDirectory, ImapPoller, SmtpReceiver
 from threadline.plugins.host import Host
 
 
