@@ -117,7 +117,10 @@ class Services:
 
     def loop(self, name: str) -> Lifecycle:
         """The loop called ``name`` (tests, diagnostics)."""
-        return next(loop for loop in self.loops if loop.name == name)
+        for loop in self.loops:
+            if loop.name == name:
+                return loop
+        raise KeyError(f"no loop {name!r} runs here; loops: {', '.join(loop.name for loop in self.loops)}")
 
     def _committed(self, written: frozenset[str]) -> None:
         """After a commit: wake the loops that wait for what it wrote (events → relay, jobs → sender…). Writes
