@@ -65,13 +65,10 @@ async def enrich(services) -> int:  # type: ignore[no-untyped-def]
         assert old is not None
         await message_actions.send_reply(s, a_alice, old.conversation_id, "Under Billing > History > Export.")
         await conv_actions.update_conversation(s, a_alice, old.conversation_id, status="resolved")
-        try:
-            from threadline.actions import webchat as webchat_actions
-        except ImportError:
-            webchat_actions = None
-        if webchat_actions is not None:
-            await webchat_actions.submit_csat(s, conversation_id=old.conversation_id, contact_id=(await conv_repo.get_conversation(s, old.conversation_id)).contact_id,
-                                              rating=5, comment="Quick and clear, thanks!")
+        from threadline.actions import csat as csat_actions
+
+        await csat_actions.submit_csat(s, conversation_id=old.conversation_id, contact_id=(await conv_repo.get_conversation(s, old.conversation_id)).contact_id,
+                                       rating=5, comment="Quick and clear, thanks!")
         first = None
         for i, (name, email, text) in enumerate(EXTRA):
             msg = await message_actions.receive_inbound(s, channel, InboundMessage(

@@ -4,6 +4,10 @@ Cancelling a task in the middle of a database call can leave a pooled connection
 protocol exchange (asyncpg then hangs the next user of that connection), so workers are never
 cancelled mid-operation: ``stop()`` sets a flag and wakes the loop, which exits at its next wait.
 Only a loop that does not finish within ``grace`` seconds is cancelled.
+
+``Services`` runs a list of ``Lifecycle`` objects (loops, the SMTP server, groups of loops), started in
+order and stopped in reverse. A loop names in ``wakes_on`` the write tags (``db.session.mark_written``)
+that should wake it at once after a commit, e.g. the sender wakes on ``"jobs"``.
 """
 
 from __future__ import annotations
@@ -11,14 +15,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Protocol
 
 import structlog
 
 log = structlog.get_logger(__name__)
 
 
+class Lifecycle(Protocol):
+    """Something a process starts and stops: a ``BackgroundLoop``, a server, a group of loops. A group
+    lists its loops in ``parts`` (optional) so each is woken by its own write tags."""
+
+    name: str
+
+    async def start(self) -> Any: ...
+    async def stop(self) -> Any: ...
+
+
 class BackgroundLoop(ABC):
     name = "worker"
+    wakes_on: ClassVar[frozenset[str]] = frozenset()  # write tags whose commit wakes this loop (Services)
 
     def __init__(self, *, interval: float) -> None:
         self.interval = interval
@@ -28,6 +44,10 @@ class BackgroundLoop(ABC):
 
     def wake(self) -> None:
         self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)

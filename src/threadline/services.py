@@ -1,29 +1,45 @@
-"""The running pieces of one Threadline process, wired once at start-up (web app lifespan, CLI, tests)."""
+"""The running pieces of one Threadline process, wired once at start-up (web app lifespan, CLI, tests).
+
+``loops`` is the list of what runs in the background: the core workers, then the loops the integration
+packages contribute through their hosts (hosting.py). They are started in that order and stopped in
+reverse. Each loop names the write tags that wake it (``BackgroundLoop.wakes_on``); after a commit the
+loops waiting for what it wrote are woken here, and, with Redis, the other processes too when one of those
+loops does not run in this one (another process is its leader).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from threadline.adapters import AdapterFactory, ChannelDirectory
 from threadline.bus.base import Bus
 from threadline.bus.memory import MemoryBus
 from threadline.bus.outbox import Relay
+from threadline.bus.typed import TypedSubscriptions
 from threadline.config import Settings
 from threadline.db.session import Database
+from threadline.domain.events import ChannelChanged
 from threadline.files.links import link_key
 from threadline.files.store import FileStore
+from threadline.hosting import PluggedIn, RouteSet, Runtime, no_web_layer, plug_in
+from threadline.loop import BackgroundLoop, Lifecycle
+from threadline.plugins import registry
 from threadline.security import SecretBox
-from threadline.workers.channels import AdapterFactory, ChannelDirectory
 from threadline.workers.crm import CrmLookupWorker
 from threadline.workers.inbox import InboxWorker
-from threadline.workers.mail_in import MailInbound
 from threadline.workers.media import MediaWorker
 from threadline.workers.router import Router
 from threadline.workers.sender import SenderWorker
 from threadline.workers.webhooks import Webhooks
+
+if TYPE_CHECKING:
+    from threadline.actions.permissions import Actor
 
 
 @dataclass
@@ -31,6 +47,7 @@ class Services:
     settings: Settings
     db: Database
     bus: Bus
+    events: TypedSubscriptions  # typed subscriptions on the bus (bus/typed.py)
     box: SecretBox
     http: httpx.AsyncClient
     factory: AdapterFactory
@@ -39,15 +56,21 @@ class Services:
     relay: Relay
     inbox: InboxWorker
     sender: SenderWorker
+    router: Router  # the routing worker (ACD), leader-elected like the relay
+    media: MediaWorker  # downloads media that messaging providers only link (workers/media.py)
+    webhooks: Webhooks  # outgoing webhooks: dispatcher (leader) and sender (workers/webhooks.py)
+    crm: CrmLookupWorker | None = None  # enriches new contacts from the CRM (only if a lookup URL is set)
+    loops: list[Lifecycle] = field(default_factory=list)  # started in order, stopped in reverse
+    integrations: dict[str, PluggedIn] = field(default_factory=dict)  # by name, with their hosts
+    _wakers: dict[str, list[BackgroundLoop]] = field(default_factory=dict)  # write tag -> loops it wakes
     _background: list[asyncio.Task[None]] = field(default_factory=list)
-    router: Router | None = None  # the routing worker (ACD), leader-elected like the relay
-    mail: MailInbound | None = None  # email in: SMTP receiver (if a port is set) and IMAP pollers
-    media: MediaWorker | None = None  # downloads media that messaging providers only link (workers/media.py)
-    crm: CrmLookupWorker | None = None  # enriches new contacts from the CRM (if a lookup URL is set)
-    webhooks: Webhooks | None = None  # outgoing webhooks: dispatcher (leader) and sender (workers/webhooks.py)
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings, *,
+              current_actor: Callable[..., Awaitable[Actor]] = no_web_layer) -> Services:
+        """Wire one process. ``current_actor`` is the web layer's authentication dependency, handed to the
+        routes integrations contribute. Raises ``PluginError`` when an integration package is refused."""
+        found = registry.load()
         db = Database(settings.resolved_database_url)
         bus: Bus
         if settings.redis_url:
@@ -56,47 +79,56 @@ class Services:
             bus = RedisBus(settings.redis_url, settings.resolved_redis_prefix)
         else:
             bus = MemoryBus()
+        events = TypedSubscriptions(bus)
         box = SecretBox(settings.resolved_secret_key)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
         factory = AdapterFactory(box, http, settings.public_base_url, link_key(settings.resolved_secret_key))
-        relay = Relay(db, bus, poll_seconds=settings.relay_poll_seconds)
+        files = FileStore(settings.data_dir / "files")
         inbox = InboxWorker(db, factory, reopen_within=timedelta(minutes=settings.reopen_window_minutes)
                             if settings.reopen_window_minutes else None)
         sender = SenderWorker(db, factory, max_attempts=settings.sender_max_attempts,
                               backoff_base=settings.sender_backoff_base, backoff_max=settings.sender_backoff_max)
-        bus.on_wake(sender.wake)  # jobs written by another process
-        channels = ChannelDirectory(db)
-        bus.subscribe(lambda env: channels.invalidate() if env.name == "channel.changed" else None)
-        files = FileStore(settings.data_dir / "files")
         inbox.files = sender.files = files
-        services = cls(settings, db, bus, box, http, factory, channels, files, relay, inbox, sender)
-        services.router = Router(db, bus)
-        services.media = MediaWorker(db, factory, files)
-        services.mail = mail = MailInbound(settings, db, inbox, factory)
-        bus.subscribe(lambda env: mail.on_channel_changed() if env.name == "channel.changed" else None)
-        if settings.crm_lookup_url:
-            services.crm = CrmLookupWorker(db, bus, http, url=settings.crm_lookup_url,
-                                           secret=settings.crm_lookup_secret or "", timeout=settings.crm_timeout_seconds)
-        services.webhooks = webhooks = Webhooks(settings, db, bus, box)
-        bus.on_wake(webhooks.wake)  # deliveries or endpoints written by another process
+        channels = ChannelDirectory(db)
+        events.subscribe(ChannelChanged, lambda _: channels.invalidate())
+        crm = CrmLookupWorker(db, bus, http, url=settings.crm_lookup_url, secret=settings.crm_lookup_secret or "",
+                              timeout=settings.crm_timeout_seconds) if settings.crm_lookup_url else None
+        services = cls(settings, db, bus, events, box, http, factory, channels, files,
+                       relay=Relay(db, bus, poll_seconds=settings.relay_poll_seconds), inbox=inbox, sender=sender,
+                       router=Router(db, bus), media=MediaWorker(db, factory, files),
+                       webhooks=Webhooks(settings, db, bus, box), crm=crm)
+        services.loops = [services.relay, inbox, sender, services.router, services.media,
+                          *([crm] if crm is not None else []), services.webhooks]
+        services.integrations = plug_in(found.entries, Runtime(settings, db, inbox, factory, channels, events,
+                                                               files, http, current_actor))
+        for plugged in services.integrations.values():
+            services.loops.extend(plugged.host.loops)
+        for loop in _wakeable(services.loops):
+            for tag in loop.wakes_on:
+                services._wakers.setdefault(tag, []).append(loop)
+            bus.on_wake(loop.wake)  # what another process wrote (Redis)
         db.after_commit.append(services._committed)
         return services
 
+    @property
+    def routes(self) -> list[RouteSet]:
+        """The HTTP routes integrations contribute (mounted by the web app)."""
+        return [r for plugged in self.integrations.values() for r in plugged.host.routes]
+
+    def loop(self, name: str) -> Lifecycle:
+        """The loop called ``name`` (tests, diagnostics)."""
+        for loop in self.loops:
+            if loop.name == name:
+                return loop
+        raise KeyError(f"no loop {name!r} runs here; loops: {', '.join(loop.name for loop in self.loops)}")
+
     def _committed(self, written: frozenset[str]) -> None:
-        """After a write that stored events or jobs: wake the relay and the sender (here, and the leader
-        via Redis). Writes that store neither (the relay's own bookkeeping) wake nobody."""
-        if "events" in written:
-            self.relay.wake()
-        if "jobs" in written:
-            self.sender.wake()
-        if "media" in written and self.media is not None:
-            self.media.wake()
-        if self.webhooks is not None:
-            if "webhook_deliveries" in written:
-                self.webhooks.sender.wake()
-            if "webhook_endpoints" in written:
-                self.webhooks.dispatcher.wake()
-        if self.settings.redis_url and not (self.relay.leader.held and self.sender.leader.held):
+        """After a commit: wake the loops that wait for what it wrote (events → relay, jobs → sender…). Writes
+        that wake nobody (the relay's own bookkeeping) cost nothing."""
+        woken = {id(loop): loop for tag in written for loop in self._wakers.get(tag, ())}.values()
+        for loop in woken:
+            loop.wake()
+        if self.settings.redis_url and not all(_runs_here(loop) for loop in woken):
             task = asyncio.get_running_loop().create_task(self.bus.wake())
             self._background.append(task)
             task.add_done_callback(self._background.remove)
@@ -104,34 +136,27 @@ class Services:
     async def start(self) -> None:
         await self.bus.start()
         if self.settings.run_workers:
-            await self.relay.start()
-            await self.inbox.start()
-            await self.sender.start()
-            if self.router is not None:
-                await self.router.start()
-            if self.media is not None:
-                await self.media.start()
-            if self.mail is not None:
-                await self.mail.start()
-            if self.crm is not None:
-                await self.crm.start()
-            if self.webhooks is not None:
-                await self.webhooks.start()
+            for loop in self.loops:
+                await loop.start()
 
     async def stop(self) -> None:
-        if self.webhooks is not None:
-            await self.webhooks.stop()
-        if self.crm is not None:
-            await self.crm.stop()
-        if self.mail is not None:
-            await self.mail.stop()
-        if self.router is not None:
-            await self.router.stop()
-        if self.media is not None:
-            await self.media.stop()
-        await self.sender.stop()
-        await self.inbox.stop()
-        await self.relay.stop()
+        for loop in reversed(self.loops):
+            await loop.stop()
         await self.bus.stop()
         await self.http.aclose()
         await self.db.dispose()
+
+
+def _wakeable(loops: list[Lifecycle]) -> Iterator[BackgroundLoop]:
+    """The loops that wake on write tags, groups (``parts``) opened up."""
+    for loop in loops:
+        parts: Any = getattr(loop, "parts", (loop,))
+        for part in parts:
+            if isinstance(part, BackgroundLoop) and part.wakes_on:
+                yield part
+
+
+def _runs_here(loop: BackgroundLoop) -> bool:
+    """Whether waking it in this process is enough: it runs here and, if leader-elected, leads here."""
+    leader = getattr(loop, "leader", None)
+    return loop.running and (leader is None or leader.held)

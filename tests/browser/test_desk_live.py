@@ -203,7 +203,7 @@ async def test_an_agent_cannot_open_admin_pages(sqlite_server, browser) -> None:
 
 
 async def test_typing_indicators_both_ways(sqlite_server, browser) -> None:
-    from threadline.actions import webchat as webchat_actions
+    from threadline.channels.webchat import actions as webchat_actions
 
     ids = await seed_basics(sqlite_server.services)
     conv_id = await inbound(sqlite_server.services, ids["channel"], "hello?")

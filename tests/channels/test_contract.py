@@ -23,7 +23,7 @@ from .harness import Harness, Reply, body_of, harnesses
 
 HOOK = "https://support.example.com/hooks/abc123"
 # Channels that are not HTTP-signed providers and keep their contract in their own test folders.
-ELSEWHERE = {"email": "tests/channels/email", "webchat": "tests/web/test_webchat.py"}
+ELSEWHERE = {"email": "tests/channels/email", "webchat": "tests/channels/webchat"}
 KINDS = sorted(adapters())
 
 

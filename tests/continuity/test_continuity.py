@@ -300,7 +300,7 @@ async def test_the_agent_answers_on_another_channel_of_the_customer_in_the_same_
 async def test_a_signed_web_chat_visitor_who_later_writes_by_phone_reaches_the_same_conversation(server) -> None:
     """Issue 7, scenario 1: web chat with a signed identity and a phone on the profile; the customer leaves;
     a message from that phone arrives on another channel: same conversation, same agent, whole transcript."""
-    from tests.web.test_webchat import IDENTITY_SECRET, Visitor, make_channel
+    from tests.channels.webchat.test_webchat import IDENTITY_SECRET, Visitor, make_channel
     from threadline.channels.webchat.adapter import identity_hash
 
     ids, _, app = await _two_channels(server.services)
@@ -340,7 +340,7 @@ async def test_a_signed_web_chat_visitor_who_later_writes_by_phone_reaches_the_s
 
 
 async def test_pages_the_visitor_views_join_the_customer_journey(server) -> None:
-    from tests.web.test_webchat import Visitor, make_channel
+    from tests.channels.webchat.test_webchat import Visitor, make_channel
 
     ids = await seed_basics(server.services)
     key = await make_channel(server, ids)
@@ -396,7 +396,7 @@ async def test_the_desk_shows_possible_duplicates_and_merges_them(sqlite_server)
 
 async def test_a_signed_in_visitor_typing_someone_elses_email_does_not_reach_their_history(server) -> None:
     """A host-site account signs the user id only: the e-mail typed with it stays a claim."""
-    from tests.web.test_webchat import IDENTITY_SECRET, Visitor, make_channel
+    from tests.channels.webchat.test_webchat import IDENTITY_SECRET, Visitor, make_channel
     from threadline.channels.webchat.adapter import identity_hash
 
     ids, web, _ = await _two_channels(server.services)

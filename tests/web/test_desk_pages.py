@@ -283,7 +283,7 @@ async def test_webchat_channels_show_their_embed_snippet(sqlite_server) -> None:
 
 async def test_channel_picker_and_csat_in_the_sidebar(sqlite_server) -> None:
     from threadline.actions import channels as channel_actions
-    from threadline.actions import webchat as webchat_actions
+    from threadline.actions import csat as csat_actions
 
     ids = await seed_basics(sqlite_server.services)
     async with sqlite_server.services.db.transaction(write=True) as s:
@@ -318,7 +318,7 @@ async def test_channel_picker_and_csat_in_the_sidebar(sqlite_server) -> None:
         assert r.status_code == 204
         async with sqlite_server.services.db.transaction(write=True) as s:
             conv = await conv_repo.get_conversation(s, conv_id)
-            await webchat_actions.submit_csat(s, conversation_id=conv_id, contact_id=conv.contact_id, rating=4,
+            await csat_actions.submit_csat(s, conversation_id=conv_id, contact_id=conv.contact_id, rating=4,
                                               comment="Nice <b>service</b>")
         side = await c.get(f"/desk/p/conversations/{conv_id}/sidebar")
         assert 'aria-label="4 out of 5"' in side.text and "Nice &lt;b&gt;service&lt;/b&gt;" in side.text

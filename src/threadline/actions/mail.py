@@ -1,5 +1,6 @@
-"""Inbound files, bounced addresses and IMAP progress: the writes the email channel needs, kept generic
-where they can be (any channel whose ``parse`` returns attachment bytes gets them stored).
+"""Inbound files and bounced addresses: writes the email channel brought, kept generic (any channel whose
+``parse`` returns attachment bytes gets them stored, any ``identity_flag`` is recorded on the contact).
+The email channel's own state (IMAP progress) lives in its package (channels/email/actions.py).
 
 Files: an adapter's ``parse`` is pure, so it returns attachment bytes in ``Attachment.data``;
 ``receive_with_files`` stores them in the FileStore (content-addressed, so a retry writes nothing new)
@@ -21,9 +22,7 @@ from threadline.actions import messages as message_actions
 from threadline.actions.attachments import attach, describe, store_attachment
 from threadline.actions.contacts import update_contact
 from threadline.db.models import ChannelInstanceRow, MessageRow
-from threadline.db.models.mail import MailboxStateRow
 from threadline.db.repos import contacts as contacts_repo
-from threadline.db.repos import mail as repo
 from threadline.domain.messages import Attachment, InboundMessage
 from threadline.files.store import FileStore
 
@@ -87,18 +86,3 @@ async def flag_undeliverable(session: AsyncSession, identity_id: int, reason: st
         return
     current[ident.value] = reason[:300]
     await update_contact(session, contact.id, attributes={BOUNCED: current}, system=True)
-
-
-async def mailbox_state(session: AsyncSession, channel_id: int, mailbox: str) -> tuple[int, int]:
-    row = await repo.get_mailbox_state(session, channel_id, mailbox)
-    return (row.uidvalidity, row.last_uid) if row is not None else (0, 0)
-
-
-async def save_mailbox_state(session: AsyncSession, channel_id: int, mailbox: str, uidvalidity: int,
-                             last_uid: int) -> None:
-    row = await repo.get_mailbox_state(session, channel_id, mailbox)
-    if row is None:
-        session.add(MailboxStateRow(channel_instance_id=channel_id, mailbox=mailbox, uidvalidity=uidvalidity,
-                                    last_uid=last_uid))
-    else:
-        row.uidvalidity, row.last_uid = uidvalidity, last_uid

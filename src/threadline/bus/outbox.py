@@ -27,6 +27,7 @@ BATCH = 500
 
 class Relay(BackgroundLoop):
     name = "outbox-relay"
+    wakes_on = frozenset({"events"})
 
     def __init__(self, db: Database, bus: Bus, *, poll_seconds: float = 0.5, mark_every: float = 1.0) -> None:
         super().__init__(interval=poll_seconds)
@@ -38,7 +39,6 @@ class Relay(BackgroundLoop):
         self._last_marked = time.monotonic()
         self._last_seq = 0  # the highest seq published by this process
         self._swept = False
-        bus.on_wake(self.wake)
 
     async def tick(self) -> float | None:
         if await self.leader.try_acquire():

@@ -80,6 +80,16 @@ class PermanentSendError(ChannelError):
     """Sending can never succeed as is (bad number, 4xx): mark the message failed with this reason."""
 
 
+@dataclass(frozen=True)
+class ConnectHint:
+    """How an admin connects a channel instance, shown beside it on the Channels page: what to do and the
+    text to copy (the hook URL a provider calls, or a snippet to paste into a site)."""
+
+    label: str
+    value: str
+    snippet: bool = False  # code to paste into a page (marked for copying), not a URL
+
+
 @dataclass
 class Parsed:
     items: list[InboundMessage | StatusUpdate] = field(default_factory=list)
@@ -88,6 +98,7 @@ class Parsed:
 class ChannelAdapter(ABC):
     kind: ClassVar[str]  # unique and never renamed: stored on every channel instance
     title: ClassVar[str]
+    icon: ClassVar[str] = "chat"  # the desk's icon for it: chat, mail, phone, send or code
     Config: ClassVar[type[BaseModel]]  # validates the admin's form; SecretStr fields are secrets
     capabilities: ClassVar[Capabilities] = Capabilities()
     # The public URL providers call for this channel instance (public_base_url + /hooks/{key}), set by the
@@ -134,6 +145,11 @@ class ChannelAdapter(ABC):
         """Register ``hook_url`` at the provider when its API allows it (Telegram's setWebhook); what was
         done, in words. Channels whose URL is pasted in the provider's console raise ChannelError."""
         raise ChannelError(f"{self.title}: paste the hook URL in the provider's console (see docs/channels)")
+
+    @classmethod
+    def connect_hint(cls, base_url: str, key: str) -> ConnectHint:
+        """What the Channels page shows an admin to connect an instance: by default its hook URL."""
+        return ConnectHint("Inbound URL", f"{base_url}/hooks/{key}")
 
     def challenge(self, req: RawRequest) -> Ack | None:
         """Answer a provider's ``GET`` handshake on the hook URL (Meta's ``hub.challenge``): the Ack, or

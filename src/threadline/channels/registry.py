@@ -1,27 +1,8 @@
-"""Which channel adapters exist: the built-ins plus any package registering the entry-point group
-``threadline.channels`` (``kind = "package.module:AdapterClass"``). The core never names a channel."""
+"""Which channel adapters exist, by kind: the adapters of every integration package (plugins/registry.py).
+Kept for the callers that only need an adapter class; the core never names a channel kind."""
 
 from __future__ import annotations
 
-from functools import cache
-from importlib.metadata import entry_points
+from threadline.plugins.registry import adapters, get_adapter_class
 
-from threadline.channels.api import ApiChannel
-from threadline.channels.base import ChannelAdapter
-
-BUILTINS: tuple[type[ChannelAdapter], ...] = (ApiChannel,)
-
-
-@cache
-def adapters() -> dict[str, type[ChannelAdapter]]:
-    found: dict[str, type[ChannelAdapter]] = {cls.kind: cls for cls in BUILTINS}
-    for ep in entry_points(group="threadline.channels"):
-        cls = ep.load()
-        if not (isinstance(cls, type) and issubclass(cls, ChannelAdapter)):
-            raise TypeError(f"entry point {ep.name!r} is not a ChannelAdapter subclass")
-        found.setdefault(cls.kind, cls)
-    return found
-
-
-def get_adapter_class(kind: str) -> type[ChannelAdapter] | None:
-    return adapters().get(kind)
+__all__ = ["adapters", "get_adapter_class"]

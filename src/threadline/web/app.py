@@ -1,4 +1,9 @@
-"""create_app(): the ASGI application, with the process's services started in its lifespan."""
+"""create_app(): the ASGI application, with the process's services started in its lifespan.
+
+The routes integration packages contribute (their ``Host.add_routes``) are mounted when the services are
+built, after the core's, and taken down with them; paths they allow a larger body join the body limit.
+The integration registry is loaded before anything else, so a refused package stops the start at once
+with a message naming it."""
 
 from __future__ import annotations
 
@@ -11,14 +16,12 @@ from fastapi import FastAPI
 from threadline import __version__
 from threadline.config import Settings, get_settings
 from threadline.logging import configure as configure_logging
+from threadline.plugins import registry
 from threadline.services import Services
-from threadline.web import errors, hooks, live, ops
+from threadline.web import deps, errors, hooks, live, ops
 from threadline.web.api import router as api_router
 from threadline.web.desk import router as desk_router
 from threadline.web.limits import BodySizeLimit, RequestMetrics
-from threadline.web.webchat import agent_router as webchat_api_router
-from threadline.web.webchat import router as webchat_router
-from threadline.web.webchat.live import VisitorHub
 
 DESCRIPTION = """Threadline's REST API. Authenticate with a session cookie (browser; writes need the
 `X-CSRF-Token` header from `GET /api/v1/me`) or an API token: `Authorization: Bearer tl_…`
@@ -29,13 +32,18 @@ documents. Live events: websocket `/api/v1/stream?after=<seq>`."""
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    registry.load()  # raises PluginError naming any refused integration package
+    larger_bodies: dict[str, int] = {}  # paths integrations allow a larger body (uploads), filled at start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = Services.build(settings)
+        services = Services.build(settings, current_actor=deps.current_actor)
         app.state.services = services
         app.state.hub = live.Hub(services.bus)
-        app.state.visitor_hub = VisitorHub(services.bus, services.db)
+        core_routes = list(app.router.routes)
+        for contributed in services.routes:
+            app.include_router(contributed.router)
+            larger_bodies.update(contributed.body_limits)
         await services.start()
         # Everything loaded so far (modules, mappers, compiled statements) lives as long as the process:
         # moving it out of the collector's generations keeps full collections short.
@@ -45,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await services.stop()
+            app.router.routes[:] = core_routes  # a later lifespan mounts its own services' routes
 
     app = FastAPI(title="Threadline", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   openapi_url="/api/v1/openapi.json", docs_url=None, redoc_url=None)
@@ -54,13 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(live.router)
     app.include_router(ops.router)
     app.include_router(desk_router)
-    app.include_router(webchat_router)
-    app.include_router(webchat_api_router)
 
     app.add_middleware(RequestMetrics)
-    # web chat uploads carry files up to the channel's limit (checked by the endpoint), at most 25 MB
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
-                       larger={"/widget/attachments": 26 * 1024 * 1024})
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, larger=larger_bodies)
     app.add_middleware(hooks.HookFastPath, max_bytes=settings.max_body_bytes)
     return app
 

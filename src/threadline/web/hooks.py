@@ -29,10 +29,10 @@ from threadline.metrics import (
     INBOUND_REJECTED,
     INBOUND_STORED,
 )
+from threadline.plugins.host import InboxFull
 from threadline.services import Services
 from threadline.web.deps import ServicesDep
 from threadline.web.errors import PROBLEM, TITLES
-from threadline.workers.inbox import InboxFull
 
 router = APIRouter(tags=["channel hooks"])
 log = structlog.get_logger(__name__)

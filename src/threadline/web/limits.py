@@ -19,7 +19,8 @@ class BodySizeLimit:
     def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.larger = larger or {}  # exact paths allowed a bigger body (file uploads)
+        # exact paths allowed a bigger body (file uploads); the app fills it as integrations mount routes
+        self.larger = larger if larger is not None else {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from threadline.actions import mail as mail_actions
 from threadline.actions import messages as message_actions
 from threadline.actions.events import savepoint
+from threadline.adapters import AdapterFactory
 from threadline.channels.base import ChannelError, RawRequest
 from threadline.db.models import ChannelInstanceRow, InboxItemRow
 from threadline.db.repos import channels as channels_repo
@@ -24,15 +25,11 @@ from threadline.db.types import utcnow
 from threadline.domain.messages import InboundMessage, StatusUpdate
 from threadline.files.store import FileStore
 from threadline.loop import BackgroundLoop
-from threadline.workers.channels import AdapterFactory
+from threadline.plugins.host import InboxFull  # part of the store contract: callers answer 503 / SMTP 451
 
 log = structlog.get_logger(__name__)
 MAX_ATTEMPTS = 5
 BATCH = 200
-
-
-class InboxFull(RuntimeError):
-    """Too many requests are waiting for the database: the caller answers 503 and the provider retries."""
 
 
 class InboxWorker(BackgroundLoop):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import structlog
 
 from threadline.actions import messaging as actions
+from threadline.adapters import AdapterFactory
 from threadline.channels.base import PermanentSendError, RetryableSendError
 from threadline.db.leader import LeaderLock
 from threadline.db.repos import channels as channels_repo
@@ -22,13 +23,13 @@ from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.files.store import FileStore
 from threadline.loop import BackgroundLoop
-from threadline.workers.channels import AdapterFactory
 
 log = structlog.get_logger(__name__)
 
 
 class MediaWorker(BackgroundLoop):
     name = "media"
+    wakes_on = frozenset({"media"})
 
     def __init__(self, db: Database, factory: AdapterFactory, files: FileStore, *, poll_seconds: float = 5.0,
                  batch: int = 20) -> None:

@@ -15,6 +15,7 @@ import structlog
 
 from threadline.actions import messages as message_actions
 from threadline.actions import messaging as messaging_actions
+from threadline.adapters import AdapterFactory
 from threadline.channels.base import PermanentSendError, RetryableSendError
 from threadline.channels.registry import get_adapter_class
 from threadline.db.leader import LeaderLock
@@ -32,7 +33,6 @@ from threadline.domain.messages import Attachment, OutboundMessage
 from threadline.files.store import FileStore
 from threadline.loop import BackgroundLoop
 from threadline.metrics import OUTBOUND_RESULTS
-from threadline.workers.channels import AdapterFactory
 
 log = structlog.get_logger(__name__)
 ATTACHMENT_URL = "/api/v1/attachments/"
@@ -46,6 +46,7 @@ def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
 
 class SenderWorker(BackgroundLoop):
     name = "sender"
+    wakes_on = frozenset({"jobs"})
 
     def __init__(self, db: Database, factory: AdapterFactory, *, max_attempts: int = 8, backoff_base: float = 2.0,
                  backoff_max: float = 600.0, poll_seconds: float = 1.0) -> None:

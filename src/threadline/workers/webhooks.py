@@ -65,6 +65,7 @@ Clock = Callable[[], datetime]
 
 class WebhookDispatcher(BackgroundLoop):
     name = "webhook-dispatcher"
+    wakes_on = frozenset({"webhook_endpoints"})
 
     def __init__(self, db: Database, *, poll_seconds: float = 2.0, retention_days: int = 30,
                  clock: Clock = utcnow) -> None:
@@ -175,6 +176,7 @@ class _Job:
 
 class WebhookSender(BackgroundLoop):
     name = "webhook-sender"
+    wakes_on = frozenset({"webhook_deliveries"})
 
     def __init__(self, db: Database, box: SecretBox, client: httpx.AsyncClient, policy: RetryPolicy, *,
                  timeout: float = 10.0, concurrency: int = 16, per_endpoint: int = 4, poll_seconds: float = 5.0,
@@ -331,6 +333,8 @@ class PingResult:
 class Webhooks:
     """The webhooks of one process: dispatcher, sender, their HTTP client, and what the API asks of them."""
 
+    name = "webhooks"
+
     def __init__(self, settings: Settings, db: Database, bus: Bus, box: SecretBox,
                  client: httpx.AsyncClient | None = None) -> None:
         self.settings = settings
@@ -352,6 +356,11 @@ class Webhooks:
     def _on_event(self, env: Envelope) -> None:
         if self.dispatcher.leader.held:
             self.dispatcher.on_event(env)
+
+    @property
+    def parts(self) -> tuple[BackgroundLoop, ...]:
+        """Its loops, each woken by its own write tags (Services)."""
+        return (self.dispatcher, self.sender)
 
     def wake(self) -> None:
         self.dispatcher.wake()

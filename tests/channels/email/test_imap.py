@@ -14,11 +14,12 @@ from sqlalchemy import func, select
 from tests.channels.email import dovecot
 from tests.conftest import _finish, make_settings, need, seed_basics
 from threadline.actions import channels as channel_actions
-from threadline.actions import mail as mail_actions
+from threadline.channels.email import actions as mail_actions
 from threadline.channels.email.imap import open_mailbox
+from threadline.channels.email.inbound import ImapPoller
 from threadline.db.models import MessageRow
+from threadline.plugins import Channel
 from threadline.services import Services
-from threadline.workers.mail_in import ImapPoller
 
 
 def mail(n: int) -> bytes:
@@ -47,6 +48,12 @@ async def _channel(svc: Services, server: dovecot.Dovecot, general: int, **extra
                     "imap_password": dovecot.PASSWORD, **extra})
 
 
+def _poller(svc: Services) -> ImapPoller:
+    """A poller of its own on the email package's host (the running one, if any, is not used)."""
+    email = svc.integrations["email"]
+    return ImapPoller(email.host, email.runtime.directory)
+
+
 async def _count(svc: Services) -> int:
     async with svc.db.transaction(write=False) as s:
         return (await s.execute(select(func.count()).select_from(MessageRow).where(MessageRow.direction == "in"))
@@ -55,12 +62,13 @@ async def _count(svc: Services) -> int:
 
 async def test_poller_stores_marks_and_survives_restarts(services: Services, imap_server: dovecot.Dovecot) -> None:
     ids = await seed_basics(services)
-    channel = await _channel(services, imap_server, ids["general"])
-    cfg = services.factory.for_row(channel).config
+    row = await _channel(services, imap_server, ids["general"])
+    channel = Channel(row, services.factory.for_row(row))
+    cfg = channel.adapter.config
     for n in (1, 2):
         await asyncio.to_thread(imap_server.append, mail(n))
 
-    poller = ImapPoller(services.db, services.inbox, services.factory, services.mail.directory)
+    poller = _poller(services)
     box = await open_mailbox(cfg)
     assert await poller.drain(channel, cfg, box) == 2
     await box.close()
@@ -72,7 +80,7 @@ async def test_poller_stores_marks_and_survives_restarts(services: Services, ima
 
     # a restart (new poller, new connection): only the new mail is read
     await asyncio.to_thread(imap_server.append, mail(3))
-    poller = ImapPoller(services.db, services.inbox, services.factory, services.mail.directory)
+    poller = _poller(services)
     box = await open_mailbox(cfg)
     assert await poller.drain(channel, cfg, box) == 1
     assert await _count(services) == 3
@@ -95,11 +103,12 @@ async def test_poller_stores_marks_and_survives_restarts(services: Services, ima
 
 async def test_move_mode_takes_the_mail_out_of_the_folder(services: Services, imap_server: dovecot.Dovecot) -> None:
     ids = await seed_basics(services)
-    channel = await _channel(services, imap_server, ids["general"], imap_after="move", imap_move_to="Done")
-    cfg = services.factory.for_row(channel).config
+    row = await _channel(services, imap_server, ids["general"], imap_after="move", imap_move_to="Done")
+    channel = Channel(row, services.factory.for_row(row))
+    cfg = channel.adapter.config
     await asyncio.to_thread(imap_server.append, mail(7))
     box = await open_mailbox(cfg)
-    poller = ImapPoller(services.db, services.inbox, services.factory, services.mail.directory)
+    poller = _poller(services)
     assert await poller.drain(channel, cfg, box) == 1
     await box.close()
     assert await asyncio.to_thread(imap_server.flags) == {}

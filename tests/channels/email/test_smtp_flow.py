@@ -53,8 +53,8 @@ async def test_mail_in_by_smtp_reply_out_threaded_and_bounces(db_url: str, tmp_p
     async with sink.running(), await make_server(db_url, tmp_path, smtp_port=0, smtp_host="127.0.0.1",
                                                  smtp_max_message_bytes=300_000) as server:
         svc = server.services
-        assert svc.mail is not None and svc.mail.smtp.port
-        port = svc.mail.smtp.port
+        port = svc.integrations["email"].runtime.smtp.port
+        assert port
         ids = await seed_basics(svc)
         await email_channel(svc, ids["general"], sink.port)
         alice = await token_for(server, "alice@example.com")
@@ -158,7 +158,7 @@ async def test_a_mail_the_parser_cannot_take_is_kept_raw_with_its_error(sqlite_u
         ids = await seed_basics(svc)
         await email_channel(svc, ids["general"], 9)
         raw = b"Subject: no sender at all\r\n\r\n\xff\xfe garbage\r\n"
-        assert await asyncio.to_thread(send, svc.mail.smtp.port, raw, mail_from="") == {}
+        assert await asyncio.to_thread(send, svc.integrations["email"].runtime.smtp.port, raw, mail_from="") == {}
         await svc.inbox.sweep()  # a retry fails the same way and records why
         async with svc.db.transaction(write=False) as s:
             [item] = (await s.execute(select(InboxItemRow))).scalars().all()
@@ -175,7 +175,7 @@ async def test_starttls_is_offered_with_a_certificate_and_can_be_required(sqlite
         svc = server.services
         ids = await seed_basics(svc)
         await email_channel(svc, ids["general"], 9)
-        port = svc.mail.smtp.port
+        port = svc.integrations["email"].runtime.smtp.port
 
         def plain() -> None:
             with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
@@ -207,7 +207,7 @@ async def test_absurd_headers_over_smtp_are_stored_with_a_flag(sqlite_url: str, 
         await email_channel(svc, ids["general"], 9)
         folded = "X-Junk: start" + "".join(f"\r\n {'y' * 900}" for _ in range(400))  # 360 KB of one header
         raw = (f"From: a@b.example\r\nMessage-ID: <huge-1@b.example>\r\n{folded}\r\n\r\nbody\r\n").encode()
-        assert await asyncio.to_thread(send, svc.mail.smtp.port, raw, mail_from="a@b.example") == {}
+        assert await asyncio.to_thread(send, svc.integrations["email"].runtime.smtp.port, raw, mail_from="a@b.example") == {}
         async with svc.db.transaction(write=False) as s:
             [msg] = (await s.execute(select(MessageRow))).scalars().all()
             [item] = (await s.execute(select(InboxItemRow))).scalars().all()

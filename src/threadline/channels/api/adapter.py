@@ -105,6 +105,7 @@ def _describe(exc: ValidationError) -> str:
 class ApiChannel(ChannelAdapter):
     kind = "api"
     title = "API (generic)"
+    icon = "code"
     Config = ApiChannelConfig
     capabilities = Capabilities(max_text_length=65_536, attachments=True, identity_kinds=("handle",))
     config: ApiChannelConfig

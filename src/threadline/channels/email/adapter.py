@@ -2,8 +2,8 @@
 
 Inbound requests reach ``parse`` in four shapes, all turned into the same raw RFC 5322 bytes first:
 
-- ``SMTP``: from the embedded receiver (workers/mail_in.py); ``body`` is the mail, headers carry the envelope.
-- ``IMAP``: from the poller (workers/mail_in.py); ``body`` is the mail.
+- ``SMTP``: from the embedded receiver (inbound.py); ``body`` is the mail, headers carry the envelope.
+- ``IMAP``: from the poller (inbound.py); ``body`` is the mail.
 - ``POST`` with ``inbound = "sendgrid"``: Inbound Parse ``multipart/form-data`` (raw ``email`` field, or the
   parsed fields); no signature exists, so the secret hook URL (plus optional basic auth) is the credential.
 - ``POST`` with ``inbound = "mailgun"``: ``body-mime`` or the parsed fields; HMAC-SHA256 of
@@ -114,6 +114,7 @@ def _rebuild(headers: list[tuple[str, str]], text: str, html_body: str,
 class EmailChannel(ChannelAdapter):
     kind = "email"
     title = "Email"
+    icon = "mail"
     Config = EmailChannelConfig
     capabilities = Capabilities(max_text_length=200_000, attachments=True, max_attachment_bytes=10 * 1024 * 1024,
                                 identity_kinds=("email",))

@@ -1,7 +1,7 @@
 """A small IMAP mailbox client over aioimaplib: log in, open a folder, list UIDs above a mark, fetch a
 mail without marking it seen (BODY.PEEK[]), then mark it \\Seen or move it, and wait with IDLE.
 
-It knows nothing of storage: the poller (workers/mail_in.py) decides when a mail is safe to mark.
+It knows nothing of storage: the poller (inbound.py) decides when a mail is safe to mark.
 """
 
 from __future__ import annotations

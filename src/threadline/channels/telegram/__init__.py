@@ -1,6 +1,9 @@
 """Telegram Bot API channel."""
 
 from threadline.channels.telegram.adapter import TelegramChannel, TelegramConfig
+from threadline.plugins import Integration, PluginType
 
 ADAPTER = TelegramChannel
-__all__ = ["ADAPTER", "TelegramChannel", "TelegramConfig"]
+integration = Integration(name="telegram", type=PluginType.CHANNEL, title="Telegram bot",
+                          adapters=(TelegramChannel,))
+__all__ = ["ADAPTER", "integration", "TelegramChannel", "TelegramConfig"]

@@ -90,6 +90,7 @@ def _name(user: dict[str, Any]) -> str:
 class TelegramChannel(ChannelAdapter):
     kind = "telegram"
     title = "Telegram bot"
+    icon = "send"
     Config = TelegramConfig
     capabilities = Capabilities(max_text_length=4096, attachments=True, max_attachment_bytes=50 * 1024 * 1024,
                                 identity_kinds=("handle",), typing=True)

@@ -180,6 +180,7 @@ def describe_error(code: str, message: str = "") -> str:
 class TwilioChannel(ChannelAdapter):
     kind = "twilio"
     title = "SMS / MMS (Twilio)"
+    icon = "phone"
     Config = TwilioConfig
     capabilities = Capabilities(
         max_text_length=1600, attachments=True, max_attachment_bytes=5 * 1024 * 1024,

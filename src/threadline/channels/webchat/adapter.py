@@ -1,7 +1,7 @@
 """The web chat channel: a chat bubble on the business's own website (``/widget.js``).
 
 Unlike other channels there is no third-party provider: Threadline's own visitor endpoints
-(``web/webchat``) are the "provider". They authenticate the visitor (a token this adapter issues and
+(``channels/webchat/web``) are the "provider". They authenticate the visitor (a token this adapter issues and
 checks), then hand each visitor message to the inbox like any provider request, as a ``RawRequest``
 signed with the channel's session secret, so ``verify``/``parse`` and the durable inbox work exactly
 as for every other channel (and ``POST /hooks/{key}`` refuses anything not signed by us).
@@ -36,6 +36,7 @@ from threadline.channels.base import (
     BadPayload,
     Capabilities,
     ChannelAdapter,
+    ConnectHint,
     InvalidSignature,
     RawRequest,
 )
@@ -194,6 +195,10 @@ class WebChatChannel(ChannelAdapter):
     def embed_snippet(base_url: str, key: str) -> str:
         """The line a site owner pastes into their pages."""
         return f'<script src="{base_url}/widget.js" data-channel="{key}" async></script>'
+
+    @classmethod
+    def connect_hint(cls, base_url: str, key: str) -> ConnectHint:
+        return ConnectHint("Paste before </body> on your site:", cls.embed_snippet(base_url, key), snippet=True)
 
     # -- visitor sessions -------------------------------------------------------------------------
     def _mac(self, data: bytes) -> str:

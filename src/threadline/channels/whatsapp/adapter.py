@@ -83,6 +83,7 @@ def _phone(wa_id: str) -> IdentityValue:
 class WhatsAppChannel(ChannelAdapter):
     kind = "whatsapp"
     title = "WhatsApp (Cloud API)"
+    icon = "phone"
     Config = WhatsAppConfig
     capabilities = Capabilities(
         max_text_length=4096, attachments=True, max_attachment_bytes=16 * 1024 * 1024,

@@ -8,8 +8,10 @@ from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from threadline.db.models import Base
+from threadline.plugins import registry
 
 config = context.config
+registry.load()  # integration packages register their own tables on Base (e.g. email_mailbox_state)
 target_metadata = Base.metadata
 
 

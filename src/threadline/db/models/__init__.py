@@ -11,9 +11,9 @@ from threadline.db.models.continuity import (
     MergeSuggestionRow,
 )
 from threadline.db.models.conversations import ConversationLabelRow, ConversationRow, MessageRow
+from threadline.db.models.csat import CsatResponseRow
 from threadline.db.models.desk import CannedResponseRow
 from threadline.db.models.files import AttachmentRow
-from threadline.db.models.mail import MailboxStateRow
 from threadline.db.models.messaging import MediaDownloadRow, MessageTemplateRow
 from threadline.db.models.plumbing import InboxItemRow, OutboundJobRow, OutboxEventRow
 from threadline.db.models.routing import (
@@ -32,13 +32,12 @@ from threadline.db.models.users import (
     TeamRow,
     UserRow,
 )
-from threadline.db.models.webchat import CsatResponseRow
 from threadline.db.models.webhooks import WebhookCursorRow, WebhookDeliveryRow, WebhookEndpointRow
 
 __all__ = [
     "ApiTokenRow", "AttachmentRow", "Base", "ContactActivityRow", "ContactAttributeDefRow", "ContactMergeRow", "MergeSuggestionRow", "CannedResponseRow", "ChannelInstanceRow", "ContactRow", "ConversationLabelRow", "ConversationRow",
     "CsatResponseRow",
-    "IdentityRow", "InboxItemRow", "LoginAttemptRow", "MailboxStateRow", "MediaDownloadRow", "MessageRow", "MessageTemplateRow", "OutboundJobRow", "OutboxEventRow",
+    "IdentityRow", "InboxItemRow", "LoginAttemptRow", "MediaDownloadRow", "MessageRow", "MessageTemplateRow", "OutboundJobRow", "OutboxEventRow",
     "PresenceLogRow", "QueueMemberRow", "QueueRow", "RoutingAgentRow", "RoutingOfferRow", "RoutingOutcomeRow", "RoutingQueueRow",
     "RoutingSettingRow", "RoutingTaskRow", "SessionRow", "TeamMemberRow", "TeamRow", "UserRow",
     "WebhookCursorRow", "WebhookDeliveryRow", "WebhookEndpointRow",

@@ -1,5 +1,5 @@
 """Admin pages: users (roles, skills 1-5, teams, queues), teams, queues, channels (any installed kind,
-from its Config schema; the web chat embed snippet), canned responses, outgoing webhooks (admins only).
+from its Config schema; what each adapter says to connect an instance), canned responses, outgoing webhooks (admins only).
 
 Admins change things; supervisors read the lists (no channel configuration); agents get 403. Forms post
 with the ``csrf_token`` field and redirect back with a message (post/redirect/get)."""
@@ -26,6 +26,7 @@ from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
 from threadline.actions import webhooks as webhook_actions
 from threadline.actions.permissions import Actor
+from threadline.channels.base import ChannelAdapter, ConnectHint
 from threadline.channels.registry import adapters, get_adapter_class
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import desk as desk_repo
@@ -417,8 +418,10 @@ def _config_from_form(kind: str, form: Any) -> dict[str, Any]:
     return config
 
 
-def snippet(base_url: str, key: str) -> str:
-    return f'<script src="{base_url}/widget.js" data-channel="{key}" async></script>'
+def _connect_hint(kind: str, base_url: str, key: str) -> ConnectHint:
+    """What the adapter tells an admin to do to connect an instance (the hook URL, a site snippet…)."""
+    cls = get_adapter_class(kind)
+    return cls.connect_hint(base_url, key) if cls else ChannelAdapter.connect_hint(base_url, key)
 
 
 @router.get("/channels")
@@ -440,8 +443,7 @@ async def channels_page(request: Request, services: ServicesDep) -> Response:
         return {"channels": rows, "installed": installed, "configs": configs,
                 "queues": {q.id: q for q in await users_repo.list_queues(session)},
                 "kind": kind if kind in installed else "", "fields": _fields(kind) if kind in installed else [],
-                "snippets": {r.id: snippet(base, r.key) for r in rows if r.kind == "webchat"},
-                "inbound": {r.id: f"{base}/hooks/{r.key}" for r in rows}}
+                "connect": {r.id: _connect_hint(r.kind, base, r.key) for r in rows}}
     return await _page(request, services, "channels", build)
 
 

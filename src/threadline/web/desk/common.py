@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.permissions import Actor
+from threadline.channels.registry import get_adapter_class
 from threadline.db.models import ContactRow, ConversationRow, RoutingTaskRow
 from threadline.domain.errors import DomainError
 from threadline.services import Services
@@ -107,10 +108,19 @@ def icon(name: str, cls: str = "") -> Markup:
     return Markup(f'<svg class="ic {cls}" aria-hidden="true"><use href="#i-{name}"/></svg>')
 
 
+WORK_CLASS_ICONS = {"voice": "phone", "email": "mail"}  # a routing task whose channel is gone: its class
+
+
+def channel_icon_name(kind: str) -> str:
+    """The icon a channel kind's adapter asks for (``ChannelAdapter.icon``); a routing class otherwise."""
+    cls = get_adapter_class(kind)
+    return cls.icon if cls is not None else WORK_CLASS_ICONS.get(kind, "chat")
+
+
 templates.env.filters.update(initials=initials, avatar=avatar_colour, ago=ago, safe_url=safe_url,
                              filesize=filesize, duration=duration, countdown=countdown,
                              about=about)
-templates.env.globals.update(icon=icon, offers_js=lambda: OFFERS_JS.exists())
+templates.env.globals.update(icon=icon, channel_icon_name=channel_icon_name, offers_js=lambda: OFFERS_JS.exists())
 
 
 async def actor_or_none(request: Request, services: Services) -> tuple[Actor | None, str | None]:

@@ -25,6 +25,7 @@ from threadline.actions import auth as auth_actions
 from threadline.actions import contacts as contact_actions
 from threadline.actions import continuity as continuity_actions
 from threadline.actions import conversations as conv_actions
+from threadline.actions import csat as csat_actions
 from threadline.actions import messages as message_actions
 from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
@@ -44,11 +45,6 @@ from threadline.domain.errors import DomainError, NotFound, ValidationFailed
 from threadline.web.api.auth import do_login, set_session_cookie
 from threadline.web.deps import SESSION_COOKIE, ServicesDep, current_actor
 from threadline.web.desk.common import HERE, actor_or_none, is_htmx, queue_count, queue_items, render
-
-try:  # CSAT ratings and typing indicators come with the web chat channel
-    from threadline.actions import webchat as webchat_actions
-except ImportError:  # pragma: no cover - without web chat the sidebar keeps its placeholder
-    webchat_actions = None  # type: ignore[assignment]
 
 router = APIRouter(include_in_schema=False)
 static = StaticFiles(directory=str(HERE / "static"))
@@ -256,7 +252,7 @@ async def _conversation_ctx(session: AsyncSession, actor: Actor, conversation_id
         "identities": identities, "ident_by_id": ident_by_id, "targets": targets,
         "history": await conversation_views(session, history_visible),
         "history_previews": await desk_repo.last_messages(session, [c.id for c in history_visible]),
-        "csat": await webchat_actions.contact_csat(session, actor, conv.contact_id) if webchat_actions else None,
+        "csat": await csat_actions.contact_csat(session, actor, conv.contact_id),
         "journey": await continuity_repo.activity_of(session, conv.contact_id, 8),
         "suggestions": await continuity_repo.suggestions_for(session, conv.contact_id),
         "canned": [{"shortcut": c.shortcut, "title": c.title, "text": c.text}

@@ -1,5 +1,6 @@
-"""Mail in: the embedded SMTP receiver and the IMAP poller. Both hand raw RFC 5322 bytes to the inbox
-(``InboxWorker.store``), which commits them (and normally processes them) before returning, and only then
+"""Mail in: the embedded SMTP receiver and the IMAP poller, loops the email package contributes through its
+host, and the directory of email channels by address they share. Both hand raw RFC 5322 bytes to the inbox
+(``Host.store_inbound``), which commits them (and normally processes them) before returning, and only then
 acknowledge: the receiver answers 250 to DATA, the poller records the UID and marks the mail \\Seen (or
 moves it). A crash at any point loses nothing; a mail stored twice is dropped by its Message-ID.
 
@@ -26,53 +27,40 @@ from typing import Any
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from threadline.actions import mail as mail_actions
 from threadline.channels.base import RawRequest
+from threadline.channels.email import actions
+from threadline.channels.email.adapter import EmailChannel
 from threadline.channels.email.config import EmailChannelConfig
 from threadline.channels.email.imap import ImapError, Mailbox, open_mailbox
-from threadline.config import Settings
-from threadline.db.leader import LeaderLock
-from threadline.db.models import ChannelInstanceRow
-from threadline.db.repos import channels as channels_repo
-from threadline.db.session import Database
 from threadline.loop import BackgroundLoop
-from threadline.workers.channels import AdapterFactory
-from threadline.workers.inbox import InboxWorker
+from threadline.plugins.host import Channel, Host
 
 log = structlog.get_logger(__name__)
-EMAIL_KIND = "email"
 
 
 class EmailDirectory:
     """Enabled email channels by address (cached; emptied on ``channel.changed`` and after ``ttl``)."""
 
-    def __init__(self, db: Database, factory: AdapterFactory, *, ttl: float = 30.0) -> None:
-        self.db = db
-        self.factory = factory
+    def __init__(self, host: Host, *, ttl: float = 30.0) -> None:
+        self.host = host
         self.ttl = ttl
         self._loaded = 0.0
-        self._by_address: dict[str, tuple[ChannelInstanceRow, EmailChannelConfig]] = {}
+        self._by_address: dict[str, tuple[Channel, EmailChannelConfig]] = {}
 
     def invalidate(self) -> None:
         self._loaded = 0.0
 
-    async def channels(self) -> list[tuple[ChannelInstanceRow, EmailChannelConfig]]:
+    async def channels(self) -> list[tuple[Channel, EmailChannelConfig]]:
         if time.monotonic() - self._loaded > self.ttl:
-            async with self.db.transaction(write=False) as session:
-                rows = [r for r in await channels_repo.list_channels(session) if r.kind == EMAIL_KIND and r.enabled]
-            found: dict[str, tuple[ChannelInstanceRow, EmailChannelConfig]] = {}
-            for row in rows:
-                try:
-                    cfg = self.factory.for_row(row).config
-                except Exception:  # noqa: BLE001 - a broken channel must not stop the others
-                    log.exception("email_channel_config_unreadable", channel_id=row.id)
-                    continue
+            found: dict[str, tuple[Channel, EmailChannelConfig]] = {}
+            for channel in await self.host.channels_of_kind(EmailChannel.kind):  # unreadable ones are skipped
+                cfg = channel.adapter.config
                 assert isinstance(cfg, EmailChannelConfig)
-                found[cfg.address] = (row, cfg)
+                found[cfg.address] = (channel, cfg)
             self._by_address, self._loaded = found, time.monotonic()
         return list(self._by_address.values())
 
-    async def for_recipient(self, address: str, inbound: str = "smtp") -> ChannelInstanceRow | None:
+    async def for_recipient(self, address: str, inbound: str = "smtp") -> Channel | None:
         """The channel receiving mail for ``address`` (``support+anything@`` counts as ``support@``)."""
         await self.channels()
         addr = address.strip().strip("<>").casefold()
@@ -103,7 +91,7 @@ class _Handler:
         raw = envelope.original_content or envelope.content
         if not isinstance(raw, bytes):
             raw = str(raw).encode("utf-8", "surrogateescape")
-        by_channel: dict[int, tuple[ChannelInstanceRow, list[str]]] = {}
+        by_channel: dict[int, tuple[Channel, list[str]]] = {}
         for rcpt in envelope.rcpt_tos:
             channel = await self.r.directory.for_recipient(rcpt)
             if channel is not None:
@@ -116,8 +104,8 @@ class _Handler:
                 req = RawRequest("SMTP", f"smtp://{rcpts[0]}", {
                     "x-envelope-from": envelope.mail_from or "", "x-envelope-to": ",".join(rcpts),
                     "x-peer": peer, "x-helo": str(session.host_name or "")[:200]}, raw)
-                key = self.r.factory.for_row(channel).dedupe_key([], req)
-                await self.r.inbox.store(req, channel, key)
+                key = channel.adapter.dedupe_key([], req)
+                await self.r.host.store_inbound(req, channel, key)
         except Exception:  # noqa: BLE001 - nothing durable: the sender keeps the mail and retries
             log.exception("smtp_store_failed", peer=peer)
             return "451 4.3.0 cannot store the message now, please try again later"
@@ -127,11 +115,11 @@ class _Handler:
 class SmtpReceiver:
     """The embedded SMTP server on the running event loop."""
 
-    def __init__(self, settings: Settings, inbox: InboxWorker, factory: AdapterFactory,
-                 directory: EmailDirectory) -> None:
-        self.settings = settings
-        self.inbox = inbox
-        self.factory = factory
+    name = "smtp-receiver"
+
+    def __init__(self, host: Host, directory: EmailDirectory) -> None:
+        self.host = host
+        self.settings = host.settings
         self.directory = directory
         self.server: asyncio.AbstractServer | None = None
         self.port: int | None = None
@@ -175,15 +163,13 @@ class ImapPoller(BackgroundLoop):
 
     name = "imap-poller"
 
-    def __init__(self, db: Database, inbox: InboxWorker, factory: AdapterFactory, directory: EmailDirectory,
-                 *, interval: float = 15.0, retry_seconds: float = 30.0) -> None:
+    def __init__(self, host: Host, directory: EmailDirectory, *, interval: float = 15.0,
+                 retry_seconds: float = 30.0) -> None:
         super().__init__(interval=interval)
-        self.db = db
-        self.inbox = inbox
-        self.factory = factory
+        self.host = host
         self.directory = directory
         self.retry_seconds = retry_seconds
-        self.leader = LeaderLock(db, "imap")
+        self.leader = host.leader("imap")
         self.tasks: dict[int, tuple[str, asyncio.Task[None]]] = {}
         self.errors: dict[int, str] = {}
         self.stored: defaultdict[int, int] = defaultdict(int)  # mails stored per channel (for tests, metrics)
@@ -192,18 +178,18 @@ class ImapPoller(BackgroundLoop):
         if not await self.leader.try_acquire():
             await self._stop_tasks()
             return None
-        wanted = {row.id: (row, cfg) for row, cfg in await self.directory.channels() if cfg.inbound == "imap"}
+        wanted = {ch.id: (ch, cfg) for ch, cfg in await self.directory.channels() if cfg.inbound == "imap"}
         for channel_id, (config_key, task) in list(self.tasks.items()):
             row_cfg = wanted.get(channel_id)
-            if task.done() or row_cfg is None or row_cfg[0].config_encrypted != config_key:
+            if task.done() or row_cfg is None or row_cfg[0].row.config_encrypted != config_key:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
                 del self.tasks[channel_id]
-        for channel_id, (row, cfg) in wanted.items():
+        for channel_id, (channel, cfg) in wanted.items():
             if channel_id not in self.tasks:
-                task = asyncio.create_task(self._run_mailbox(row, cfg), name=f"imap-{channel_id}")
-                self.tasks[channel_id] = (row.config_encrypted, task)
+                task = asyncio.create_task(self._run_mailbox(channel, cfg), name=f"imap-{channel_id}")
+                self.tasks[channel_id] = (channel.row.config_encrypted, task)
         return None
 
     async def _stop_tasks(self) -> None:
@@ -223,7 +209,7 @@ class ImapPoller(BackgroundLoop):
         await self._stop_tasks()
         await self.leader.release()
 
-    async def _run_mailbox(self, channel: ChannelInstanceRow, cfg: EmailChannelConfig) -> None:
+    async def _run_mailbox(self, channel: Channel, cfg: EmailChannelConfig) -> None:
         while not self._stopping.is_set():
             box: Mailbox | None = None
             try:
@@ -244,17 +230,16 @@ class ImapPoller(BackgroundLoop):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.retry_seconds)
 
-    async def drain(self, channel: ChannelInstanceRow, cfg: EmailChannelConfig, box: Mailbox) -> int:
+    async def drain(self, channel: Channel, cfg: EmailChannelConfig, box: Mailbox) -> int:
         """Store every mail above the last stored UID, oldest first; returns how many were stored."""
         folder = cfg.imap_folder
-        async with self.db.transaction(write=False) as session:
-            uidvalidity, last = await mail_actions.mailbox_state(session, channel.id, folder)
+        uidvalidity, last = await self.host.read(actions.mailbox_state, channel.id, folder)
         if uidvalidity != box.uidvalidity:
             if uidvalidity:
                 log.warning("imap_uidvalidity_changed", channel_id=channel.id, old=uidvalidity, new=box.uidvalidity)
             last = 0  # the UIDs we knew mean nothing now: read again; Message-IDs drop what we have
         count = 0
-        adapter = self.factory.for_row(channel)
+        adapter = channel.adapter
         for uid in await box.uids_after(last):
             if self._stopping.is_set():
                 break
@@ -264,37 +249,11 @@ class ImapPoller(BackgroundLoop):
                                            "x-imap-uidvalidity": str(box.uidvalidity)}
                 req = RawRequest("IMAP", f"imap://{cfg.imap_host}/{folder};UIDVALIDITY={box.uidvalidity}/;UID={uid}",
                                  headers, raw)
-                await self.inbox.store(req, channel, adapter.dedupe_key([], req))
+                await self.host.store_inbound(req, channel, adapter.dedupe_key([], req))
                 count += 1
                 self.stored[channel.id] += 1
-            async with self.db.transaction(write=True) as session:
-                await mail_actions.save_mailbox_state(session, channel.id, folder, box.uidvalidity, uid)
+            await self.host.write(actions.save_mailbox_state, channel.id, folder, box.uidvalidity, uid)
             await box.done(uid)
         if not count and uidvalidity != box.uidvalidity:
-            async with self.db.transaction(write=True) as session:
-                await mail_actions.save_mailbox_state(session, channel.id, folder, box.uidvalidity, last)
+            await self.host.write(actions.save_mailbox_state, channel.id, folder, box.uidvalidity, last)
         return count
-
-
-class MailInbound:
-    """The SMTP receiver and the IMAP poller of one process, started and stopped with the services."""
-
-    def __init__(self, settings: Settings, db: Database, inbox: InboxWorker, factory: AdapterFactory) -> None:
-        self.settings = settings
-        self.directory = EmailDirectory(db, factory)
-        self.smtp = SmtpReceiver(settings, inbox, factory, self.directory)
-        self.imap = ImapPoller(db, inbox, factory, self.directory)
-
-    def on_channel_changed(self) -> None:
-        self.directory.invalidate()
-        self.imap.wake()
-
-    async def start(self) -> None:
-        if self.settings.smtp_port is not None:
-            await self.smtp.start()
-        if self.settings.imap_polling:
-            await self.imap.start()
-
-    async def stop(self) -> None:
-        await self.imap.stop()
-        await self.smtp.stop()

@@ -12,14 +12,15 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 import websockets
-from tests.conftest import PASSWORD, seed_basics
 
+from tests.conftest import PASSWORD, seed_basics
 from threadline.actions import channels as channel_actions
 from threadline.actions import users as user_actions
 from threadline.actions.channels import load_config
-from threadline.bus.base import Envelope
 from threadline.channels.base import InvalidSignature
 from threadline.channels.webchat import WebChatChannel, identity_hash
+from threadline.domain.events import RoutingState
+from threadline.domain.stream import Published
 
 ORIGIN = "http://shop.example"
 IDENTITY_SECRET = "host-site-identity-secret"
@@ -247,10 +248,10 @@ async def test_a_waiting_visitor_sees_their_place_in_the_queue_until_an_agent_ta
     key = await make_channel(server, ids, topics=[{"label": "Night", "queue_id": night.id}])
     async with server.services.db.transaction() as s:
         await user_actions.set_presence(s, ids["alice"], "offline")
-    hub = server.app.state.visitor_hub
+    hub = server.services.integrations["webchat"].runtime.hub
     first, second, late = Visitor(server, key), Visitor(server, key), Visitor(server, key)
     sup, alice = await agent(server, "sup@example.com"), await agent(server)
-    state = Envelope(0, "routing.state", {}, {}, datetime.now(UTC))
+    state = Published(RoutingState(at=0, queues=[], agents=[]), 0, datetime.now(UTC))
     try:
         for v in (first, second, late):
             await v.start()
@@ -265,7 +266,7 @@ async def test_a_waiting_visitor_sees_their_place_in_the_queue_until_an_agent_ta
             # a burst of router rounds costs one positions query per refresh interval, not one per event
             before = hub.queries
             for _ in range(50):
-                hub._on_event(state)
+                hub.on_routing_state(state)
             assert hub._refresher is not None
             await hub._refresher
             assert 1 <= hub.queries - before <= 2
@@ -298,7 +299,7 @@ async def test_a_waiting_visitor_sees_their_place_in_the_queue_until_an_agent_ta
             assert not any(v.maybe_waiting for v in hub.visitors)
             scheduled: list[bool] = []
             hub.schedule = lambda: scheduled.append(True)  # type: ignore[method-assign]
-            hub._on_event(state)
+            hub.on_routing_state(state)
             del hub.schedule
             assert scheduled == []
         for v in (first, second):  # reconnecting: told at once that they no longer wait
@@ -321,7 +322,7 @@ async def test_a_waiting_visitor_sees_their_place_in_the_queue_until_an_agent_ta
 
 
 def test_an_agent_reply_counts_as_an_answer_until_the_conversation_waits_anew() -> None:
-    from threadline.db.repos.webchat import QueueWait
+    from threadline.channels.webchat.repo import QueueWait
 
     at = datetime(2026, 1, 5, 12, tzinfo=UTC)
 
@@ -486,7 +487,7 @@ def test_adapter_tokens_identity_hash_and_config(tmp_path) -> None:  # type: ign
 
 
 def test_rate_limiter_window_is_per_key() -> None:
-    from threadline.web.webchat.ratelimit import RateLimiter
+    from threadline.channels.webchat.web.ratelimit import RateLimiter
 
     rl = RateLimiter(max_keys=10)
     assert [rl.allow("a", 2, 60, now=t) for t in (0, 1, 2)] == [True, True, False]

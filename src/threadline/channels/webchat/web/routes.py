@@ -6,7 +6,7 @@ allowed origins (others get 403, and the widget stays hidden). Requests are CORS
 is needed; answers carry ``Access-Control-Allow-Origin`` for the allowed origin only.
 
 A visitor message is stored like any provider request: the endpoint builds a ``RawRequest`` signed by
-the channel adapter and hands it to the inbox (``services.inbox.store``), which persists and processes
+the channel adapter and hands it to the inbox (``Host.store_inbound``), which persists and processes
 it in one group-committed transaction before we answer. Visitor text is only ever text: the widget
 renders it with ``textContent``, never as HTML.
 """
@@ -15,37 +15,66 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request, Response, WebSocket
+from fastapi import APIRouter, Depends, Request, Response, WebSocket
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
 from threadline.actions import attachments as attachment_actions
 from threadline.actions import continuity as continuity_actions
-from threadline.actions import webchat as webchat_actions
+from threadline.actions import csat as csat_actions
 from threadline.channels.base import InvalidSignature
-from threadline.channels.webchat import VisitorSession, WebChatChannel
-from threadline.db.models import ChannelInstanceRow
-from threadline.db.repos import channels as channels_repo
+from threadline.channels.webchat import actions as webchat_actions
+from threadline.channels.webchat import repo
+from threadline.channels.webchat.adapter import VisitorSession, WebChatChannel
+from threadline.channels.webchat.web import live
+from threadline.channels.webchat.web.ratelimit import RateLimiter
+from threadline.db.models import AttachmentRow, CsatResponseRow, MessageRow
 from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import conversations as conv_repo
+from threadline.db.repos import csat as csat_repo
 from threadline.db.repos import files as files_repo
 from threadline.db.repos import plumbing as plumbing_repo
-from threadline.db.repos import webchat as repo
 from threadline.db.types import utcnow
 from threadline.domain.errors import DomainError
 from threadline.domain.queues import QueueSettings
-from threadline.services import Services
-from threadline.web.webchat import live
-from threadline.web.webchat.ratelimit import RateLimiter
+from threadline.plugins.host import Channel, Host
 
 router = APIRouter(tags=["web chat (visitors)"], include_in_schema=True)
 STATIC = Path(__file__).parent / "static"
 INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"}
 MAX_TEXT = 10_000
+SCOPE_KEY = "threadline.webchat"  # where a request finds its process's web chat runtime (``bound``)
+
+
+@dataclass
+class WebChat:
+    """The web chat runtime of one process: its host, the visitors' live hub, the rate limiter (per
+    process: with ``serve --workers N`` a visitor may get up to N times the limit)."""
+
+    host: Host
+    hub: live.VisitorHub
+    limiter: RateLimiter
+
+
+def bound(web: WebChat) -> APIRouter:
+    """The visitor endpoints, bound to one process's runtime (each request carries it in its scope)."""
+    async def bind(conn: HTTPConnection) -> None:
+        conn.scope[SCOPE_KEY] = web
+
+    api = APIRouter(dependencies=[Depends(bind)])
+    api.include_router(router)
+    return api
+
+
+def runtime(conn: HTTPConnection) -> WebChat:
+    return conn.scope[SCOPE_KEY]
 
 
 class Refused(Exception):
@@ -56,8 +85,8 @@ class Refused(Exception):
 
 @dataclass
 class Ctx:
-    services: Services
-    channel: ChannelInstanceRow
+    web: WebChat
+    channel: Channel
     adapter: WebChatChannel
     origin: str | None
     limiter: RateLimiter
@@ -87,25 +116,22 @@ def _effective_origin(headers: Any, url_scheme: str) -> tuple[str | None, bool]:
     return None, True
 
 
-async def _channel(services: Services, key: str | None) -> tuple[ChannelInstanceRow, WebChatChannel]:
-    channel = await services.channels.by_key(key) if key else None
-    if channel is None or not channel.enabled or channel.kind != WebChatChannel.kind:
+async def _channel(host: Host, key: str | None) -> tuple[Channel, WebChatChannel]:
+    channel = await host.channel_by_key(key) if key else None  # enabled channels only
+    if channel is None or channel.kind != WebChatChannel.kind:
         raise Refused(404, "This chat is not available.", "unknown_channel")
-    adapter = services.factory.for_row(channel)
+    adapter = channel.adapter
     assert isinstance(adapter, WebChatChannel)
     return channel, adapter
 
 
 async def context(request: Request) -> Ctx:
-    services: Services = request.app.state.services
+    web = runtime(request)
     origin, browser = _effective_origin(request.headers, request.url.scheme)
-    channel, adapter = await _channel(services, request.query_params.get("channel"))
+    channel, adapter = await _channel(web.host, request.query_params.get("channel"))
     if browser and not adapter.origin_allowed(origin):
         raise Refused(403, f"This website ({origin or 'unknown origin'}) may not show this chat.", "origin_not_allowed")
-    limiter = getattr(request.app.state, "webchat_limiter", None)
-    if limiter is None:  # one per application (process), created on first use
-        limiter = request.app.state.webchat_limiter = RateLimiter()
-    return Ctx(services, channel, adapter, origin, limiter)
+    return Ctx(web, channel, adapter, origin, web.limiter)
 
 
 async def guarded(request: Request, handler: Any) -> Response:
@@ -151,7 +177,7 @@ class VisitorState:
     conversation_id: int | None
 
 
-async def _state(session: Any, ctx: Ctx, vs: VisitorSession) -> VisitorState:
+async def _state(session: AsyncSession, ctx: Ctx, vs: VisitorSession) -> VisitorState:
     ident = await contacts_repo.find_identity(session, ctx.adapter.visitor_identity(vs))
     if ident is None:
         return VisitorState(None, None, None)
@@ -178,9 +204,7 @@ async def widget_js() -> Response:
 
 @router.get("/demo", include_in_schema=False, response_class=HTMLResponse)
 async def demo_page(request: Request) -> Response:
-    services: Services = request.app.state.services
-    async with services.db.transaction(write=False) as session:
-        chans = [c for c in await channels_repo.list_channels(session) if c.kind == WebChatChannel.kind and c.enabled]
+    chans = await runtime(request).host.channels_of_kind(WebChatChannel.kind)
     if not chans:
         return HTMLResponse("<p>No web chat channel yet: run <code>threadline demo</code>.</p>", status_code=404)
     base = str(request.base_url).rstrip("/")
@@ -212,12 +236,14 @@ async def _config(ctx: Ctx, request: Request) -> Response:
 async def _online(ctx: Ctx) -> bool:
     """Open (the queues' business hours) and someone available in them (or anywhere, without queues)."""
     queue_ids = {q for q in [ctx.channel.default_queue_id, *(t["queue_id"] for t in ctx.adapter.config.topics)] if q}
-    async with ctx.services.db.transaction(write=False) as session:
+
+    async def online(session: AsyncSession) -> bool:
         queues = await repo.queues(session, sorted(queue_ids))
         now = utcnow()
         if queues and not any(QueueSettings.model_validate(q.settings or {}).hours.is_open(now) for q in queues):
             return False
         return await repo.available_agents(session, [q.id for q in queues] if queues else None) > 0
+    return await ctx.web.host.read(online)
 
 
 class SessionIn(BaseModel):
@@ -259,7 +285,8 @@ async def widget_history(request: Request) -> Response:
 
 async def _history(ctx: Ctx, request: Request) -> Response:
     vs = _session(ctx, request.query_params.get("token"))
-    async with ctx.services.db.transaction(write=False) as session:
+
+    async def history(session: AsyncSession) -> dict[str, Any]:
         seq = await plumbing_repo.max_seq(session)
         st = await _state(session, ctx, vs)
         conversation = None
@@ -267,11 +294,11 @@ async def _history(ctx: Ctx, request: Request) -> Response:
         if st.conversation_id is not None:
             conv = await conv_repo.get_conversation(session, st.conversation_id)
             rows = list(await repo.visitor_messages(session, st.conversation_id, ctx.channel.id))
-            rated = await repo.csat_for_conversation(session, st.conversation_id) is not None
+            rated = await csat_repo.csat_for_conversation(session, st.conversation_id) is not None
             conversation = {"id": st.conversation_id, "status": conv.status if conv else "resolved", "rated": rated}
         names = await repo.user_names(session, sorted({r.author_id for r in rows if r.author_id}))
-    return ctx.answer({"seq": seq, "conversation": conversation,
-                       "messages": [_view(r, vs.visitor_id, names) for r in rows]})
+        return {"seq": seq, "conversation": conversation, "messages": [_view(r, vs.visitor_id, names) for r in rows]}
+    return ctx.answer(await ctx.web.host.read(history))
 
 
 class Profile(BaseModel):
@@ -307,9 +334,9 @@ async def _send(ctx: Ctx, request: Request) -> Response:
             raise Refused(409, "Leaving a message is not enabled here.", "offline_disabled")
         if "@" not in body.profile.email:
             raise Refused(422, "Please give an e-mail address so we can answer you.", "email_required")
-    async with ctx.services.db.transaction(write=False) as session:
-        st = await _state(session, ctx, vs)
-        files = await files_repo.attachments_by_ids(session, body.attachments)
+    async def state_and_files(session: AsyncSession) -> tuple[VisitorState, Sequence[AttachmentRow]]:
+        return await _state(session, ctx, vs), await files_repo.attachments_by_ids(session, body.attachments)
+    st, files = await ctx.web.host.read(state_and_files)
     if len(files) != len(set(body.attachments)) or any(
             f.conversation_id is not None and f.conversation_id != st.conversation_id for f in files):
         raise Refused(422, "An attachment was not found; please upload it again.", "unknown_attachment")
@@ -324,11 +351,15 @@ async def _send(ctx: Ctx, request: Request) -> Response:
     }
     req = ctx.adapter.signed_request(str(request.url), payload)
     provider_id = f"{vs.visitor_id}:{body.client_id}"
-    await ctx.services.inbox.store(req, ctx.channel, provider_id)
-    async with ctx.services.db.transaction(write=bool(files)) as session:
+    await ctx.web.host.store_inbound(req, ctx.channel, provider_id)
+
+    async def stored(session: AsyncSession) -> MessageRow | None:
         row = await conv_repo.message_by_provider_id(session, ctx.channel.id, provider_id)
         if row is not None and files:
             await attachment_actions.attach(session, [f.id for f in files], row.conversation_id)
+        return row
+    host = ctx.web.host
+    row = await (host.write(stored) if files else host.read(stored))
     if row is None:  # kept in the inbox and retried: the visitor sees it once processed
         return ctx.answer({"queued": True, "client_id": body.client_id}, 202)
     return ctx.answer(_view(row, vs.visitor_id, {}), 201)
@@ -355,10 +386,9 @@ async def _upload(ctx: Ctx, request: Request) -> Response:
     await upload.close()
     if len(data) > cfg.max_attachment_bytes:
         raise Refused(413, f"This file is too large (the limit is {_size(cfg.max_attachment_bytes)}).", "too_large")
-    async with ctx.services.db.transaction(write=True) as session:
-        row = await attachment_actions.store_attachment(session, ctx.services.files, data,
-                                                        name=upload.filename or "file", content_type=content_type,
-                                                        max_bytes=cfg.max_attachment_bytes)
+    row = await ctx.web.host.write(attachment_actions.store_attachment, ctx.web.host.files, data,
+                                   name=upload.filename or "file", content_type=content_type,
+                                   max_bytes=cfg.max_attachment_bytes)
     return ctx.answer({"id": row.id, "name": row.name, "content_type": row.content_type, "size": row.size,
                        "url": f"/widget/attachments/{row.id}"}, 201)
 
@@ -371,17 +401,21 @@ def _size(n: int) -> str:
 async def widget_download(attachment_id: str, request: Request) -> Response:
     async def handler(ctx: Ctx, request: Request) -> Response:
         vs = _session(ctx, request.query_params.get("token"))
-        async with ctx.services.db.transaction(write=False) as session:
+
+        async def lookup(session: AsyncSession) -> tuple[Any, VisitorState, Any]:
             row = await files_repo.get_attachment(session, attachment_id)
             st = await _state(session, ctx, vs)
             conv = await conv_repo.get_conversation(session, row.conversation_id) if row and row.conversation_id \
                 else None
+            return row, st, conv
+        row, st, conv = await ctx.web.host.read(lookup)
+        files = ctx.web.host.files
         if row is None or conv is None or st.contact_id is None or conv.contact_id != st.contact_id \
-                or not ctx.services.files.exists(row.sha256):
+                or not files.exists(row.sha256):
             raise Refused(404, "This file is not available.", "not_found")
         disposition = "inline" if row.content_type in INLINE_TYPES else "attachment"
         safe = row.name.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")
-        return Response(ctx.services.files.read(row.sha256), media_type=row.content_type, headers={
+        return Response(files.read(row.sha256), media_type=row.content_type, headers={
             **cors(ctx.origin), "Content-Disposition": f'{disposition}; filename="{safe}"',
             "Cache-Control": "private, max-age=3600"})
     return await guarded(request, handler)
@@ -402,12 +436,10 @@ async def _typing(ctx: Ctx, request: Request) -> Response:
     body: TypingIn = _body(await request.body(), TypingIn)
     vs = _session(ctx, body.token)
     _limit(ctx, ("typing", vs.visitor_id), 30, "typing")
-    async with ctx.services.db.transaction(write=False) as session:
-        st = await _state(session, ctx, vs)
+    st = await ctx.web.host.read(_state, ctx, vs)
     if st.conversation_id is None or st.contact_id is None:
         return ctx.answer({"ok": True, "sent": False})
-    async with ctx.services.db.transaction(write=True) as session:
-        await webchat_actions.visitor_typing(session, st.conversation_id, st.contact_id, body.typing)
+    await ctx.web.host.write(webchat_actions.visitor_typing, st.conversation_id, st.contact_id, body.typing)
     return ctx.answer({"ok": True, "sent": True})
 
 
@@ -430,13 +462,11 @@ async def _pageview(ctx: Ctx, request: Request) -> Response:
     _limit(ctx, ("pageview", vs.visitor_id), 30, "browsing")
     if not body.url.startswith(("http://", "https://")):
         raise Refused(422, "url: must be an http(s) address", "invalid")
-    async with ctx.services.db.transaction(write=False) as session:
-        st = await _state(session, ctx, vs)
+    st = await ctx.web.host.read(_state, ctx, vs)
     if st.contact_id is None:  # not a customer yet: nothing to attach the page to
         return ctx.answer({"ok": True, "recorded": False})
-    async with ctx.services.db.transaction(write=True) as session:
-        await continuity_actions.record_activity(session, st.contact_id, kind="page_view", title=body.title,
-                                                 url=body.url, data={"channel_id": ctx.channel.id})
+    await ctx.web.host.write(continuity_actions.record_activity, st.contact_id, kind="page_view", title=body.title,
+                             url=body.url, data={"channel_id": ctx.channel.id})
     return ctx.answer({"ok": True, "recorded": True})
 
 
@@ -456,10 +486,11 @@ async def _receipts(ctx: Ctx, request: Request) -> Response:
     body: ReceiptsIn = _body(await request.body(), ReceiptsIn)
     vs = _session(ctx, body.token)
     _limit(ctx, ("receipts", vs.visitor_id), 60, "sending receipts")
-    async with ctx.services.db.transaction(write=False) as session:
+    async def lookup(session: AsyncSession) -> tuple[VisitorState, Sequence[MessageRow], dict[int, Any]]:
         st = await _state(session, ctx, vs)
         rows = await repo.messages_by_ids(session, body.message_ids)
-        convs = await conv_repo.get_conversations(session, {r.conversation_id for r in rows})
+        return st, rows, await conv_repo.get_conversations(session, {r.conversation_id for r in rows})
+    st, rows, convs = await ctx.web.host.read(lookup)
     mine = sorted(r.id for r in rows if r.direction == "out" and r.channel_instance_id == ctx.channel.id
                   and st.contact_id is not None and convs.get(r.conversation_id) is not None
                   and convs[r.conversation_id].contact_id == st.contact_id)
@@ -467,7 +498,7 @@ async def _receipts(ctx: Ctx, request: Request) -> Response:
         req = ctx.adapter.signed_request(str(request.url), {"type": "receipts", "visitor_id": vs.visitor_id,
                                                              "status": body.status, "message_ids": mine})
         items = ctx.adapter.parse(req)
-        await ctx.services.inbox.store(req, ctx.channel, ctx.adapter.dedupe_key(items, req))
+        await ctx.web.host.store_inbound(req, ctx.channel, ctx.adapter.dedupe_key(items, req))
     return ctx.answer({"ok": True, "applied": mine})
 
 
@@ -488,22 +519,23 @@ async def _csat(ctx: Ctx, request: Request) -> Response:
     body: CsatIn = _body(await request.body(), CsatIn)
     vs = _session(ctx, body.token)
     _limit(ctx, ("csat", vs.visitor_id), 10, "rating")
-    async with ctx.services.db.transaction(write=True) as session:
+    async def rate(session: AsyncSession) -> CsatResponseRow:
         st = await _state(session, ctx, vs)
         if st.contact_id is None:
             raise Refused(404, "There is no conversation to rate.", "not_found")
-        row = await webchat_actions.submit_csat(session, conversation_id=body.conversation_id,
-                                                contact_id=st.contact_id, rating=body.rating, comment=body.comment,
-                                                channel_instance_id=ctx.channel.id)
+        return await csat_actions.submit_csat(session, conversation_id=body.conversation_id,
+                                              contact_id=st.contact_id, rating=body.rating, comment=body.comment,
+                                              channel_instance_id=ctx.channel.id)
+    row = await ctx.web.host.write(rate)
     return ctx.answer({"ok": True, "rating": row.rating}, 201)
 
 
 @router.websocket("/widget/ws")
 async def widget_ws(ws: WebSocket) -> None:
-    services: Services = ws.app.state.services
+    web = runtime(ws)
     await ws.accept()
     try:
-        channel, adapter = await _channel(services, ws.query_params.get("channel"))
+        channel, adapter = await _channel(web.host, ws.query_params.get("channel"))
         if not adapter.origin_allowed(ws.headers.get("origin")) and ws.headers.get("origin") is not None:
             raise Refused(403, "origin not allowed", "origin_not_allowed")
         try:
@@ -516,10 +548,8 @@ async def widget_ws(ws: WebSocket) -> None:
     except Refused as exc:
         await ws.close(code={401: 4001, 403: 4003, 404: 4004}.get(exc.status, 4002), reason=exc.detail[:120])
         return
-    ctx = Ctx(services, channel, adapter, None, RateLimiter())
-    async with services.db.transaction(write=False) as session:
-        st = await _state(session, ctx, vs)
+    ctx = Ctx(web, channel, adapter, None, web.limiter)
+    st = await web.host.read(_state, ctx, vs)
     visitor = live.Visitor(channel.id, vs.visitor_id, st.identity_id,
                            {st.conversation_id} if st.conversation_id else set())
-    await live.serve(ws, ws.app.state.visitor_hub, services.db, visitor,
-                     int(after_raw) if after_raw is not None else None)
+    await live.serve(ws, web.hub, visitor, int(after_raw) if after_raw is not None else None)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.channels.email.models import MailboxStateRow
 from threadline.db.models import InboxItemRow
-from threadline.db.models.mail import MailboxStateRow
 
 
 async def get_mailbox_state(session: AsyncSession, channel_id: int, mailbox: str) -> MailboxStateRow | None:

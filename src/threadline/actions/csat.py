@@ -1,4 +1,5 @@
-"""Web chat actions: typing indicators (both ways) and customer satisfaction (CSAT) ratings."""
+"""Customer satisfaction (CSAT): a customer's 1-5 rating of a resolved conversation, and the ratings an
+agent may see. The web chat widget asks for it today; any channel's survey can record it the same way."""
 
 from __future__ import annotations
 
@@ -10,39 +11,12 @@ from threadline.actions.permissions import Actor
 from threadline.db.models import CsatResponseRow
 from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import conversations as conv_repo
-from threadline.db.repos import webchat as repo
+from threadline.db.repos import csat as repo
 from threadline.db.types import utcnow
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
-from threadline.domain.events import ConversationTyping, CsatSubmitted, MessageStatusChanged
+from threadline.domain.events import CsatSubmitted
 
 MAX_COMMENT = 2000
-
-
-async def agent_typing(session: AsyncSession, actor: Actor, conversation_id: int, typing: bool) -> None:
-    """An agent started or stopped typing a reply: the visitor's widget shows it."""
-    conv = actor.check_can_see(await conv_repo.get_conversation(session, conversation_id), conversation_id)
-    emit(session, ConversationTyping(conversation_id=conv.id, who="agent", user_id=actor.user_id, typing=typing),
-         audience_for(conv))
-
-
-async def visitor_typing(session: AsyncSession, conversation_id: int, contact_id: int, typing: bool) -> None:
-    """The customer started or stopped typing (the caller vouches that they are this contact)."""
-    conv = await conv_repo.get_conversation(session, conversation_id)
-    if conv is None or conv.contact_id != contact_id:
-        raise NotFound(f"conversation {conversation_id} does not exist")
-    emit(session, ConversationTyping(conversation_id=conv.id, who="visitor", typing=typing), audience_for(conv))
-
-
-async def mark_read(session: AsyncSession, actor: Actor, conversation_id: int, up_to: int | None = None) -> list[int]:
-    """An agent has seen the customer's messages (up to ``up_to``): each becomes ``read`` once, with a
-    ``message.status_changed`` event, so the web chat visitor sees "Seen". Returns the ids marked."""
-    conv = actor.check_can_see(await conv_repo.get_conversation(session, conversation_id), conversation_id)
-    rows = await repo.unread_inbound(session, conv.id, up_to)
-    audience = audience_for(conv)
-    for row in rows:
-        row.delivery_status = "read"
-        emit(session, MessageStatusChanged(message_id=row.id, conversation_id=conv.id, status="read"), audience)
-    return [r.id for r in rows]
 
 
 async def submit_csat(session: AsyncSession, *, conversation_id: int, contact_id: int, rating: int, comment: str = "",

@@ -1,5 +1,5 @@
 """Queries for the web chat channel: a visitor's conversation and history, agent availability, queue
-positions, CSAT."""
+positions, the customer's messages an agent has not read yet."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.db.models import (
     ConversationRow,
-    CsatResponseRow,
     MessageRow,
     QueueMemberRow,
     QueueRow,
@@ -134,17 +133,6 @@ async def _queue_waits(session: AsyncSession, conversation_ids: Sequence[int]) -
         .where(ConversationRow.id.in_(list(conversation_ids)))
     )
     return [QueueWait(*r) for r in (await session.execute(stmt)).all()]
-
-
-async def csat_for_conversation(session: AsyncSession, conversation_id: int) -> CsatResponseRow | None:
-    stmt = select(CsatResponseRow).where(CsatResponseRow.conversation_id == conversation_id)
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
-async def csat_for_contact(session: AsyncSession, contact_id: int, limit: int = 100) -> Sequence[CsatResponseRow]:
-    stmt = (select(CsatResponseRow).where(CsatResponseRow.contact_id == contact_id)
-            .order_by(CsatResponseRow.id.desc()).limit(limit))
-    return (await session.execute(stmt)).scalars().all()
 
 
 async def unread_inbound(session: AsyncSession, conversation_id: int, up_to: int | None) -> Sequence[MessageRow]:
