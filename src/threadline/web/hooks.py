@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from threadline.channels.base import BadPayload, InvalidSignature, RawRequest
 from threadline.db.repos import files as files_repo
+from threadline.domain.messages import Unreadable
 from threadline.files.links import link_key, link_valid
 from threadline.metrics import (
     HTTP_LATENCY,
@@ -64,6 +65,10 @@ async def handle(services: Services, key: str, req: RawRequest) -> tuple[int, by
         INBOUND_REJECTED.labels(channel.kind, "payload").inc()
         return _problem(400, f"cannot understand the request: {exc}", "bad_payload")
     ack = adapter.ack(req)
+    unreadable = sum(isinstance(i, Unreadable) for i in items)
+    if unreadable:  # stored and acknowledged with the rest of the batch; the reason stays on the inbox item
+        INBOUND_REJECTED.labels(channel.kind, "item").inc(unreadable)
+        log.info("hook_items_unreadable", channel_id=channel.id, count=unreadable)
     if not items:  # e.g. an event type we do not handle: acknowledged and logged, never an error
         log.info("hook_ignored", channel_id=channel.id)
         return ack.status, ack.body, ack.content_type
