@@ -134,8 +134,8 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
         emit(session, MessageCreated(message=message_view(row)), audience)
         if changes and not is_new:
             emit(session, ConversationUpdated(conversation=view, changes=changes), audience)
-    consents = [(out[idx], items[idx][1]) for idx, *_ in plan if "consent" in items[idx][1].extra]
-    if consents:  # STOP/START keywords (SMS): rare, so a batch without one runs no extra query
+    consents = [(out[idx], items[idx][1], items[idx][0]) for idx, *_ in plan if "consent" in items[idx][1].extra]
+    if consents:  # STOP/START keywords (SMS, WhatsApp): rare, so a batch without one runs no extra query
         from threadline.actions.messaging import record_consent
 
         await record_consent(session, consents)  # type: ignore[arg-type]

@@ -55,7 +55,12 @@ class Capabilities:
     read_receipts: bool = False
     reply_window_seconds: int | None = None  # e.g. WhatsApp's 24-hour customer-service window
     identity_kinds: tuple[str, ...] = ("handle",)  # identities this channel can send to
-    consent_keywords: bool = False  # STOP/START/HELP are honoured: no outbound to an opted-out identity
+    # Carrier opt-out keywords apply (SMS): the sender checks the SMS opt-out again right before sending.
+    consent_keywords: bool = False
+    # The consent ledger this channel's STOP/START keywords write and its sends obey, as providers apply
+    # opt-outs: "sms" (carriers and Twilio block SMS after STOP) or "whatsapp" (the customer stops the
+    # business's WhatsApp); a STOP on one never stops the other. None: no keyword consent on this channel.
+    consent_scope: str | None = None
     sms_segments: bool = False  # billed by SMS segments (GSM-7 / UCS-2): the desk shows the count
     templates: bool = False  # approved message templates (with variables) can be sent, e.g. outside the window
 

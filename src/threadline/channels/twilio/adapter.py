@@ -185,7 +185,8 @@ class TwilioChannel(ChannelAdapter):
     Config = TwilioConfig
     capabilities = Capabilities(
         max_text_length=1600, attachments=True, max_attachment_bytes=5 * 1024 * 1024,
-        allowed_content_types=MMS_TYPES, identity_kinds=("phone",), consent_keywords=True, sms_segments=True)
+        allowed_content_types=MMS_TYPES, identity_kinds=("phone",), consent_keywords=True, sms_segments=True,
+        consent_scope="sms")
     config: TwilioConfig
     whatsapp = False
 
@@ -397,5 +398,6 @@ class TwilioWhatsAppChannel(TwilioChannel):
         max_text_length=1600, attachments=True, max_attachment_bytes=16 * 1024 * 1024,
         allowed_content_types=("image/jpeg", "image/png", "audio/ogg", "audio/mpeg", "video/mp4",
                                "application/pdf"),
-        identity_kinds=("phone",), reply_window_seconds=24 * 3600, templates=True, read_receipts=True)
+        identity_kinds=("phone",), reply_window_seconds=24 * 3600, templates=True, read_receipts=True,
+        consent_scope="whatsapp")
     whatsapp = True

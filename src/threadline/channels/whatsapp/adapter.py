@@ -43,6 +43,7 @@ from threadline.domain.messages import (
     StatusUpdate,
     Unreadable,
 )
+from threadline.domain.messaging import consent_keyword
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 STATUS_MAP = {"sent": DeliveryStatus.SENT, "delivered": DeliveryStatus.DELIVERED, "read": DeliveryStatus.READ,
@@ -97,7 +98,8 @@ class WhatsAppChannel(ChannelAdapter):
         max_text_length=4096, attachments=True, max_attachment_bytes=16 * 1024 * 1024,
         allowed_content_types=("image/jpeg", "image/png", "audio/ogg", "audio/mpeg", "audio/aac", "video/mp4",
                                "application/pdf"),
-        identity_kinds=("phone",), read_receipts=True, reply_window_seconds=24 * 3600, templates=True)
+        identity_kinds=("phone",), read_receipts=True, reply_window_seconds=24 * 3600, templates=True,
+        consent_scope="whatsapp")
     config: WhatsAppConfig
 
     def verify(self, req: RawRequest) -> None:
@@ -151,6 +153,9 @@ class WhatsAppChannel(ChannelAdapter):
         text, attachments, extra = "", [], {"channel": "whatsapp", "type": kind}
         if kind == "text":
             text = str(body.get("body") or "")
+            consent = consent_keyword(text)
+            if consent is not None:  # STOP/START: the customer's consent to this business's WhatsApp
+                extra["consent"] = consent.value
         elif kind in MEDIA_TYPES:
             media_id = str(body.get("id") or "")
             if not media_id:

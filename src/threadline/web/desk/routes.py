@@ -26,6 +26,7 @@ from threadline.actions import contacts as contact_actions
 from threadline.actions import continuity as continuity_actions
 from threadline.actions import conversations as conv_actions
 from threadline.actions import messages as message_actions
+from threadline.actions import messaging as messaging_actions
 from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
 from threadline.actions.permissions import Actor
@@ -262,6 +263,9 @@ async def _conversation_ctx(session: AsyncSession, actor: Actor, conversation_id
         "canned": [{"shortcut": c.shortcut, "title": c.title, "text": c.text}
                    for c in await desk_repo.list_canned(session)],
         "channel_titles": {c.id: _channel_title(c.kind) for c in channels.values()},
+        # opt-outs per channel kind and dead addresses: shown, never edited by hand (the channels keep them)
+        "consent": messaging_actions.consent_view(contact.attributes if contact else None),
+        "reserved_attributes": contact_actions.RESERVED_ATTRIBUTES,
     }
 
 
