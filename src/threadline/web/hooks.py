@@ -23,6 +23,7 @@ from threadline.channels.base import BadPayload, InvalidSignature, RawRequest
 from threadline.db.repos import files as files_repo
 from threadline.domain.messages import Unreadable
 from threadline.files.links import link_key, link_valid
+from threadline.files.names import content_disposition
 from threadline.metrics import (
     HTTP_LATENCY,
     HTTP_REQUESTS,
@@ -130,7 +131,8 @@ async def signed_media(key: str, attachment_id: str, request: Request, services:
         status, body, ctype = _problem(404, "the file no longer exists")
         return Response(body, status_code=status, media_type=ctype)
     return Response(services.files.read(row.sha256), media_type=row.content_type,
-                    headers={"Content-Disposition": "attachment", "Cache-Control": "private, max-age=300",
+                    headers={"Content-Disposition": content_disposition("attachment", row.name),
+                             "Cache-Control": "private, max-age=300",
                              "X-Content-Type-Options": "nosniff"})
 
 

@@ -252,8 +252,12 @@ async def _conversation_ctx(session: AsyncSession, actor: Actor, conversation_id
                                 and ident_id == conv.last_identity_id})
     history = [c for c in await desk_repo.conversations_of_contact(session, conv.contact_id) if c.id != conv.id]
     history_visible = [c for c in history if actor.can_see(c)]
+    # an e-mail conversation's subject (its first mail's), shown in the header
+    subject = next((str(m.meta["email"].get("subject") or "") for m in msgs
+                    if m.direction == "in" and isinstance((m.meta or {}).get("email"), dict)
+                    and m.meta["email"].get("subject")), "")
     return {
-        "current": view, "messages": [message_view(m) for m in msgs], "contact": contact,
+        "current": view, "messages": [message_view(m) for m in msgs], "contact": contact, "subject": subject,
         "identities": identities, "ident_by_id": ident_by_id, "targets": targets,
         "history": await conversation_views(session, history_visible),
         "history_previews": await desk_repo.last_messages(session, [c.id for c in history_visible]),
