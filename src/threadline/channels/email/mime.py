@@ -368,10 +368,10 @@ def strip_reply(text: str) -> str:
 
 # Subjects of out-of-office replies from clients that send no header saying so (Outlook/Exchange add
 # Auto-Submitted; some older servers and webmails only change the subject), in the main languages.
+# (Only forms no person writes at the start of a subject: "Absence …" or "Fuori sede …" could be a customer's.)
 _AUTO_SUBJECTS = ("auto:", "automatic reply", "autoreply", "auto-reply", "out of office", "out of the office",
-                  "réponse automatique", "absence", "abwesenheitsnotiz", "automatische antwort",
-                  "respuesta automática", "fuera de la oficina", "risposta automatica", "fuori sede",
-                  "resposta automática", "ausência", "automatisch antwoord", "afwezig")
+                  "réponse automatique", "abwesenheitsnotiz", "automatische antwort", "respuesta automática",
+                  "risposta automatica", "resposta automática", "automatisch antwoord")
 
 
 def _auto_reply(msg: Message, flags: list[str], envelope_from: str | None) -> tuple[str, bool]:
