@@ -3,6 +3,7 @@ batched WhatsApp changes, Telegram chat/message pairs and edits, and the Twilio 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -13,7 +14,13 @@ from twilio.request_validator import RequestValidator
 from threadline.channels.base import InvalidSignature, RawRequest
 from threadline.channels.registry import adapters
 from threadline.domain.contacts import IdentityKind
-from threadline.domain.messages import DeliveryStatus, InboundMessage, OutboundMessage, StatusUpdate
+from threadline.domain.messages import (
+    DeliveryStatus,
+    InboundMessage,
+    OutboundMessage,
+    StatusUpdate,
+    Unreadable,
+)
 
 from .harness import harnesses
 
@@ -144,3 +151,19 @@ def test_twilio_shared_key_signatures_use_their_secret_and_sha256() -> None:
     plain = cls(cls.Config.model_validate(h.config), httpx.AsyncClient(), scope="1")
     with pytest.raises(InvalidSignature, match="webhook_shared_key"):
         plain.verify(RawRequest("POST", HOOK, {"x-twilio-signature": sig, **settings}, body))
+
+
+def test_one_unreadable_event_of_a_messenger_batch_is_kept_with_its_reason_beside_the_others() -> None:
+    h = harnesses()["messenger"]
+    cls = adapters()["messenger"]
+    adapter = cls(cls.Config.model_validate(h.config), httpx.AsyncClient(), scope="1")
+    page = h.config["page_id"]
+    body = json.dumps({"object": "page", "entry": [{"id": page, "time": 1, "messaging": [
+        {"sender": {"id": "6523845174373124"}, "recipient": {"id": page}, "timestamp": 1,
+         "message": {"mid": "m_ok", "text": "hello"}},
+        {"sender": {}, "recipient": {"id": page}, "timestamp": 2, "message": {"mid": "m_broken", "text": "?"}},
+    ]}]}).encode()
+    ok, broken = adapter.parse(RawRequest("POST", HOOK, {}, body))
+    assert isinstance(ok, InboundMessage) and ok.text == "hello"
+    assert isinstance(broken, Unreadable) and broken.provider_id == "m_broken" and "sender" in broken.reason
+    assert "unreadable:m_broken" in adapter.dedupe_key([ok, broken], RawRequest("POST", HOOK, {}, body))

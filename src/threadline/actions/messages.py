@@ -48,6 +48,12 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
     or starts a new conversation. With ``reopen_within``, a customer with no open conversation whose
     last one was resolved less than that long ago reopens it (a "thanks!" after the answer is not a new
     issue). Events carry the conversation as it is when the batch commits.
+
+    An automatic message (``msg.automatic``: an out-of-office, a bounce…) is recorded quietly: in the
+    conversation it answers (its hint, even resolved) or the contact's open one, changing neither its status,
+    assignment, activity time nor where replies go, and with no ``conversation.updated`` (nothing for the
+    router to do); with nowhere to go it starts a conversation that is resolved from the start, so nobody
+    is asked to handle it.
     """
     out: list[MessageRow | None] = [None] * len(items)
     stored = await repo.existing_provider_ids(session, [(ch.id, m.provider_id) for ch, m in items])
@@ -75,10 +81,20 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
         conv = hinted[k]
         if conv is None or conv.contact_id != contact.id:  # a hint never moves a message to someone else
             conv = open_convs.get(contact.id)
-            if conv is None and not msg.conversation_id:  # a session bound to an ended one starts anew
+            if conv is None and not msg.conversation_id and not msg.automatic:  # a bound session starts anew
                 conv = recent.get(contact.id)
                 if conv is not None:
                     open_convs[contact.id] = conv
+        if msg.automatic:  # recorded quietly: see the docstring
+            if conv is None:
+                conv = ConversationRow(contact_id=contact.id, status=ConversationStatus.RESOLVED.value,
+                                       priority="normal", resolved_at=now, attributes={}, last_activity_at=now,
+                                       queue_id=msg.queue_id if msg.queue_id is not None else channel.default_queue_id,
+                                       last_channel_instance_id=channel.id)
+                session.add(conv)
+                created.add(id(conv))
+            plan.append((idx, conv, identity, []))
+            continue
         changes: list[str] = []
         if conv is None:
             queue_id = msg.queue_id if msg.queue_id is not None else channel.default_queue_id
@@ -107,13 +123,15 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
                                channel_instance_id=channel.id, created_at=now))
     for idx, conv, identity, _ in plan:
         channel, msg = items[idx]
-        conv.last_identity_id = identity.id
+        if not msg.automatic or conv.last_identity_id is None:
+            conv.last_identity_id = identity.id
         out[idx] = MessageRow(
             conversation_id=conv.id, direction="in", text=msg.text[:MAX_TEXT],
             attachments=[{"url": a.url, "content_type": a.content_type, "name": a.name, "size": a.size}
                          for a in msg.attachments],
             channel_instance_id=channel.id, identity_id=identity.id, provider_id=msg.provider_id,
-            meta={**msg.extra, **({"thread": msg.thread_hint} if msg.thread_hint else {})},
+            meta={**msg.extra, **({"thread": msg.thread_hint} if msg.thread_hint else {}),
+                  **({"automatic": True} if msg.automatic else {})},
             created_at=now,
         )
         session.add(out[idx])
@@ -134,8 +152,8 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
         emit(session, MessageCreated(message=message_view(row)), audience)
         if changes and not is_new:
             emit(session, ConversationUpdated(conversation=view, changes=changes), audience)
-    consents = [(out[idx], items[idx][1]) for idx, *_ in plan if "consent" in items[idx][1].extra]
-    if consents:  # STOP/START keywords (SMS): rare, so a batch without one runs no extra query
+    consents = [(out[idx], items[idx][1], items[idx][0]) for idx, *_ in plan if "consent" in items[idx][1].extra]
+    if consents:  # STOP/START keywords (SMS, WhatsApp): rare, so a batch without one runs no extra query
         from threadline.actions.messaging import record_consent
 
         await record_consent(session, consents)  # type: ignore[arg-type]
@@ -163,7 +181,7 @@ async def _hinted_conversations(session: AsyncSession, items: Sequence[tuple[Cha
     out: list[ConversationRow | None] = []
     for ch, m in items:
         conv = convs.get(m.conversation_id) if m.conversation_id else None
-        if conv is not None and conv.status == ConversationStatus.RESOLVED.value:
+        if conv is not None and conv.status == ConversationStatus.RESOLVED.value and not m.automatic:
             conv = None
         if conv is None:
             for ref in m.references:  # strongest first: the message it directly replies to

@@ -2,9 +2,13 @@
 to an opted-out identity, WhatsApp's 24-hour window (free text inside it, approved templates outside),
 template management, and what the composer needs to know before sending (limits, SMS segments).
 
-Consent lives on the contact, per address: ``attributes["consent"]["+14155551234"] = {"status":
-"opted_out", "keyword": "STOP", "channel_instance_id": 3, "at": "…"}``; changing it emits
-``contact.updated`` and writes an activity line in the conversation.
+Consent lives on the contact, per address and per consent scope, the way providers apply opt-outs
+(a channel's ``Capabilities.consent_scope``): ``attributes["consent"]["+14155551234"]["sms"] = {"status":
+"opted_out", "keyword": "STOP", "channel_instance_id": 3, "at": "…"}``. A STOP on SMS stops SMS to that
+number from every SMS channel; a STOP on WhatsApp stops WhatsApp (Cloud API or through Twilio) and leaves
+SMS alone. Changing it emits ``contact.updated`` and writes an activity line in the conversation. An entry
+of the older, unscoped shape (``consent[address] = {"status": …}``, migrated by ``0011_consent_scope``) is
+read as an SMS opt-out, the only one that was ever enforced.
 """
 
 from __future__ import annotations
@@ -54,39 +58,75 @@ OPTED_OUT, OPTED_IN = "opted_out", "opted_in"
 
 # --- consent -----------------------------------------------------------------------------------------
 
-async def record_consent(session: AsyncSession, stored: Sequence[tuple[MessageRow, InboundMessage]]) -> None:
-    """Record STOP/START (and their translations) as the contact's consent for that address. Only messages
-    whose whole text is a keyword get here (the adapter marks them), so a batch without one costs nothing."""
-    for row, msg in stored:
+SMS, WHATSAPP = "sms", "whatsapp"
+SCOPE_TITLES = {SMS: "SMS", WHATSAPP: "WhatsApp"}
+
+
+def scope_title(scope: str) -> str:
+    return SCOPE_TITLES.get(scope, scope)
+
+
+def consent_entries(attributes: dict[str, Any] | None, address: str) -> dict[str, dict[str, Any]]:
+    """The consent records of one address, by scope (an unscoped legacy record counts as SMS)."""
+    record = ((attributes or {}).get(CONSENT) or {}).get(address)
+    if not isinstance(record, dict):
+        return {}
+    if "status" in record:  # the shape before consent had scopes
+        return {SMS: record}
+    return {scope: entry for scope, entry in record.items() if isinstance(entry, dict)}
+
+
+def consent_view(attributes: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Every recorded consent of a contact, for the desk: address, scope, its title, status, keyword, at."""
+    out = []
+    for address in sorted((attributes or {}).get(CONSENT) or {}):
+        for scope, entry in sorted(consent_entries(attributes, address).items()):
+            out.append({"address": address, "scope": scope, "title": scope_title(scope),
+                        "status": entry.get("status"), "keyword": entry.get("keyword"), "at": entry.get("at")})
+    return out
+
+
+async def record_consent(session: AsyncSession,
+                         stored: Sequence[tuple[MessageRow, InboundMessage, ChannelInstanceRow]]) -> None:
+    """Record STOP/START (and their translations) as the contact's consent for that address, in the consent
+    scope of the channel it came on. Only messages whose whole text is a keyword get here (the adapter marks
+    them), so a batch without one costs nothing."""
+    for row, msg, channel in stored:
         consent = msg.extra.get("consent")
-        if consent not in (Consent.OPT_OUT.value, Consent.OPT_IN.value) or row.identity_id is None:
+        cls = get_adapter_class(channel.kind)
+        scope = cls.capabilities.consent_scope if cls else None
+        if consent not in (Consent.OPT_OUT.value, Consent.OPT_IN.value) or row.identity_id is None or not scope:
             continue
         ident = await contacts_repo.get_identity(session, row.identity_id)
         contact = await contacts_repo.get_contact(session, ident.contact_id) if ident else None
         if ident is None or contact is None:
             continue
         status = OPTED_OUT if consent == Consent.OPT_OUT.value else OPTED_IN
-        current: dict[str, Any] = dict((contact.attributes or {}).get(CONSENT) or {})
-        if (current.get(ident.value) or {}).get("status") == status:
+        entries = consent_entries(contact.attributes, ident.value)
+        if (entries.get(scope) or {}).get("status") == status:
             continue
-        current[ident.value] = {"status": status, "keyword": msg.text.strip()[:40],
-                                "channel_instance_id": row.channel_instance_id, "at": row.created_at.isoformat()}
+        entries[scope] = {"status": status, "keyword": msg.text.strip()[:40],
+                          "channel_instance_id": row.channel_instance_id, "at": row.created_at.isoformat()}
+        current: dict[str, Any] = {**((contact.attributes or {}).get(CONSENT) or {}), ident.value: entries}
         await update_contact(session, contact.id, attributes={CONSENT: current}, system=True)
         conv = await conv_repo.get_conversation(session, row.conversation_id)
         if conv is not None:
-            what = "opted out of messages (no more outbound)" if status == OPTED_OUT else "opted back in"
+            title = scope_title(scope)
+            what = f"opted out of {title} (no more {title} messages)" if status == OPTED_OUT \
+                else f"opted back in to {title}"
             line = add_activity(session, conv, f"{ident.value} {what}: replied {msg.text.strip()[:40]!r}", None)
             await session.flush()
             emit(session, MessageCreated(message=message_view(line)), audience_for(conv))
 
 
-async def opted_out(session: AsyncSession, identity_id: int) -> dict[str, Any] | None:
-    """The opt-out record of this address, or None when it may receive messages."""
+async def opted_out(session: AsyncSession, identity_id: int, scope: str = SMS) -> dict[str, Any] | None:
+    """The opt-out record of this address in ``scope`` (a channel's ``consent_scope``; SMS by default, what
+    the sender re-checks for channels with carrier keywords), or None when it may receive messages there."""
     ident = await contacts_repo.get_identity(session, identity_id)
     contact = await contacts_repo.get_contact(session, ident.contact_id) if ident else None
     if ident is None or contact is None:
         return None
-    record = ((contact.attributes or {}).get(CONSENT) or {}).get(ident.value)
+    record = consent_entries(contact.attributes, ident.value).get(scope)
     return record if isinstance(record, dict) and record.get("status") == OPTED_OUT else None
 
 
@@ -102,13 +142,15 @@ async def check_send_rules(session: AsyncSession, conv: ConversationRow, channel
         if problem:
             raise ValidationFailed(f"{adapter_cls.title}: {a.get('name') or 'an attachment'} {problem}",
                                    field="attachments")
-    if caps.consent_keywords:
-        record = await opted_out(session, identity_id)
+    if caps.consent_scope:
+        record = await opted_out(session, identity_id, caps.consent_scope)
         if record is not None:
             ident = await contacts_repo.get_identity(session, identity_id)
+            title = scope_title(caps.consent_scope)
             raise ValidationFailed(
                 f"{ident.value if ident else 'this customer'} replied {record.get('keyword') or 'STOP'!r} and opted "
-                f"out of messages from this number; nothing can be sent until they reply START", field="text")
+                f"out of {title} messages; nothing can be sent on {title} until they reply START (other channels "
+                "are not affected)", field="text")
     if caps.reply_window_seconds and not template:
         last = await repo.last_inbound_at(session, conv.id, channel.id, identity_id)
         if not window_open(last, now or utcnow(), caps.reply_window_seconds):
@@ -202,7 +244,7 @@ async def send_template(session: AsyncSession, actor: Actor, conversation_id: in
 # --- what the composer shows before sending ------------------------------------------------------------
 
 async def composer_limits(session: AsyncSession, actor: Actor, channel_id: int, *, text: str = "",
-                          conversation_id: int | None = None) -> dict[str, Any]:
+                          conversation_id: int | None = None, identity_id: int | None = None) -> dict[str, Any]:
     channel = await channels_repo.get_channel(session, channel_id)
     if channel is None:
         raise NotFound(f"channel {channel_id} does not exist")
@@ -215,7 +257,8 @@ async def composer_limits(session: AsyncSession, actor: Actor, channel_id: int, 
         "max_text_length": caps.max_text_length, "text_length": len(text),
         "attachments": caps.attachments, "max_attachment_bytes": caps.max_attachment_bytes,
         "allowed_content_types": list(caps.allowed_content_types), "reply_window_seconds": caps.reply_window_seconds,
-        "templates": caps.templates, "consent_keywords": caps.consent_keywords, "problems": [],
+        "templates": caps.templates, "consent_keywords": caps.consent_keywords,
+        "consent_scope": caps.consent_scope, "problems": [],
     }
     if len(text) > caps.max_text_length:
         out["problems"].append(f"{cls.title} messages are at most {caps.max_text_length} characters")
@@ -226,10 +269,14 @@ async def composer_limits(session: AsyncSession, actor: Actor, channel_id: int, 
                       "non_gsm_characters": list(seg.non_gsm_characters)}
     if conversation_id is not None:
         conv = actor.check_can_see(await conv_repo.get_conversation(session, conversation_id), conversation_id)
-        identity_id = conv.last_identity_id if conv.last_channel_instance_id == channel.id else None
-        if identity_id is None:
-            last = await conv_repo.last_inbound(session, conv.id)
-            identity_id = last.identity_id if last and last.channel_instance_id == channel.id else None
+        if identity_id is not None:  # the address the agent picked: it must be this customer's
+            ident = await contacts_repo.get_identity(session, identity_id)
+            if ident is None or ident.contact_id != conv.contact_id:
+                raise ValidationFailed(f"identity {identity_id} is not one of this customer's", field="identity_id")
+        elif conv.last_channel_instance_id == channel.id:
+            identity_id = conv.last_identity_id
+        if identity_id is None:  # the address the customer last wrote from on this channel
+            identity_id = await repo.last_inbound_identity(session, conv.id, channel.id)
         if identity_id is not None and caps.reply_window_seconds:
             last_at = await repo.last_inbound_at(session, conv.id, channel.id, identity_id)
             now = utcnow()
@@ -240,11 +287,17 @@ async def composer_limits(session: AsyncSession, actor: Actor, channel_id: int, 
             if not is_open:
                 out["problems"].append("the customer-service window is closed: " + (
                     "only an approved template can be sent" if caps.templates else "wait for the customer to write"))
-        if identity_id is not None and caps.consent_keywords:
-            record = await opted_out(session, identity_id)
+        if identity_id is not None and caps.consent_scope:
+            record = await opted_out(session, identity_id, caps.consent_scope)
             out["opted_out"] = record
             if record:
-                out["problems"].append(f"the customer replied {record.get('keyword')!r}: they opted out")
+                out["problems"].append(f"the customer replied {record.get('keyword')!r}: they opted out of "
+                                       f"{scope_title(caps.consent_scope)}")
+        if identity_id is not None:  # the customer's consent on every scope, e.g. "opted out of SMS" on WhatsApp
+            ident = await contacts_repo.get_identity(session, identity_id)
+            contact = await contacts_repo.get_contact(session, ident.contact_id) if ident else None
+            out["consent"] = {scope: {**entry, "title": scope_title(scope)} for scope, entry in consent_entries(
+                contact.attributes if contact else None, ident.value if ident else "").items()}
     return out
 
 

@@ -8,15 +8,19 @@ only on its ``Capabilities``.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import httpx
 from pydantic import BaseModel
 
-from threadline.domain.messages import InboundMessage, OutboundMessage, SendReceipt, StatusUpdate
+from threadline.domain.messages import InboundMessage, OutboundMessage, SendReceipt, StatusUpdate, Unreadable
+
+# What ``parse`` returns: customers' messages, delivery receipts, and the items of a batch it could not read.
+Parsed = InboundMessage | StatusUpdate | Unreadable
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,12 @@ class Capabilities:
     read_receipts: bool = False
     reply_window_seconds: int | None = None  # e.g. WhatsApp's 24-hour customer-service window
     identity_kinds: tuple[str, ...] = ("handle",)  # identities this channel can send to
-    consent_keywords: bool = False  # STOP/START/HELP are honoured: no outbound to an opted-out identity
+    # Carrier opt-out keywords apply (SMS): the sender checks the SMS opt-out again right before sending.
+    consent_keywords: bool = False
+    # The consent ledger this channel's STOP/START keywords write and its sends obey, as providers apply
+    # opt-outs: "sms" (carriers and Twilio block SMS after STOP) or "whatsapp" (the customer stops the
+    # business's WhatsApp); a STOP on one never stops the other. None: no keyword consent on this channel.
+    consent_scope: str | None = None
     sms_segments: bool = False  # billed by SMS segments (GSM-7 / UCS-2): the desk shows the count
     templates: bool = False  # approved message templates (with variables) can be sent, e.g. outside the window
 
@@ -65,7 +74,8 @@ class InvalidSignature(ChannelError):
 
 
 class BadPayload(ChannelError):
-    """The request is signed but cannot be understood: answer 400 with the reason."""
+    """The request is signed but cannot be understood at all: answer 400 with the reason. One unreadable
+    item of a batch is not a bad payload: ``parse`` returns it as an ``Unreadable`` beside the others."""
 
 
 class RetryableSendError(ChannelError):
@@ -88,11 +98,6 @@ class ConnectHint:
     label: str
     value: str
     snippet: bool = False  # code to paste into a page (marked for copying), not a URL
-
-
-@dataclass
-class Parsed:
-    items: list[InboundMessage | StatusUpdate] = field(default_factory=list)
 
 
 class ChannelAdapter(ABC):
@@ -119,12 +124,14 @@ class ChannelAdapter(ABC):
         """Raise InvalidSignature unless the request is authentic. No I/O."""
 
     @abstractmethod
-    def parse(self, req: RawRequest) -> list[InboundMessage | StatusUpdate]:
-        """Turn a verified request into messages and status updates. Pure; raise BadPayload."""
+    def parse(self, req: RawRequest) -> list[Parsed]:
+        """Turn a verified request into messages and status updates. Pure. Raise BadPayload when the request
+        as a whole cannot be read; an item of a batch that cannot be read is returned as ``Unreadable``."""
 
-    def dedupe_key(self, items: list[InboundMessage | StatusUpdate], req: RawRequest) -> str:
+    def dedupe_key(self, items: list[Parsed], req: RawRequest) -> str:
         """The provider's id for this request, so a retried delivery is stored once."""
         keys = [i.provider_id if isinstance(i, InboundMessage) else f"status:{i.provider_id}:{i.status}"
+                if isinstance(i, StatusUpdate) else f"unreadable:{i.provider_id or hashlib.sha256(req.body).hexdigest()[:16]}"
                 for i in items]
         return "|".join(keys)[:300] if keys else ""
 

@@ -52,8 +52,36 @@ def normalise_email(raw: str) -> str:
     return value.casefold()
 
 
+def _legacy_forms(number: phonenumbers.PhoneNumber) -> list[str]:
+    """Today's national number(s) a legacy or provider-specific form stands for, most likely first.
+
+    Messaging providers report some mobiles in forms the numbering plans dropped; the same person then
+    writes by SMS or calls from the current form, so both must give one E.164:
+
+    - Mexico: WhatsApp (and old habits) put the retired mobile token ``1`` after +52 (``+52 1 55 1234 5678``,
+      13 digits, which libphonenumber rightly calls impossible since 2019): the number is +52 55 1234 5678.
+    - Brazil: WhatsApp accounts made before the ninth digit (2012–2016) keep their 8-digit mobile in the
+      WhatsApp id (``55 31 8888 7777``); the number is ``55 31 9 8888 7777``. Subscriber numbers starting
+      with 6–9 are mobiles; 2–5 are landlines and are never touched.
+    - Argentina: a mobile written with both the international mobile ``9`` and the national ``15``
+      (``+54 9 11 15 2345 6789``); libphonenumber itself already maps ``+54 11 15 …`` to ``+54 9 11 …``.
+    """
+    cc, nsn = number.country_code, str(number.national_number)
+    if cc == 52 and len(nsn) == 11 and nsn.startswith("1"):
+        return [nsn[1:]]
+    if cc == 55 and len(nsn) == 10 and nsn[2] in "6789":
+        return [nsn[:2] + "9" + nsn[2:]]
+    if cc == 54 and nsn.startswith("9") and len(nsn) == 13:
+        return [nsn[:1 + n] + nsn[3 + n:] for n in (2, 3, 4) if nsn[1 + n:3 + n] == "15"]
+    return []
+
+
 def normalise_phone(raw: str, default_region: str | None = None) -> str:
-    """Return the E.164 form of ``raw``; raise ValidationFailed when it is not a possible number."""
+    """Return the E.164 form of ``raw``; raise ValidationFailed when it is not a possible number.
+
+    A number that is not valid as written but whose legacy/provider form maps to a valid one (see
+    ``_legacy_forms``: Mexico's ``+52 1``, Brazil's missing ninth digit, Argentina's ``9 … 15``) becomes that
+    valid number, so SMS, WhatsApp and voice give one identity. A valid number is never rewritten."""
     text = raw.strip()
     if text.lower().startswith("tel:"):
         text = text[4:]
@@ -65,6 +93,12 @@ def normalise_phone(raw: str, default_region: str | None = None) -> str:
         number = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:
         raise ValidationFailed(f"{raw!r} is not a phone number ({exc})", field="value") from None
+    if not phonenumbers.is_valid_number(number):
+        for nsn in _legacy_forms(number):
+            candidate = phonenumbers.PhoneNumber(country_code=number.country_code, national_number=int(nsn))
+            if phonenumbers.is_valid_number(candidate):
+                number = candidate
+                break
     if not phonenumbers.is_possible_number(number):
         raise ValidationFailed(f"{raw!r} is not a possible phone number", field="value")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

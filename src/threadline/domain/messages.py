@@ -66,6 +66,9 @@ class Attachment:
     # and replaces ``url`` with the download URL before the message is saved. None for linked files.
     data: bytes | None = field(default=None, repr=False, compare=False)
     content_id: str = ""  # an inline image's Content-ID (email), so the HTML body can point at it
+    # Part of the message body (an image the email's HTML shows through ``cid:``), not a file the customer
+    # attached: stored and shown in the body, left out of the message's attachment list.
+    inline: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,20 @@ class InboundMessage:
     conversation_id: int | None = None  # the conversation the channel's session is bound to (web chat)
     references: tuple[str, ...] = ()  # provider ids of earlier messages it answers (email References)
     queue_id: int | None = None  # the queue a new conversation should start in (a pre-chat topic)
+    # An automatic message (out-of-office, auto-generated notice, delivery report): recorded quietly in the
+    # conversation it answers without reopening, re-routing or redirecting it, and never the start of a
+    # conversation anyone has to handle.
+    automatic: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """One item of a provider's batch that the adapter cannot read (a message without a sender, a media
+    message without its media…). The rest of the batch is processed and the request acknowledged, so the
+    provider stops retrying it; the request stays in the inbox with this reason."""
+
+    reason: str
+    provider_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from threadline.channels.base import BadPayload, InvalidSignature, RawRequest
 from threadline.db.repos import files as files_repo
+from threadline.domain.messages import Unreadable
 from threadline.files.links import link_key, link_valid
+from threadline.files.names import content_disposition
 from threadline.metrics import (
     HTTP_LATENCY,
     HTTP_REQUESTS,
@@ -64,6 +66,10 @@ async def handle(services: Services, key: str, req: RawRequest) -> tuple[int, by
         INBOUND_REJECTED.labels(channel.kind, "payload").inc()
         return _problem(400, f"cannot understand the request: {exc}", "bad_payload")
     ack = adapter.ack(req)
+    unreadable = sum(isinstance(i, Unreadable) for i in items)
+    if unreadable:  # stored and acknowledged with the rest of the batch; the reason stays on the inbox item
+        INBOUND_REJECTED.labels(channel.kind, "item").inc(unreadable)
+        log.info("hook_items_unreadable", channel_id=channel.id, count=unreadable)
     if not items:  # e.g. an event type we do not handle: acknowledged and logged, never an error
         log.info("hook_ignored", channel_id=channel.id)
         return ack.status, ack.body, ack.content_type
@@ -125,7 +131,8 @@ async def signed_media(key: str, attachment_id: str, request: Request, services:
         status, body, ctype = _problem(404, "the file no longer exists")
         return Response(body, status_code=status, media_type=ctype)
     return Response(services.files.read(row.sha256), media_type=row.content_type,
-                    headers={"Content-Disposition": "attachment", "Cache-Control": "private, max-age=300",
+                    headers={"Content-Disposition": content_disposition("attachment", row.name),
+                             "Cache-Control": "private, max-age=300",
                              "X-Content-Type-Options": "nosniff"})
 
 

@@ -75,11 +75,11 @@ class InboxWorker(BackgroundLoop):
             try:
                 async with self.db.transaction(write=True) as session:
                     fresh = await repo.new_inbox_keys(session, rows)
-                    errors = await self._process(session, [(batch[i][0], batch[i][1]) for i in fresh],
-                                                 fail_fast=True)
+                    outcomes = await self._process(session, [(batch[i][0], batch[i][1]) for i in fresh],
+                                                   fail_fast=True)
                     now = utcnow()
-                    for i, error in zip(fresh, errors, strict=True):
-                        rows[i].update(attempts=1, error=error, processed_at=None if error else now)
+                    for i, (done, error) in zip(fresh, outcomes, strict=True):
+                        rows[i].update(attempts=1, error=error, processed_at=now if done else None)
                     ids = await repo.insert_new_inbox_items(session, [rows[i] for i in fresh])
                 results = [None] * len(batch)
                 for i, new_id in zip(fresh, ids, strict=True):
@@ -154,11 +154,11 @@ class InboxWorker(BackgroundLoop):
                         item.processed_at, item.error = now, "channel deleted"
                     else:
                         work.append((item, channel))
-                errors = await self._process(session, [
+                outcomes = await self._process(session, [
                     (RawRequest(i.method, i.url, i.headers, i.body), channel) for i, channel in work])
-                for (item, _), error in zip(work, errors, strict=True):
+                for (item, _), (done, error) in zip(work, outcomes, strict=True):
                     item.error = error
-                    item.processed_at = None if error else now
+                    item.processed_at = now if done else None
         except asyncio.CancelledError:
             raise
         except Exception:  # the batch itself failed (e.g. the database): retry the items one by one
@@ -170,50 +170,63 @@ class InboxWorker(BackgroundLoop):
                 await self._record_failure(item_ids[0], "the batch could not be committed")
 
     async def _process(self, session: AsyncSession, work: list[tuple[RawRequest, ChannelInstanceRow]], *,
-                       fail_fast: bool = False) -> list[str | None]:
-        """Turn requests into messages inside the caller's transaction; per request, why it failed or
-        None. The whole batch is tried at once (a fixed number of queries however many requests); if
-        that fails, each request is retried in its own savepoint, so one that fails is rolled back
-        alone while the others commit."""
+                       fail_fast: bool = False) -> list[tuple[bool, str | None]]:
+        """Turn requests into messages inside the caller's transaction; per request (done, error): not done
+        with why it failed (retried later), or done, with what could not be read of it (an ``Unreadable``
+        item of a batch: kept as the request's error, never retried since it would read the same). The
+        whole batch is tried at once (a fixed number of queries however many requests); if that fails,
+        each request is retried in its own savepoint, so one that fails is rolled back alone while the
+        others commit."""
         if not work:
             return []
         if fail_fast and len(work) == 1:  # no savepoint: if it fails, the caller stores it for the sweep
-            await self._apply(session, work)
-            return [None]
+            return [(True, note) for note in await self._apply(session, work)]
         try:
             async with savepoint(session):
-                await self._apply(session, work)
-            return [None] * len(work)
+                notes = await self._apply(session, work)
+            return [(True, note) for note in notes]
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             if len(work) == 1:
-                return [self._describe(exc)]
-        errors: list[str | None] = []
+                return [(False, self._describe(exc))]
+        outcomes: list[tuple[bool, str | None]] = []
         for one in work:
             try:
                 async with savepoint(session):
-                    await self._apply(session, [one])
-                errors.append(None)
+                    [note] = await self._apply(session, [one])
+                outcomes.append((True, note))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                errors.append(self._describe(exc))
-        return errors
+                outcomes.append((False, self._describe(exc)))
+        return outcomes
 
-    async def _apply(self, session: AsyncSession, work: list[tuple[RawRequest, ChannelInstanceRow]]) -> None:
-        """Turn requests into messages (all of them in one batch) and delivery updates."""
+    async def _apply(self, session: AsyncSession, work: list[tuple[RawRequest, ChannelInstanceRow]]
+                     ) -> list[str | None]:
+        """Turn requests into messages (all of them in one batch) and delivery updates; per request, the
+        items it had that could not be read (None when every item was read)."""
         inbound: list[tuple[ChannelInstanceRow, InboundMessage]] = []
         statuses: list[tuple[ChannelInstanceRow, StatusUpdate]] = []
+        notes: list[str | None] = []
         for req, channel in work:
+            unreadable: list[str] = []
             for parsed in self.factory.for_row(channel).parse(req):
                 if isinstance(parsed, InboundMessage):
                     inbound.append((channel, parsed))
-                else:
+                elif isinstance(parsed, StatusUpdate):
                     statuses.append((channel, parsed))
+                else:
+                    unreadable.append(f"{parsed.provider_id}: {parsed.reason}" if parsed.provider_id
+                                      else parsed.reason)
+            if unreadable:
+                log.warning("inbox_items_unreadable", channel_id=channel.id, reasons=unreadable[:10])
+            notes.append(f"{len(unreadable)} item(s) of this request could not be read and were skipped: "
+                         + "; ".join(unreadable)[:3800] if unreadable else None)
         await mail_actions.receive_with_files(session, self.files, inbound, reopen_within=self.reopen_within)
         for channel, update in statuses:
             await message_actions.apply_status(session, channel, update)
+        return notes
 
     @staticmethod
     def _describe(exc: Exception) -> str:

@@ -247,7 +247,9 @@ def test_mailgun_posts_are_verified_and_parsed() -> None:
     assert (msg.provider_id, msg.text, msg.references) == ("<mg-1@cliente.example>", "Necesito ayuda",
                                                            ("<tl.1.2.x@acme.test>",))
     assert [(a.name, a.data) for a in msg.attachments] == [("notes.txt", b"some notes")]
-    assert mg.dedupe_key([], req) == "<mg-1@cliente.example>"
+    # the Message-ID and a fingerprint of From/Date/Subject, the same however often the MIME is rebuilt
+    assert mg.dedupe_key([], req).startswith("<mg-1@cliente.example> ")
+    assert mg.dedupe_key([], req) == mg.dedupe_key([], req)
     forged = RawRequest("POST", "https://x/hooks/k", {"content-type": ctype}, body.replace(sig.encode(), b"0" * 64))
     with pytest.raises(InvalidSignature):
         mg.verify(forged)
@@ -312,3 +314,48 @@ def test_an_http_request_cannot_pass_for_an_internal_smtp_one() -> None:
     with pytest.raises(InvalidSignature):
         adapter().verify(forged)
     adapter().verify(smtp_req(b"From: a@b.example\r\n\r\nhi\r\n"))  # the receiver's own request passes
+
+
+# Replies from several clients and languages: the timeline keeps the customer's new text only.
+QUOTED = {
+    "gmail_es_two_line.eml": "Sigue sin funcionar, ya lo reinicié dos veces.",  # "El … (<…>)\nescribió:"
+    "gmail_it_two_line.eml": "Grazie, ora funziona!\nUn saluto,\nGiulia",  # "Il giorno … <…>\nha scritto:"
+    "gmail_fr_reply.eml": "Bonjour,\n\nC'est réglé, merci !",  # "Le … a écrit :" with no-break spaces
+    "apple_mail_de_reply.eml": "Hallo,\n\ndie Rechnung stimmt jetzt.\n\nViele Grüße\nLena",  # "Am … schrieb …:"
+    "apple_mail_en_wrapped.eml": "Still broken after the update.",  # "On …\nwrote:" inside the quote
+    "gmail_pt_br_reply.eml": "Oi, o pedido ainda não chegou.",  # "Em … <…>\nescreveu:"
+    "gmail_nl_reply.eml": "Dank je, het werkt weer.",  # "Op … schreef …:"
+    "outlook_es_reply.eml": "Hola,\n\nEl pedido llegó incompleto: falta el cargador.\n\nSaludos,\nJuan",  # De:/Enviado:
+    "outlook_it_reply.eml": "Buongiorno,\n\nla fattura riporta ancora l'importo sbagliato.\n\nCordiali saluti\n"
+                            "Giulia Bianchi",  # Da:/Inviato:
+    "outlook_de_reply.eml": "Guten Tag,\n\ndie Gutschrift fehlt noch.\n\nMit freundlichen Grüßen\nLena Fischer",
+    "outlook_fr_reply.eml": "Bonjour,\n\nToujours pas reçu l'avoir.\n\nCordialement,\nFrançois",  # "De :/Envoyé :"
+    "outlook_original_message.eml": "Thanks, that fixed it.\n\nMike",  # -----Original Message-----
+}
+
+
+@pytest.mark.parametrize("name", sorted(QUOTED))
+def test_quoted_history_is_cut_in_every_client_and_language(name: str) -> None:
+    msg = inbound(name)
+    assert msg.text == QUOTED[name]
+    email = msg.extra["email"]
+    assert isinstance(email, dict) and len(str(email["text_full"])) > len(msg.text)  # the whole mail is kept
+
+
+@pytest.mark.parametrize("text", [
+    "On Monday I wrote: the router is broken.\nIt still is.",  # an "On … wrote:" of the customer's own
+    "El lunes escribió: mi hermano.\nGracias",
+    "De: parte de mi jefe\nun saludo",  # a "De:" that starts no header block
+])
+def test_the_customers_own_words_are_not_taken_for_a_quote(text: str) -> None:
+    assert strip_reply(text) == text
+
+
+def test_only_images_the_html_shows_are_inline() -> None:
+    msg = inline = inbound("inline_image.eml")
+    assert [(a.name, a.inline) for a in inline.attachments] == [("image.png", True), ("invoice.pdf", False)]
+    # the same image with a Content-ID the HTML never shows (Apple Mail numbers every attachment) is a file
+    raw = (FIXTURES / "inline_image.eml").read_bytes().replace(b'src="cid:shot1@cliente.example"', b'src="x.png"')
+    msg = adapter().parse(smtp_req(raw))[0]
+    assert isinstance(msg, InboundMessage)
+    assert [(a.name, a.inline) for a in msg.attachments] == [("image.png", False), ("invoice.pdf", False)]

@@ -67,7 +67,8 @@ async def test_mail_in_by_smtp_reply_out_threaded_and_bounces(db_url: str, tmp_p
             event = await next_inbound(ws)
             assert event["text"] == "The error is in the picture."
             assert event["meta"]["email"]["subject"] == "Screenshot of the error"
-            [image, pdf] = event["attachments"]
+            [pdf] = event["attachments"]  # the inline screenshot is part of the body, not an attachment
+            [image] = event["meta"]["email"]["inline"]
             assert (image["name"], pdf["name"]) == ("image.png", "invoice.pdf")
             assert f'src="{image["url"]}"' in event["meta"]["email"]["html"]  # the cid: now points at the file
             got = await c.get(image["url"])

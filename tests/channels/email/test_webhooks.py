@@ -52,6 +52,8 @@ async def test_mailgun_and_sendgrid_posts(sqlite_server) -> None:  # type: ignor
     assert [(m.provider_id, m.text) for m in msgs] == [
         ("<inline-0001@cliente.example>", "The error is in the picture."),
         ("<koi8-0001@example.ru>", "Здравствуйте! Не работает интернет с утра.")]
-    assert [a["name"] for a in msgs[0].attachments] == ["image.png", "invoice.pdf"]
-    assert all(a["url"].startswith("/api/v1/attachments/") for a in msgs[0].attachments)
+    assert [a["name"] for a in msgs[0].attachments] == ["invoice.pdf"]  # the screenshot is part of the body
+    assert [a["name"] for a in msgs[0].meta["email"]["inline"]] == ["image.png"]
+    assert all(a["url"].startswith("/api/v1/attachments/") for a in
+               [*msgs[0].attachments, *msgs[0].meta["email"]["inline"]])
     assert len(items) == 2

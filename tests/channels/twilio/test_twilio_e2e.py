@@ -186,7 +186,7 @@ async def test_stop_is_recorded_as_consent_and_blocks_replies_until_start(sqlite
             conv_id = (await next_event(ws, "message.created"))["data"]["message"]["conversation_id"]
             await post(c, channel, inbound("SM" + "b" * 32, " Baja ", frm="+34612345678"))
             updated = await next_event(ws, "contact.updated")
-            consent = updated["data"]["contact"]["attributes"]["consent"]["+34612345678"]
+            consent = updated["data"]["contact"]["attributes"]["consent"]["+34612345678"]["sms"]
             assert consent["status"] == "opted_out" and consent["keyword"] == "Baja"
             line = await next_event(ws, "message.created", message__direction="activity")
             assert "opted out" in line["data"]["message"]["text"]
@@ -198,7 +198,7 @@ async def test_stop_is_recorded_as_consent_and_blocks_replies_until_start(sqlite
             assert fake.calls == []
             await post(c, channel, inbound("SM" + "c" * 32, "ALTA", frm="+34612345678"))
             updated = await next_event(ws, "contact.updated")
-            assert updated["data"]["contact"]["attributes"]["consent"]["+34612345678"]["status"] == "opted_in"
+            assert updated["data"]["contact"]["attributes"]["consent"]["+34612345678"]["sms"]["status"] == "opted_in"
             ok = await c.post(f"/api/v1/conversations/{conv_id}/messages", json={"text": "¡Bienvenido de nuevo!"})
             assert ok.status_code == 201
             await fake.wait_calls(1)

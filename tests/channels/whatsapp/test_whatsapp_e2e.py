@@ -84,7 +84,7 @@ async def test_handshake_inbound_window_template_and_statuses(server) -> None:
             assert calls[-1].path == "/v21.0/106540352242922/messages"
             assert calls[-1].headers["authorization"].startswith("Bearer EAAJB")
             assert calls[-1].json["text"] == {"preview_url": False, "body": "Yes, in blue"}
-            assert calls[-1].json["to"] == "16505551234"
+            assert calls[-1].json["to"] == "+16505551234"  # with its "+": never read in the business's country
             assert calls[-1].json["context"]["message_id"].startswith("wamid.")
             # read arrives before delivered: read stays
             wamid = OK.body["messages"][0]["id"]  # type: ignore[index]

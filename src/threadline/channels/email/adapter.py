@@ -45,7 +45,14 @@ from threadline.channels.base import (
     RetryableSendError,
 )
 from threadline.channels.email.config import EmailChannelConfig
-from threadline.channels.email.mime import MailLimits, ParsedMail, parse_mail, raw_message_id
+from threadline.channels.email.mime import (
+    INVENTED_ID_DOMAIN,
+    MailLimits,
+    ParsedMail,
+    dedupe_key,
+    parse_mail,
+    raw_identity,
+)
 from threadline.domain.contacts import IdentityKind, normalise_identity
 from threadline.domain.errors import ValidationFailed
 from threadline.domain.messages import (
@@ -109,6 +116,12 @@ def _rebuild(headers: list[tuple[str, str]], text: str, html_body: str,
         msg.add_attachment(data, maintype=main or "application", subtype=sub or "octet-stream",
                            filename=filename or "attachment")
     return msg.as_bytes()
+
+
+def _without_via(name: str) -> str:
+    """ "Jane Doe via Typeform" / "Jane Doe (via Website)" → "Jane Doe"; a robot's name → ""."""
+    name = re.sub(r"\s*\(?\bvia\b.*$", "", name, flags=re.I).strip()
+    return "" if re.search(r"no.?reply|do.?not.?reply|wordpress|mailer|notification|forms?\b", name, re.I) else name
 
 
 class EmailChannel(ChannelAdapter):
@@ -182,8 +195,9 @@ class EmailChannel(ChannelAdapter):
         return _rebuild(headers, _first(fields, "body-plain"), _first(fields, "body-html"), files)
 
     def dedupe_key(self, items: list[InboundMessage | StatusUpdate], req: RawRequest) -> str:
-        """The mail's Message-ID (or a digest of the bytes): a redelivered mail is stored once."""
-        return raw_message_id(self.raw_mail(req))[:300]
+        """The mail's Message-ID (or a digest of the bytes) and a fingerprint of its From, Date and Subject:
+        a redelivered mail is stored once, a different mail reusing the Message-ID is stored too."""
+        return dedupe_key(self.raw_mail(req))
 
     def parse(self, req: RawRequest) -> list[InboundMessage | StatusUpdate]:
         raw = self.raw_mail(req)
@@ -197,10 +211,35 @@ class EmailChannel(ChannelAdapter):
             reason = f"bounced: {b.status} {b.diagnostic}".strip()
             return [StatusUpdate(provider_id=b.original_message_id, status=DeliveryStatus.FAILED, error=reason,
                                  identity_flag=reason)]
-        return [self._inbound(mail, req)]
+        return [self._inbound(mail, req, raw_identity(raw)[1])]
 
-    def _inbound(self, mail: ParsedMail, req: RawRequest) -> InboundMessage:
-        candidates = [mail.from_addr, *mail.reply_to[:1], req.header("x-envelope-from")]
+    def customer_address(self, mail: ParsedMail) -> str:
+        """Who the customer is: a single Reply-To that differs from From wins (a contact form or a shop sends
+        from no-reply@ and puts the customer in Reply-To; a person who sets a Reply-To asks for the answers
+        there), except one of our own addresses and list mail (a list's Reply-To is the list). Several
+        Reply-To addresses: the From."""
+        if len(mail.reply_to) == 1 and mail.reply_to[0] != mail.from_addr and mail.auto_reply_reason != \
+                "mailing list" and not self._ours(mail.reply_to[0]):
+            return mail.reply_to[0]
+        return mail.from_addr
+
+    def _ours(self, address: str) -> bool:
+        local, _, domain = address.lower().partition("@")
+        return domain == self.config.domain and local.split("+", 1)[0] == self.config.local_part
+
+    @staticmethod
+    def inbox_key(provider_id: str, meta: dict[str, Any]) -> str:
+        """The inbox key of the mail behind a stored message (its raw original), whatever the message's
+        provider id became (a Message-ID reused by another mail gets ``#<fingerprint>``)."""
+        email = meta.get("email") if isinstance(meta.get("email"), dict) else {}
+        fingerprint = str(email.get("fingerprint") or "")  # type: ignore[union-attr]
+        if not fingerprint:
+            return provider_id  # stored before mails were keyed with their fingerprint
+        return f"{provider_id.split('#', 1)[0][:280]} {fingerprint}"
+
+    def _inbound(self, mail: ParsedMail, req: RawRequest, fingerprint: str) -> InboundMessage:
+        customer = self.customer_address(mail)
+        candidates = [customer, mail.from_addr, *mail.reply_to[:1], req.header("x-envelope-from")]
         ident = None
         for addr in candidates:
             try:
@@ -211,6 +250,7 @@ class EmailChannel(ChannelAdapter):
                 break
         if ident is None:
             raise BadPayload("the mail has no valid sender address (From, Reply-To or envelope sender)")
+        via_reply_to = ident.value != mail.from_addr and ident.value in mail.reply_to
         recipients = [*req.header("x-envelope-to").split(","), *mail.delivered_to, *mail.to, *mail.cc]
         conv_hint = self._token(recipients)
         if conv_hint is None:
@@ -219,15 +259,21 @@ class EmailChannel(ChannelAdapter):
         ours = {self.config.address}
         meta: dict[str, Any] = {
             "subject": mail.subject, "from": mail.from_addr, "from_name": mail.from_name, "to": mail.to,
-            "cc": [a for a in mail.cc if a not in ours], "message_id": mail.message_id,
-            "in_reply_to": mail.in_reply_to, "references": mail.references,
+            "cc": [a for a in mail.cc if a not in ours], "message_id": mail.header_message_id,
+            "in_reply_to": mail.in_reply_to, "references": mail.references, "fingerprint": fingerprint,
         }
+        if mail.reply_to:
+            meta["reply_to"] = mail.reply_to
+        if via_reply_to:  # the customer is the Reply-To; From (a form's robot) is kept above
+            meta["customer"] = ident.value
         if mail.html:
             meta["html"] = mail.html
         if mail.text_full and mail.text_full != mail.text:
             meta["text_full"] = mail.text_full
         if mail.auto_reply:
             meta["auto_reply_reason"] = mail.auto_reply_reason
+        if mail.automatic:
+            meta["automatic"] = True
         if mail.flags:
             meta["flags"] = mail.flags
         if mail.skipped:
@@ -235,18 +281,21 @@ class EmailChannel(ChannelAdapter):
         text = mail.text
         if not text and not mail.parts:
             text = mail.subject or "(empty email)"
+        name = (mail.reply_to_name or _without_via(mail.from_name)) if via_reply_to else mail.from_name
         return InboundMessage(
             provider_id=mail.message_id[:300],
-            sender=Sender(identities=(ident,), name=mail.from_name[:200]),
+            sender=Sender(identities=(ident,), name=name[:200]),
             text=text,
             attachments=tuple(Attachment(url=f"cid:{p.content_id}" if p.content_id else "", content_type=p.content_type,
-                                         name=p.name, size=len(p.data), data=p.data, content_id=p.content_id)
+                                         name=p.name, size=len(p.data), data=p.data, content_id=p.content_id,
+                                         inline=p.inline)
                               for p in mail.parts),
             sent_at=mail.date,
             thread_hint=mail.in_reply_to or None,
             extra={"email": meta, **({"auto_reply": True} if mail.auto_reply else {})},
             conversation_id=conv_hint,
             references=mail.thread_refs,
+            automatic=mail.automatic,
         )
 
     @cached_property
@@ -292,15 +341,21 @@ class EmailChannel(ChannelAdapter):
         out["Subject"] = subject
         out["Date"] = format_datetime(now or datetime.now(UTC))
         out["Message-ID"] = self.message_id_for(msg)
-        parent = msg.reply_to_provider_id
+        # Threading (RFC 5322 §3.6.4): In-Reply-To only names the customer's Message-ID when their mail had
+        # one (never the digest Threadline keys a mail without one by); References carry theirs on.
+        parent = str(meta.get("message_id") or "") if "message_id" in meta else (msg.reply_to_provider_id or "")
+        if parent.endswith(INVENTED_ID_DOMAIN):
+            parent = ""
+        refs = [r for r in meta.get("references", []) if isinstance(r, str)] if msg.reply_to_provider_id else []
+        if not refs and msg.reply_to_provider_id and meta.get("in_reply_to"):
+            refs = [str(meta["in_reply_to"])]
         if parent:
-            refs = [r for r in meta.get("references", []) if isinstance(r, str)]
-            if not refs and meta.get("in_reply_to"):
-                refs = [str(meta["in_reply_to"])]
             refs = [*refs, parent]
-            if len(refs) > MAX_REFERENCES:  # keep the root and the newest (RFC 5322 allows trimming)
-                refs = [refs[0], *refs[-(MAX_REFERENCES - 1):]]
+        if len(refs) > MAX_REFERENCES:  # keep the root and the newest (RFC 5322 allows trimming)
+            refs = [refs[0], *refs[-(MAX_REFERENCES - 1):]]
+        if parent:
             out["In-Reply-To"] = parent
+        if refs:
             out["References"] = " ".join(refs)
         if cfg.plus_addressing:
             out["Reply-To"] = formataddr((name, f"{cfg.local_part}+c{msg.conversation_id}@{cfg.domain}"))

@@ -61,11 +61,17 @@ class EmailDirectory:
         return list(self._by_address.values())
 
     async def for_recipient(self, address: str, inbound: str = "smtp") -> Channel | None:
-        """The channel receiving mail for ``address`` (``support+anything@`` counts as ``support@``)."""
+        """The channel receiving mail for ``address`` (``support+anything@`` counts as ``support@``).
+        ``postmaster`` (any case, RFC 5321 §4.5.1) of a domain a channel serves, or alone, goes to that
+        domain's channel (the first created, when several share it)."""
         await self.channels()
         addr = address.strip().strip("<>").casefold()
         local, _, domain = addr.partition("@")
         hit = self._by_address.get(addr) or self._by_address.get(f"{local.split('+', 1)[0]}@{domain}")
+        if hit is None and local == "postmaster":
+            served = sorted((row.id, row, cfg) for row, cfg in self._by_address.values()
+                            if cfg.inbound == inbound and (not domain or cfg.domain == domain))
+            hit = (served[0][1], served[0][2]) if served else None
         if hit is None or hit[1].inbound != inbound:
             return None
         return hit[0]

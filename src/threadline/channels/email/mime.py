@@ -11,7 +11,9 @@ bytes stay in the inbox item whatever happens, so nothing is lost.
 - Attachments and inline images: bytes, type, name, Content-ID; parts over the size limit are listed in
   ``skipped`` and left in the raw mail. Archives are never opened, so a zip bomb is just a small file.
 - Threading: Message-ID, In-Reply-To, References.
-- Loops: ``auto_reply`` (RFC 3834 Auto-Submitted, Precedence, X-Autoreply, list mail, null sender).
+- Loops: ``auto_reply`` (RFC 3834 Auto-Submitted, Precedence, X-Autoreply, list mail, null sender): never
+  answered automatically. ``automatic`` (out-of-office, auto-generated, bulk, bounces: everything but list
+  mail and ``X-Auto-Response-Suppress``, which humans' mail may carry) is also recorded quietly.
 - Bounces: RFC 3464 delivery status notifications → ``bounce`` (original Message-ID, status, recipient).
 """
 
@@ -75,6 +77,8 @@ class ParsedMail:
     to: list[str] = field(default_factory=list)
     cc: list[str] = field(default_factory=list)
     reply_to: list[str] = field(default_factory=list)
+    reply_to_name: str = ""  # the display name of the first Reply-To address
+    header_message_id: str = ""  # the Message-ID header; "" when the mail has none (message_id is then a digest)
     delivered_to: list[str] = field(default_factory=list)
     date: datetime | None = None
     in_reply_to: str = ""
@@ -86,6 +90,7 @@ class ParsedMail:
     skipped: list[dict[str, object]] = field(default_factory=list)  # attachments left in the raw mail
     auto_reply: bool = False
     auto_reply_reason: str = ""
+    automatic: bool = False  # an automatic reply or notice: recorded without reopening or routing anything
     bounce: Bounce | None = None
     flags: list[str] = field(default_factory=list)
 
@@ -107,17 +112,45 @@ def header_block_size(raw: bytes) -> int:
     return len(raw)
 
 
+INVENTED_ID_DOMAIN = "@threadline.invalid>"
+
+
 def raw_message_id(raw: bytes) -> str:
-    """The Message-ID without parsing the body (cheap: used as the dedupe key), or a digest of the bytes."""
+    """The Message-ID without parsing the body (cheap), or a digest of the bytes."""
+    return raw_identity(raw)[0]
+
+
+def raw_identity(raw: bytes) -> tuple[str, str]:
+    """(Message-ID or a digest of the bytes, fingerprint), from the headers only (cheap: the dedupe key).
+
+    The fingerprint is a digest of the From address, Date and Subject: what every redelivery of one mail keeps
+    (a retried SMTP transaction, another MX relay, a provider's retried webhook whose MIME is rebuilt), and
+    what a different mail that reuses a Message-ID (forged, or a broken mailer's fixed id) does not."""
     if header_block_size(raw) <= MailLimits.max_header_bytes:
         try:
             headers = BytesHeaderParser(policy=policy.compat32).parsebytes(raw)
             found = MSGID_RE.search(str(headers.get("message-id", "") or ""))
             if found:
-                return found.group(0)
+                return found.group(0), mail_fingerprint(
+                    ",".join(a.lower() for _, a in getaddresses([_unraw(str(v)) for v in
+                                                                   headers.get_all("from", failobj=[])])),
+                    str(headers.get("date", "") or ""), str(headers.get("subject", "") or ""))
         except Exception:  # noqa: BLE001 - fall back to the digest
             pass
-    return f"<sha256-{hashlib.sha256(raw).hexdigest()[:40]}@threadline.invalid>"
+    digest = hashlib.sha256(raw).hexdigest()
+    return f"<sha256-{digest[:40]}{INVENTED_ID_DOMAIN}", digest[:16]
+
+
+def mail_fingerprint(sender: str, date: str, subject: str) -> str:
+    text = "\n".join(" ".join(_unraw(v).split()) for v in (sender, date, subject))
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def dedupe_key(raw: bytes) -> str:
+    """A mail's inbox key: its Message-ID and fingerprint, so a redelivery is dropped and a different mail
+    reusing the Message-ID is not."""
+    message_id, fingerprint = raw_identity(raw)
+    return f"{message_id[:280]} {fingerprint}"
 
 
 def _unraw(value: str) -> str:
@@ -229,38 +262,91 @@ def sanitise_html(html: str) -> str:
 
 
 # --- quoted replies and signatures -------------------------------------------------------------
+#
+# Written here rather than taken from a library: quotequail has no Italian attribution nor the localized
+# Outlook blocks ("Da:/Inviato:", "De :/Envoyé :"), mail-parser-reply needs the languages chosen up front
+# and also cuts at phrases such as "Best regards", which would eat the customer's own closing lines.
 
-_QUOTE_HEADERS = [
-    re.compile(r"^\s*On\b.{0,300}\bwrote:\s*$", re.I | re.S),  # Gmail, Apple Mail, Thunderbird
-    re.compile(r"^\s*Le\b.{0,300}\ba écrit\s*:\s*$", re.I | re.S),
-    re.compile(r"^\s*Am\b.{0,300}\bschrieb\b.{0,200}:\s*$", re.I | re.S),
-    re.compile(r"^\s*El\b.{0,300}\bescribió:\s*$", re.I | re.S),
-    re.compile(r"^\s*Il giorno\b.{0,300}\bha scritto:\s*$", re.I | re.S),
-    re.compile(r"^\s*-{2,}\s*Original Message\s*-{2,}\s*$", re.I),  # Outlook (classic)
-    re.compile(r"^\s*_{20,}\s*$"),  # Outlook on the web: a rule, then From:/Sent:
-]
-_OUTLOOK_FROM = re.compile(r"^\s*\*?(From|De|Von|Da):\*?\s", re.I)
-_OUTLOOK_SENT = re.compile(r"^\s*\*?(Sent|Date|Envoyé|Gesendet|Inviato|Enviado):\*?\s", re.I)
-_FORWARD = re.compile(r"^\s*-{2,}\s*(Forwarded message|Begin forwarded message|Weitergeleitete Nachricht)", re.I)
-_MOBILE_SIG = re.compile(r"^\s*(Sent from my \w+|Get Outlook for \w+|Envoyé de mon \w+)", re.I)
+_SP = r"[\s\u00a0\u202f]"  # French puts a (narrow) no-break space before the colon
+# Attribution lines ("On <date>, <name> wrote:"), the way Gmail, Apple Mail, Outlook mobile and Thunderbird
+# write them in each language; clients wrap long ones over two or three lines, so up to three are joined.
+_ATTRIBUTIONS = [re.compile(p, re.I | re.S) for p in (
+    r"^On\b.{0,300}\bwrote" + _SP + r"?:$",  # English
+    r"^Le\b.{0,300}\ba" + _SP + r"+écrit" + _SP + r"*:$",  # French
+    r"^Am\b.{0,300}\bschrieb\b.{0,300}:$",  # German
+    r"^El\b.{0,300}\bescribió" + _SP + r"*:$",  # Spanish
+    r"^Il\b.{0,300}\bha" + _SP + r"+scritto" + _SP + r"*:$",  # Italian
+    r"^Em\b.{0,300}\bescreveu" + _SP + r"*:$",  # Portuguese
+    r"^Op\b.{0,300}\b(?:schreef\b.{0,300}|het volgende geschreven" + _SP + r"*):$",  # Dutch
+    r"^(?:Den|På)\b.{0,300}\bskrev\b.{0,300}:$",  # Swedish, Danish, Norwegian
+    r"^(?:W dniu|Dnia)\b.{0,300}\bnapisał(?:a|\(a\))?" + _SP + r"*:$",  # Polish
+    r"^.{0,300}\bнаписал(?:а|\(а\))?" + _SP + r"*:$",  # Russian
+)]
+_ATTRIBUTION_START = re.compile(r"^\s*(On|Le|Am|El|Il|Em|Op|Den|På|W dniu|Dnia)\b|написал", re.I)
+_SEPARATOR = re.compile(
+    r"^\s*-{2,}\s*(Original Message|Ursprüngliche Nachricht|Mensaje original|Messaggio originale|"
+    r"Message d'origine|Mensagem original|Oorspronkelijk bericht|Originalmeddelande|Oryginalna wiadomość|"
+    r"Исходное сообщение)\s*-{2,}\s*$", re.I)
+_RULE = re.compile(r"^\s*_{20,}\s*$")  # Outlook on the web: a rule, then the From:/Sent: block
+# Outlook's header block of the quoted mail: "From:" then, within a few lines, "Sent:"/"Date:" (or "To:" and
+# "Subject:"), in the client's language; labels may be bold (*From:*) or spaced before the colon (French).
+_LABEL = r"^\s*\*?(?:{})" + _SP + r"?\*?:\*?(?:" + _SP + r"|$)"
+_OUTLOOK_FROM = re.compile(_LABEL.format("From|De|Von|Da|Van|Från|Fra|Od|От"), re.I)
+_OUTLOOK_SENT = re.compile(_LABEL.format(
+    "Sent|Date|Envoyé|Gesendet|Datum|Inviato|Data|Enviado(?: el)?|Enviada|Fecha|Verzonden|Skickat|Sendt|"
+    "Wysłano|Отправлено"), re.I)
+_OUTLOOK_OTHER = re.compile(_LABEL.format("To|À|A|An|Para|Aan|Till|Til|Do|Кому|Subject|Objet|Betreff|Oggetto|"
+                                          "Asunto|Assunto|Onderwerp|Ämne|Emne|Temat|Тема|Cc"), re.I)
+_FORWARD = re.compile(
+    r"^\s*-{2,}\s*(Forwarded message|Begin forwarded message|Weitergeleitete Nachricht|Mensaje reenviado|"
+    r"Messaggio inoltrato|Message transféré|Mensagem encaminhada|Doorgestuurd bericht)|"
+    r"^\s*(Begin forwarded message|Anfang der weitergeleiteten|Inicio del mensaje reenviado|"
+    r"Inizio messaggio inoltrato|Début du message réexpédié|Início da mensagem encaminhada)", re.I)
+_MOBILE_SIG = re.compile(
+    r"^\s*(Sent from my \w+|Get Outlook for \w+|Envoyé de mon \w+|Von meinem \w+ gesendet|Gesendet von meinem|"
+    r"Enviado desde mi \w+|Inviato da(l mio)? \w+|Enviado do meu \w+|Verzonden met mijn \w+|"
+    r"Verstuurd vanaf mijn \w+|Skickat från min \w+)", re.I)
+
+
+def _attribution(lines: list[str], i: int) -> bool:
+    """Whether an attribution starts at line ``i`` (alone or wrapped over the next lines). It must carry a
+    digit (its date or time) or be followed by ">" quoted lines, so "On Monday I wrote:" in the customer's
+    own text is not one."""
+    if not _ATTRIBUTION_START.search(lines[i]):
+        return False
+    joined = lines[i].strip()
+    for k in range(3):
+        if k:
+            if i + k >= len(lines) or not lines[i + k].strip():
+                return False
+            nxt = lines[i + k].strip()
+            joined += nxt if joined.endswith(("<", "(", "[")) or nxt.startswith((">", ")", "]")) else " " + nxt
+        if any(p.match(joined) for p in _ATTRIBUTIONS):
+            after = next((x for x in lines[i + k + 1:] if x.strip()), "")
+            return bool(re.search(r"\d", joined)) or after.lstrip().startswith(">")
+    return False
+
+
+def _outlook_block(lines: list[str], i: int) -> bool:
+    if not _OUTLOOK_FROM.match(lines[i]):
+        return False
+    following = lines[i + 1:i + 5]
+    return any(_OUTLOOK_SENT.match(n) for n in following) or \
+        sum(bool(_OUTLOOK_OTHER.match(n)) for n in following) >= 2
 
 
 def strip_reply(text: str) -> str:
-    """The new part of a reply: cut at the quote header ("On … wrote:", Outlook's "From:/Sent:" block,
-    "-----Original Message-----"), at trailing ">" lines, and at the "-- " signature separator. A
-    forwarded message is kept whole (the forwarded text is what the customer sends us)."""
+    """The new part of a reply: cut at the quote's attribution ("On … wrote:", "El … escribió:", "Il … ha
+    scritto:", "Le … a écrit :", "Am … schrieb …:", "Em … escreveu:", "Op … schreef …:"… also wrapped over
+    two lines), at Outlook's "From:/Sent:" block (localized: "De:/Enviado:", "Da:/Inviato:", "Von:/Gesendet:",
+    "De :/Envoyé :"…), at "-----Original Message-----" (localized), at trailing ">" lines, and at the "-- "
+    signature separator. A forwarded message is kept whole (the forwarded text is what the customer sends)."""
     lines = text.replace("\r\n", "\n").split("\n")
     cut = len(lines)
     for i, line in enumerate(lines):
         if _FORWARD.match(line):
             break
-        two = line + " " + lines[i + 1] if i + 1 < len(lines) else line
-        if any(p.match(line) for p in _QUOTE_HEADERS) or (
-                line.strip().startswith("On ") and not line.rstrip().endswith("wrote:")
-                and _QUOTE_HEADERS[0].match(two)):
-            cut = i
-            break
-        if _OUTLOOK_FROM.match(line) and any(_OUTLOOK_SENT.match(n) for n in lines[i + 1:i + 4]):
+        if _SEPARATOR.match(line) or _RULE.match(line) or _attribution(lines, i) or _outlook_block(lines, i):
             cut = i
             break
         if line.rstrip() == "--" and line.startswith("-- ") or line == "-- ":
@@ -280,24 +366,39 @@ def strip_reply(text: str) -> str:
 
 # --- loops and bounces -------------------------------------------------------------------------
 
-def _auto_reply(msg: Message, flags: list[str], envelope_from: str | None) -> str:
+# Subjects of out-of-office replies from clients that send no header saying so (Outlook/Exchange add
+# Auto-Submitted; some older servers and webmails only change the subject), in the main languages.
+# (Only forms no person writes at the start of a subject: "Absence …" or "Fuori sede …" could be a customer's.)
+_AUTO_SUBJECTS = ("auto:", "automatic reply", "autoreply", "auto-reply", "out of office", "out of the office",
+                  "réponse automatique", "abwesenheitsnotiz", "automatische antwort", "respuesta automática",
+                  "risposta automatica", "resposta automática", "automatisch antwoord")
+
+
+def _auto_reply(msg: Message, flags: list[str], envelope_from: str | None) -> tuple[str, bool]:
+    """(why the mail is automatic, whether it is an automatic *reply or notice*): list mail and
+    ``X-Auto-Response-Suppress`` (which people's own mail may carry) only forbid answering it automatically;
+    the rest is also recorded quietly (no reopening, no routing)."""
     auto = _h(msg, "auto-submitted", flags).lower()
     if auto and auto != "no":
-        return f"Auto-Submitted: {auto}"
+        return f"Auto-Submitted: {auto}", True
     precedence = _h(msg, "precedence", flags).lower()
-    if precedence in ("bulk", "junk", "list", "auto_reply"):
-        return f"Precedence: {precedence}"
-    for name in ("x-autoreply", "x-autorespond", "x-auto-response-suppress", "x-autogenerated"):
+    if precedence in ("bulk", "junk", "auto_reply"):
+        return f"Precedence: {precedence}", True
+    for name in ("x-autoreply", "x-autorespond", "x-autogenerated"):
         if msg.get(name) is not None:
-            return name
-    if msg.get("list-id") is not None or msg.get("list-unsubscribe") is not None:
-        return "mailing list"
+            return name, True
     if _h(msg, "return-path", flags).strip() == "<>" or envelope_from == "":
-        return "null sender"
+        return "null sender", True
+    if msg.get_content_type() == "multipart/report":
+        return "delivery report", True
     subject = _h(msg, "subject", flags).lower()
-    if subject.startswith(("auto:", "automatic reply", "out of office", "autoreply", "réponse automatique")):
-        return "subject"
-    return ""
+    if subject.startswith(_AUTO_SUBJECTS):
+        return "subject", True
+    if precedence == "list" or msg.get("list-id") is not None or msg.get("list-unsubscribe") is not None:
+        return "mailing list", False
+    if msg.get("x-auto-response-suppress") is not None:
+        return "x-auto-response-suppress", False
+    return "", False
 
 
 def _bounce(msg: Message, flags: list[str]) -> Bounce | None:
@@ -343,14 +444,17 @@ def parse_mail(raw: bytes, limits: MailLimits | None = None, *, envelope_from: s
     msg = BytesParser(policy=policy.compat32).parsebytes(raw)
     flags.extend(sorted({f"defect:{d.__class__.__name__}" for d in msg.defects}))
     found = MSGID_RE.search(_h(msg, "message-id", flags))
-    out = ParsedMail(message_id=found.group(0) if found else raw_message_id(raw))
+    out = ParsedMail(message_id=found.group(0) if found else raw_message_id(raw),
+                     header_message_id=found.group(0) if found else "")
     out.subject = _h(msg, "subject", flags)[:998]
     sender = _addresses(msg, "from", flags) or _addresses(msg, "sender", flags)
     if sender:
         out.from_name, out.from_addr = sender[0]
     out.to = [a for _, a in _addresses(msg, "to", flags)][:100]
     out.cc = [a for _, a in _addresses(msg, "cc", flags)][:100]
-    out.reply_to = [a for _, a in _addresses(msg, "reply-to", flags)][:10]
+    reply_to = _addresses(msg, "reply-to", flags)[:10]
+    out.reply_to = [a for _, a in reply_to]
+    out.reply_to_name = reply_to[0][0] if reply_to else ""
     out.delivered_to = [a for _, a in _addresses(msg, "delivered-to", flags)][:10] + \
         [a for _, a in _addresses(msg, "x-original-to", flags)][:10]
     try:
@@ -363,7 +467,7 @@ def parse_mail(raw: bytes, limits: MailLimits | None = None, *, envelope_from: s
     found = MSGID_RE.search(_h(msg, "in-reply-to", flags))
     out.in_reply_to = found.group(0) if found else ""
     out.references = MSGID_RE.findall(_h(msg, "references", flags))[-50:]
-    out.auto_reply_reason = _auto_reply(msg, flags, envelope_from)
+    out.auto_reply_reason, out.automatic = _auto_reply(msg, flags, envelope_from)
     out.auto_reply = bool(out.auto_reply_reason)
     out.bounce = _bounce(msg, flags)
 
@@ -436,6 +540,11 @@ def parse_mail(raw: bytes, limits: MailLimits | None = None, *, envelope_from: s
         if len(html) > limits.max_html_chars:
             flags.append("html_truncated")
         out.html = sanitise_html(html[:limits.max_html_chars])
+    # An image is part of the body when the HTML shows it (cid:); one with a Content-ID the HTML never
+    # references is a file like any other (Apple Mail gives every attachment a Content-ID).
+    shown = {m.lower() for m in re.findall(r"cid:([^\s\"'<>)]+)", out.html, re.I)}
+    for part in out.parts:
+        part.inline = part.inline and part.content_id.lower() in shown
     out.text = out.text.strip()[:limits.max_text_chars]
     out.text_full = out.text_full.strip()[:limits.max_text_chars * 4]
     out.flags = flags

@@ -27,7 +27,7 @@ async def stored_original(session: AsyncSession, actor: Actor, message_id: int
     actor.check_can_see(await conv_repo.get_conversation(session, msg.conversation_id), msg.conversation_id)
     channel = await channels_repo.get_channel(session, msg.channel_instance_id) \
         if msg.channel_instance_id else None
-    item = await repo.inbox_item_by_key(session, channel.id, msg.provider_id) \
+    item = await repo.inbox_item_by_key(session, channel.id, EmailChannel.inbox_key(msg.provider_id, msg.meta or {})) \
         if channel is not None and channel.kind == EmailChannel.kind and msg.provider_id and \
         msg.direction == "in" else None
     return channel, item

@@ -25,6 +25,7 @@ from threadline.channels.base import (
     Capabilities,
     ChannelAdapter,
     ChannelError,
+    Parsed,
     PermanentSendError,
     RawRequest,
     RetryableSendError,
@@ -39,6 +40,7 @@ from threadline.domain.messages import (
     Sender,
     SendReceipt,
     StatusUpdate,
+    Unreadable,
 )
 
 CONTENT_TYPES = {"image": "image/*", "video": "video/*", "audio": "audio/*", "file": "application/octet-stream"}
@@ -87,7 +89,7 @@ class MessengerChannel(ChannelAdapter):
     def challenge(self, req: RawRequest) -> Ack | None:
         return hub_challenge(self.config.verify_token.get_secret_value(), req)
 
-    def parse(self, req: RawRequest) -> list[InboundMessage | StatusUpdate]:
+    def parse(self, req: RawRequest) -> list[Parsed]:
         try:
             data: Any = json.loads(req.body)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -96,13 +98,18 @@ class MessengerChannel(ChannelAdapter):
             raise BadPayload("expected an object with an entry list")
         if data.get("object") != self.object_name:
             return []
-        out: list[InboundMessage | StatusUpdate] = []
+        out: list[Parsed] = []
         for entry in data["entry"]:
             if not isinstance(entry, dict) or str(entry.get("id") or "") not in ("", self.config.page_id):
                 continue
             for event in entry.get("messaging") or []:
                 if isinstance(event, dict):
-                    out.extend(self._event(event))
+                    try:
+                        out.extend(self._event(event))
+                    except BadPayload as exc:  # kept with its reason; the rest of the batch goes on
+                        mid = (event.get("message") or {}).get("mid") if isinstance(event.get("message"), dict) \
+                            else None
+                        out.append(Unreadable(f"{self.product} event: {exc}", str(mid or "")[:300]))
         return out
 
     def _event(self, ev: dict[str, Any]) -> list[InboundMessage | StatusUpdate]:

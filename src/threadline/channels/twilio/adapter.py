@@ -32,6 +32,7 @@ from threadline.channels.base import (
     ChannelAdapter,
     ChannelError,
     InvalidSignature,
+    Parsed,
     PermanentSendError,
     RawRequest,
     RetryableSendError,
@@ -159,7 +160,8 @@ def _e164(value: str) -> str:
 
 
 def _identity(raw: str, scope: str) -> IdentityValue:
-    """A sender address: E.164 phone (SMS and WhatsApp alike), else a handle on this channel."""
+    """A sender address: E.164 phone (SMS and WhatsApp alike; ``normalise_phone`` maps WhatsApp's legacy
+    forms such as Mexico's ``whatsapp:+521…``), else a handle on this channel (an alphanumeric sender)."""
     value = raw.strip().removeprefix("whatsapp:")
     try:
         return IdentityValue(IdentityKind.PHONE, _e164(value))
@@ -184,7 +186,8 @@ class TwilioChannel(ChannelAdapter):
     Config = TwilioConfig
     capabilities = Capabilities(
         max_text_length=1600, attachments=True, max_attachment_bytes=5 * 1024 * 1024,
-        allowed_content_types=MMS_TYPES, identity_kinds=("phone",), consent_keywords=True, sms_segments=True)
+        allowed_content_types=MMS_TYPES, identity_kinds=("phone",), consent_keywords=True, sms_segments=True,
+        consent_scope="sms")
     config: TwilioConfig
     whatsapp = False
 
@@ -228,7 +231,7 @@ class TwilioChannel(ChannelAdapter):
             raise InvalidSignature("X-Twilio-Signature does not match the URL and parameters (check "
                                    "THREADLINE_PUBLIC_BASE_URL and the channel's auth token)")
 
-    def parse(self, req: RawRequest) -> list[InboundMessage | StatusUpdate]:
+    def parse(self, req: RawRequest) -> list[Parsed]:
         p = form_params(req)
         sid = p.first("MessageSid") or p.first("SmsMessageSid") or p.first("SmsSid")
         if not sid:
@@ -256,8 +259,9 @@ class TwilioChannel(ChannelAdapter):
             Attachment(url=p.first(f"MediaUrl{n}"), content_type=p.first(f"MediaContentType{n}") or
                        "application/octet-stream", name=f"media-{n}")
             for n in range(min(count, 10)) if p.first(f"MediaUrl{n}"))
+        # "from": the address exactly as Twilio gave it, so a reply goes back to that very address
         extra: dict[str, object] = {"channel": "whatsapp" if p.first("From").startswith("whatsapp:") else "sms",
-                                    "to": p.first("To")}
+                                    "to": p.first("To"), "from": p.first("From")}
         if p.first("NumSegments"):
             extra["segments"] = p.first("NumSegments")
         if media:
@@ -288,11 +292,28 @@ class TwilioChannel(ChannelAdapter):
 
     # --- outbound ------------------------------------------------------------------------------
 
-    def _address(self, to: IdentityValue) -> str:
-        return f"whatsapp:{to.value}" if self.whatsapp and to.kind is IdentityKind.PHONE else to.value
+    def _address(self, msg: OutboundMessage) -> str:
+        """The ``To``: the address the customer wrote from, exactly as Twilio reported it, when this reply
+        answers them (WhatsApp keeps Mexican mobiles as ``whatsapp:+521…`` although the contact's number is
+        +52…); otherwise the identity, with ``whatsapp:`` on a WhatsApp sender."""
+        to = msg.to
+        received = str(msg.reply_to_meta.get("from") or "")
+        if received and received.startswith("whatsapp:") == self.whatsapp:
+            bare = received.removeprefix("whatsapp:")
+            if to.kind is IdentityKind.HANDLE and bare == to.value:
+                return received
+            if to.kind is IdentityKind.PHONE:
+                try:
+                    if _e164(bare) == to.value:
+                        return received
+                except ValidationFailed:
+                    pass
+        if self.whatsapp and not to.value.startswith("whatsapp:"):
+            return f"whatsapp:{to.value}"
+        return to.value
 
     def _form(self, msg: OutboundMessage) -> list[tuple[str, str]]:
-        form = [("To", self._address(msg.to))]
+        form = [("To", self._address(msg))]
         if self.config.messaging_service_sid:
             form.append(("MessagingServiceSid", self.config.messaging_service_sid))
         else:
@@ -378,5 +399,6 @@ class TwilioWhatsAppChannel(TwilioChannel):
         max_text_length=1600, attachments=True, max_attachment_bytes=16 * 1024 * 1024,
         allowed_content_types=("image/jpeg", "image/png", "audio/ogg", "audio/mpeg", "video/mp4",
                                "application/pdf"),
-        identity_kinds=("phone",), reply_window_seconds=24 * 3600, templates=True, read_receipts=True)
+        identity_kinds=("phone",), reply_window_seconds=24 * 3600, templates=True, read_receipts=True,
+        consent_scope="whatsapp")
     whatsapp = True

@@ -25,6 +25,7 @@ from threadline.channels.base import (
     Capabilities,
     ChannelAdapter,
     ChannelError,
+    Parsed,
     PermanentSendError,
     RawRequest,
     RetryableSendError,
@@ -40,7 +41,9 @@ from threadline.domain.messages import (
     Sender,
     SendReceipt,
     StatusUpdate,
+    Unreadable,
 )
+from threadline.domain.messaging import consent_keyword
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 STATUS_MAP = {"sent": DeliveryStatus.SENT, "delivered": DeliveryStatus.DELIVERED, "read": DeliveryStatus.READ,
@@ -73,11 +76,18 @@ def _ts(raw: object) -> datetime | None:
         return None
 
 
-def _phone(wa_id: str) -> IdentityValue:
+def _identity(wa_id: str, scope: str) -> IdentityValue:
+    """The customer's phone number in E.164 (``normalise_phone`` maps WhatsApp's legacy forms: Mexico's
+    ``521…``, Brazil's 8-digit mobiles); a WhatsApp id no numbering plan explains stays a handle on this
+    channel, so the message is kept and the reply still reaches that id."""
     try:
         return IdentityValue(IdentityKind.PHONE, normalise_phone("+" + wa_id.lstrip("+")))
     except ValidationFailed:
-        raise BadPayload(f"{wa_id!r} is not a WhatsApp phone number") from None
+        return IdentityValue(IdentityKind.HANDLE, wa_id[:300], scope)
+
+
+def _id_of(item: Any) -> str:
+    return str(item.get("id") or "")[:300] if isinstance(item, dict) else ""
 
 
 class WhatsAppChannel(ChannelAdapter):
@@ -89,7 +99,8 @@ class WhatsAppChannel(ChannelAdapter):
         max_text_length=4096, attachments=True, max_attachment_bytes=16 * 1024 * 1024,
         allowed_content_types=("image/jpeg", "image/png", "audio/ogg", "audio/mpeg", "audio/aac", "video/mp4",
                                "application/pdf"),
-        identity_kinds=("phone",), read_receipts=True, reply_window_seconds=24 * 3600, templates=True)
+        identity_kinds=("phone",), read_receipts=True, reply_window_seconds=24 * 3600, templates=True,
+        consent_scope="whatsapp")
     config: WhatsAppConfig
 
     def verify(self, req: RawRequest) -> None:
@@ -98,7 +109,7 @@ class WhatsAppChannel(ChannelAdapter):
     def challenge(self, req: RawRequest) -> Ack | None:
         return hub_challenge(self.config.verify_token.get_secret_value(), req)
 
-    def parse(self, req: RawRequest) -> list[InboundMessage | StatusUpdate]:
+    def parse(self, req: RawRequest) -> list[Parsed]:
         try:
             data: Any = json.loads(req.body)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -107,21 +118,30 @@ class WhatsAppChannel(ChannelAdapter):
             raise BadPayload("expected an object with an entry list")
         if data.get("object") != "whatsapp_business_account":
             return []
-        out: list[InboundMessage | StatusUpdate] = []
+        out: list[Parsed] = []
         for entry in data["entry"]:
-            for change in (entry or {}).get("changes") or []:
-                value = (change or {}).get("value") or {}
-                if change.get("field") != "messages" or not isinstance(value, dict):
+            for change in (entry or {}).get("changes") or [] if isinstance(entry, dict) else []:
+                value = (change or {}).get("value") if isinstance(change, dict) else None
+                if not isinstance(value, dict) or change.get("field") != "messages":
                     continue  # account updates, template reviews…: acknowledged, not messages
                 number = str((value.get("metadata") or {}).get("phone_number_id") or "")
                 if number and number != self.config.phone_number_id:
                     continue  # another number of the same app
                 names = {str(c.get("wa_id")): str((c.get("profile") or {}).get("name") or "")
                          for c in value.get("contacts") or [] if isinstance(c, dict)}
+                # Meta batches many messages in one POST and retries the whole POST for days when it is
+                # refused: one item we cannot read is kept with its reason, never a refusal of the others.
                 for m in value.get("messages") or []:
-                    out.append(self._message(m, names))
+                    try:
+                        out.append(self._message(m, names))
+                    except BadPayload as exc:
+                        out.append(Unreadable(f"WhatsApp message: {exc}", _id_of(m)))
                 for st in value.get("statuses") or []:
-                    update = self._status(st)
+                    try:
+                        update = self._status(st)
+                    except BadPayload as exc:
+                        out.append(Unreadable(f"WhatsApp status: {exc}", _id_of(st)))
+                        continue
                     if update is not None:
                         out.append(update)
         return out
@@ -134,6 +154,9 @@ class WhatsAppChannel(ChannelAdapter):
         text, attachments, extra = "", [], {"channel": "whatsapp", "type": kind}
         if kind == "text":
             text = str(body.get("body") or "")
+            consent = consent_keyword(text)
+            if consent is not None:  # STOP/START: the customer's consent to this business's WhatsApp
+                extra["consent"] = consent.value
         elif kind in MEDIA_TYPES:
             media_id = str(body.get("id") or "")
             if not media_id:
@@ -177,7 +200,9 @@ class WhatsAppChannel(ChannelAdapter):
             references = (str(target),)
             extra["reply_to"] = str(target)
         sender = str(m["from"])
-        return InboundMessage(provider_id=str(m["id"]), sender=Sender((_phone(sender),), names.get(sender, "")),
+        extra["wa_id"] = sender  # the address exactly as WhatsApp reported it (the identity is its E.164)
+        return InboundMessage(provider_id=str(m["id"]), sender=Sender((_identity(sender, self.scope),),
+                                                                      names.get(sender, "")),
                               text=text or ("" if attachments else f"[{kind}]"), attachments=tuple(attachments),
                               sent_at=_ts(m.get("timestamp")), extra=extra, references=references)
 
@@ -204,9 +229,23 @@ class WhatsAppChannel(ChannelAdapter):
     def _headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.config.access_token.get_secret_value()}"}
 
+    @staticmethod
+    def recipient(to: IdentityValue) -> str:
+        """The ``to`` of a send: the number as Meta dials it, with its ``+`` (without one, Meta reads the
+        number in the business number's country). WhatsApp reports some customers with a digit the number
+        does not have and refuses that form as a recipient (error 131030): Mexico's ``521…`` is sent to as
+        +52 and ten digits (the contact's E.164 already), Argentina's mobile ``549…`` as +54 and ten digits,
+        without the mobile 9. A WhatsApp id kept as a handle goes back as it came."""
+        if to.kind is not IdentityKind.PHONE:
+            return to.value
+        digits = to.value.lstrip("+")
+        if digits.startswith("549") and len(digits) == 13:
+            return "+54" + digits[3:]
+        return "+" + digits
+
     def payload(self, msg: OutboundMessage, media_id: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual",
-                               "to": msg.to.value.lstrip("+")}
+                               "to": self.recipient(msg.to)}
         template = msg.meta.get("template")
         if isinstance(template, dict):
             variables = template.get("variables") or {}

@@ -185,3 +185,18 @@ async def last_inbound(session: AsyncSession, conversation_id: int) -> MessageRo
         .limit(1)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def stored_mail_fingerprints(session: AsyncSession, keys: set[tuple[int, str]]) -> dict[tuple[int, str], str]:
+    """For the (channel, provider id) pairs already stored as messages: the stored mail's fingerprint
+    (``meta.email.fingerprint``; "" for a message stored before fingerprints). One query."""
+    if not keys:
+        return {}
+    stmt = select(MessageRow.channel_instance_id, MessageRow.provider_id, MessageRow.meta).where(
+        MessageRow.channel_instance_id.in_({c for c, _ in keys}), MessageRow.provider_id.in_({p for _, p in keys}))
+    out: dict[tuple[int, str], str] = {}
+    for channel_id, provider_id, meta in (await session.execute(stmt)).all():
+        if (channel_id, provider_id) in keys:
+            email = (meta or {}).get("email")
+            out[(channel_id, provider_id)] = str(email.get("fingerprint") or "") if isinstance(email, dict) else ""
+    return out

@@ -38,6 +38,15 @@ async def last_inbound_at(session: AsyncSession, conversation_id: int, channel_i
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def last_inbound_identity(session: AsyncSession, conversation_id: int, channel_id: int) -> int | None:
+    """The address the customer last wrote from in this conversation on this channel, if they did."""
+    stmt = (select(MessageRow.identity_id)
+            .where(MessageRow.conversation_id == conversation_id, MessageRow.channel_instance_id == channel_id,
+                   MessageRow.direction == "in")
+            .order_by(MessageRow.id.desc()).limit(1))
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def due_media(session: AsyncSession, now: datetime, limit: int) -> list[MediaDownloadRow]:
     stmt = (select(MediaDownloadRow)
             .where(MediaDownloadRow.status == "pending", MediaDownloadRow.next_attempt_at <= now)

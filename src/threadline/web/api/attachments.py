@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response
 from threadline.db.repos import conversations as conv_repo
 from threadline.db.repos import files as repo
 from threadline.domain.errors import NotFound
+from threadline.files.names import content_disposition
 from threadline.web.deps import CurrentActor, ServicesDep
 
 router = APIRouter(tags=["attachments"])
@@ -29,7 +30,6 @@ async def download(attachment_id: str, actor: CurrentActor, services: ServicesDe
     if not services.files.exists(row.sha256):
         raise NotFound(f"attachment {attachment_id} is missing from the file store")
     disposition = "inline" if row.content_type in INLINE_TYPES else "attachment"
-    safe_name = row.name.encode("ascii", "replace").decode().replace("?", "_")
     return Response(services.files.read(row.sha256), media_type=row.content_type,
-                    headers={"Content-Disposition": f'{disposition}; filename="{safe_name}"',
+                    headers={"Content-Disposition": content_disposition(disposition, row.name),
                              "Cache-Control": "private, max-age=3600"})

@@ -43,9 +43,13 @@ class SegmentsIn(BaseModel):
 @router.get("/channels/{channel_id}/limits", summary="What the composer must know before sending on a channel: "
             "text length, media, SMS segments of `text`, and for a conversation the reply window and opt-out")
 async def limits(channel_id: int, actor: CurrentActor, services: ServicesDep, text: str = Query("", max_length=65_536),
-                 conversation_id: int | None = None) -> dict[str, Any]:
+                 conversation_id: int | None = None,
+                 identity_id: int | None = Query(None, description="The customer's address the reply goes to "
+                                                 "(default: the one they last wrote from on this channel)")
+                 ) -> dict[str, Any]:
     async with services.db.transaction(write=False) as session:
-        return await actions.composer_limits(session, actor, channel_id, text=text, conversation_id=conversation_id)
+        return await actions.composer_limits(session, actor, channel_id, text=text, conversation_id=conversation_id,
+                                             identity_id=identity_id)
 
 
 @router.post("/messaging/segments", summary="SMS segments of a text (GSM-7 160/153 or UCS-2 70/67 per part)")

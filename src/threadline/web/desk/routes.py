@@ -27,6 +27,7 @@ from threadline.actions import continuity as continuity_actions
 from threadline.actions import conversations as conv_actions
 from threadline.actions import csat as csat_actions
 from threadline.actions import messages as message_actions
+from threadline.actions import messaging as messaging_actions
 from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
 from threadline.actions.permissions import Actor
@@ -247,8 +248,12 @@ async def _conversation_ctx(session: AsyncSession, actor: Actor, conversation_id
                                 and ident_id == conv.last_identity_id})
     history = [c for c in await desk_repo.conversations_of_contact(session, conv.contact_id) if c.id != conv.id]
     history_visible = [c for c in history if actor.can_see(c)]
+    # an e-mail conversation's subject (its first mail's), shown in the header
+    subject = next((str(m.meta["email"].get("subject") or "") for m in msgs
+                    if m.direction == "in" and isinstance((m.meta or {}).get("email"), dict)
+                    and m.meta["email"].get("subject")), "")
     return {
-        "current": view, "messages": [message_view(m) for m in msgs], "contact": contact,
+        "current": view, "messages": [message_view(m) for m in msgs], "contact": contact, "subject": subject,
         "identities": identities, "ident_by_id": ident_by_id, "targets": targets,
         "history": await conversation_views(session, history_visible),
         "history_previews": await desk_repo.last_messages(session, [c.id for c in history_visible]),
@@ -258,6 +263,9 @@ async def _conversation_ctx(session: AsyncSession, actor: Actor, conversation_id
         "canned": [{"shortcut": c.shortcut, "title": c.title, "text": c.text}
                    for c in await desk_repo.list_canned(session)],
         "channel_titles": {c.id: _channel_title(c.kind) for c in channels.values()},
+        # opt-outs per channel kind and dead addresses: shown, never edited by hand (the channels keep them)
+        "consent": messaging_actions.consent_view(contact.attributes if contact else None),
+        "reserved_attributes": contact_actions.RESERVED_ATTRIBUTES,
     }
 
 

@@ -10,6 +10,11 @@
     return form.dataset.channel || "";
   }
 
+  function identityOf(form) {  // the address picked in "via" (channel:identity), if there is a choice
+    var select = form.querySelector("#reply-target");
+    return select && select.value ? (select.value.split(":")[1] || "") : "";
+  }
+
   function render(box, data) {
     box.textContent = "";
     box.classList.remove("bad");
@@ -20,6 +25,10 @@
     if (data.window && data.window.open && data.window.closes_at) {
       parts.push("window open until " + new Date(data.window.closes_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
     }
+    Object.keys(data.consent || {}).forEach(function (scope) {  // opt-outs elsewhere: said, not a problem here
+      var c = data.consent[scope];
+      if (scope !== data.consent_scope && c && c.status === "opted_out") parts.push("opted out of " + c.title + " only");
+    });
     var text = parts.join(" · ");
     if (data.problems && data.problems.length) {
       text = (text ? text + " · " : "") + data.problems.join("; ");
@@ -39,6 +48,8 @@
     var mine = ++seq;
     var url = "/api/v1/channels/" + encodeURIComponent(channel) + "/limits?conversation_id=" +
       encodeURIComponent(form.dataset.conversation) + "&text=" + encodeURIComponent(text.slice(0, 65536));
+    var identity = identityOf(form);
+    if (identity) url += "&identity_id=" + encodeURIComponent(identity);
     fetch(url, { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : null; })
       .then(function (data) { if (mine === seq) render(box, data); })
       .catch(function () { if (mine === seq) render(box, null); });
