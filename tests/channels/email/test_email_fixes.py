@@ -64,7 +64,7 @@ async def test_email_edge_cases_over_smtp(db_url: str, tmp_path: Path) -> None:
     sink = Sink()
     async with sink.running(), await make_server(db_url, tmp_path, smtp_port=0, smtp_host="127.0.0.1") as server:
         svc = server.services
-        port = svc.mail.smtp.port
+        port = svc.integrations["email"].runtime.smtp.port
         ids = await seed_basics(svc)
         channel_id = await email_channel(svc, ids["general"], sink.port)
         admin = await token_for(server, "admin@example.com")
