@@ -13,15 +13,18 @@ from threadline.bus.memory import MemoryBus
 from threadline.bus.outbox import Relay
 from threadline.config import Settings
 from threadline.db.session import Database
+from threadline.domain.scheduler import JobRetry
 from threadline.files.links import link_key
 from threadline.files.store import FileStore
 from threadline.security import SecretBox
 from threadline.workers.channels import AdapterFactory, ChannelDirectory
 from threadline.workers.crm import CrmLookupWorker
 from threadline.workers.inbox import InboxWorker
+from threadline.workers.jobs import register_core_jobs
 from threadline.workers.mail_in import MailInbound
 from threadline.workers.media import MediaWorker
 from threadline.workers.router import Router
+from threadline.workers.scheduler import TimerWorker
 from threadline.workers.sender import SenderWorker
 from threadline.workers.webhooks import Webhooks
 
@@ -45,6 +48,7 @@ class Services:
     media: MediaWorker | None = None  # downloads media that messaging providers only link (workers/media.py)
     crm: CrmLookupWorker | None = None  # enriches new contacts from the CRM (if a lookup URL is set)
     webhooks: Webhooks | None = None  # outgoing webhooks: dispatcher (leader) and sender (workers/webhooks.py)
+    timers: TimerWorker | None = None  # durable timers: runs due scheduled jobs (workers/scheduler.py)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -79,6 +83,11 @@ class Services:
                                            secret=settings.crm_lookup_secret or "", timeout=settings.crm_timeout_seconds)
         services.webhooks = webhooks = Webhooks(settings, db, bus, box)
         bus.on_wake(webhooks.wake)  # deliveries or endpoints written by another process
+        services.timers = timers = TimerWorker(db, retry=JobRetry(
+            max_attempts=settings.scheduler_max_attempts, base_seconds=settings.scheduler_backoff_base,
+            max_seconds=settings.scheduler_backoff_max))
+        register_core_jobs(timers, settings.retention)
+        bus.on_wake(timers.wake)  # jobs scheduled by another process
         db.after_commit.append(services._committed)
         return services
 
@@ -91,6 +100,8 @@ class Services:
             self.sender.wake()
         if "media" in written and self.media is not None:
             self.media.wake()
+        if "scheduled_jobs" in written and self.timers is not None:
+            self.timers.wake()  # it may be due sooner than the timer's next wake
         if self.webhooks is not None:
             if "webhook_deliveries" in written:
                 self.webhooks.sender.wake()
@@ -117,8 +128,12 @@ class Services:
                 await self.crm.start()
             if self.webhooks is not None:
                 await self.webhooks.start()
+            if self.timers is not None:
+                await self.timers.start()
 
     async def stop(self) -> None:
+        if self.timers is not None:
+            await self.timers.stop()
         if self.webhooks is not None:
             await self.webhooks.stop()
         if self.crm is not None:

@@ -226,6 +226,10 @@ Event = Annotated[
     Field(discriminator="name"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+# High-frequency signals that only matter for a moment (someone typing, wallboard snapshots): marked
+# ephemeral in the outbox when emitted, so retention forgets them after minutes instead of days.
+EPHEMERAL_EVENTS = frozenset({ConversationTyping.model_fields["name"].default,
+                              RoutingState.model_fields["name"].default})
 # Every event name, from the union above (so a new event is never forgotten here); webhooks validate
 # subscriptions against it.
 EVENT_NAMES = sorted(cls.model_fields["name"].default for cls in get_args(get_args(Event)[0]))

@@ -1,4 +1,5 @@
-"""Queries of the outbox (events), the inbox (inbound requests) and outbound jobs."""
+"""Queries of the outbox (events, its followers' cursors, retention), the inbox (inbound requests) and
+outbound jobs (due, claimed with a lease)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.db.models import InboxItemRow, OutboundJobRow, OutboxEventRow
+from threadline.db.models import InboxItemRow, OutboundJobRow, OutboxCursorRow, OutboxEventRow
 from threadline.db.repos.common import insert_ignore
 
 OUTBOX = OutboxEventRow.__table__
@@ -73,6 +75,99 @@ async def events_after(session: AsyncSession, seq: int, limit: int) -> Sequence[
         .limit(limit)
     )
     return (await session.execute(stmt)).scalars().all()
+
+
+class EventHead(NamedTuple):
+    seq: int
+    name: str
+    created_at: datetime
+
+
+async def event_heads_after(session: AsyncSession, seq: int, limit: int) -> list[EventHead]:
+    """Sequenced outbox events after ``seq``, in order, without their payloads."""
+    stmt = (select(OUTBOX.c.seq, OUTBOX.c.name, OUTBOX.c.created_at).where(OUTBOX.c.seq > seq)
+            .order_by(OUTBOX.c.seq).limit(limit))
+    conn = await session.connection()
+    return [EventHead(*r) for r in (await conn.execute(stmt)).all()]
+
+
+class EventBody(NamedTuple):
+    name: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+async def events_by_seqs(session: AsyncSession, seqs: set[int]) -> dict[int, EventBody]:
+    if not seqs:
+        return {}
+    conn = await session.connection()
+    out: dict[int, EventBody] = {}
+    ordered = sorted(seqs)
+    for i in range(0, len(ordered), 500):  # the database's parameter limit
+        stmt = (select(OUTBOX.c.seq, OUTBOX.c.name, OUTBOX.c.payload, OUTBOX.c.created_at)
+                .where(OUTBOX.c.seq.in_(ordered[i:i + 500])))
+        out.update({r[0]: EventBody(r[1], r[2], r[3]) for r in (await conn.execute(stmt)).all()})
+    return out
+
+
+# --- followers' cursors ----------------------------------------------------------------------------------
+
+CURSORS = OutboxCursorRow.__table__
+
+
+async def get_cursor(session: AsyncSession, name: str, *, lock: bool = False) -> int | None:
+    """The last seq follower ``name`` has handled (None: it never ran). ``lock``: PostgreSQL locks the row,
+    so that two processes that both believe they lead take turns."""
+    stmt = select(CURSORS.c.seq).where(CURSORS.c.name == name)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def ensure_cursor(session: AsyncSession, name: str, seq: int, at: datetime) -> None:
+    """Create follower ``name``'s cursor at ``seq`` unless it exists."""
+    ins = postgresql.insert(CURSORS) if session.get_bind().dialect.name == "postgresql" else sqlite.insert(CURSORS)
+    await session.execute(ins.values(name=name, seq=seq, updated_at=at).on_conflict_do_nothing())
+
+
+async def set_cursor(session: AsyncSession, name: str, seq: int, at: datetime) -> None:
+    await session.execute(update(CURSORS).where(CURSORS.c.name == name).values(seq=seq, updated_at=at))
+
+
+async def slowest_cursor(session: AsyncSession, moved_since: datetime) -> int | None:
+    """The lowest seq among the followers whose cursor moved since ``moved_since`` (None: no follower).
+    A cursor that has not moved for that long belongs to a follower that no longer runs."""
+    stmt = select(func.min(CURSORS.c.seq)).where(CURSORS.c.updated_at >= moved_since)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+# --- retention -------------------------------------------------------------------------------------------
+
+async def prune_events(session: AsyncSession, *, before: datetime, ephemeral: bool, up_to_seq: int,
+                       limit: int) -> int:
+    """Delete up to ``limit`` published events created before ``before`` (only the ``ephemeral`` ones,
+    or only durable ones) whose seq is below ``up_to_seq``; how many went. Oldest first (by id)."""
+    ids = (select(OUTBOX.c.id)
+           .where(OUTBOX.c.ephemeral.is_(ephemeral), OUTBOX.c.published_at.is_not(None),
+                  OUTBOX.c.created_at < before, OUTBOX.c.seq < up_to_seq)
+           .order_by(OUTBOX.c.id).limit(limit))
+    conn = await session.connection()
+    result = await conn.execute(delete(OUTBOX).where(OUTBOX.c.id.in_(ids.scalar_subquery())))
+    return int(result.rowcount or 0)
+
+
+async def prune_inbox(session: AsyncSession, *, processed_before: datetime, failed_before: datetime,
+                      limit: int) -> int:
+    """Delete up to ``limit`` stored provider requests: processed before ``processed_before``, or never
+    processed (failed) and received before ``failed_before``; how many went."""
+    table = InboxItemRow.__table__
+    ids = (select(table.c.id)
+           .where(or_(table.c.processed_at < processed_before,
+                      and_(table.c.processed_at.is_(None), table.c.received_at < failed_before)))
+           .order_by(table.c.id).limit(limit))
+    conn = await session.connection()
+    result = await conn.execute(delete(table).where(table.c.id.in_(ids.scalar_subquery())))
+    return int(result.rowcount or 0)
 
 
 async def insert_inbox_item(session: AsyncSession, values: dict[str, Any]) -> int | None:
