@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import websockets
 from sqlalchemy import select
-
 from tests.conftest import login, make_server, seed_basics
 from tests.web.test_desk_pages import inbound
 from tests.web.test_hooks_and_stream import next_event, token_for
+
 from threadline.actions.conversations import WAKE, WOKEN
 from threadline.db.models import ScheduledJobRow
 
