@@ -26,6 +26,7 @@ from threadline.workers.media import MediaWorker
 from threadline.workers.router import Router
 from threadline.workers.scheduler import TimerWorker
 from threadline.workers.sender import SenderWorker
+from threadline.workers.sla import SlaFollower
 from threadline.workers.webhooks import Webhooks
 
 
@@ -49,6 +50,7 @@ class Services:
     crm: CrmLookupWorker | None = None  # enriches new contacts from the CRM (if a lookup URL is set)
     webhooks: Webhooks | None = None  # outgoing webhooks: dispatcher (leader) and sender (workers/webhooks.py)
     timers: TimerWorker | None = None  # durable timers: runs due scheduled jobs (workers/scheduler.py)
+    sla: SlaFollower | None = None  # conversation SLA deadlines: an outbox follower (workers/sla.py)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -88,6 +90,8 @@ class Services:
             max_seconds=settings.scheduler_backoff_max))
         register_core_jobs(timers, settings.retention)
         bus.on_wake(timers.wake)  # jobs scheduled by another process
+        services.sla = sla = SlaFollower(db)
+        bus.subscribe(sla.on_event)
         db.after_commit.append(services._committed)
         return services
 
@@ -130,8 +134,12 @@ class Services:
                 await self.webhooks.start()
             if self.timers is not None:
                 await self.timers.start()
+            if self.sla is not None:
+                await self.sla.start()
 
     async def stop(self) -> None:
+        if self.sla is not None:
+            await self.sla.stop()
         if self.timers is not None:
             await self.timers.stop()
         if self.webhooks is not None:

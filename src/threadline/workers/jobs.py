@@ -14,9 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions import conversations as conversation_actions
 from threadline.actions import retention as retention_actions
+from threadline.actions import sla as sla_actions
 from threadline.actions.scheduler import schedule_job
 from threadline.domain.retention import Retention
-from threadline.metrics import RETENTION_PRUNED
+from threadline.domain.sla import SlaStage, SlaTarget
+from threadline.metrics import RETENTION_PRUNED, SLA_BREACHES
 from threadline.workers.scheduler import Handler, Job, TimerWorker
 
 log = structlog.get_logger(__name__)
@@ -26,6 +28,13 @@ RETENTION_FIRST_AFTER = 60.0  # seconds after a start: the first pruning round
 
 async def wake_conversation(session: AsyncSession, job: Job, now: datetime) -> None:
     await conversation_actions.wake_conversation(session, int(job.key), now)
+
+
+def sla_deadline(target: SlaTarget) -> Handler:
+    async def run(session: AsyncSession, job: Job, now: datetime) -> None:
+        if await sla_actions.check_deadline(session, int(job.key), target, now) is SlaStage.BREACHED:
+            SLA_BREACHES.labels(target.value).inc()
+    return run
 
 
 def prune_logs(policy: Retention) -> Handler:
@@ -46,5 +55,7 @@ def prune_logs(policy: Retention) -> Handler:
 
 def register_core_jobs(timers: TimerWorker, retention: Retention) -> None:
     timers.register(conversation_actions.WAKE, wake_conversation)
+    for target, kind in sla_actions.JOB_KINDS.items():
+        timers.register(kind, sla_deadline(target))
     timers.register(RETENTION, prune_logs(retention))
     timers.every(RETENTION, "logs", first_after=RETENTION_FIRST_AFTER)
