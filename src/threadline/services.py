@@ -69,7 +69,8 @@ class Services:
         inbox = InboxWorker(db, factory, reopen_within=timedelta(minutes=settings.reopen_window_minutes)
                             if settings.reopen_window_minutes else None)
         sender = SenderWorker(db, factory, max_attempts=settings.sender_max_attempts,
-                              backoff_base=settings.sender_backoff_base, backoff_max=settings.sender_backoff_max)
+                              backoff_base=settings.sender_backoff_base, backoff_max=settings.sender_backoff_max,
+                              concurrency=settings.sender_concurrency)
         bus.on_wake(sender.wake)  # jobs written by another process
         channels = ChannelDirectory(db)
         bus.subscribe(lambda env: channels.invalidate() if env.name == "channel.changed" else None)
@@ -96,8 +97,8 @@ class Services:
         return services
 
     def _committed(self, written: frozenset[str]) -> None:
-        """After a write that stored events or jobs: wake the relay and the sender (here, and the leader
-        via Redis). Writes that store neither (the relay's own bookkeeping) wake nobody."""
+        """After a write that stored events or jobs: wake the relay, the sender and the timers (here, and
+        the other processes via Redis). Writes that store neither (the relay's own bookkeeping) wake nobody."""
         if "events" in written:
             self.relay.wake()
         if "jobs" in written:
@@ -111,7 +112,8 @@ class Services:
                 self.webhooks.sender.wake()
             if "webhook_endpoints" in written:
                 self.webhooks.dispatcher.wake()
-        if self.settings.redis_url and not (self.relay.leader.held and self.sender.leader.held):
+        # Another process must hear of it when this one does not run the relay or the workers (the CLI).
+        if self.settings.redis_url and not (self.relay.leader.held and self.settings.run_workers):
             task = asyncio.get_running_loop().create_task(self.bus.wake())
             self._background.append(task)
             task.add_done_callback(self._background.remove)

@@ -24,6 +24,7 @@ from threadline.db.repos import webhooks as repo
 from threadline.db.session import mark_written
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import Audience, WebhookDisabled
+from threadline.domain.scheduler import pick_fairly
 from threadline.domain.webhooks import (
     GONE,
     PING,
@@ -174,15 +175,8 @@ async def claim_due(session: AsyncSession, *, now: datetime, lease_seconds: floa
     slot). Each claim counts an attempt and leases the row for ``lease_seconds``."""
     if limit <= 0:
         return []
-    busy = dict(busy or {})
-    picked: list[int] = []
-    for delivery_id, endpoint_id in await repo.due_candidates(session, now, limit + sum(busy.values()), per_endpoint):
-        if busy.get(endpoint_id, 0) >= per_endpoint:
-            continue
-        busy[endpoint_id] = busy.get(endpoint_id, 0) + 1
-        picked.append(delivery_id)
-        if len(picked) >= limit:
-            break
+    candidates = await repo.due_candidates(session, now, limit + sum((busy or {}).values()), per_endpoint)
+    picked = pick_fairly(candidates, limit, per_endpoint, busy)
     return await repo.claim(session, picked, now, now + timedelta(seconds=lease_seconds))
 
 

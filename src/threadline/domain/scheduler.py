@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -71,3 +72,21 @@ def wait_seconds(due: datetime | None, now: datetime, cap: float) -> float | Non
     if due is None:
         return None
     return max(0.0, min(cap, (due - now).total_seconds()))
+
+
+def pick_fairly(candidates: Sequence[tuple[int, int]], limit: int, per_key: int,
+                busy: Mapping[int, int] | None = None) -> list[int]:
+    """Which due rows to claim: ``candidates`` are (row id, key) earliest first, the key being what a
+    receiver shares (a webhook endpoint, a channel). At most ``limit`` rows and ``per_key`` per key,
+    counting the ``busy`` ones already in flight in this process: one slow receiver cannot hold every
+    slot, and a backlog on one key does not hide the others' rows."""
+    taken = dict(busy or {})
+    picked: list[int] = []
+    for row_id, key in candidates:
+        if len(picked) >= limit:
+            break
+        if taken.get(key, 0) >= per_key:
+            continue
+        taken[key] = taken.get(key, 0) + 1
+        picked.append(row_id)
+    return picked

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.db.models import InboxItemRow, OutboundJobRow, OutboxCursorRow, OutboxEventRow
-from threadline.db.repos.common import insert_ignore
+from threadline.db.repos.common import claim_rows, insert_ignore
 
 OUTBOX = OutboxEventRow.__table__
 _EVENT_COLUMNS = (OUTBOX.c.id, OUTBOX.c.seq, OUTBOX.c.name, OUTBOX.c.payload, OUTBOX.c.audience, OUTBOX.c.created_at)
@@ -230,16 +230,51 @@ async def get_inbox_item(session: AsyncSession, item_id: int) -> InboxItemRow | 
     return await session.get(InboxItemRow, item_id)
 
 
-async def due_jobs(session: AsyncSession, now: datetime, limit: int, *, skip_locked: bool) -> Sequence[OutboundJobRow]:
-    stmt = (
-        select(OutboundJobRow)
-        .where(OutboundJobRow.status == "pending", OutboundJobRow.next_attempt_at <= now)
-        .order_by(OutboundJobRow.next_attempt_at, OutboundJobRow.id)
-        .limit(limit)
-    )
-    if skip_locked:
-        stmt = stmt.with_for_update(skip_locked=True)
-    return (await session.execute(stmt)).scalars().all()
+JOBS = OutboundJobRow.__table__
+
+
+async def due_job_candidates(session: AsyncSession, now: datetime, limit: int, per_channel: int
+                             ) -> list[tuple[int, int]]:
+    """(job id, channel id) of pending outbound jobs due now, earliest first, at most ``per_channel`` of each
+    channel (a backlog on one channel does not hide the others' replies)."""
+    rank = func.row_number().over(partition_by=JOBS.c.channel_instance_id,
+                                  order_by=(JOBS.c.next_attempt_at, JOBS.c.id)).label("rank")
+    due = (select(JOBS.c.id, JOBS.c.channel_instance_id, JOBS.c.next_attempt_at, rank)
+           .where(JOBS.c.status == "pending", JOBS.c.next_attempt_at <= now)).subquery()
+    stmt = (select(due.c.id, due.c.channel_instance_id).where(due.c.rank <= per_channel)
+            .order_by(due.c.next_attempt_at, due.c.id).limit(limit))
+    conn = await session.connection()
+    return [(r[0], r[1]) for r in (await conn.execute(stmt)).all()]
+
+
+class ClaimedJob(NamedTuple):
+    id: int
+    channel_instance_id: int
+    message_id: int
+    attempts: int  # attempts made before this one (the job's count when claimed)
+    lease_until: datetime  # the job's next_attempt_at as this claim set it: a later claim changes it
+
+
+async def claim_jobs(session: AsyncSession, ids: Sequence[int], now: datetime, lease_until: datetime
+                     ) -> list[ClaimedJob]:
+    """Take these outbound jobs for one attempt, if still pending and due: their next attempt moves to the
+    end of the lease (``common.claim_rows``: two processes never take one job; a process that dies only
+    delays it to the lease's end)."""
+    rows = await claim_rows(session, JOBS, ids, (JOBS.c.status == "pending", JOBS.c.next_attempt_at <= now),
+                            {"next_attempt_at": lease_until, "updated_at": now},
+                            (JOBS.c.channel_instance_id, JOBS.c.message_id, JOBS.c.attempts,
+                             JOBS.c.next_attempt_at))
+    return [ClaimedJob(*r) for r in rows]
+
+
+async def jobs_by_ids(session: AsyncSession, ids: set[int]) -> dict[int, OutboundJobRow]:
+    """Outbound jobs, locked in id order on PostgreSQL (results are recorded one transaction at a time)."""
+    if not ids:
+        return {}
+    stmt = select(OutboundJobRow).where(OutboundJobRow.id.in_(ids)).order_by(OutboundJobRow.id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return {r.id: r for r in (await session.execute(stmt)).scalars()}
 
 
 async def next_job_due(session: AsyncSession) -> datetime | None:
