@@ -408,32 +408,3 @@ async def test_supervisors_watch_queues_waiting_tasks_and_agents_live(sqlite_ser
         await page_login(agent, "alice@example.com")
         assert (await agent.get("/admin/live/board")).status_code == 403
 
-
-def nav_count(html: str, view: str) -> int:
-    m = re.search(rf'data-count-for="{view}".*?<span class="count">(\d+)</span>', html, re.S)
-    assert m, f"no count for {view}"
-    return int(m.group(1))
-
-
-async def test_the_open_view_and_its_counts_leave_snoozed_conversations_out(server) -> None:
-    ids = await seed_basics(server.services)
-    awake = await inbound(server.services, ids["channel"], "still waiting", email="awake@example.com")
-    sleepy = await inbound(server.services, ids["channel"], "call me next week", email="sleepy@example.com")
-    async with httpx.AsyncClient(base_url=server.url) as c:
-        h = {"X-CSRF-Token": await page_login(c, "alice@example.com")}
-        for conv_id in (awake, sleepy):
-            assert (await c.post(f"/desk/conversations/{conv_id}/update", data={"assign": "me"},
-                                 headers=h)).status_code == 204
-        before = await c.get("/desk/p/counts?view=all")
-        assert nav_count(before.text, "all") == nav_count(before.text, "mine") == 2
-        r = await c.post(f"/desk/conversations/{sleepy}/update", data={"status": "snoozed", "snooze": "1h"}, headers=h)
-        assert r.status_code == 204
-        for view in ("all", "mine"):
-            page = await c.get(f"/?view={view}")
-            assert f'id="row-{awake}"' in page.text and f'id="row-{sleepy}"' not in page.text
-            assert nav_count(page.text, view) == 1
-        counts = (await c.get("/desk/p/counts?view=all")).text
-        assert nav_count(counts, "all") == nav_count(counts, "mine") == 1
-        assert re.search(rf'queue={ids["general"]}".*?<span class="count">1</span>', counts, re.S)
-        snoozed = await c.get("/?view=all&status=snoozed", headers={"HX-Request": "true", "HX-Target": "list"})
-        assert f'id="row-{sleepy}"' in snoozed.text and f'id="row-{awake}"' not in snoozed.text

@@ -1,12 +1,14 @@
 """Snooze that wakes (issue 12 item 13), over real HTTP and the real websocket stream: a conversation
 snoozed for two seconds opens again on time with an activity line and a ``conversation.updated`` on
 the stream, on SQLite and PostgreSQL, also when the server that snoozed it is stopped and a new one
-starts after the due time; snoozing again moves the wake-up, reopening cancels it."""
+starts after the due time; snoozing again moves the wake-up, reopening cancels it. The desk's Open view
+and its counts leave snoozed conversations out until they wake."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +16,8 @@ import httpx
 import websockets
 from sqlalchemy import select
 from tests.conftest import login, make_server, seed_basics
-from tests.web.test_desk_pages import inbound
+from tests.web.test_desk_pages import inbound, page_login
+from tests.web.test_desk_queue import count_for
 from tests.web.test_hooks_and_stream import next_event, token_for
 
 from threadline.actions.conversations import WAKE, WOKEN
@@ -136,3 +139,27 @@ async def test_a_snooze_wakes_after_a_restart(db_url: str, tmp_path: Path) -> No
             got = (await c.get(f"/api/v1/conversations/{conv_id}")).json()
             assert got["status"] == "open" and got["snoozed_until"] is None
             assert datetime.fromisoformat(got["updated_at"]) >= due
+
+
+async def test_the_open_view_and_its_counts_leave_snoozed_conversations_out(server) -> None:
+    ids = await seed_basics(server.services)
+    awake = await inbound(server.services, ids["channel"], "still waiting", email="awake@example.com")
+    sleepy = await inbound(server.services, ids["channel"], "call me next week", email="sleepy@example.com")
+    async with httpx.AsyncClient(base_url=server.url) as c:
+        h = {"X-CSRF-Token": await page_login(c, "alice@example.com")}
+        for conv_id in (awake, sleepy):
+            assert (await c.post(f"/desk/conversations/{conv_id}/update", data={"assign": "me"},
+                                 headers=h)).status_code == 204
+        before = await c.get("/desk/p/counts?view=all")
+        assert count_for(before.text, "all") == count_for(before.text, "mine") == 2
+        r = await c.post(f"/desk/conversations/{sleepy}/update", data={"status": "snoozed", "snooze": "1h"}, headers=h)
+        assert r.status_code == 204
+        for view in ("all", "mine"):
+            page = await c.get(f"/?view={view}")
+            assert f'id="row-{awake}"' in page.text and f'id="row-{sleepy}"' not in page.text
+            assert count_for(page.text, view) == 1
+        counts = (await c.get("/desk/p/counts?view=all")).text
+        assert count_for(counts, "all") == count_for(counts, "mine") == 1
+        assert re.search(rf'queue={ids["general"]}".*?<span class="count">1</span>', counts, re.S)
+        snoozed = await c.get("/?view=all&status=snoozed", headers={"HX-Request": "true", "HX-Target": "list"})
+        assert f'id="row-{sleepy}"' in snoozed.text and f'id="row-{awake}"' not in snoozed.text
