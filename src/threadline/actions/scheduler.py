@@ -9,6 +9,7 @@ wakes it (``mark_written(..., "scheduled_jobs")``) so a job due sooner than its 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,26 +29,42 @@ async def schedule_job(session: AsyncSession, kind: str, key: str | int, due_at:
                        payload: dict[str, Any] | None = None) -> None:
     """Run the handler of ``kind`` for ``key`` at ``due_at`` (or at once, if that has passed). The same
     (kind, key) scheduled again moves the job (new time and payload, attempts and error cleared)."""
-    key = str(key)
-    check_job(kind, key)
-    if due_at.tzinfo is None:
-        raise ValidationFailed("a job's due time needs a time zone", field="due_at")
-    await repo.upsert(session, kind, key, due_at, payload or {}, utcnow())
+    await schedule_jobs(session, [(kind, key, due_at, payload)])
+
+
+async def schedule_jobs(session: AsyncSession,
+                        jobs: Sequence[tuple[str, str | int, datetime, dict[str, Any] | None]]) -> None:
+    """``schedule_job`` for many (kind, key, due_at, payload) at once, with one statement."""
+    await repo.upsert(session, _checked(jobs), utcnow())
     mark_written(session, "scheduled_jobs")
 
 
 async def ensure_job(session: AsyncSession, kind: str, key: str | int, due_at: datetime,
                      payload: dict[str, Any] | None = None) -> None:
     """Schedule (kind, key) unless it is scheduled already (periodic jobs started by every process)."""
-    key = str(key)
-    check_job(kind, key)
-    await repo.upsert(session, kind, key, due_at, payload or {}, utcnow(), keep_existing=True)
+    await repo.upsert(session, _checked([(kind, key, due_at, payload)]), utcnow(), keep_existing=True)
     mark_written(session, "scheduled_jobs")
+
+
+def _checked(jobs: Sequence[tuple[str, str | int, datetime, dict[str, Any] | None]]
+             ) -> list[tuple[str, str, datetime, dict[str, Any]]]:
+    out = []
+    for kind, key, due_at, payload in jobs:
+        check_job(kind, str(key))
+        if due_at.tzinfo is None:
+            raise ValidationFailed("a job's due time needs a time zone", field="due_at")
+        out.append((kind, str(key), due_at, payload or {}))
+    return out
 
 
 async def cancel_job(session: AsyncSession, kind: str, key: str | int) -> bool:
     """Forget (kind, key) if it is scheduled; whether it was."""
-    return await repo.remove(session, kind, str(key))
+    return await cancel_jobs(session, kind, [key]) > 0
+
+
+async def cancel_jobs(session: AsyncSession, kind: str, keys: Sequence[str | int]) -> int:
+    """Forget these jobs of ``kind``; how many were scheduled."""
+    return await repo.remove(session, kind, [str(k) for k in keys])
 
 
 async def claim_due(session: AsyncSession, *, now: datetime, lease_seconds: float, limit: int) -> list[Claimed]:
@@ -91,7 +108,7 @@ async def run_again(session: AsyncSession, job_id: int) -> ScheduledJobRow:
         raise NotFound(f"scheduled job {job_id} does not exist")
     if row.lease_until is not None and row.lease_until > utcnow() and row.failed_at is None:
         raise Conflict(f"scheduled job {job_id} is running now", field="job_id")
-    await repo.upsert(session, row.kind, row.key, utcnow(), dict(row.payload or {}), utcnow())
+    await repo.upsert(session, [(row.kind, row.key, utcnow(), dict(row.payload or {}))], utcnow())
     mark_written(session, "scheduled_jobs")
     await session.refresh(row)
     return row

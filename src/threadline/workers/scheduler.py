@@ -75,11 +75,14 @@ class TimerWorker(BackgroundLoop):
     async def tick(self) -> float | None:
         if not self._started_periodic:
             await self._start_periodic()
+        async with self.db.transaction(write=False) as session:  # a read first: claiming takes the write lock
+            nxt = await repo.next_due(session)
+        wait = wait_seconds(nxt, self.clock(), self.interval)
+        if wait is None or wait > 0:
+            return wait
         if await self.run_due():
             return 0.0  # more may be due
-        async with self.db.transaction(write=False) as session:
-            nxt = await repo.next_due(session)
-        return wait_seconds(nxt, self.clock(), self.interval)
+        return min(1.0, self.interval)  # due, but another process took it meanwhile
 
     async def run_due(self) -> int:
         """Claim what is due now and run it; how many jobs were claimed."""

@@ -24,6 +24,4 @@ class SlaFollower(OutboxFollower):
         return head.name in actions.FOLLOWED
 
     async def handle(self, session: AsyncSession, events: list[Followed]) -> None:
-        now = self.clock()
-        for e in events:
-            await actions.follow(session, parse_event(e.payload), e.created_at, now)
+        await actions.follow(session, [(parse_event(e.payload), e.created_at) for e in events], self.clock())

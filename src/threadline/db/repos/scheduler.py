@@ -26,27 +26,38 @@ def _free(now: datetime) -> Any:
     return (JOBS.c.lease_until.is_(None)) | (JOBS.c.lease_until <= now)
 
 
-async def upsert(session: AsyncSession, kind: str, key: str, due_at: datetime, payload: dict[str, Any],
-                 now: datetime, *, keep_existing: bool = False) -> None:
-    """Schedule (kind, key) at ``due_at``: a new job, or the existing one moved there with this payload,
-    its attempts and error cleared (a failed job scheduled again waits anew). ``keep_existing``: leave an
-    existing job as it is."""
-    values = {"kind": kind, "key": key, "due_at": due_at, "payload": payload, "attempts": 0, "last_error": None,
-              "lease_until": None, "failed_at": None, "created_at": now, "updated_at": now}
-    ins = postgresql.insert(JOBS) if session.get_bind().dialect.name == "postgresql" else sqlite.insert(JOBS)
-    stmt = ins.values(**values)
+async def upsert(session: AsyncSession, jobs: Sequence[tuple[str, str, datetime, dict[str, Any]]], now: datetime,
+                 *, keep_existing: bool = False) -> None:
+    """Schedule each (kind, key, due_at, payload) with one statement: a new job, or the existing one moved
+    there with this payload, its attempts and error cleared (a failed job scheduled again waits anew).
+    ``keep_existing``: leave existing jobs as they are. In (kind, key) order, so that two transactions
+    scheduling the same jobs on PostgreSQL take their row locks in one order."""
+    if not jobs:
+        return
+    rows = [{"kind": kind, "key": key, "due_at": due_at, "payload": payload, "attempts": 0, "last_error": None,
+             "lease_until": None, "failed_at": None, "created_at": now, "updated_at": now}
+            for kind, key, due_at, payload in sorted(jobs, key=lambda j: (j[0], j[1]))]
+    stmt = postgresql.insert(JOBS) if session.get_bind().dialect.name == "postgresql" else sqlite.insert(JOBS)
     if keep_existing:
         stmt = stmt.on_conflict_do_nothing(index_elements=["kind", "key"])
     else:
         stmt = stmt.on_conflict_do_update(index_elements=["kind", "key"], set_={
             k: stmt.excluded[k] for k in ("due_at", "payload", "attempts", "last_error", "lease_until", "failed_at",
                                           "updated_at")})
-    await session.execute(stmt)
+    conn = await session.connection()
+    for i in range(0, len(rows), 500):  # the database's parameter limit
+        await conn.execute(stmt, rows[i:i + 500])
 
 
-async def remove(session: AsyncSession, kind: str, key: str) -> bool:
-    result = await session.execute(delete(JOBS).where(JOBS.c.kind == kind, JOBS.c.key == key))
-    return bool(result.rowcount)
+async def remove(session: AsyncSession, kind: str, keys: Sequence[str]) -> int:
+    """Forget these jobs of ``kind``; how many there were."""
+    if not keys:
+        return 0
+    gone = 0
+    for i in range(0, len(keys), 500):
+        result = await session.execute(delete(JOBS).where(JOBS.c.kind == kind, JOBS.c.key.in_(keys[i:i + 500])))
+        gone += int(result.rowcount or 0)
+    return gone
 
 
 async def next_due(session: AsyncSession) -> datetime | None:
