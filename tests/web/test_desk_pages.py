@@ -407,4 +407,3 @@ async def test_supervisors_watch_queues_waiting_tasks_and_agents_live(sqlite_ser
     async with httpx.AsyncClient(base_url=sqlite_server.url) as agent:
         await page_login(agent, "alice@example.com")
         assert (await agent.get("/admin/live/board")).status_code == 403
-
