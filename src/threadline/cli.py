@@ -1,4 +1,4 @@
-"""The ``threadline`` command: serve, migrate, demo, user, token, check."""
+"""The ``threadline`` command: serve, migrate, demo, user, token, jobs, check."""
 
 from __future__ import annotations
 
@@ -214,6 +214,55 @@ def token_revoke(token_id: int) -> None:
 
     run_with_services(run)
     click.echo(f"token {token_id} revoked")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--failed", "state", flag_value="failed", help="only jobs kept as failed")
+@click.option("--pending", "state", flag_value="pending", help="only jobs waiting to run")
+@click.option("--kind", default=None, help="only jobs of this kind, e.g. conversation.wake")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def jobs(ctx: click.Context, state: str | None, kind: str | None, limit: int, as_json: bool) -> None:
+    """Scheduled jobs (durable timers): waiting and failed ones, with their last error."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from threadline.db.repos import scheduler as repo
+
+    async def run(services):  # type: ignore[no-untyped-def]
+        async with services.db.transaction(write=False) as session:
+            rows = await repo.list_jobs(session, failed=None if state is None else state == "failed", kind=kind,
+                                        limit=limit)
+            return await repo.counts(session), [
+                {"id": r.id, "kind": r.kind, "key": r.key, "state": "failed" if r.failed_at else "pending",
+                 "due_at": r.due_at.isoformat(), "attempts": r.attempts, "last_error": r.last_error,
+                 "failed_at": r.failed_at.isoformat() if r.failed_at else None, "payload": r.payload}
+                for r in rows]
+
+    counts, rows = run_with_services(run)
+    if as_json:
+        click.echo(json.dumps({"counts": counts, "jobs": rows}, indent=2))
+        return
+    click.echo(f"{counts['pending']} pending, {counts['failed']} failed")
+    for r in rows:
+        error = f"  {r['last_error']}" if r["last_error"] else ""
+        click.echo(f"{r['id']:>6}  {r['state']:<7} {r['kind']:<24} {r['key']:<12} due {r['due_at'][:19]}  "
+                   f"attempts {r['attempts']}{error}")
+
+
+@jobs.command("retry")
+@click.argument("job_id", type=int)
+def jobs_retry(job_id: int) -> None:
+    """Run a job again now with a fresh count of attempts (once its cause is fixed)."""
+    from threadline.actions import scheduler as actions
+
+    async def run(services):  # type: ignore[no-untyped-def]
+        async with services.db.transaction(write=True) as session:
+            row = await actions.run_again(session, job_id)
+            return row.kind, row.key
+
+    kind, key = run_with_services(run)
+    click.echo(f"job {job_id} ({kind} {key}) runs again now")
 
 
 def _safe_url(url: str) -> str:

@@ -14,12 +14,14 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from threadline.domain.retention import Retention
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="THREADLINE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="THREADLINE_", env_file=".env", extra="ignore", populate_by_name=True)
 
     data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite database, key and files")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
@@ -51,6 +53,14 @@ class Settings(BaseSettings):
     sender_max_attempts: int = 8
     sender_backoff_base: float = 2.0
     sender_backoff_max: float = 600.0
+    sender_concurrency: int = Field(default=8, ge=1, le=256, description="Outbound messages sent at once per process "
+                                    "(at most half of them, and at least one, through one channel)")
+    # Durable timers (workers/scheduler.py): a job whose handler fails runs again after a backoff
+    scheduler_max_attempts: int = Field(default=8, ge=1, le=50, description="Attempts before a scheduled job is "
+                                        "kept as failed (listed by `threadline jobs --failed`)")
+    scheduler_backoff_base: float = Field(default=5.0, gt=0, description="Wait after a scheduled job's first failed "
+                                          "attempt (seconds); each next wait is 4 times longer")
+    scheduler_backoff_max: float = Field(default=3600.0, gt=0, description="Longest wait between attempts (seconds)")
     # Outgoing webhooks (docs/webhooks.md)
     webhooks_allow_private: bool = Field(
         default=False, description="Let webhook URLs reach private, loopback and link-local addresses "
@@ -66,7 +76,21 @@ class Settings(BaseSettings):
     webhooks_disable_after_hours: float = Field(default=24.0, ge=0, description="How long an endpoint fails "
                                                 "before it can be disabled")
     webhooks_concurrency: int = Field(default=16, ge=1, le=256, description="Deliveries posted at once per process")
-    webhooks_retention_days: int = Field(default=30, ge=1, description="Finished deliveries are kept this long")
+    # Retention (docs/operations.md "Retention"): pruned by a periodic scheduled job, a chunk at a time
+    retention_outbox_days: int = Field(default=30, ge=1, description="Published events are kept this long (the "
+                                       "stream's resume window; a follower or a waiting webhook delivery keeps "
+                                       "older ones)")
+    retention_ephemeral_minutes: int = Field(default=10, ge=1, description="Typing and wallboard events "
+                                             "(conversation.typing, routing.state) are kept this long")
+    retention_inbox_days: int = Field(default=7, ge=1, description="Processed raw provider requests (personal data) "
+                                      "are kept this long")
+    retention_inbox_failed_days: int = Field(default=90, ge=1, description="Provider requests that could not be "
+                                             "processed are kept this long, to fix and replay them")
+    retention_webhook_deliveries_days: int = Field(
+        default=30, ge=1, description="Finished webhook deliveries are kept this long",
+        validation_alias=AliasChoices("retention_webhook_deliveries_days",
+                                      "THREADLINE_RETENTION_WEBHOOK_DELIVERIES_DAYS",
+                                      "THREADLINE_WEBHOOKS_RETENTION_DAYS"))  # the earlier name, still read
     # Email (docs/channels/email.md): the embedded SMTP receiver is off unless a port is set
     smtp_port: int | None = Field(default=None, description="Port of the embedded SMTP receiver (e.g. 25); off if unset")
     smtp_host: str = Field(default="0.0.0.0", description="Address the SMTP receiver listens on")
@@ -81,6 +105,12 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, v: str) -> str:
         return v.rstrip("/")
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(outbox_days=self.retention_outbox_days, ephemeral_minutes=self.retention_ephemeral_minutes,
+                         inbox_days=self.retention_inbox_days, inbox_failed_days=self.retention_inbox_failed_days,
+                         webhook_deliveries_days=self.retention_webhook_deliveries_days)
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
@@ -19,6 +20,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.actions.scheduler import cancel_job, schedule_job
 from threadline.adapters import AdapterFactory, ChannelDirectory
 from threadline.bus.typed import TypedSubscriptions
 from threadline.channels.base import ChannelAdapter, RawRequest
@@ -32,9 +34,10 @@ from threadline.domain.stream import Published
 from threadline.files.store import FileStore
 from threadline.loop import Lifecycle
 from threadline.plugins.base import Integration, PluginError
-from threadline.plugins.host import Channel
+from threadline.plugins.host import Channel, JobHandler
 from threadline.plugins.registry import Registered
 from threadline.workers.inbox import InboxWorker
+from threadline.workers.scheduler import TimerWorker
 
 if TYPE_CHECKING:
     from threadline.actions.permissions import Actor
@@ -69,6 +72,7 @@ class Runtime:
     files: FileStore
     http: httpx.AsyncClient
     current_actor: Callable[..., Awaitable[Actor]] = no_web_layer
+    timers: TimerWorker | None = None  # runs the scheduled jobs the packages register (workers/scheduler.py)
 
 
 class IntegrationHost:
@@ -135,6 +139,24 @@ class IntegrationHost:
 
     def leader(self, name: str) -> LeaderLock:
         return LeaderLock(self._rt.db, name)
+
+    def _own(self, kind: str) -> str:
+        if not kind.startswith(f"{self.name}."):
+            raise PluginError(f"integration {self.name!r}: job kind {kind!r} must start with '{self.name}.' (a "
+                              "package names only its own jobs)")
+        return kind
+
+    def on_job(self, kind: str, handler: JobHandler) -> None:
+        if self._rt.timers is None:
+            raise PluginError(f"integration {self.name!r}: this process runs no scheduler")
+        self._rt.timers.register(self._own(kind), handler)
+
+    async def schedule(self, kind: str, key: str | int, due_at: datetime,
+                       payload: dict[str, Any] | None = None) -> None:
+        await self.write(schedule_job, self._own(kind), key, due_at, payload)
+
+    async def cancel(self, kind: str, key: str | int) -> bool:
+        return await self.write(cancel_job, self._own(kind), key)
 
 
 @dataclass

@@ -21,3 +21,10 @@ WEBHOOK_ATTEMPT_SECONDS = Histogram("threadline_webhook_attempt_seconds", "Time 
                                     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 WEBHOOK_ENDPOINTS_DISABLED = Counter("threadline_webhook_endpoints_disabled_total",
                                      "Webhook endpoints disabled automatically (failing too long, or 410 Gone)")
+SCHEDULED_JOBS = Counter("threadline_scheduled_jobs_total",
+                         "Scheduled job attempts, by kind and outcome (done, retry, failed: kept as failed, "
+                         "stale: moved or claimed again meanwhile)", ["kind", "outcome"])
+SLA_BREACHES = Counter("threadline_conversation_sla_breaches_total",
+                       "Conversation SLA deadlines missed, by target (first_response, resolution)", ["target"])
+RETENTION_PRUNED = Counter("threadline_retention_pruned_total", "Rows removed by retention, by what they were",
+                           ["what"])

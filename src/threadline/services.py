@@ -25,6 +25,7 @@ from threadline.bus.typed import TypedSubscriptions
 from threadline.config import Settings
 from threadline.db.session import Database
 from threadline.domain.events import ChannelChanged
+from threadline.domain.scheduler import JobRetry
 from threadline.files.links import link_key
 from threadline.files.store import FileStore
 from threadline.hosting import PluggedIn, RouteSet, Runtime, no_web_layer, plug_in
@@ -33,9 +34,12 @@ from threadline.plugins import registry
 from threadline.security import SecretBox
 from threadline.workers.crm import CrmLookupWorker
 from threadline.workers.inbox import InboxWorker
+from threadline.workers.jobs import register_core_jobs
 from threadline.workers.media import MediaWorker
 from threadline.workers.router import Router
+from threadline.workers.scheduler import TimerWorker
 from threadline.workers.sender import SenderWorker
+from threadline.workers.sla import SlaFollower
 from threadline.workers.webhooks import Webhooks
 
 if TYPE_CHECKING:
@@ -59,6 +63,8 @@ class Services:
     router: Router  # the routing worker (ACD), leader-elected like the relay
     media: MediaWorker  # downloads media that messaging providers only link (workers/media.py)
     webhooks: Webhooks  # outgoing webhooks: dispatcher (leader) and sender (workers/webhooks.py)
+    timers: TimerWorker  # durable timers: runs due scheduled jobs (workers/scheduler.py)
+    sla: SlaFollower  # conversation SLA deadlines: an outbox follower (workers/sla.py)
     crm: CrmLookupWorker | None = None  # enriches new contacts from the CRM (only if a lookup URL is set)
     loops: list[Lifecycle] = field(default_factory=list)  # started in order, stopped in reverse
     integrations: dict[str, PluggedIn] = field(default_factory=dict)  # by name, with their hosts
@@ -87,20 +93,27 @@ class Services:
         inbox = InboxWorker(db, factory, reopen_within=timedelta(minutes=settings.reopen_window_minutes)
                             if settings.reopen_window_minutes else None)
         sender = SenderWorker(db, factory, max_attempts=settings.sender_max_attempts,
-                              backoff_base=settings.sender_backoff_base, backoff_max=settings.sender_backoff_max)
+                              backoff_base=settings.sender_backoff_base, backoff_max=settings.sender_backoff_max,
+                              concurrency=settings.sender_concurrency)
         inbox.files = sender.files = files
         channels = ChannelDirectory(db)
         events.subscribe(ChannelChanged, lambda _: channels.invalidate())
         crm = CrmLookupWorker(db, bus, http, url=settings.crm_lookup_url, secret=settings.crm_lookup_secret or "",
                               timeout=settings.crm_timeout_seconds) if settings.crm_lookup_url else None
+        timers = TimerWorker(db, retry=JobRetry(max_attempts=settings.scheduler_max_attempts,
+                                                base_seconds=settings.scheduler_backoff_base,
+                                                max_seconds=settings.scheduler_backoff_max))
+        register_core_jobs(timers, settings.retention)
+        sla = SlaFollower(db)
+        bus.subscribe(sla.on_event)
         services = cls(settings, db, bus, events, box, http, factory, channels, files,
                        relay=Relay(db, bus, poll_seconds=settings.relay_poll_seconds), inbox=inbox, sender=sender,
                        router=Router(db, bus), media=MediaWorker(db, factory, files),
-                       webhooks=Webhooks(settings, db, bus, box), crm=crm)
+                       webhooks=Webhooks(settings, db, bus, box), timers=timers, sla=sla, crm=crm)
         services.loops = [services.relay, inbox, sender, services.router, services.media,
-                          *([crm] if crm is not None else []), services.webhooks]
+                          *([crm] if crm is not None else []), services.webhooks, timers, sla]
         services.integrations = plug_in(found.entries, Runtime(settings, db, inbox, factory, channels, events,
-                                                               files, http, current_actor))
+                                                               files, http, current_actor, timers))
         for plugged in services.integrations.values():
             services.loops.extend(plugged.host.loops)
         for loop in _wakeable(services.loops):

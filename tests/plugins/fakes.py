@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions import contacts as contact_actions
 from threadline.actions.permissions import Actor
+from threadline.actions.scheduler import Claimed
 from threadline.channels.base import ChannelAdapter, RawRequest
 from threadline.domain.events import ContactCreated
 from threadline.domain.messages import InboundMessage, OutboundMessage, SendReceipt, StatusUpdate
@@ -86,6 +89,12 @@ class Probe:
         self.loop = ProbeLoop()
         self.created: list[tuple[int, int]] = []  # (contact id, seq) of every contact.created seen
         self.seen = asyncio.Event()
+        self.jobs: list[tuple[str, dict[str, object]]] = []  # (key, payload) of every probe.ping job run
+        self.job_ran = asyncio.Event()
+
+    async def on_ping(self, session: AsyncSession, job: Claimed, now: datetime) -> None:
+        self.jobs.append((job.key, dict(job.payload or {})))
+        self.job_ran.set()
 
     def on_contact(self, published: Published[ContactCreated]) -> None:
         assert isinstance(published.event, ContactCreated)  # the parsed model, not a dict
@@ -106,8 +115,14 @@ def setup_probe(host: Host) -> Probe:
         row = await host.write(contact_actions.create_contact, name=body.name, identities=[])
         return {"id": row.id}
 
+    @router.post("/ping", status_code=202)
+    async def ping(actor: Actor = Depends(host.current_actor)) -> dict[str, object]:
+        await host.schedule("probe.ping", actor.user_id, datetime.now(UTC), {"by": actor.name})
+        return {}
+
     host.add_routes(router)
     host.add_loop(probe.loop)
+    host.on_job("probe.ping", probe.on_ping)
     host.subscribe(ContactCreated, probe.on_contact)
     return probe
 

@@ -5,6 +5,7 @@ refused package stops the start of the services and of the web app with a messag
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
@@ -45,7 +46,7 @@ async def test_an_installed_integration_gets_its_route_loop_and_events_through_t
         await asyncio.wait_for(probe.loop.ticked.wait(), 5)  # started with the workers
         assert probe.loop.running
 
-        await seed_basics(server.services)
+        ids = await seed_basics(server.services)
         async with httpx.AsyncClient(base_url=server.url) as client:
             r = await client.get("/probe/me")
             assert r.status_code == 401, r.text  # the host's authentication dependency
@@ -55,8 +56,14 @@ async def test_an_installed_integration_gets_its_route_loop_and_events_through_t
             r = await client.post("/probe/contacts", json={"name": "Pat"})  # a core action, via host.write
             assert r.status_code == 201, r.text
             contact_id = r.json()["id"]
+            r = await client.post("/probe/ping")  # a scheduled job of its own, run by the timer worker
+            assert r.status_code == 202, r.text
         await asyncio.wait_for(probe.seen.wait(), 5)
         assert [c for c, _ in probe.created] == [contact_id] and probe.created[0][1] > 0
+        await asyncio.wait_for(probe.job_ran.wait(), 10)
+        assert probe.jobs == [(str(ids["alice"]), {"by": "Alice"})]
+        with pytest.raises(PluginError, match="job kind 'ping' must start with 'probe.'"):
+            await plugged.host.schedule("ping", 1, datetime.now(UTC))
     assert probe.loop.stopped and not probe.loop.running  # stopped with the services
 
 

@@ -26,7 +26,7 @@ async def test_loops_start_in_order_and_stop_in_reverse(sqlite_url: str, tmp_pat
     svc = Services.build(make_settings(sqlite_url, tmp_path, run_workers=True, smtp_port=0))
     # the core's loops, then those integrations contribute (the email package's SMTP server and IMAP poller)
     assert [loop.name for loop in svc.loops] == ["outbox-relay", "inbox-worker", "sender", "router", "media",
-                                                 "webhooks", "smtp-receiver", "imap-poller"]
+                                                 "webhooks", "timers", "sla-clock", "smtp-receiver", "imap-poller"]
     log: list[str] = []
     for loop in svc.loops:  # the real ones are covered everywhere else; here: the order only
         await loop.stop()
@@ -41,7 +41,8 @@ async def test_a_commit_wakes_the_loops_that_declared_its_write_tags(sqlite_url:
     try:
         assert {tag: [loop.name for loop in loops] for tag, loops in svc._wakers.items()} == {
             "events": ["outbox-relay"], "jobs": ["sender"], "media": ["media"],
-            "webhook_endpoints": ["webhook-dispatcher"], "webhook_deliveries": ["webhook-sender"]}
+            "webhook_endpoints": ["webhook-dispatcher"], "webhook_deliveries": ["webhook-sender"],
+            "scheduled_jobs": ["timers"]}
         loops = [svc.relay, svc.sender, svc.media, svc.webhooks.dispatcher, svc.webhooks.sender]
         for loop in loops:
             loop._wake.clear()

@@ -1,5 +1,10 @@
 """Change a conversation: status, assignee, queue, team, labels, priority. Each change leaves an
-activity line in the timeline and one ``conversation.updated`` event for everyone concerned."""
+activity line in the timeline and one ``conversation.updated`` event for everyone concerned.
+
+A snooze with an end schedules a ``conversation.wake`` job at that time in the same transaction
+(snoozing again moves it; any other status cancels it); when it is due, ``wake_conversation`` opens the
+conversation again. A customer writing to a snoozed conversation opens it at once (actions/messages.py);
+the job then finds nothing to wake."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.events import emit
 from threadline.actions.permissions import Actor
+from threadline.actions.scheduler import cancel_job, schedule_job
 from threadline.actions.views import conversation_view, message_view
 from threadline.db.models import ConversationRow, MessageRow
 from threadline.db.repos import conversations as repo
@@ -22,6 +28,8 @@ from threadline.domain.events import Audience, ConversationUpdated, Conversation
 from threadline.domain.users import Role
 
 UNSET: Any = object()
+WAKE = "conversation.wake"  # the scheduled job that ends a snooze (key: the conversation id)
+WOKEN = "The snooze ended: the conversation is open again"
 
 
 def audience_for(*rows: ConversationRow | None, extra_users: tuple[int | None, ...] = ()) -> Audience:
@@ -142,6 +150,7 @@ async def update_conversation(
                     "resolved": "resolved"}[conv.status]
             lines.append(f"{who} {verb} the conversation")
             changes.append("status")
+            await _schedule_wake(session, conv)
 
     if not changes:
         return await conversation_view(session, conv)
@@ -156,6 +165,36 @@ async def update_conversation(
         emit(session, MessageCreated(message=message_view(msg)), audience)
     view = await conversation_view(session, conv)
     emit(session, ConversationUpdated(conversation=view, changes=changes, actor_id=actor_id), audience)
+    return view
+
+
+async def _schedule_wake(session: AsyncSession, conv: ConversationRow) -> None:
+    if conv.status == ConversationStatus.SNOOZED.value and conv.snoozed_until is not None:
+        await schedule_job(session, WAKE, conv.id, conv.snoozed_until)
+    else:
+        await cancel_job(session, WAKE, conv.id)
+
+
+async def wake_conversation(session: AsyncSession, conversation_id: int, now: datetime) -> ConversationView | None:
+    """End a snooze that is due: the conversation opens again, with an activity line and the usual
+    ``conversation.updated`` (the desk, the stream, routing and webhooks see it), and moves to the top of
+    the lists. Nothing happens (None) if it is no longer snoozed until then: a customer wrote, an agent
+    reopened, resolved or snoozed it again."""
+    conv = await repo.get_conversation(session, conversation_id, for_update=True)
+    if conv is None:
+        return None
+    domain = Conversation(contact_id=conv.contact_id, status=ConversationStatus(conv.status),
+                          snoozed_until=conv.snoozed_until, resolved_at=conv.resolved_at)
+    if not domain.wake_if_due(now):
+        return None
+    conv.status, conv.snoozed_until, conv.resolved_at = domain.status.value, domain.snoozed_until, domain.resolved_at
+    conv.updated_at = conv.last_activity_at = now
+    audience = audience_for(conv)
+    msg = add_activity(session, conv, WOKEN, None)
+    await session.flush()
+    emit(session, MessageCreated(message=message_view(msg)), audience)
+    view = await conversation_view(session, conv)
+    emit(session, ConversationUpdated(conversation=view, changes=["status"]), audience)
     return view
 
 

@@ -20,7 +20,7 @@ from threadline.db.models import OutboxEventRow
 from threadline.db.repos import plumbing as plumbing_repo
 from threadline.db.session import before_commit, mark_written
 from threadline.db.types import utcnow
-from threadline.domain.events import Audience, Event
+from threadline.domain.events import EPHEMERAL_EVENTS, Audience, Event
 
 PENDING = "threadline.pending_events"
 _captured: contextvars.ContextVar[list[tuple[Event, Audience]] | None] = contextvars.ContextVar(
@@ -34,7 +34,8 @@ def emit(session: AsyncSession, event: Event, audience: Audience) -> None:
         pending = session.info[PENDING] = []
         before_commit(session, write_pending_events)
     pending.append({"name": event.name, "payload": event.model_dump(mode="json"),
-                    "audience": audience.model_dump(), "created_at": utcnow()})
+                    "audience": audience.model_dump(), "created_at": utcnow(),
+                    "ephemeral": event.name in EPHEMERAL_EVENTS})
     mark_written(session, "events")
     captured = _captured.get()
     if captured is not None:

@@ -15,6 +15,7 @@ from threadline.domain.events import (
     ConversationView,
     IdentityView,
     MessageView,
+    SlaView,
 )
 
 
@@ -41,6 +42,9 @@ def _conversation_view(row: ConversationRow, labels: list[str], contact_name: st
         labels=labels, attributes=row.attributes or {}, snoozed_until=row.snoozed_until,
         last_channel_instance_id=row.last_channel_instance_id, created_at=row.created_at,
         updated_at=row.updated_at, last_activity_at=row.last_activity_at, resolved_at=row.resolved_at,
+        sla=SlaView(running=row.sla_started_at is not None, first_response_due_at=row.first_response_due_at,
+                    first_response_at=row.first_response_at, first_response_breached_at=row.first_response_breached_at,
+                    resolution_due_at=row.resolution_due_at, resolution_breached_at=row.resolution_breached_at),
     )
 
 

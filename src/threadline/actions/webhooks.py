@@ -24,6 +24,7 @@ from threadline.db.repos import webhooks as repo
 from threadline.db.session import mark_written
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import Audience, WebhookDisabled
+from threadline.domain.scheduler import pick_fairly
 from threadline.domain.webhooks import (
     GONE,
     PING,
@@ -36,6 +37,7 @@ from threadline.domain.webhooks import (
 )
 from threadline.security import SecretBox
 
+FOLLOWER = "webhooks"  # the dispatcher's name as an outbox follower (its cursor and leader lock)
 SECRET_PREFIX = "whsec_"
 MAX_KEEP_PREVIOUS = 24 * 3600  # a rolled secret's predecessor signs along for at most a day
 MAX_DESCRIPTION = 500
@@ -86,7 +88,7 @@ async def create_endpoint(session: AsyncSession, box: SecretBox, *, url: str, ev
     session.add(row)
     await session.flush()
     # The dispatcher starts from the outbox's end the first time: history is never sent.
-    await repo.ensure_cursor(session, await plumbing_repo.max_seq(session), now)
+    await plumbing_repo.ensure_cursor(session, FOLLOWER, await plumbing_repo.max_seq(session), now)
     mark_written(session, "webhook_endpoints")
     return row, secret
 
@@ -149,45 +151,19 @@ async def _endpoint(session: AsyncSession, endpoint_id: int) -> WebhookEndpointR
 
 # --- fan-out: outbox events → deliveries ---------------------------------------------------------------
 
-@dataclass
-class Dispatched:
-    cursor: int  # the stored cursor after this step
-    events: int = 0  # events looked at
-    deliveries: int = 0  # deliveries created
-
-
-async def dispatch(session: AsyncSession, *, limit: int, now: datetime) -> Dispatched:
-    """Turn the next ``limit`` outbox events after the stored cursor into one delivery per active endpoint
-    that subscribed to each (and existed when it happened), and move the cursor past them, in this one
-    transaction: an event is handed to the webhooks exactly once, whatever crashes.
-
-    On PostgreSQL the cursor row is locked, so two dispatchers (a leader change) take turns."""
-    stored = await repo.get_cursor(session, lock=True)
-    if stored is None:
-        start = await plumbing_repo.max_seq(session)
-        await repo.ensure_cursor(session, start, now)
-        return Dispatched(cursor=start)
-    heads = await repo.event_heads_after(session, stored, limit)
-    if not heads:
-        return Dispatched(cursor=stored)
+async def fan_out(session: AsyncSession, heads: Sequence[plumbing_repo.EventHead], *, now: datetime) -> int:
+    """Turn outbox events into one delivery per active endpoint that subscribed to each (and existed
+    when it happened); how many deliveries were created. The dispatcher (an outbox follower) runs this
+    in the transaction that moves its cursor past them: an event is handed to the webhooks exactly once,
+    whatever crashes."""
     endpoints = await repo.active_endpoints(session)
     rows = [{"endpoint_id": ep.id, "event_seq": h.seq, "event_name": h.name, "status": "pending", "attempts": 0,
              "next_attempt_at": now, "created_at": now}
             for h in heads for ep in endpoints if h.created_at >= ep.created_at and matches(ep.events, h.name)]
     await repo.insert_deliveries(session, rows)
-    await repo.set_cursor(session, heads[-1].seq, now)
     if rows:
         mark_written(session, "webhook_deliveries")
-    return Dispatched(cursor=heads[-1].seq, events=len(heads), deliveries=len(rows))
-
-
-async def advance_cursor(session: AsyncSession, seq: int, now: datetime) -> None:
-    """Move the stored cursor to ``seq`` (events up to it needed no delivery), never backwards."""
-    stored = await repo.get_cursor(session, lock=True)
-    if stored is None:
-        await repo.ensure_cursor(session, seq, now)
-    elif seq > stored:
-        await repo.set_cursor(session, seq, now)
+    return len(rows)
 
 
 # --- attempts --------------------------------------------------------------------------------------------
@@ -199,15 +175,8 @@ async def claim_due(session: AsyncSession, *, now: datetime, lease_seconds: floa
     slot). Each claim counts an attempt and leases the row for ``lease_seconds``."""
     if limit <= 0:
         return []
-    busy = dict(busy or {})
-    picked: list[int] = []
-    for delivery_id, endpoint_id in await repo.due_candidates(session, now, limit + sum(busy.values()), per_endpoint):
-        if busy.get(endpoint_id, 0) >= per_endpoint:
-            continue
-        busy[endpoint_id] = busy.get(endpoint_id, 0) + 1
-        picked.append(delivery_id)
-        if len(picked) >= limit:
-            break
+    candidates = await repo.due_candidates(session, now, limit + sum((busy or {}).values()), per_endpoint)
+    picked = pick_fairly(candidates, limit, per_endpoint, busy)
     return await repo.claim(session, picked, now, now + timedelta(seconds=lease_seconds))
 
 
@@ -306,8 +275,3 @@ async def redeliver(session: AsyncSession, delivery_id: int, *, now: datetime) -
     await session.flush()
     mark_written(session, "webhook_deliveries")
     return d
-
-
-async def prune(session: AsyncSession, before: datetime) -> int:
-    """Forget finished deliveries created before ``before`` (pending ones stay)."""
-    return await repo.prune(session, before)

@@ -54,6 +54,18 @@ class ContactView(BaseModel):
     updated_at: datetime
 
 
+class SlaView(BaseModel):
+    """A conversation's SLA deadlines from its queue's targets (docs/sla.md). ``running``: the clock runs
+    (in a queue and not resolved); a ``*_breached_at`` is set when that deadline passed unmet."""
+
+    running: bool = False
+    first_response_due_at: datetime | None = None
+    first_response_at: datetime | None = None
+    first_response_breached_at: datetime | None = None
+    resolution_due_at: datetime | None = None
+    resolution_breached_at: datetime | None = None
+
+
 class ConversationView(BaseModel):
     id: int
     contact_id: int
@@ -71,6 +83,7 @@ class ConversationView(BaseModel):
     updated_at: datetime
     last_activity_at: datetime
     resolved_at: datetime | None
+    sla: SlaView = Field(default_factory=SlaView)
 
 
 class AttachmentView(BaseModel):
@@ -112,6 +125,21 @@ class ConversationUpdated(_Event):
     conversation: ConversationView
     changes: list[str]
     actor_id: int | None = None
+
+
+class ConversationSlaAlert(_Event):
+    """A conversation's first-response or resolution deadline (its queue's SLA) is near (``at_risk``, at
+    the queue's near-breach ratio of the time allowed) or passed unmet (``breached``). For the
+    conversation's queue, its assignee and supervisors, like the routing SLA alerts."""
+
+    name: Literal["conversation.sla_alert"] = "conversation.sla_alert"
+    conversation_id: int
+    queue_id: int | None
+    assignee_id: int | None
+    target: Literal["first_response", "resolution"]
+    state: Literal["at_risk", "breached"]
+    due_at: datetime
+    target_seconds: int
 
 
 class MessageCreated(_Event):
@@ -218,7 +246,8 @@ class WebhookDisabled(_Event):
 
 
 Event = Annotated[
-    ContactMerged | MergeSuggested | ConversationCreated | ConversationUpdated | MessageCreated | MessageStatusChanged
+    ContactMerged | MergeSuggested | ConversationCreated | ConversationUpdated | ConversationSlaAlert | MessageCreated
+    | MessageStatusChanged
     | MessageUpdated | ContactCreated | ContactUpdated | PresenceChanged | ChannelChanged
     | ConversationTyping | CsatSubmitted
     | OfferCreated | OfferEnded | TaskPicked | TaskUnroutable | SlaAlert | RoutingState | RoutingSettingsChanged
@@ -226,6 +255,10 @@ Event = Annotated[
     Field(discriminator="name"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+# High-frequency signals that only matter for a moment (someone typing, wallboard snapshots): marked
+# ephemeral in the outbox when emitted, so retention forgets them after minutes instead of days.
+EPHEMERAL_EVENTS = frozenset({ConversationTyping.model_fields["name"].default,
+                              RoutingState.model_fields["name"].default})
 # Every event name, from the union above (so a new event is never forgotten here); webhooks validate
 # subscriptions against it.
 EVENT_NAMES = sorted(cls.model_fields["name"].default for cls in get_args(get_args(Event)[0]))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -74,18 +74,18 @@ class BusinessHours(BaseModel):
 
 
 class SlaTargets(BaseModel):
-    """Per-queue service targets. Service level: ``percent`` of contacts answered within ``answer_seconds``."""
+    """Per-queue service targets. Service level: ``percent`` of contacts answered within ``answer_seconds``
+    (routing). A conversation's first agent reply is due ``first_response_seconds`` after it starts and
+    its resolution ``resolution_seconds`` after it (``domain/sla.py``; null: not tracked). Warnings come at
+    ``near_breach_ratio`` of each."""
 
     model_config = ConfigDict(extra="forbid")
 
     answer_seconds: int = Field(default=60, ge=1, le=86_400 * 7)
     service_level_percent: float = Field(default=80.0, gt=0, le=100)
-    first_response_seconds: int = Field(default=3600, ge=1)
-    resolution_seconds: int = Field(default=86_400, ge=1)
+    first_response_seconds: int | None = Field(default=3600, ge=1, le=86_400 * 365)
+    resolution_seconds: int | None = Field(default=86_400, ge=1, le=86_400 * 365)
     near_breach_ratio: float = Field(default=0.8, gt=0, lt=1)
-
-    def first_response_due(self, started: datetime) -> datetime:
-        return started + timedelta(seconds=self.first_response_seconds)
 
 
 class QueueSettings(BaseModel):

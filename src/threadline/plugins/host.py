@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -38,11 +39,13 @@ if TYPE_CHECKING:  # types only: the plugins package sits below the storage and 
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from threadline.actions.permissions import Actor
+    from threadline.actions.scheduler import Claimed
     from threadline.db.models import ChannelInstanceRow
 
 P = ParamSpec("P")
 T = TypeVar("T")
 E = TypeVar("E", bound=BaseModel)
+JobHandler = Callable[["AsyncSession", "Claimed", datetime], Awaitable[None]]
 
 
 class InboxFull(RuntimeError):
@@ -124,5 +127,20 @@ class Host(Protocol):
 
     def leader(self, name: str) -> Leadership: ...
 
+    def on_job(self, kind: str, handler: JobHandler) -> None:
+        """Run ``handler(session, job, now)`` for due scheduled jobs of ``kind`` (named ``<integration>.<what>``),
+        in a write transaction that also ends the job: a handler that raises is retried with backoff and kept
+        with its error, never lost (workers/scheduler.py)."""
+        ...
 
-__all__ = ["Channel", "Host", "InboxFull", "Leadership", "Published"]
+    async def schedule(self, kind: str, key: str | int, due_at: datetime,
+                       payload: dict[str, Any] | None = None) -> None:
+        """Schedule (or move) the job (``kind``, ``key``) at ``due_at`` in a transaction of its own. Inside a
+        ``write`` function, ``threadline.actions.scheduler.schedule_job(session, …)`` commits it with that
+        function's changes instead."""
+        ...
+
+    async def cancel(self, kind: str, key: str | int) -> bool: ...
+
+
+__all__ = ["Channel", "Host", "InboxFull", "JobHandler", "Leadership", "Published"]

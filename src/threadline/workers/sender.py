@@ -1,24 +1,33 @@
-"""Deliver queued outbound messages through their channel adapter, with retries and backoff.
+"""Deliver queued outbound messages through their channel adapter, with retries and backoff, in every
+process that runs workers.
 
-A job is picked when due; the adapter's ``RetryableSendError`` schedules another attempt after an
+Each round claims due jobs with a lease (``actions.sending.claim_jobs``: a conditional ``UPDATE …
+RETURNING`` over rows locked ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two processes never send one
+job; a process that dies only delays its jobs to the end of the lease) and sends them concurrently, at
+most ``concurrency`` at a time and ``per_channel`` per channel (``workers/leased.py``), so one slow
+provider cannot hold every slot. The adapter's ``RetryableSendError`` schedules another attempt after an
 exponential backoff with jitter (or the provider's Retry-After), up to ``max_attempts``; a
-``PermanentSendError`` (or running out of attempts) marks the message failed with the reason, which
-the agent sees. Jobs live in the database, so a restart resumes where it stopped.
+``PermanentSendError`` (or running out of attempts) marks the message failed with the reason, which the
+agent sees. Results are recorded together in one transaction; one whose job was claimed again meanwhile
+(its lease ran out) is dropped. Jobs live in the database, so a restart resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 
 import structlog
 
 from threadline.actions import messages as message_actions
 from threadline.actions import messaging as messaging_actions
+from threadline.actions import sending as actions
 from threadline.adapters import AdapterFactory
 from threadline.channels.base import PermanentSendError, RetryableSendError
 from threadline.channels.registry import get_adapter_class
-from threadline.db.leader import LeaderLock
 from threadline.db.models import AttachmentRow
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import contacts as contacts_repo
@@ -29,13 +38,17 @@ from threadline.db.repos import users as users_repo
 from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.domain.contacts import IdentityKind, IdentityValue
-from threadline.domain.messages import Attachment, OutboundMessage
+from threadline.domain.messages import Attachment, OutboundMessage, SendReceipt
 from threadline.files.store import FileStore
-from threadline.loop import BackgroundLoop
 from threadline.metrics import OUTBOUND_RESULTS
+from threadline.workers.leased import LeasedWorker
 
 log = structlog.get_logger(__name__)
 ATTACHMENT_URL = "/api/v1/attachments/"
+LEASE_SECONDS = 300.0  # a claimed job is sent or tried again by then (adapters time out long before)
+SHUTDOWN_WAIT = 5.0  # seconds a stopping sender lets sends in flight finish (the rest: after their lease)
+
+Clock = Callable[[], datetime]
 
 
 def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
@@ -44,21 +57,38 @@ def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
     return rng.uniform(min(base / 2, high), high)
 
 
-class SenderWorker(BackgroundLoop):
+@dataclass
+class SendResult:
+    """What one attempt gave (recorded by ``SenderWorker.record``)."""
+
+    job_id: int
+    attempts: int  # the job's count of attempts when it was claimed
+    lease_until: datetime  # and its lease: a newer claim (this one's lease ran out) makes this result stale
+    kind: str = "?"  # the channel kind (metrics)
+    receipt: SendReceipt | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    permanent: bool = False
+
+
+class SenderWorker(LeasedWorker[SendResult]):
     name = "sender"
     wakes_on = frozenset({"jobs"})
 
     def __init__(self, db: Database, factory: AdapterFactory, *, max_attempts: int = 8, backoff_base: float = 2.0,
-                 backoff_max: float = 600.0, poll_seconds: float = 1.0) -> None:
-        super().__init__(interval=poll_seconds)
+                 backoff_max: float = 600.0, poll_seconds: float = 1.0, concurrency: int = 8,
+                 per_channel: int | None = None, clock: Clock = utcnow) -> None:
+        super().__init__(concurrency=concurrency, per_key=per_channel or max(1, concurrency // 2),
+                         poll_seconds=poll_seconds, shutdown_wait=SHUTDOWN_WAIT)
         self.db = db
         self.factory = factory
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
-        self.leader = LeaderLock(db, "sender")
+        self.clock = clock
         self.files: FileStore | None = None  # set by Services: bytes of stored attachments for send()
         self.rng = random.Random()
+        self.listeners: list[Callable[[list[SendResult]], None]] = []  # told after results are recorded (tests)
 
     def _file_bytes(self, stored: dict[str, AttachmentRow], url: str) -> bytes | None:
         row = stored.get(url.rsplit("/", 1)[1]) if url.startswith(ATTACHMENT_URL) else None
@@ -66,34 +96,49 @@ class SenderWorker(BackgroundLoop):
             return None
         return self.files.read(row.sha256)
 
-    async def on_stop(self) -> None:
-        await self.leader.release()
-
     async def tick(self) -> float | None:
-        if not await self.leader.try_acquire():
+        await self.flush()
+        if self._stopping.is_set():
             return None
-        while not self._stopping.is_set() and await self.send_due() > 0:
-            pass
+        if self.free <= 0:
+            return self.interval  # every slot is busy: a finished send wakes us
+        now = self.clock()
         async with self.db.transaction(write=False) as session:
             nxt = await repo.next_job_due(session)
         if nxt is None:
             return None
-        return max(0.01, min(self.interval, (nxt - utcnow()).total_seconds()))
+        if nxt > now:
+            return max(0.01, min(self.interval, (nxt - now).total_seconds()))
+        if await self._claim_and_send(now):
+            return 0.0  # more may be due
+        # Due, but not ours to take now: the channel's slots here are busy (a finished send wakes us), or
+        # another process just claimed them.
+        return self.interval if self._tasks else 0.5
 
     async def send_due(self, now: datetime | None = None) -> int:
-        now = now or utcnow()
-        async with self.db.transaction(write=False) as session:
-            jobs = await repo.due_jobs(session, now, 50, skip_locked=False)
-            job_ids = [j.id for j in jobs]
-        for job_id in job_ids:
-            await self._send_one(job_id)
-        return len(job_ids)
+        """Claim what is due (as many as there are free slots), send it and record the results before
+        returning; how many jobs were claimed (tools and tests; the loop does not wait)."""
+        claimed = await self._claim_and_send(now or self.clock())
+        await self.drain()
+        return claimed
 
-    async def _send_one(self, job_id: int) -> None:
+    async def _claim_and_send(self, now: datetime) -> int:
+        async with self.db.transaction(write=True) as session:
+            claimed = await actions.claim_jobs(session, now=now, lease_seconds=LEASE_SECONDS, limit=self.free,
+                                               per_channel=self.per_key, busy=self._busy)
+        for job in claimed:
+            self.spawn(job.channel_instance_id, f"send-{job.id}", partial(self._send_one, job),
+                       partial(_crashed, job))
+        return len(claimed)
+
+    async def _send_one(self, claimed: actions.ClaimedJob) -> SendResult:
+        """Prepare the outbound message (reads), then send it through the channel's adapter."""
+        job_id = claimed.id
         async with self.db.transaction(write=False) as session:
             job = await repo.get_job(session, job_id)
             if job is None or job.status != "pending":
-                return
+                return SendResult(job_id, claimed.attempts, claimed.lease_until, error="the job is gone",
+                                  permanent=True)
             msg = await conv_repo.get_message(session, job.message_id)
             channel = await channels_repo.get_channel(session, job.channel_instance_id)
             ident = await contacts_repo.get_identity(session, msg.identity_id) if msg and msg.identity_id else None
@@ -107,10 +152,12 @@ class SenderWorker(BackgroundLoop):
                      if str(a.get("url", "")).startswith(ATTACHMENT_URL)]
             stored = {r.id: r for r in await files_repo.attachments_by_ids(session, local)} \
                 if local and self.files is not None else {}
-            # an SMS customer may have replied STOP after this reply was queued: never send it then
+            # the customer may have replied STOP after this reply was queued: never send it then (the opt-out of
+            # this channel's consent scope: SMS, or WhatsApp)
             cls = get_adapter_class(channel.kind) if channel else None
-            opted_out = await messaging_actions.opted_out(session, ident.id) \
-                if ident is not None and cls is not None and cls.capabilities.consent_keywords else None
+            scope = cls.capabilities.consent_scope if cls is not None else None
+            opted_out = await messaging_actions.opted_out(session, ident.id, scope) \
+                if ident is not None and scope else None
         error: str | None = None
         retry_after: float | None = None
         permanent = False
@@ -144,22 +191,38 @@ class SenderWorker(BackgroundLoop):
             except Exception as exc:  # an adapter bug: retry, the reason is recorded
                 log.exception("adapter_send_crashed", job_id=job_id)
                 error = f"{exc.__class__.__name__}: {exc}"
+        return SendResult(job_id, claimed.attempts, claimed.lease_until, kind, receipt, error, retry_after, permanent)
+
+    async def record(self, results: list[SendResult]) -> None:
+        """Record finished attempts in one transaction: sent, tried again later, or failed with the reason."""
+        now = self.clock()
+        outcomes: list[tuple[str, str]] = []
         async with self.db.transaction(write=True) as session:
-            job = await repo.get_job(session, job_id)
-            if job is None or job.status != "pending":
-                return
-            if receipt is not None:
-                await message_actions.record_sent(session, job, receipt.provider_id, receipt.status)
-                OUTBOUND_RESULTS.labels(kind, "sent").inc()
-            elif permanent or job.attempts + 1 >= self.max_attempts:
-                reason = error or "failed"
-                if not permanent:
-                    reason = f"gave up after {job.attempts + 1} attempts: {reason}"
-                await message_actions.record_failed(session, job, reason)
-                OUTBOUND_RESULTS.labels(kind, "failed").inc()
-            else:
-                delay = retry_after if retry_after is not None else backoff(
-                    job.attempts, self.backoff_base, self.backoff_max, self.rng)
-                message_actions.record_retry(job, error or "retry", min(delay, self.backoff_max),
-                                             datetime.now(UTC))
-                OUTBOUND_RESULTS.labels(kind, "retry").inc()
+            jobs = await repo.jobs_by_ids(session, {r.job_id for r in results})
+            for r in results:
+                job = jobs.get(r.job_id)
+                if job is None or job.status != "pending" or job.attempts != r.attempts \
+                        or job.next_attempt_at != r.lease_until:
+                    continue  # recorded already, or claimed again since (its lease ran out): that attempt decides
+                if r.receipt is not None:
+                    await message_actions.record_sent(session, job, r.receipt.provider_id, r.receipt.status)
+                    outcomes.append((r.kind, "sent"))
+                elif r.permanent or job.attempts + 1 >= self.max_attempts:
+                    reason = r.error or "failed"
+                    if not r.permanent:
+                        reason = f"gave up after {job.attempts + 1} attempts: {reason}"
+                    await message_actions.record_failed(session, job, reason)
+                    outcomes.append((r.kind, "failed"))
+                else:
+                    delay = r.retry_after if r.retry_after is not None else backoff(
+                        job.attempts, self.backoff_base, self.backoff_max, self.rng)
+                    message_actions.record_retry(job, r.error or "retry", min(delay, self.backoff_max), now)
+                    outcomes.append((r.kind, "retry"))
+        for kind, outcome in outcomes:
+            OUTBOUND_RESULTS.labels(kind, outcome).inc()
+        for listener in self.listeners:
+            listener(results)
+
+
+def _crashed(job: actions.ClaimedJob, exc: Exception) -> SendResult:
+    return SendResult(job.id, job.attempts, job.lease_until, error=f"{exc.__class__.__name__}: {exc}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from tests.conftest import make_settings, seed_basics
@@ -18,10 +19,12 @@ from threadline.domain.users import Role
 from threadline.services import Services
 
 from ..harness import twilio_config, twilio_headers
-from .test_twilio_e2e import inbound
+from .test_twilio_e2e import CUSTOMER, inbound
 
 
-async def test_stop_after_queuing_blocks_the_send(sqlite_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["twilio", "twilio_whatsapp"])
+async def test_stop_after_queuing_blocks_the_send(kind: str, sqlite_url: str, tmp_path: Path) -> None:
+    """On SMS and on WhatsApp (each its own consent scope): the sender checks the scope of its channel."""
     calls: list[httpx.Request] = []
     svc = Services.build(make_settings(sqlite_url, tmp_path, run_workers=False))
     svc.factory.http = httpx.AsyncClient(transport=httpx.MockTransport(
@@ -30,12 +33,13 @@ async def test_stop_after_queuing_blocks_the_send(sqlite_url: str, tmp_path: Pat
     try:
         ids = await seed_basics(svc)
         async with svc.db.transaction() as s:
-            row = await channel_actions.create_channel(s, svc.box, kind="twilio", name="SMS", config=twilio_config(),
+            row = await channel_actions.create_channel(s, svc.box, kind=kind, name=kind, config=twilio_config(),
                                                        default_queue_id=ids["general"])
         adapter = svc.factory.for_row(row)
 
         async def receive(sid: str, text: str) -> None:
-            body = inbound(sid, text)
+            body = inbound(sid, text, **({"From": f"whatsapp:{CUSTOMER}", "To": "whatsapp:+15005550006"}
+                                         if kind == "twilio_whatsapp" else {}))
             req = RawRequest("POST", adapter.hook_url, twilio_headers(body, adapter.hook_url), body)
             adapter.verify(req)
             assert await svc.inbox.store(req, row, adapter.dedupe_key(adapter.parse(req), req)) is not None

@@ -15,7 +15,13 @@ from threadline.db.models.csat import CsatResponseRow
 from threadline.db.models.desk import CannedResponseRow
 from threadline.db.models.files import AttachmentRow
 from threadline.db.models.messaging import MediaDownloadRow, MessageTemplateRow
-from threadline.db.models.plumbing import InboxItemRow, OutboundJobRow, OutboxEventRow
+from threadline.db.models.plumbing import (
+    InboxItemRow,
+    OutboundJobRow,
+    OutboxCursorRow,
+    OutboxEventRow,
+    ScheduledJobRow,
+)
 from threadline.db.models.routing import (
     RoutingAgentRow,
     RoutingOfferRow,
@@ -32,13 +38,13 @@ from threadline.db.models.users import (
     TeamRow,
     UserRow,
 )
-from threadline.db.models.webhooks import WebhookCursorRow, WebhookDeliveryRow, WebhookEndpointRow
+from threadline.db.models.webhooks import WebhookDeliveryRow, WebhookEndpointRow
 
 __all__ = [
     "ApiTokenRow", "AttachmentRow", "Base", "ContactActivityRow", "ContactAttributeDefRow", "ContactMergeRow", "MergeSuggestionRow", "CannedResponseRow", "ChannelInstanceRow", "ContactRow", "ConversationLabelRow", "ConversationRow",
     "CsatResponseRow",
-    "IdentityRow", "InboxItemRow", "LoginAttemptRow", "MediaDownloadRow", "MessageRow", "MessageTemplateRow", "OutboundJobRow", "OutboxEventRow",
+    "IdentityRow", "InboxItemRow", "LoginAttemptRow", "MediaDownloadRow", "MessageRow", "MessageTemplateRow", "OutboundJobRow", "OutboxCursorRow", "OutboxEventRow",
     "PresenceLogRow", "QueueMemberRow", "QueueRow", "RoutingAgentRow", "RoutingOfferRow", "RoutingOutcomeRow", "RoutingQueueRow",
-    "RoutingSettingRow", "RoutingTaskRow", "SessionRow", "TeamMemberRow", "TeamRow", "UserRow",
-    "WebhookCursorRow", "WebhookDeliveryRow", "WebhookEndpointRow",
+    "RoutingSettingRow", "RoutingTaskRow", "ScheduledJobRow", "SessionRow", "TeamMemberRow", "TeamRow", "UserRow",
+    "WebhookDeliveryRow", "WebhookEndpointRow",
 ]

@@ -38,6 +38,14 @@ class ConversationRow(Timestamps, Base):
         ForeignKey("identities.id", ondelete="SET NULL"), nullable=True
     )
     last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Conversation SLA (actions/sla.py, docs/sla.md): when the running cycle began (None: no clock runs),
+    # the deadlines of its queue's targets, when they were met or missed.
+    sla_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    first_response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    first_response_breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolution_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolution_breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ConversationLabelRow(Base):

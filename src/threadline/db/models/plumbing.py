@@ -1,11 +1,12 @@
-"""Tables that make delivery reliable: the event outbox, the inbound inbox, the outbound job queue."""
+"""Tables that make delivery reliable: the event outbox and its followers' cursors, the inbound inbox,
+the outbound job queue, and the durable timers (scheduled jobs)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from threadline.db.models.base import Base
@@ -21,7 +22,8 @@ class OutboxEventRow(Base):
     """
 
     __tablename__ = "outbox_events"
-    __table_args__ = (Index("ix_outbox_unpublished", "published_at", "id"),)
+    __table_args__ = (Index("ix_outbox_unpublished", "published_at", "id"),
+                      Index("ix_outbox_ephemeral", "ephemeral", "id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
@@ -30,6 +32,18 @@ class OutboxEventRow(Base):
     audience: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # a high-frequency signal (typing, wallboard snapshots): kept minutes, not days (docs/operations.md)
+    ephemeral: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class OutboxCursorRow(Base):
+    """How far a named outbox follower (workers/follower.py) has handled the outbox: the last ``seq``."""
+
+    __tablename__ = "outbox_cursors"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class InboxItemRow(Base):
@@ -67,5 +81,32 @@ class OutboundJobRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ScheduledJobRow(Base):
+    """A durable timer: run the handler of ``kind`` for ``key`` at ``due_at`` (workers/scheduler.py).
+
+    One row per (kind, key): scheduling the pair again moves it. A worker claims a due job by counting
+    the attempt and leasing it (``lease_until``); the job is deleted when its handler succeeds, tried
+    again after a backoff when it fails, and kept with ``failed_at`` and ``last_error`` when it has
+    failed too often."""
+
+    __tablename__ = "scheduled_jobs"
+    __table_args__ = (
+        UniqueConstraint("kind", "key"),
+        Index("ix_scheduled_jobs_due", "failed_at", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(60))
+    key: Mapped[str] = mapped_column(String(200))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

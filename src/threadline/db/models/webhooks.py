@@ -1,5 +1,5 @@
-"""Outgoing webhooks: endpoints (subscriptions), one delivery row per event and endpoint, and the
-dispatcher's position in the outbox."""
+"""Outgoing webhooks: endpoints (subscriptions) and one delivery row per event and endpoint. The
+dispatcher's position in the outbox is its follower cursor (``outbox_cursors``, name ``webhooks``)."""
 
 from __future__ import annotations
 
@@ -67,13 +67,3 @@ class WebhookDeliveryRow(Base):
     last_response: Mapped[str | None] = mapped_column(Text, nullable=True)  # the first bytes the receiver answered
     last_duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class WebhookCursorRow(Base):
-    """The last outbox ``seq`` the dispatcher turned into deliveries."""
-
-    __tablename__ = "webhook_cursor"
-
-    name: Mapped[str] = mapped_column(String(40), primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer, default=0)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

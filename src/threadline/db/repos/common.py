@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,3 +32,22 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
         return values
     except (ValueError, TypeError, UnicodeDecodeError):
         raise ValidationFailed("cursor is not one this API gave out", field="cursor") from None
+
+
+async def claim_rows(session: AsyncSession, table: Any, ids: Sequence[int], due: Sequence[Any],
+                     values: dict[str, Any], returning: Sequence[Any]) -> list[Any]:
+    """Take rows for work: one conditional ``UPDATE … SET values WHERE id IN ids AND due … RETURNING``.
+
+    Only rows that still meet ``due`` are taken. On PostgreSQL the rows are first locked in id order,
+    skipping rows another process is claiming (``FOR UPDATE SKIP LOCKED``): no waiting, no deadlock, and
+    a row claimed meanwhile fails the re-checked condition, so no row is taken twice. SQLite has one
+    writer at a time. The returned rows are in id order."""
+    if not ids:
+        return []
+    targets: Any = list(ids)
+    if session.get_bind().dialect.name == "postgresql":
+        targets = (select(table.c.id).where(table.c.id.in_(list(ids)), *due).order_by(table.c.id)
+                   .with_for_update(skip_locked=True).scalar_subquery())
+    stmt = update(table).where(table.c.id.in_(targets), *due).values(**values).returning(table.c.id, *returning)
+    conn = await session.connection()
+    return sorted((await conn.execute(stmt)).all(), key=lambda r: r[0])

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, exists, or_, select
+from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.db.models import ConversationLabelRow, ConversationRow, MessageRow
@@ -200,3 +200,10 @@ async def stored_mail_fingerprints(session: AsyncSession, keys: set[tuple[int, s
             email = (meta or {}).get("email")
             out[(channel_id, provider_id)] = str(email.get("fingerprint") or "") if isinstance(email, dict) else ""
     return out
+
+
+async def first_reply_at(session: AsyncSession, conversation_id: int) -> datetime | None:
+    """When the conversation's first reply to the customer was written (notes and activity lines are not)."""
+    stmt = select(func.min(MessageRow.created_at)).where(MessageRow.conversation_id == conversation_id,
+                                                         MessageRow.direction == "out")
+    return (await session.execute(stmt)).scalar_one_or_none()

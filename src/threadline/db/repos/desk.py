@@ -21,7 +21,9 @@ from threadline.db.repos.common import decode_cursor, encode_cursor
 from threadline.db.repos.conversations import ConversationFilter
 from threadline.domain.errors import ValidationFailed
 
-OPEN_STATUSES = ("open", "pending", "snoozed")
+# The "Open" view: what needs an agent. Snoozed conversations are out of it until they wake (their own
+# "Snoozed" filter lists them); pending ones (waiting on the customer) stay in it.
+OPEN_STATUSES = ("open", "pending")
 
 
 def _conditions(flt: ConversationFilter, q: str | None) -> list[Any]:

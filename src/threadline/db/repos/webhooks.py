@@ -1,4 +1,5 @@
-"""Queries of outgoing webhooks: endpoints, deliveries (due, claimed, listed, pruned), the cursor."""
+"""Queries of outgoing webhooks: endpoints, deliveries (due, claimed, listed, pruned). The dispatcher's
+cursor and the outbox events it reads are in ``plumbing`` (every outbox follower's)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.db.models import OutboxEventRow, WebhookCursorRow, WebhookDeliveryRow, WebhookEndpointRow
+from threadline.db.models import WebhookDeliveryRow, WebhookEndpointRow
+from threadline.db.repos.common import claim_rows
 
-CURSOR = "dispatcher"
 DELIVERIES = WebhookDeliveryRow.__table__
-OUTBOX = OutboxEventRow.__table__
 
 
 def _postgres(session: AsyncSession) -> bool:
@@ -64,54 +64,6 @@ async def delivery_counts(session: AsyncSession, since: datetime) -> dict[int, d
     return out
 
 
-# --- the dispatcher's cursor ---------------------------------------------------------------------------
-
-async def get_cursor(session: AsyncSession, *, lock: bool = False) -> int | None:
-    stmt = select(WebhookCursorRow.seq).where(WebhookCursorRow.name == CURSOR)
-    if lock and _postgres(session):
-        stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
-async def ensure_cursor(session: AsyncSession, seq: int, at: datetime) -> None:
-    """Create the cursor at ``seq`` unless it exists (history before the first endpoint is never sent)."""
-    ins = postgresql.insert(WebhookCursorRow) if _postgres(session) else sqlite.insert(WebhookCursorRow)
-    await session.execute(ins.values(name=CURSOR, seq=seq, updated_at=at).on_conflict_do_nothing())
-
-
-async def set_cursor(session: AsyncSession, seq: int, at: datetime) -> None:
-    await session.execute(update(WebhookCursorRow).where(WebhookCursorRow.name == CURSOR)
-                          .values(seq=seq, updated_at=at))
-
-
-class EventHead(NamedTuple):
-    seq: int
-    name: str
-    created_at: datetime
-
-
-async def event_heads_after(session: AsyncSession, seq: int, limit: int) -> list[EventHead]:
-    """Sequenced outbox events after ``seq``, in order, without their payloads."""
-    stmt = (select(OUTBOX.c.seq, OUTBOX.c.name, OUTBOX.c.created_at).where(OUTBOX.c.seq > seq)
-            .order_by(OUTBOX.c.seq).limit(limit))
-    conn = await session.connection()
-    return [EventHead(*r) for r in (await conn.execute(stmt)).all()]
-
-
-class EventBody(NamedTuple):
-    name: str
-    payload: dict[str, Any]
-    created_at: datetime
-
-
-async def events_by_seqs(session: AsyncSession, seqs: set[int]) -> dict[int, EventBody]:
-    if not seqs:
-        return {}
-    stmt = select(OUTBOX.c.seq, OUTBOX.c.name, OUTBOX.c.payload, OUTBOX.c.created_at).where(OUTBOX.c.seq.in_(seqs))
-    conn = await session.connection()
-    return {r[0]: EventBody(r[1], r[2], r[3]) for r in (await conn.execute(stmt)).all()}
-
-
 # --- deliveries ------------------------------------------------------------------------------------------
 
 async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -158,26 +110,14 @@ class Claimed(NamedTuple):
 
 
 async def claim(session: AsyncSession, ids: list[int], now: datetime, lease_until: datetime) -> list[Claimed]:
-    """Take these deliveries for one attempt: count it and move ``next_attempt_at`` to the end of the lease.
-
-    Only rows still pending and due are taken. On PostgreSQL the rows are locked first, in id order,
-    skipping rows another process is claiming (``FOR UPDATE SKIP LOCKED``): no waiting, no deadlock, and
-    a row claimed meanwhile fails the re-checked condition (no longer due), so none is taken twice."""
-    if not ids:
-        return []
-    due = (DELIVERIES.c.status == "pending", DELIVERIES.c.next_attempt_at <= now)
-    targets: Any = ids
-    if _postgres(session):
-        targets = (select(DELIVERIES.c.id).where(DELIVERIES.c.id.in_(ids), *due).order_by(DELIVERIES.c.id)
-                   .with_for_update(skip_locked=True).scalar_subquery())
-    stmt = (update(DELIVERIES)
-            .where(DELIVERIES.c.id.in_(targets), *due)
-            .values(attempts=DELIVERIES.c.attempts + 1, next_attempt_at=lease_until, last_attempt_at=now)
-            .returning(DELIVERIES.c.id, DELIVERIES.c.endpoint_id, DELIVERIES.c.event_seq, DELIVERIES.c.event_name,
-                       DELIVERIES.c.payload, DELIVERIES.c.attempts, DELIVERIES.c.created_at))
-    conn = await session.connection()
-    rows = [Claimed(*r) for r in (await conn.execute(stmt)).all()]
-    return sorted(rows, key=lambda r: r.id)
+    """Take these deliveries for one attempt, if still pending and due: count it and move
+    ``next_attempt_at`` to the end of the lease (``common.claim_rows``: none is taken twice)."""
+    rows = await claim_rows(
+        session, DELIVERIES, ids, (DELIVERIES.c.status == "pending", DELIVERIES.c.next_attempt_at <= now),
+        {"attempts": DELIVERIES.c.attempts + 1, "next_attempt_at": lease_until, "last_attempt_at": now},
+        (DELIVERIES.c.endpoint_id, DELIVERIES.c.event_seq, DELIVERIES.c.event_name, DELIVERIES.c.payload,
+         DELIVERIES.c.attempts, DELIVERIES.c.created_at))
+    return [Claimed(*r) for r in rows]
 
 
 async def deliveries_by_ids(session: AsyncSession, ids: set[int], *, lock: bool = False) -> dict[int, WebhookDeliveryRow]:
@@ -226,3 +166,13 @@ async def prune(session: AsyncSession, before: datetime, limit: int = 5000) -> i
     conn = await session.connection()
     result = await conn.execute(delete(DELIVERIES).where(DELIVERIES.c.id.in_(ids.scalar_subquery())))
     return int(result.rowcount or 0)
+
+
+async def oldest_waiting_event(session: AsyncSession) -> int | None:
+    """The lowest event seq a pending delivery of an active endpoint still has to send (retention keeps it)."""
+    ep = WebhookEndpointRow.__table__
+    stmt = (select(func.min(DELIVERIES.c.event_seq)).select_from(DELIVERIES)
+            .join(ep, ep.c.id == DELIVERIES.c.endpoint_id)
+            .where(DELIVERIES.c.status == "pending", ep.c.active.is_(True)))
+    conn = await session.connection()
+    return (await conn.execute(stmt)).scalar_one_or_none()
