@@ -18,8 +18,8 @@ from threadline.db.leader import LeaderLock
 from threadline.db.repos import plumbing as repo
 from threadline.db.session import Database
 from threadline.db.types import utcnow
-from threadline.metrics import EVENTS_PUBLISHED
 from threadline.loop import BackgroundLoop
+from threadline.metrics import EVENTS_PUBLISHED
 
 log = structlog.get_logger(__name__)
 BATCH = 500

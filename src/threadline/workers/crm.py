@@ -31,9 +31,9 @@ from threadline.actions.contacts import RESERVED_ATTRIBUTES
 from threadline.bus.base import Bus, Envelope
 from threadline.db.leader import LeaderLock
 from threadline.db.session import Database
+from threadline.loop import BackgroundLoop
 from threadline.metrics import CRM_LOOKUPS
 from threadline.security import sign
-from threadline.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)
 MAX_ATTRIBUTES = 50

@@ -23,8 +23,8 @@ from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.domain.messages import InboundMessage, StatusUpdate
 from threadline.files.store import FileStore
-from threadline.workers.channels import AdapterFactory
 from threadline.loop import BackgroundLoop
+from threadline.workers.channels import AdapterFactory
 
 log = structlog.get_logger(__name__)
 MAX_ATTEMPTS = 5

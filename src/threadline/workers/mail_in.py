@@ -35,9 +35,9 @@ from threadline.db.leader import LeaderLock
 from threadline.db.models import ChannelInstanceRow
 from threadline.db.repos import channels as channels_repo
 from threadline.db.session import Database
+from threadline.loop import BackgroundLoop
 from threadline.workers.channels import AdapterFactory
 from threadline.workers.inbox import InboxWorker
-from threadline.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)
 EMAIL_KIND = "email"

@@ -21,8 +21,8 @@ from threadline.db.repos import messaging as repo
 from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.files.store import FileStore
-from threadline.workers.channels import AdapterFactory
 from threadline.loop import BackgroundLoop
+from threadline.workers.channels import AdapterFactory
 
 log = structlog.get_logger(__name__)
 

@@ -30,9 +30,9 @@ from threadline.db.types import utcnow
 from threadline.domain.contacts import IdentityKind, IdentityValue
 from threadline.domain.messages import Attachment, OutboundMessage
 from threadline.files.store import FileStore
+from threadline.loop import BackgroundLoop
 from threadline.metrics import OUTBOUND_RESULTS
 from threadline.workers.channels import AdapterFactory
-from threadline.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)
 ATTACHMENT_URL = "/api/v1/attachments/"

@@ -48,9 +48,9 @@ from threadline.domain.webhooks import (
     signature_header,
     wanted_names,
 )
+from threadline.loop import BackgroundLoop
 from threadline.metrics import WEBHOOK_ATTEMPT_SECONDS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS_DISABLED
 from threadline.security import SecretBox
-from threadline.loop import BackgroundLoop
 from threadline.workers.webhook_http import Answer, DestinationRefused, check_destination, make_client, post
 
 log = structlog.get_logger(__name__)
