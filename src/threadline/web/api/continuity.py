@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from threadline.actions import continuity as actions
+from threadline.actions.permissions import visible_contact, visible_contact_ids
 from threadline.actions.views import contact_view, conversation_views
 from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import continuity as repo
 from threadline.domain.contacts import AttributeType
-from threadline.domain.errors import NotFound
 from threadline.domain.events import ContactView, ConversationView
 from threadline.web.api.schemas import In
 from threadline.web.deps import CurrentActor, ServicesDep
@@ -120,8 +120,14 @@ async def list_suggestions(actor: CurrentActor, services: ServicesDep, contact_i
                            status: str = Query(default="open", pattern="^(open|merged|dismissed)$")
                            ) -> list[SuggestionOut]:
     async with services.db.transaction(write=False) as session:
-        return [SuggestionOut.model_validate(r, from_attributes=True)
-                for r in await repo.suggestions_for(session, contact_id, status)]
+        if contact_id is not None:
+            await visible_contact(session, actor, contact_id)
+        rows = await repo.suggestions_for(session, contact_id, status)
+        if actor.viewer is not None:  # an agent: the suggestions about a contact they see
+            seen = await visible_contact_ids(session, actor, sorted({c for r in rows
+                                                                     for c in (r.contact_id, r.other_contact_id)}))
+            rows = [r for r in rows if r.contact_id in seen or r.other_contact_id in seen]
+        return [SuggestionOut.model_validate(r, from_attributes=True) for r in rows]
 
 
 @router.post("/merge-suggestions/{suggestion_id}/dismiss", status_code=204)
@@ -150,16 +156,14 @@ async def split_message(message_id: int, actor: CurrentActor, services: Services
 async def add_activity(contact_id: int, body: ActivityIn, actor: CurrentActor, services: ServicesDep) -> JourneyEntry:
     async with services.db.transaction() as session:
         row = await actions.record_activity(session, contact_id, kind=body.kind, title=body.title, url=body.url,
-                                            data=body.data, at=body.at)
+                                            data=body.data, at=body.at, actor=actor)
         return JourneyEntry(at=row.at, kind=row.kind, title=row.title, url=row.url)
 
 
 @router.get("/contacts/{contact_id}/360", response_model=Customer360, summary="Everything about one customer")
 async def customer_360(contact_id: int, actor: CurrentActor, services: ServicesDep) -> Customer360:
     async with services.db.transaction(write=False) as session:
-        contact = await contacts_repo.get_contact(session, contact_id)
-        if contact is None:
-            raise NotFound(f"contact {contact_id} does not exist")
+        contact = await visible_contact(session, actor, contact_id)
         idents = await contacts_repo.identities_of(session, [contact.id])
         convs = [c for c in await repo.conversations_of(session, contact.id) if actor.can_see(c)]
         views = await conversation_views(session, convs)

@@ -488,12 +488,10 @@ async def desk_transfer(conversation_id: int, request: Request, services: Servic
 
 @router.post("/desk/contacts/{contact_id}")
 async def desk_contact(contact_id: int, request: Request, services: ServicesDep, actor: Actor = ActorDep) -> Response:
-    """Edit a customer's name and attributes (anyone who can see one of their conversations)."""
+    """Edit a customer's name and attributes (whoever may see the contact: ``permissions.visible_contact``,
+    checked by ``update_contact``)."""
     form = await request.form()
     async with services.db.transaction(write=True) as session:
-        convs = await desk_repo.conversations_of_contact(session, contact_id, 200)
-        if not any(actor.can_see(c) for c in convs) and not actor.sees_everything:
-            raise NotFound(f"contact {contact_id} does not exist")
         attrs: dict[str, Any] = {}
         for key, value in form.multi_items():
             if key.startswith("attr:"):
