@@ -32,6 +32,22 @@ class RawRequest:
         return self.headers.get(name.lower(), default)
 
 
+# Request headers that carry credentials (basic auth, cookies, API keys, proxy credentials). A stored raw
+# request (workers/inbox.py) keeps every other header, enough to parse it again, and these with their
+# value replaced by ``REDACTED``; an adapter adds its provider's own in ``secret_headers``. Signature
+# headers that are HMACs of the request (X-Twilio-Signature, X-Hub-Signature-256) reveal no secret: kept.
+SECRET_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "x-auth-token", "x-access-token",
+    "x-csrf-token", "x-amz-security-token",
+})
+REDACTED = "[redacted]"
+
+
+def storable_headers(headers: Mapping[str, str], secret: frozenset[str] = frozenset()) -> dict[str, str]:
+    """``headers`` as they may be stored: credentials (``SECRET_HEADERS`` and ``secret``) redacted."""
+    return {k: (REDACTED if k.lower() in SECRET_HEADERS or k.lower() in secret else v) for k, v in headers.items()}
+
+
 @dataclass(frozen=True)
 class Ack:
     """What the provider receives once the request is safely stored."""
@@ -97,6 +113,9 @@ class ChannelAdapter(ABC):
     # Turns one of our private ``/api/v1/attachments/{id}`` URLs into an expiring signed public link (set by
     # the adapter factory), for providers that fetch outbound media by URL; None when unavailable.
     file_url: Callable[[str], str | None] | None = None
+    # Headers of this provider's requests that carry a credential (lower-case), redacted before a request
+    # is stored, besides the common ones in ``SECRET_HEADERS`` (e.g. Telegram's secret token).
+    secret_headers: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: BaseModel, http: httpx.AsyncClient, *, scope: str) -> None:
         self.config = config

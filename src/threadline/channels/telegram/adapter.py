@@ -91,6 +91,7 @@ class TelegramChannel(ChannelAdapter):
     kind = "telegram"
     title = "Telegram bot"
     Config = TelegramConfig
+    secret_headers = frozenset({"x-telegram-bot-api-secret-token"})
     capabilities = Capabilities(max_text_length=4096, attachments=True, max_attachment_bytes=50 * 1024 * 1024,
                                 identity_kinds=("handle",), typing=True)
     config: TelegramConfig

@@ -15,7 +15,7 @@ from threadline.db.models.desk import CannedResponseRow
 from threadline.db.models.files import AttachmentRow
 from threadline.db.models.mail import MailboxStateRow
 from threadline.db.models.messaging import MediaDownloadRow, MessageTemplateRow
-from threadline.db.models.plumbing import InboxItemRow, OutboundJobRow, OutboxEventRow
+from threadline.db.models.plumbing import InboxItemRow, OutboundJobRow, OutboxEventRow, ReplayNonceRow
 from threadline.db.models.routing import (
     RoutingAgentRow,
     RoutingOfferRow,
@@ -38,7 +38,7 @@ from threadline.db.models.webhooks import WebhookCursorRow, WebhookDeliveryRow, 
 __all__ = [
     "ApiTokenRow", "AttachmentRow", "Base", "ContactActivityRow", "ContactAttributeDefRow", "ContactMergeRow", "MergeSuggestionRow", "CannedResponseRow", "ChannelInstanceRow", "ContactRow", "ConversationLabelRow", "ConversationRow",
     "CsatResponseRow",
-    "IdentityRow", "InboxItemRow", "LoginAttemptRow", "MailboxStateRow", "MediaDownloadRow", "MessageRow", "MessageTemplateRow", "OutboundJobRow", "OutboxEventRow",
+    "IdentityRow", "InboxItemRow", "LoginAttemptRow", "MailboxStateRow", "MediaDownloadRow", "MessageRow", "MessageTemplateRow", "OutboundJobRow", "OutboxEventRow", "ReplayNonceRow",
     "PresenceLogRow", "QueueMemberRow", "QueueRow", "RoutingAgentRow", "RoutingOfferRow", "RoutingOutcomeRow", "RoutingQueueRow",
     "RoutingSettingRow", "RoutingTaskRow", "SessionRow", "TeamMemberRow", "TeamRow", "UserRow",
     "WebhookCursorRow", "WebhookDeliveryRow", "WebhookEndpointRow",
