@@ -58,6 +58,15 @@ class Ack:
 
 
 @dataclass(frozen=True)
+class ReplayNonce:
+    """A provider's one-time token in a signed request (Mailgun's ``token``): the hook layer records it
+    for ``ttl_seconds`` (as long as the signature could pass as fresh) and refuses it with another request."""
+
+    value: str
+    ttl_seconds: int
+
+
+@dataclass(frozen=True)
 class Capabilities:
     max_text_length: int = 65_536
     attachments: bool = True
@@ -142,6 +151,12 @@ class ChannelAdapter(ABC):
 
     def ack(self, req: RawRequest) -> Ack:
         return Ack()
+
+    def replay_nonce(self, req: RawRequest) -> ReplayNonce | None:
+        """The one-time token a verified request carries, if the provider signs one (pure, no I/O): the
+        hook layer remembers it, so a captured signature cannot carry another request while it is fresh.
+        The same token with the same request (a provider retry) is accepted and deduplicated."""
+        return None
 
     async def download(self, url: str, max_bytes: int) -> tuple[bytes, str]:
         """Fetch an inbound attachment the provider only linked (an ``Attachment.url`` that ``parse`` listed in
