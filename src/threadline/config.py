@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     webhooks_allow_private: bool = Field(
         default=False, description="Let webhook URLs reach private, loopback and link-local addresses "
         "(self-hosted intranets, tests); off: such URLs are refused when saved and when delivered")
+    channels_allow_private: bool = Field(
+        default=False, description="Let channel settings (provider base URLs, SMTP and IMAP hosts) name private, "
+        "loopback and link-local addresses (a mail server on your network, tests); off: refused when saved or "
+        "tested")
     webhooks_timeout_seconds: float = Field(default=10.0, gt=0, le=60, description="Time a receiver has to answer")
     webhooks_max_attempts: int = Field(default=10, ge=1, le=50, description="Attempts before a delivery is given up")
     webhooks_backoff_base: float = Field(default=10.0, gt=0, description="Wait after the first failed attempt "

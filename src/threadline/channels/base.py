@@ -125,6 +125,11 @@ class ChannelAdapter(ABC):
     # Headers of this provider's requests that carry a credential (lower-case), redacted before a request
     # is stored, besides the common ones in ``SECRET_HEADERS`` (e.g. Telegram's secret token).
     secret_headers: ClassVar[frozenset[str]] = frozenset()
+    # Where each secret of the Config is sent: {secret field: the config fields naming its destination}, ``()``
+    # for one that only signs or checks requests. Secrets not listed go to the destination fields sharing
+    # their prefix, or all of them (``actions/channels.secret_destinations``). A saved secret left masked is
+    # reused only while those fields keep their saved values.
+    secret_destinations: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     def __init__(self, config: BaseModel, http: httpx.AsyncClient, *, scope: str) -> None:
         self.config = config

@@ -106,6 +106,7 @@ class ApiChannel(ChannelAdapter):
     kind = "api"
     title = "API (generic)"
     Config = ApiChannelConfig
+    secret_destinations = {"secret": ()}  # signs both ways, never sent
     capabilities = Capabilities(max_text_length=65_536, attachments=True, identity_kinds=("handle",))
     config: ApiChannelConfig
 

@@ -116,6 +116,7 @@ class EmailChannel(ChannelAdapter):
     kind = "email"
     title = "Email"
     Config = EmailChannelConfig
+    secret_destinations = {"mailgun_signing_key": (), "sendgrid_basic_auth": ()}  # check inbound posts only
     capabilities = Capabilities(max_text_length=200_000, attachments=True, max_attachment_bytes=10 * 1024 * 1024,
                                 identity_kinds=("email",))
     config: EmailChannelConfig

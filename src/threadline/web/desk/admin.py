@@ -38,7 +38,7 @@ from threadline.domain.events import EVENT_NAMES
 from threadline.domain.users import Role, parse_skill_spec
 from threadline.domain.webhooks import NOT_IN_WILDCARD
 from threadline.web.api import routing as routing_api
-from threadline.web.api.channels import check_channel_settings
+from threadline.web.api.channels import check_channel_settings, check_destinations
 from threadline.web.deps import ServicesDep
 from threadline.web.desk.common import actor_or_none, render
 
@@ -80,8 +80,10 @@ async def _page(request: Request, services: ServicesDep, section: str,
 
 
 async def _post(request: Request, services: ServicesDep, back: str,
-                run: Callable[[AsyncSession, Actor, Any], Awaitable[str]]) -> Response:
-    """Check admin + CSRF, run the action in a transaction, redirect back with a message."""
+                run: Callable[[AsyncSession, Actor, Any], Awaitable[str]],
+                before: Callable[[Any], Awaitable[None]] | None = None) -> Response:
+    """Check admin + CSRF, run the action in a transaction, redirect back with a message. ``before`` checks
+    the form outside the transaction (what takes time, such as resolving a host name)."""
     actor, csrf = await actor_or_none(request, services)
     if actor is None:
         return RedirectResponse("/login", status_code=303)
@@ -94,6 +96,8 @@ async def _post(request: Request, services: ServicesDep, back: str,
                                               "The form's security token did not match: reload and try again.",
                                               "back": back, "csrf": ""}, 403)
     try:
+        if before is not None:
+            await before(form)
         async with services.db.transaction(write=True) as session:
             message = await run(session, actor, form)
     except DomainError as exc:
@@ -454,7 +458,13 @@ async def channel_create(request: Request, services: ServicesDep) -> Response:
             session, services.box, kind=kind, name=str(form.get("name", "")), config=_config_from_form(kind, form),
             default_queue_id=int(queue) if queue.isdigit() else None)
         return f"Channel {row.name} created"
-    return await _post(request, services, "/admin/channels", run)
+
+    async def destinations(form: Any) -> None:  # provider URLs and mail hosts must be public (SSRF)
+        kind = str(form.get("kind", ""))
+        cls = get_adapter_class(kind)
+        if cls is not None:
+            await check_destinations(services, cls, channel_actions.validate_config(cls, _config_from_form(kind, form)))
+    return await _post(request, services, "/admin/channels", run, destinations)
 
 
 @router.post("/channels/test")
