@@ -12,7 +12,7 @@ from threadline import __version__
 from threadline.config import Settings, get_settings
 from threadline.logging import configure as configure_logging
 from threadline.services import Services
-from threadline.web import errors, hooks, live, ops
+from threadline.web import errors, hooks, live, openapi, ops
 from threadline.web.api import router as api_router
 from threadline.web.desk import router as desk_router
 from threadline.web.limits import BodySizeLimit, RequestMetrics
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Threadline", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   openapi_url="/api/v1/openapi.json", docs_url=None, redoc_url=None)
     errors.install(app)
+    openapi.install(app)
     app.include_router(api_router)
     app.include_router(hooks.router)
     app.include_router(live.router)

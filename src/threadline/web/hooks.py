@@ -64,6 +64,9 @@ async def handle(services: Services, key: str, req: RawRequest) -> tuple[int, by
     except BadPayload as exc:
         INBOUND_REJECTED.labels(channel.kind, "payload").inc()
         return _problem(400, f"cannot understand the request: {exc}", "bad_payload")
+    except RecursionError:  # JSON (or XML) nested beyond what a parser recurses into: bad input, not a crash
+        INBOUND_REJECTED.labels(channel.kind, "payload").inc()
+        return _problem(400, "cannot understand the request: it is nested too deeply", "bad_payload")
     ack = adapter.ack(req)
     if not items:  # e.g. an event type we do not handle: acknowledged and logged, never an error
         log.info("hook_ignored", channel_id=channel.id)

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from threadline.db.models import ContactRow, ConversationRow, IdentityRow
 from threadline.db.repos.common import decode_cursor, encode_cursor
 from threadline.domain.contacts import IdentityValue
+from threadline.domain.errors import ValidationFailed
 
 
 async def get_contact(session: AsyncSession, contact_id: int) -> ContactRow | None:
@@ -115,7 +116,9 @@ async def search_contacts(
         stmt = stmt.where(or_(ContactRow.search_text.like(needle)))
     if cursor:
         (last_id,) = decode_cursor(cursor, 1)
-        stmt = stmt.where(ContactRow.id < int(last_id))
+        if not isinstance(last_id, int):
+            raise ValidationFailed("cursor is not one this API gave out", field="cursor")
+        stmt = stmt.where(ContactRow.id < last_id)
     rows = (await session.execute(stmt)).scalars().all()
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], next_cursor

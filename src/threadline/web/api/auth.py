@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 from threadline.actions import auth as auth_actions
 from threadline.db.repos import auth as auth_repo
 from threadline.domain.errors import DomainError
-from threadline.web.api.schemas import LoginIn, MeOut, TokenCreated, TokenIn, TokenOut
+from threadline.web.api.schemas import Id, LoginIn, MeOut, TokenCreated, TokenIn, TokenOut
 from threadline.web.api.users import user_out
 from threadline.web.deps import SESSION_COOKIE, CurrentActor, ServicesDep
 from threadline.web.errors import problem
@@ -92,7 +92,7 @@ async def create_token(body: TokenIn, actor: CurrentActor, services: ServicesDep
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke an API token")
-async def revoke_token(token_id: int, actor: CurrentActor, services: ServicesDep) -> Response:
+async def revoke_token(token_id: Id, actor: CurrentActor, services: ServicesDep) -> Response:
     async with services.db.transaction(write=True) as session:
         await auth_actions.revoke_token(session, token_id,
                                         owner_id=None if actor.role.value == "admin" else actor.user_id)

@@ -18,7 +18,7 @@ from threadline.db.repos import channels as repo
 from threadline.domain.errors import NotFound, ValidationFailed
 from threadline.security import SecretBox
 from threadline.services import Services
-from threadline.web.api.schemas import ChannelIn, ChannelOut, ChannelUpdate
+from threadline.web.api.schemas import ChannelIn, ChannelOut, ChannelUpdate, Id
 from threadline.web.deps import AdminActor, CurrentActor, ServicesDep
 from threadline.workers import webhook_http
 
@@ -46,7 +46,7 @@ async def channel_kinds(actor: AdminActor) -> list[dict[str, object]]:
 class ChannelTestIn(BaseModel):
     kind: str = Field(max_length=40)
     config: dict[str, Any] = Field(default_factory=dict)
-    channel_id: int | None = Field(default=None, description="Test changes to this channel: unset or "
+    channel_id: Id | None = Field(default=None, description="Test changes to this channel: unset or "
                                    "'********' fields keep their saved values")
 
 
@@ -139,7 +139,7 @@ async def create_channel(body: ChannelIn, actor: AdminActor, services: ServicesD
 
 
 @router.get("/channels/{channel_id}", response_model=ChannelOut)
-async def get_channel(channel_id: int, actor: CurrentActor, services: ServicesDep) -> ChannelOut:
+async def get_channel(channel_id: Id, actor: CurrentActor, services: ServicesDep) -> ChannelOut:
     async with services.db.transaction(write=False) as session:
         row = await repo.get_channel(session, channel_id)
     if row is None:
@@ -149,7 +149,7 @@ async def get_channel(channel_id: int, actor: CurrentActor, services: ServicesDe
 
 
 @router.patch("/channels/{channel_id}", response_model=ChannelOut)
-async def update_channel(channel_id: int, body: ChannelUpdate, actor: AdminActor, services: ServicesDep
+async def update_channel(channel_id: Id, body: ChannelUpdate, actor: AdminActor, services: ServicesDep
                          ) -> ChannelOut:
     if body.config is not None:  # new or changed destinations must be public addresses (outside the transaction)
         async with services.db.transaction(write=False) as session:

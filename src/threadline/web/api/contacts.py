@@ -10,7 +10,7 @@ from threadline.actions.permissions import visible_contact
 from threadline.actions.views import contact_views
 from threadline.db.repos import contacts as repo
 from threadline.domain.events import ContactView
-from threadline.web.api.schemas import ContactCreate, ContactPage, ContactUpdate, IdentityIn
+from threadline.web.api.schemas import ContactCreate, ContactPage, ContactUpdate, Id, IdentityIn
 from threadline.web.deps import CurrentActor, ServicesDep
 
 router = APIRouter(tags=["contacts"])
@@ -35,14 +35,14 @@ async def create_contact(body: ContactCreate, actor: CurrentActor, services: Ser
 
 
 @router.get("/contacts/{contact_id}", response_model=ContactView)
-async def get_contact(contact_id: int, actor: CurrentActor, services: ServicesDep) -> ContactView:
+async def get_contact(contact_id: Id, actor: CurrentActor, services: ServicesDep) -> ContactView:
     async with services.db.transaction(write=False) as session:
         row = await visible_contact(session, actor, contact_id)
         return (await contact_views(session, [row]))[0]
 
 
 @router.patch("/contacts/{contact_id}", response_model=ContactView)
-async def update_contact(contact_id: int, body: ContactUpdate, actor: CurrentActor, services: ServicesDep
+async def update_contact(contact_id: Id, body: ContactUpdate, actor: CurrentActor, services: ServicesDep
                          ) -> ContactView:
     async with services.db.transaction(write=True) as session:
         return await contact_actions.update_contact(session, contact_id, **body.model_dump(exclude_unset=True),
@@ -51,7 +51,7 @@ async def update_contact(contact_id: int, body: ContactUpdate, actor: CurrentAct
 
 @router.post("/contacts/{contact_id}/identities", response_model=ContactView, status_code=201,
              summary="Add an identity (unverified when an agent adds it; a supervisor or admin confirms one)")
-async def add_identity(contact_id: int, body: IdentityIn, actor: CurrentActor, services: ServicesDep
+async def add_identity(contact_id: Id, body: IdentityIn, actor: CurrentActor, services: ServicesDep
                        ) -> ContactView:
     async with services.db.transaction(write=True) as session:
         return await contact_actions.add_identity(session, contact_id, **body.model_dump(), actor=actor)

@@ -11,6 +11,7 @@ from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import conversations as conv_repo
 from threadline.db.repos import mail as repo
 from threadline.domain.errors import NotFound
+from threadline.web.api.schemas import Id
 from threadline.web.deps import CurrentActor, ServicesDep
 
 router = APIRouter(tags=["email"])
@@ -18,7 +19,7 @@ router = APIRouter(tags=["email"])
 
 @router.get("/messages/{message_id}/original", response_class=Response,
             summary="The raw email behind a message (message/rfc822 download)")
-async def original(message_id: int, actor: CurrentActor, services: ServicesDep) -> Response:
+async def original(message_id: Id, actor: CurrentActor, services: ServicesDep) -> Response:
     async with services.db.transaction(write=False) as session:
         msg = await conv_repo.get_message(session, message_id)
         if msg is None:

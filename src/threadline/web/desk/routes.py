@@ -41,7 +41,9 @@ from threadline.db.repos import users as users_repo
 from threadline.domain import events as domain_events
 from threadline.domain.conversations import ConversationStatus, Priority
 from threadline.domain.errors import DomainError, NotFound, ValidationFailed
+from threadline.domain.ids import MAX_ID, parse_id
 from threadline.web.api.auth import do_login, set_session_cookie
+from threadline.web.api.schemas import Id, IdOrZero
 from threadline.web.deps import SESSION_COOKIE, ServicesDep, current_actor
 from threadline.web.desk.common import HERE, actor_or_none, is_htmx, queue_count, queue_items, render
 
@@ -124,7 +126,7 @@ class ListParams:
 
         def num(key: str) -> int | None:
             v = qp.get(key, "")
-            return int(v) if v.isdigit() else None
+            return parse_id(v)
 
         view = qp.get("view", "mine")
         status = qp.get("status", "open")
@@ -267,7 +269,7 @@ async def _conversation_ctx(session: AsyncSession, actor: Actor, conversation_id
 
 @router.get("/", response_class=HTMLResponse)
 @router.get("/conversations/{conversation_id}", response_class=HTMLResponse)
-async def desk(request: Request, services: ServicesDep, conversation_id: int | None = None) -> Response:
+async def desk(request: Request, services: ServicesDep, conversation_id: Id | None = None) -> Response:
     actor, csrf = await actor_or_none(request, services)
     if actor is None:
         if is_htmx(request):
@@ -330,8 +332,8 @@ async def wrapups_partial(request: Request, services: ServicesDep) -> Response:
 
 
 @router.get("/desk/p/conversations/{conversation_id}/{part}", response_class=HTMLResponse)
-async def conversation_part(conversation_id: int, part: str, request: Request, services: ServicesDep,
-                            after: int = 0) -> Response:
+async def conversation_part(conversation_id: Id, part: str, request: Request, services: ServicesDep,
+                            after: IdOrZero = 0) -> Response:
     """Pieces of the open conversation that live.js refreshes: header, sidebar, or new messages."""
     if part not in ("header", "sidebar", "messages"):
         raise NotFound("no such part")
@@ -352,7 +354,7 @@ async def conversation_part(conversation_id: int, part: str, request: Request, s
 
 
 @router.get("/desk/p/messages/{message_id}", response_class=HTMLResponse)
-async def message_partial(message_id: int, request: Request, services: ServicesDep) -> Response:
+async def message_partial(message_id: Id, request: Request, services: ServicesDep) -> Response:
     actor, csrf = await _page_actor(request, services)
     async with services.db.transaction(write=False) as session:
         msg = await conv_repo.get_message(session, message_id)
@@ -381,13 +383,14 @@ def _opt_int(value: object, field: str) -> int | None:
     text = str(value or "").strip()
     if text in ("", "none"):
         return None
-    if not text.isdigit():
-        raise ValidationFailed(f"{field} must be a number", field=field)
-    return int(text)
+    value = parse_id(text)
+    if value is None:
+        raise ValidationFailed(f"{field} must be an id (a number from 1 to {MAX_ID})", field=field)
+    return value
 
 
 @router.post("/desk/conversations/{conversation_id}/reply")
-async def desk_reply(conversation_id: int, request: Request, services: ServicesDep,
+async def desk_reply(conversation_id: Id, request: Request, services: ServicesDep,
                      actor: Actor = ActorDep) -> Response:
     form = await request.form()
     text = str(form.get("text", ""))
@@ -439,7 +442,7 @@ def _snooze_until(choice: str, custom: str, now: datetime, tz_offset: str = "") 
 
 
 @router.post("/desk/conversations/{conversation_id}/update")
-async def desk_update(conversation_id: int, request: Request, services: ServicesDep,
+async def desk_update(conversation_id: Id, request: Request, services: ServicesDep,
                       actor: Actor = ActorDep) -> Response:
     form = await request.form()
     changes: dict[str, Any] = {}
@@ -472,7 +475,7 @@ async def desk_update(conversation_id: int, request: Request, services: Services
 
 
 @router.post("/desk/conversations/{conversation_id}/transfer")
-async def desk_transfer(conversation_id: int, request: Request, services: ServicesDep,
+async def desk_transfer(conversation_id: Id, request: Request, services: ServicesDep,
                         actor: Actor = ActorDep) -> Response:
     form = await request.form()
     kind, _, raw = str(form.get("target", "")).partition(":")
@@ -487,7 +490,7 @@ async def desk_transfer(conversation_id: int, request: Request, services: Servic
 
 
 @router.post("/desk/contacts/{contact_id}")
-async def desk_contact(contact_id: int, request: Request, services: ServicesDep, actor: Actor = ActorDep) -> Response:
+async def desk_contact(contact_id: Id, request: Request, services: ServicesDep, actor: Actor = ActorDep) -> Response:
     """Edit a customer's name and attributes (whoever may see the contact: ``permissions.visible_contact``,
     checked by ``update_contact``)."""
     form = await request.form()
@@ -506,7 +509,7 @@ async def desk_contact(contact_id: int, request: Request, services: ServicesDep,
 
 
 @router.post("/desk/contacts/{contact_id}/merge")
-async def desk_merge_contact(contact_id: int, request: Request, services: ServicesDep,
+async def desk_merge_contact(contact_id: Id, request: Request, services: ServicesDep,
                              actor: Actor = ActorDep) -> Response:
     """Accept a merge suggestion: the other contact is merged into this one (undo through the API)."""
     form = await request.form()
@@ -519,7 +522,7 @@ async def desk_merge_contact(contact_id: int, request: Request, services: Servic
 
 
 @router.post("/desk/merge-suggestions/{suggestion_id}/dismiss")
-async def desk_dismiss_suggestion(suggestion_id: int, request: Request, services: ServicesDep,
+async def desk_dismiss_suggestion(suggestion_id: Id, request: Request, services: ServicesDep,
                                   actor: Actor = ActorDep) -> Response:
     form = await request.form()
     async with services.db.transaction(write=True) as session:
@@ -548,11 +551,11 @@ def _back_to_queue(request: Request) -> str:
     if current.netloc and current.netloc != request.headers.get("host"):
         return f"view={QUEUE_VIEW}"
     queue = (parse_qs(current.query).get("queue") or [""])[0]
-    return urlencode({"view": QUEUE_VIEW, **({"queue": queue} if queue.isdigit() else {})})
+    return urlencode({"view": QUEUE_VIEW, **({"queue": queue} if parse_id(queue) else {})})
 
 
 @router.post("/desk/queue/{conversation_id}/take")
-async def desk_take(conversation_id: int, request: Request, services: ServicesDep,
+async def desk_take(conversation_id: Id, request: Request, services: ServicesDep,
                     actor: Actor = ActorDep) -> Response:
     """Take a conversation waiting in a queue I serve (supervisors: any queue), then open it. Refusals
     (no free slot, already taken, not my queue) are problem documents that live.js shows as a toast."""
@@ -566,7 +569,7 @@ async def desk_take(conversation_id: int, request: Request, services: ServicesDe
 
 
 @router.post("/desk/wrap-ups/{conversation_id}/ready")
-async def desk_wrapup_ready(conversation_id: int, request: Request, services: ServicesDep,
+async def desk_wrapup_ready(conversation_id: Id, request: Request, services: ServicesDep,
                             actor: Actor = ActorDep) -> Response:
     """The agent is done with after-contact work before the timer: the router frees the slot."""
     async with services.db.transaction(write=True) as session:

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
 from threadline.actions import webchat as actions
+from threadline.web.api.schemas import Id
 from threadline.web.deps import CurrentActor, ServicesDep
 
 router = APIRouter(prefix="/api/v1", tags=["web chat"])
@@ -20,7 +21,7 @@ class TypingIn(BaseModel):
 
 class ReadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    up_to: int | None = None
+    up_to: Id | None = None
 
 
 class ReadOut(BaseModel):
@@ -44,21 +45,21 @@ class CsatList(BaseModel):
 
 @router.post("/conversations/{conversation_id}/typing", status_code=204,
              summary="The agent started or stopped typing (the visitor's widget shows it)")
-async def agent_typing(conversation_id: int, body: TypingIn, actor: CurrentActor, services: ServicesDep) -> None:
+async def agent_typing(conversation_id: Id, body: TypingIn, actor: CurrentActor, services: ServicesDep) -> None:
     async with services.db.transaction(write=True) as session:
         await actions.agent_typing(session, actor, conversation_id, body.typing)
 
 
 @router.post("/conversations/{conversation_id}/read", response_model=ReadOut,
              summary="The agent has seen the customer's messages (web chat shows 'Seen')")
-async def mark_read(conversation_id: int, body: ReadIn, actor: CurrentActor, services: ServicesDep) -> ReadOut:
+async def mark_read(conversation_id: Id, body: ReadIn, actor: CurrentActor, services: ServicesDep) -> ReadOut:
     async with services.db.transaction(write=True) as session:
         return ReadOut(marked=await actions.mark_read(session, actor, conversation_id, body.up_to))
 
 
 @router.get("/contacts/{contact_id}/csat", response_model=CsatList,
             summary="A customer's satisfaction ratings (newest first) and their average")
-async def contact_csat(contact_id: int, actor: CurrentActor, services: ServicesDep) -> CsatList:
+async def contact_csat(contact_id: Id, actor: CurrentActor, services: ServicesDep) -> CsatList:
     async with services.db.transaction(write=False) as session:
         rows = await actions.contact_csat(session, actor, contact_id)
     items = [CsatView(id=r.id, conversation_id=r.conversation_id, contact_id=r.contact_id,

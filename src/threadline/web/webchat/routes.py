@@ -13,7 +13,6 @@ renders it with ``textContent``, never as HTML.
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from fastapi import APIRouter, Request, Response, WebSocket
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from threadline import jsonguard
 from threadline.actions import attachments as attachment_actions
 from threadline.actions import continuity as continuity_actions
 from threadline.actions import webchat as webchat_actions
@@ -39,6 +39,7 @@ from threadline.db.types import utcnow
 from threadline.domain.errors import DomainError
 from threadline.domain.queues import QueueSettings
 from threadline.services import Services
+from threadline.web.api.schemas import Id
 from threadline.web.webchat import live
 from threadline.web.webchat.ratelimit import RateLimiter
 
@@ -122,7 +123,7 @@ async def guarded(request: Request, handler: Any) -> Response:
 
 def _body(raw: bytes, model: type[BaseModel]) -> Any:
     try:
-        return model.model_validate(json.loads(raw or b"{}"))
+        return model.model_validate(jsonguard.loads(raw or b"{}"))  # depth-limited: never a RecursionError
     except (ValueError, ValidationError) as exc:
         if isinstance(exc, ValidationError):
             err = exc.errors()[0]
@@ -444,7 +445,7 @@ class ReceiptsIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
     token: str = Field(max_length=1000)
     status: str = Field(pattern=r"^(delivered|read)$")
-    message_ids: list[int] = Field(min_length=1, max_length=200)
+    message_ids: list[Id] = Field(min_length=1, max_length=200)
 
 
 @router.post("/widget/receipts", summary="The visitor's widget received or showed agent messages")
@@ -474,7 +475,7 @@ async def _receipts(ctx: Ctx, request: Request) -> Response:
 class CsatIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
     token: str = Field(max_length=1000)
-    conversation_id: int
+    conversation_id: Id
     rating: int = Field(ge=1, le=5)
     comment: str = Field(default="", max_length=2000)
 
