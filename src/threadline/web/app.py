@@ -12,7 +12,7 @@ from threadline import __version__
 from threadline.config import Settings, get_settings
 from threadline.logging import configure as configure_logging
 from threadline.services import Services
-from threadline.web import errors, hooks, live, openapi, ops
+from threadline.web import csp, errors, hooks, live, openapi, ops
 from threadline.web.api import router as api_router
 from threadline.web.desk import router as desk_router
 from threadline.web.limits import BodySizeLimit, RequestMetrics
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webchat_api_router)
 
     app.add_middleware(RequestMetrics)
+    app.add_middleware(csp.SecurityHeaders)
     # web chat uploads carry files up to the channel's limit (checked by the endpoint), at most 25 MB
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        larger={"/widget/attachments": 26 * 1024 * 1024})

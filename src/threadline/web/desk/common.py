@@ -40,6 +40,11 @@ def avatar_colour(key: object) -> str:
     return AVATAR_COLOURS[digest[0] % len(AVATAR_COLOURS)]
 
 
+def avatar_class(key: object) -> str:
+    """The avatar's colour as a class (``av-0``…, desk.css): pages carry no inline styles (CSP)."""
+    return f"av-{AVATAR_COLOURS.index(avatar_colour(key))}"
+
+
 def ago(value: datetime | None, now: datetime | None = None) -> str:
     if value is None:
         return ""
@@ -107,7 +112,7 @@ def icon(name: str, cls: str = "") -> Markup:
     return Markup(f'<svg class="ic {cls}" aria-hidden="true"><use href="#i-{name}"/></svg>')
 
 
-templates.env.filters.update(initials=initials, avatar=avatar_colour, ago=ago, safe_url=safe_url,
+templates.env.filters.update(initials=initials, avatar=avatar_class, ago=ago, safe_url=safe_url,
                              filesize=filesize, duration=duration, countdown=countdown,
                              about=about)
 templates.env.globals.update(icon=icon, offers_js=lambda: OFFERS_JS.exists())
