@@ -15,7 +15,7 @@ from threadline.services import Services
 from threadline.web import csp, errors, hooks, live, openapi, ops
 from threadline.web.api import router as api_router
 from threadline.web.desk import router as desk_router
-from threadline.web.limits import BodySizeLimit, RequestMetrics
+from threadline.web.limits import UPLOAD_ROUTES, BodySizeLimit, HeaderLimit, RequestMetrics
 from threadline.web.webchat import agent_router as webchat_api_router
 from threadline.web.webchat import router as webchat_router
 from threadline.web.webchat.live import VisitorHub
@@ -60,10 +60,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(RequestMetrics)
     app.add_middleware(csp.SecurityHeaders)
-    # web chat uploads carry files up to the channel's limit (checked by the endpoint), at most 25 MB
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
-                       larger={"/widget/attachments": 26 * 1024 * 1024})
+    # file uploads (web chat visitors, the desk composer) take bigger bodies: limits.UPLOAD_ROUTES
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, larger=UPLOAD_ROUTES)
     app.add_middleware(hooks.HookFastPath, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HeaderLimit, max_bytes=settings.max_header_bytes, max_count=settings.max_headers)
     return app
 
 

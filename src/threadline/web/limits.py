@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from threadline.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+# Files agents attach in the desk composer: each at most DESK_FILE_BYTES, at most DESK_FILES of them and
+# DESK_REPLY_FILES_BYTES in all, so the reply route takes a body that large (plus the form's own bytes);
+# every other route keeps THREADLINE_MAX_BODY_BYTES. The composer says the same limits.
+DESK_FILE_BYTES = 10_000_000
+DESK_FILES = 10
+DESK_REPLY_FILES_BYTES = 25_000_000
+DESK_REPLY_BODY_BYTES = DESK_REPLY_FILES_BYTES + 1_000_000
+WIDGET_UPLOAD_BODY_BYTES = 26 * 1024 * 1024  # web chat uploads: the channel's limit (checked by the endpoint), ≤25 MB
+UPLOAD_ROUTES = {r"/widget/attachments": WIDGET_UPLOAD_BODY_BYTES,
+                 r"/desk/conversations/\d{1,10}/reply": DESK_REPLY_BODY_BYTES}
 
 
 class BodyTooLarge(HTTPException):
@@ -19,7 +32,11 @@ class BodySizeLimit:
     def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.larger = larger or {}  # exact paths allowed a bigger body (file uploads)
+        # paths (regular expressions, whole path) allowed a bigger body: file uploads
+        self.larger = [(re.compile(pattern), size) for pattern, size in (larger or {}).items()]
+
+    def limit_for(self, path: str) -> int:
+        return next((size for pattern, size in self.larger if pattern.fullmatch(path)), self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -27,7 +44,7 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         seen = 0
-        limit = self.larger.get(scope.get("path", ""), self.max_bytes)
+        limit = self.limit_for(scope.get("path", ""))
 
         async def limited_receive() -> Message:
             nonlocal seen
@@ -41,6 +58,37 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class HeaderLimit:
+    """431 (a problem document) for a request whose headers are too many or too big altogether, before
+    anything else reads them; a websocket handshake is closed (1008). The server's own parser has a
+    hard cap too (uvicorn's ``h11_max_incomplete_event_size``, llhttp's); this is the policy."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, max_count: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_count = max_count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            headers = scope.get("headers", [])
+            size = sum(len(k) + len(v) + 4 for k, v in headers)
+            if len(headers) > self.max_count or size > self.max_bytes:
+                detail = (f"too many request headers ({len(headers)}; at most {self.max_count})"
+                          if len(headers) > self.max_count else
+                          f"the request headers are {size} bytes; at most {self.max_bytes}")
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
+                    return
+                body = json.dumps({"type": "/problems/headers_too_large", "title": "Request headers too large",
+                                   "status": 431, "detail": detail}).encode()
+                await send({"type": "http.response.start", "status": 431, "headers": [
+                    (b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
 
 
 class RequestMetrics:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from importlib.resources import files
 
 from fastapi import APIRouter, Request
@@ -9,7 +10,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from threadline.web.deps import ServicesDep
+from threadline.web.deps import ServicesDep, bearer_token
+from threadline.web.errors import problem
 
 router = APIRouter(include_in_schema=False)
 DOCS_STATIC = files("fastapi_offline") / "static"
@@ -39,8 +41,24 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 
 
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+FORWARDED = ("forwarded", "x-forwarded-for", "x-real-ip")
+
+
 @router.get("/metrics")
-async def metrics() -> Response:
+async def metrics(request: Request, services: ServicesDep) -> Response:
+    """Prometheus metrics, not public: with THREADLINE_METRICS_TOKEN, for whoever sends it as a bearer token;
+    without one, for direct connections from this host only (loopback, not relayed by a proxy)."""
+    token = services.settings.metrics_token
+    if token:
+        sent = bearer_token(request) or ""
+        if not hmac.compare_digest(sent.encode(), token.encode()):
+            return problem(401, "send THREADLINE_METRICS_TOKEN as 'Authorization: Bearer <token>'",
+                           headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    elif (request.client is None or request.client.host not in LOOPBACK
+          or any(h in request.headers for h in FORWARDED)):
+        return problem(403, "metrics are served to this host only; set THREADLINE_METRICS_TOKEN to scrape from "
+                       "elsewhere")
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

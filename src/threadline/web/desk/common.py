@@ -19,6 +19,7 @@ from threadline.db.models import ContactRow, ConversationRow, RoutingTaskRow
 from threadline.domain.errors import DomainError
 from threadline.services import Services
 from threadline.web.deps import SESSION_COOKIE, authenticate
+from threadline.web.limits import DESK_FILE_BYTES, DESK_FILES, DESK_REPLY_FILES_BYTES
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -115,7 +116,8 @@ def icon(name: str, cls: str = "") -> Markup:
 templates.env.filters.update(initials=initials, avatar=avatar_class, ago=ago, safe_url=safe_url,
                              filesize=filesize, duration=duration, countdown=countdown,
                              about=about)
-templates.env.globals.update(icon=icon, offers_js=lambda: OFFERS_JS.exists())
+templates.env.globals.update(icon=icon, offers_js=lambda: OFFERS_JS.exists(),
+                             upload={"file": DESK_FILE_BYTES, "total": DESK_REPLY_FILES_BYTES, "files": DESK_FILES})
 
 
 async def actor_or_none(request: Request, services: Services) -> tuple[Actor | None, str | None]:

@@ -7,6 +7,7 @@ request, or the ``csrf_token`` form field) through ``web.deps.current_actor``.""
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from threadline.web.api.auth import do_login, set_session_cookie
 from threadline.web.api.schemas import Id, IdOrZero
 from threadline.web.deps import SESSION_COOKIE, ServicesDep, current_actor
 from threadline.web.desk.common import HERE, actor_or_none, is_htmx, queue_count, queue_items, render
+from threadline.web.limits import DESK_FILE_BYTES, DESK_FILES, DESK_REPLY_FILES_BYTES
 
 try:  # CSAT ratings and typing indicators come with the web chat channel
     from threadline.actions import webchat as webchat_actions
@@ -56,7 +58,6 @@ router = APIRouter(include_in_schema=False)
 static = StaticFiles(directory=str(HERE / "static"))
 PAGE_SIZE = 60  # rows per page of the conversation list ("Load more" / scrolling appends the next)
 MAX_REFRESH_ROWS = 300  # a live refresh redraws at most this many rows from the top (see _list_ctx)
-MAX_UPLOAD_BYTES = 10_000_000
 ActorDep = Depends(current_actor)
 
 VIEWS = {"mine": "Mine", "unassigned": "Unassigned", "all": "All"}
@@ -98,13 +99,22 @@ async def login_submit(request: Request, services: ServicesDep, email: str = For
 
 
 @router.post("/logout")
-async def logout(request: Request, services: ServicesDep, csrf_token: str = Form("")) -> Response:
+async def logout(request: Request, services: ServicesDep, csrf_token: str = Form("", max_length=200)) -> Response:
+    """End this browser session: the session is deleted on the server, then the cookie. A valid session
+    needs its CSRF token (another site cannot log the agent out); without it nothing changes (403). A
+    request with no valid session only clears what it sent."""
     actor, csrf = await actor_or_none(request, services)
-    if actor is not None and csrf == csrf_token:
+    if actor is not None:
+        if not csrf or not hmac.compare_digest(csrf.encode(), csrf_token.encode()):
+            return render(request, "error.html", {"title": "Log out refused", "message":
+                          "The log-out form's security token did not match: use the button in Threadline.",
+                          "back": "/", "csrf": ""}, 403)
         async with services.db.transaction(write=True) as session:
             await auth_actions.logout(session, request.cookies[SESSION_COOKIE])
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    if SESSION_COOKIE in request.cookies:  # a request that sent no cookie changes none
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
+                               secure=services.settings.secure_cookies)
     return response
 
 
@@ -408,13 +418,22 @@ async def desk_reply(conversation_id: Id, request: Request, services: ServicesDe
             await message_actions.add_note(session, actor, conversation_id, text)
         else:
             actor.check_can_see(await conv_repo.get_conversation(session, conversation_id), conversation_id)
-            stored = []
-            for upload in files[:10]:
-                data = await upload.read(MAX_UPLOAD_BYTES + 1)
+            if len(files) > DESK_FILES:
+                raise ValidationFailed(f"a reply carries at most {DESK_FILES} files", field="files")
+            stored, total = [], 0
+            for upload in files:
+                data = await upload.read(DESK_FILE_BYTES + 1)
+                if len(data) > DESK_FILE_BYTES:
+                    raise ValidationFailed(f"{upload.filename or 'a file'} is larger than {DESK_FILE_BYTES // 1_000_000} "
+                                           "MB, the limit for one file", field="files")
+                total += len(data)
+                if total > DESK_REPLY_FILES_BYTES:
+                    raise ValidationFailed(f"the files add up to more than {DESK_REPLY_FILES_BYTES // 1_000_000} MB, "
+                                           "the limit for one reply", field="files")
                 row = await attachment_actions.store_attachment(
                     session, services.files, data, name=upload.filename or "file",
                     content_type=upload.content_type or "application/octet-stream",
-                    conversation_id=conversation_id, max_bytes=MAX_UPLOAD_BYTES)
+                    conversation_id=conversation_id, max_bytes=DESK_FILE_BYTES)
                 stored.append(attachment_actions.describe(row))
             await message_actions.send_reply(session, actor, conversation_id, text, attachments=stored,
                                              channel_instance_id=channel_id, identity_id=identity_id)

@@ -1,5 +1,6 @@
-"""security fixes of issue 12: provider replay tokens seen (``replay_nonces``), and stored raw requests
-scrubbed of the credentials earlier versions kept in their headers
+"""security fixes of issue 12: provider replay tokens seen (``replay_nonces``), login attempts indexed by
+address (throttling per account and address), and stored raw requests scrubbed of the credentials
+earlier versions kept in their headers
 
 Revision ID: 0011_security
 Revises: 0010_one_head
@@ -45,6 +46,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("channel_instance_id", "nonce", name=op.f("uq_replay_nonces_channel_instance_id_nonce")),
     )
     op.create_index(op.f("ix_replay_nonces_expires_at"), "replay_nonces", ["expires_at"], unique=False)
+    op.create_index("ix_login_attempts_ip", "login_attempts", ["ip", "at"], unique=False)  # throttling per address
     _scrub_inbox_headers()
 
 
@@ -67,5 +69,6 @@ def _scrub_inbox_headers() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_login_attempts_ip", table_name="login_attempts")
     op.drop_index(op.f("ix_replay_nonces_expires_at"), table_name="replay_nonces")
     op.drop_table("replay_nonces")
