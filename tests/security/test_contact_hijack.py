@@ -47,6 +47,7 @@ async def test_an_agent_of_another_queue_cannot_add_their_address_to_a_customer(
                 ("GET", f"/api/v1/contacts/{contact_id}/360", None),
                 ("POST", f"/api/v1/contacts/{contact_id}/activity", {"kind": "custom", "title": "x"}),
                 ("GET", f"/api/v1/merge-suggestions?contact_id={contact_id}", None),
+                ("GET", f"/api/v1/contacts/{contact_id}/csat", None),
             ]:
                 r = await alice.request(method, path, json=body)
                 assert r.status_code == 404, (method, path, r.status_code, r.text)
