@@ -20,8 +20,8 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
-
 from tests.conftest import seed_basics
+
 from threadline.actions import auth as auth_actions
 from threadline.security import sign
 
@@ -68,7 +68,7 @@ def _fuzz(document: dict, base_url: str, tokens: dict[str, str]) -> list[str]:
                 @given(case=operation.as_strategy(generation_mode=mode), real=st.booleans())
                 @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
                           suppress_health_check=list(HealthCheck))
-                def run(case, real: bool) -> None:  # type: ignore[no-untyped-def]
+                def run(case, real: bool, headers: dict[str, str] = headers) -> None:  # type: ignore[no-untyped-def]
                     if real:  # ids of rows that exist: 1 is a user, a queue, the channel, the conversation…
                         for name in list(case.path_parameters or {}):
                             if name.endswith("_id"):
