@@ -119,7 +119,8 @@ async def test_the_wrap_up_counts_down_and_ready_ends_it(sqlite_server, browser)
     assert "Wanda Wrap" in await banner.inner_text() and "Wrap-up" in await banner.inner_text()
     count = banner.locator(".wrapup-count")
     first = await count.inner_text()
-    assert first in ("1:30", "1:29", "1:28")
+    minutes, seconds = first.split(":")
+    assert 60 < int(minutes) * 60 + int(seconds) <= 90, first  # a loaded machine takes a few seconds to get here
     await page.wait_for_function("([el, t]) => el.textContent !== t",  # it counts down
                                  arg=[await count.element_handle(), first], timeout=WAIT)
 
