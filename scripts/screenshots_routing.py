@@ -103,7 +103,7 @@ async def main() -> None:
             await login(page, base, "supervisor@demo.threadline.dev")
             await page.set_viewport_size({"width": 1300, "height": 850})
             await page.goto(base + "/admin/live")
-            await page.wait_for_function("document.body.dataset.live === 'on'")
+            await page.wait_for_function("() => document.body.dataset.live === 'on'")  # a function: the CSP forbids eval
             await page.wait_for_timeout(1200)
             await page.screenshot(path=str(OUT / "admin-live.png"))
             await browser.close()

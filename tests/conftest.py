@@ -118,6 +118,8 @@ def make_settings(url: str, tmp_path: Path, **extra: object) -> Settings:
         "database_url": url, "data_dir": tmp_path / "data", "secret_key": "test-secret-key-0123456789",
         "log_json": True, "log_level": "warning", "relay_poll_seconds": 0.2,
         "sender_backoff_base": 0.05, "sender_backoff_max": 0.2, "redis_prefix": f"tl-test-{TEST_RUN}",
+        # fake providers, SMTP and IMAP servers listen on loopback (tests of the refusal set it to False)
+        "channels_allow_private": True,
     }
     values.update(extra)
     return Settings(**values)  # type: ignore[arg-type]

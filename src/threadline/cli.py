@@ -63,7 +63,8 @@ def serve(host: str, port: int, workers: int, reload: bool) -> None:
         raise click.ClickException("--workers > 1 needs THREADLINE_REDIS_URL so live events reach every process")
     click.echo(f"Threadline is serving on http://{host}:{port}  (API docs: http://{host}:{port}/api/docs)")
     uvicorn.run("threadline.web.app:app_factory", factory=True, host=host, port=port, workers=workers,
-                reload=reload, log_level=settings.log_level, access_log=False, proxy_headers=True)
+                reload=reload, log_level=settings.log_level, access_log=False, proxy_headers=True,
+                h11_max_incomplete_event_size=settings.max_header_bytes + 4096)
 
 
 @main.command()

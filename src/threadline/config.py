@@ -38,8 +38,16 @@ class Settings(BaseSettings):
     session_ttl_hours: int = 12
     login_max_failures: int = 5
     login_window_seconds: int = 900
+    login_max_failures_per_ip: int = Field(
+        default=30, ge=1, description="Failed logins from one address (any accounts) before it is throttled too")
     # Limits
     max_body_bytes: int = 1_000_000
+    max_header_bytes: int = Field(default=32_768, ge=4096, description="All request headers together; more: 431")
+    max_headers: int = Field(default=100, ge=10, description="Request headers; more: 431")
+    # Operations
+    metrics_token: str | None = Field(
+        default=None, min_length=16, description="Bearer token Prometheus sends to read /metrics; without one, "
+        "/metrics answers only direct connections from this host (loopback, not through a proxy)")
     # CRM lookup of new contacts (workers/crm.py); off unless a URL is set
     crm_lookup_url: str | None = Field(default=None, description="POSTed each new contact, signed; answers attributes")
     crm_lookup_secret: str | None = Field(default=None, description="HMAC secret for the CRM lookup signature")
@@ -65,6 +73,10 @@ class Settings(BaseSettings):
     webhooks_allow_private: bool = Field(
         default=False, description="Let webhook URLs reach private, loopback and link-local addresses "
         "(self-hosted intranets, tests); off: such URLs are refused when saved and when delivered")
+    channels_allow_private: bool = Field(
+        default=False, description="Let channel settings (provider base URLs, SMTP and IMAP hosts) name private, "
+        "loopback and link-local addresses (a mail server on your network, tests); off: refused when saved or "
+        "tested")
     webhooks_timeout_seconds: float = Field(default=10.0, gt=0, le=60, description="Time a receiver has to answer")
     webhooks_max_attempts: int = Field(default=10, ge=1, le=50, description="Attempts before a delivery is given up")
     webhooks_backoff_base: float = Field(default=10.0, gt=0, description="Wait after the first failed attempt "

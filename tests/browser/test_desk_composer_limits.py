@@ -23,7 +23,7 @@ async def test_the_composer_counts_sms_segments_and_warns_before_sending_to_an_o
     page = await open_desk(browser, sqlite_server, "alice@example.com", f"/conversations/{msg.conversation_id}")
     await page.fill("#composer-text", "x" * 170)  # more than one GSM-7 segment
     await page.wait_for_function(
-        "document.getElementById('composer-limits').textContent.includes('2 SMS')", timeout=WAIT)
+        "() => document.getElementById('composer-limits').textContent.includes('2 SMS')", timeout=WAIT)
     assert "170/" in await page.text_content("#composer-limits")
     # The customer texts STOP: the composer says so before the agent sends anything.
     async with svc.db.transaction() as s:
@@ -32,6 +32,6 @@ async def test_the_composer_counts_sms_segments_and_warns_before_sending_to_an_o
                                                                      extra={"consent": "opt_out"}))
     await page.fill("#composer-text", "one more thing")
     await page.wait_for_function(
-        "document.getElementById('composer-limits').classList.contains('bad')", timeout=WAIT)
+        "() => document.getElementById('composer-limits').classList.contains('bad')", timeout=WAIT)
     assert "opted out" in (await page.text_content("#composer-limits")).lower()
     assert page.errors == []  # type: ignore[attr-defined]

@@ -28,7 +28,7 @@ async def open_desk(browser, server, email: str, path: str = "/?view=all"):  # t
     await page.click("button[type=submit]")
     await page.wait_for_url(server.url + "/")
     await page.goto(server.url + path)
-    await page.wait_for_function("document.body.dataset.live === 'on'", timeout=WAIT)
+    await page.wait_for_function("() => document.body.dataset.live === 'on'", timeout=WAIT)
     return page
 
 
@@ -42,7 +42,7 @@ async def test_inbound_appears_live_and_the_agent_replies_notes_and_resolves(sql
     await row.wait_for(timeout=WAIT)
     assert "My parcel is lost" in await row.inner_text()
     await page.wait_for_function(  # the view counts follow
-        "document.querySelector('[data-count-for=all] .count').textContent.trim() === '1'", timeout=WAIT)
+        "() => document.querySelector('[data-count-for=all] .count').textContent.trim() === '1'", timeout=WAIT)
 
     await row.click()
     await page.wait_for_selector("#conversation #timeline .msg.in", timeout=WAIT)
@@ -75,7 +75,7 @@ async def test_inbound_appears_live_and_the_agent_replies_notes_and_resolves(sql
     await img.wait_for(timeout=WAIT)
     assert (await img.get_attribute("src")).startswith("/api/v1/attachments/")
     await page.locator("#timeline .msg.out a.file", has_text="notes.txt").wait_for(timeout=WAIT)
-    await page.wait_for_function("document.querySelector('#timeline .msg.out img').naturalWidth === 1", timeout=WAIT)
+    await page.wait_for_function("() => document.querySelector('#timeline .msg.out img').naturalWidth === 1", timeout=WAIT)
     assert await page.inner_text("#file-names") == ""
 
     await page.click("#act-resolve")
@@ -84,10 +84,10 @@ async def test_inbound_appears_live_and_the_agent_replies_notes_and_resolves(sql
     # the open list drops the resolved conversation, and the count follows
     await page.locator(f"#row-{conv_id}").wait_for(state="detached", timeout=WAIT)
     await page.wait_for_function(
-        "document.querySelector('[data-count-for=all] .count').textContent.trim() === '0'", timeout=WAIT)
+        "() => document.querySelector('[data-count-for=all] .count').textContent.trim() === '0'", timeout=WAIT)
 
     await page.select_option("#presence", "break:Lunch")
-    await page.wait_for_function("document.querySelector('.me .presence-dot').classList.contains('break')",
+    await page.wait_for_function("() => document.querySelector('.me .presence-dot').classList.contains('break')",
                                  timeout=WAIT)
     assert await page.evaluate("window.__marker") == 1
     assert page.errors == []  # type: ignore[attr-defined]
@@ -169,7 +169,7 @@ async def test_keyboard_shortcuts_and_canned_responses(sqlite_server, browser) -
     await page.keyboard.type("ann")
     await page.locator(f"#row-{second}").wait_for(state="detached", timeout=WAIT)
     # htmx pushes the URL just after it swaps the list: wait for it rather than race it
-    await page.wait_for_function("location.search.includes('q=ann')", timeout=WAIT)
+    await page.wait_for_function("() => location.search.includes('q=ann')", timeout=WAIT)
 
 
 async def test_html_in_messages_is_shown_as_text(sqlite_server, browser) -> None:

@@ -27,7 +27,7 @@ async def test_scrolling_and_j_load_the_next_page_and_live_refreshes_keep_it(sql
     await page.locator("#timeline").click()  # keys go to the page, not to a field
     await page.keyboard.press("j")
     await page.wait_for_selector(f"#conversation[data-id='{order[60]}']", timeout=WAIT)
-    await page.wait_for_function("document.querySelectorAll('#list .row').length === 75", timeout=WAIT)
+    await page.wait_for_function("() => document.querySelectorAll('#list .row').length === 75", timeout=WAIT)
     assert await page.locator("#list-more").count() == 0
     assert await page.locator(f"#row-{order[60]}.active").count() == 1
     await page.keyboard.press("k")
@@ -38,13 +38,13 @@ async def test_scrolling_and_j_load_the_next_page_and_live_refreshes_keep_it(sql
 
     # a fresh page: scrolling the list to its end loads the rest by itself
     await page.goto(sqlite_server.url + "/?view=all")
-    await page.wait_for_function("document.body.dataset.live === 'on'", timeout=WAIT)
+    await page.wait_for_function("() => document.body.dataset.live === 'on'", timeout=WAIT)
     assert await rows.count() == 60
     await page.locator("#list-more").scroll_into_view_if_needed()
-    await page.wait_for_function("document.querySelectorAll('#list .row').length === 75", timeout=WAIT)
+    await page.wait_for_function("() => document.querySelectorAll('#list .row').length === 75", timeout=WAIT)
 
     # a customer writes: the live refresh puts them on top and keeps every row loaded so far
     newcomer = await inbound(sqlite_server.services, ids["channel"], "hello from the top", email="top@example.com")
     await page.locator(f"#list .row:first-child#row-{newcomer}").wait_for(timeout=WAIT)
-    await page.wait_for_function("document.querySelectorAll('#list .row').length === 76", timeout=WAIT)
+    await page.wait_for_function("() => document.querySelectorAll('#list .row').length === 76", timeout=WAIT)
     assert page.errors == []  # type: ignore[attr-defined]

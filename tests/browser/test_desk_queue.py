@@ -44,7 +44,7 @@ async def test_an_agent_takes_a_waiting_conversation_from_the_queue_view(sqlite_
     second = await arrive(services, ids["channel"])
     await page.locator(f"#row-{second}").wait_for(timeout=WAIT)
     await page.wait_for_function(
-        "document.querySelector('[data-count-for=waiting] .count').textContent.trim() === '2'", timeout=WAIT)
+        "() => document.querySelector('[data-count-for=waiting] .count').textContent.trim() === '2'", timeout=WAIT)
 
     await page.click(f"#take-{first}")
     await page.locator(f"#conversation[data-id='{first}']").wait_for(timeout=WAIT)
@@ -81,7 +81,7 @@ async def test_the_live_view_redraws_from_the_stream_and_flashes_sla_alerts(sqli
     # well before the 15 s fallback poll: the stream (conversation.created, routing.state) redraws it
     await page.locator(f"#board-waiting tr[data-conversation='{conv}']").wait_for(timeout=WAIT)
     await page.wait_for_function(
-        f"document.querySelector(\"#board-queues tr[data-queue='{ids['general']}'] .q-waiting\").textContent.trim() === '1'",
+        f"() => document.querySelector(\"#board-queues tr[data-queue='{ids['general']}'] .q-waiting\").textContent.trim() === '1'",
         timeout=WAIT)
     assert await page.locator("body[data-live=on] .live-state .live-on").is_visible()
 

@@ -318,13 +318,19 @@ async def test_a_signed_web_chat_visitor_who_later_writes_by_phone_reaches_the_s
         me = (await alice.get("/api/v1/me")).json()
         taken = await alice.patch(f"/api/v1/conversations/{conv_id}", json={"assignee_id": me["id"]})
         assert taken.status_code == 200, taken.text
-        # The phone typed in the chat is only a claim; the agent confirms it on the customer's profile.
+        # The phone typed in the chat is only a claim; an agent's word does not confirm it (issue 12: an
+        # identity typed by hand is unverified), a supervisor's does.
         contact_id = (await alice.get(f"/api/v1/conversations/{conv_id}")).json()["contact_id"]
         phone = next(i for i in (await alice.get(f"/api/v1/contacts/{contact_id}")).json()["identities"]
                      if i["kind"] == "phone")
         assert phone["verified"] is False
-        confirmed = await alice.post(f"/api/v1/contacts/{contact_id}/identities",
-                                     json={"kind": "phone", "value": "+39 347 123 4567"})
+        typed = {"kind": "phone", "value": "+39 347 123 4567"}
+        agent_says = await alice.post(f"/api/v1/contacts/{contact_id}/identities", json=typed)
+        assert agent_says.status_code == 201, agent_says.text
+        assert next(i for i in agent_says.json()["identities"] if i["kind"] == "phone")["verified"] is False
+        async with httpx.AsyncClient(base_url=server.url) as sup:
+            await login(sup, "sup@example.com")
+            confirmed = await sup.post(f"/api/v1/contacts/{contact_id}/identities", json=typed)
         assert confirmed.status_code == 201, confirmed.text
         assert next(i for i in confirmed.json()["identities"] if i["kind"] == "phone")["verified"] is True
         await alice.post(f"/api/v1/conversations/{conv_id}/messages", json={"text": "Let me check that for you"})

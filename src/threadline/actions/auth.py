@@ -29,17 +29,26 @@ class TooManyAttempts(DomainError):
         self.retry_after = retry_after
 
 
-async def check_throttle(session: AsyncSession, username: str, max_failures: int, window_seconds: int) -> None:
+async def check_throttle(session: AsyncSession, username: str, ip: str, max_failures: int, window_seconds: int,
+                         max_ip_failures: int) -> None:
+    """Refuse a login attempt (429) from an address that failed too often: for this account (``max_failures``
+    in the window, counted since this address last logged in to it) or for any accounts
+    (``max_ip_failures``, password spraying). Throttling is per address, never per account alone: someone
+    guessing passwords cannot lock the real user out, who logs in from their own address as usual."""
     now = utcnow()
-    since = now - timedelta(seconds=window_seconds)
-    last_ok = await repo.last_success(session, username)
+    window_start = now - timedelta(seconds=window_seconds)
+    ip = ip[:64]
+    since = window_start
+    last_ok = await repo.last_success(session, username, ip)
     if last_ok is not None and last_ok > since:
         since = last_ok
-    if await repo.recent_failures(session, username, since) >= max_failures:
-        raise TooManyAttempts(
-            f"too many failed logins for {username}; try again in {window_seconds // 60} minutes",
-            retry_after=window_seconds,
-        )
+    minutes = max(1, window_seconds // 60)
+    if await repo.recent_failures(session, since, username=username, ip=ip) >= max_failures:
+        raise TooManyAttempts(f"too many failed logins for {username} from your address; try again in {minutes} "
+                              "minutes", retry_after=window_seconds)
+    if await repo.recent_failures(session, window_start, ip=ip) >= max_ip_failures:
+        raise TooManyAttempts(f"too many failed logins from your address; try again in {minutes} minutes",
+                              retry_after=window_seconds)
 
 
 async def login(session: AsyncSession, *, email: str, password: str, ip: str, user_agent: str,

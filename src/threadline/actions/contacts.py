@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.continuity import suggest_merge
 from threadline.actions.events import emit
-from threadline.actions.permissions import Actor
+from threadline.actions.permissions import Actor, visible_contact
 from threadline.actions.views import contact_view
 from threadline.db.models import ContactActivityRow, ContactRow, IdentityRow
 from threadline.db.repos import contacts as repo
@@ -18,6 +18,7 @@ from threadline.domain.contacts import IdentityValue, choose_contact, normalise_
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import Audience, ContactCreated, ContactUpdated, ContactView
 from threadline.domain.messages import Sender
+from threadline.domain.text import clean_name
 
 MAX_ATTRIBUTES = 100
 # Per-address ledgers Threadline keeps (SMS/WhatsApp consent, undeliverable e-mail addresses): only the
@@ -47,16 +48,22 @@ async def _view(session: AsyncSession, contact: ContactRow) -> ContactView:
     return contact_view(contact, idents)
 
 
+def _verifies(actor: Actor | None) -> bool:
+    """Who confirms an identity typed by hand: a supervisor or an admin (or Threadline itself, no actor).
+    An agent's addition stays unverified until the customer writes from it or a supervisor confirms it."""
+    return actor is None or actor.sees_everything
+
+
 async def _attach(session: AsyncSession, contact: ContactRow, ident: IdentityValue, verified: bool = True
                   ) -> IdentityRow:
     existing = await repo.find_identity(session, ident)
     if existing is not None:
         if existing.contact_id == contact.id:
-            existing.verified = existing.verified or verified  # an agent confirms what was only claimed
+            existing.verified = existing.verified or verified  # a supervisor confirms what was only claimed
             return existing
         if existing.verified or not verified:
-            raise Conflict(f"{ident.kind.value} {ident.value} already belongs to contact {existing.contact_id}",
-                           field="identities")
+            owner = f"contact {existing.contact_id}" if verified else "another contact"  # agents learn no ids
+            raise Conflict(f"{ident.kind.value} {ident.value} already belongs to {owner}", field="identities")
         # Only claimed by someone else (typed into a form): the confirmed owner gets it, the claimant a suggestion.
         claimant = existing.contact_id
         existing.contact_id, existing.verified = contact.id, True
@@ -72,13 +79,13 @@ async def _attach(session: AsyncSession, contact: ContactRow, ident: IdentityVal
 
 
 async def create_contact(session: AsyncSession, *, name: str, identities: list[dict[str, str]],
-                         attributes: dict[str, Any] | None = None) -> ContactView:
+                         attributes: dict[str, Any] | None = None, actor: Actor | None = None) -> ContactView:
     values = [normalise_identity(i.get("kind", ""), i.get("value", ""), i.get("scope", "")) for i in identities]
-    contact = ContactRow(name=name.strip()[:200], attributes=_check_attributes(attributes or {}))
+    contact = ContactRow(name=clean_name(name), attributes=_check_attributes(attributes or {}))
     session.add(contact)
     await session.flush()
     for value in values:
-        await _attach(session, contact, value)
+        await _attach(session, contact, value, verified=_verifies(actor))
     view = await _view(session, contact)
     emit(session, ContactCreated(contact=view), Audience())
     return view
@@ -89,15 +96,19 @@ async def update_contact(session: AsyncSession, contact_id: int, *, name: str | 
                          source: str = "", system: bool = False) -> ContactView:
     """Change a contact's name or custom attributes (``None`` removes one). Attributes with a
     definition are checked and converted to their type; every change is recorded in the customer's
-    journey with who made it (an agent, or ``source`` such as "crm")."""
-    contact = await repo.get_contact(session, contact_id)
+    journey with who made it (an agent, or ``source`` such as "crm"). An agent may change only a contact
+    they see (``permissions.visible_contact``)."""
+    if actor is not None:
+        contact = await visible_contact(session, actor, contact_id)
+    else:
+        contact = await repo.get_contact(session, contact_id)
     if contact is None:
         raise NotFound(f"contact {contact_id} does not exist")
     changes = []
     edits: list[str] = []
-    if name is not None and name.strip() != contact.name:
-        edits.append(f"name: {contact.name or '—'} → {name.strip()[:200]}")
-        contact.name, changes = name.strip()[:200], [*changes, "name"]
+    if name is not None and clean_name(name) != contact.name:
+        edits.append(f"name: {contact.name or '—'} → {clean_name(name)}")
+        contact.name, changes = clean_name(name), [*changes, "name"]
     if attributes is not None:
         if not system:
             for key in RESERVED_ATTRIBUTES & attributes.keys():
@@ -127,12 +138,19 @@ def _show(value: object) -> str:
     return ", ".join(map(str, value)) if isinstance(value, list) else str(value)[:60]
 
 
-async def add_identity(session: AsyncSession, contact_id: int, *, kind: str, value: str, scope: str = ""
-                       ) -> ContactView:
-    contact = await repo.get_contact(session, contact_id)
+async def add_identity(session: AsyncSession, contact_id: int, *, kind: str, value: str, scope: str = "",
+                       actor: Actor | None = None) -> ContactView:
+    """Add an identity typed by hand. By an agent (only on a contact they see) it is unverified: it never
+    decides who a message is from, never takes an identity from another contact, and the first message
+    that really comes from it starts its own contact with a merge suggestion. A supervisor or admin
+    confirms it (verified), also one the customer only claimed."""
+    if actor is not None:
+        contact = await visible_contact(session, actor, contact_id)
+    else:
+        contact = await repo.get_contact(session, contact_id)
     if contact is None:
         raise NotFound(f"contact {contact_id} does not exist")
-    await _attach(session, contact, normalise_identity(kind, value, scope))
+    await _attach(session, contact, normalise_identity(kind, value, scope), verified=_verifies(actor))
     view = await _view(session, contact)
     emit(session, ContactUpdated(contact=view, changes=["identities"]), Audience())
     return view
@@ -179,7 +197,7 @@ async def resolve_senders(session: AsyncSession, senders: Sequence[Sender]
                            f"but belongs to contact #{other}")
                           for ident, other in candidates.items() if other is not None and other != key and other > 0]
         elif choice is None:
-            new_contacts.append(ContactRow(name=sender.name.strip()[:200], attributes={}))
+            new_contacts.append(ContactRow(name=clean_name(sender.name), attributes={}))
             key, created = -len(new_contacts), True
         else:
             key = int(choice)
@@ -217,8 +235,8 @@ async def resolve_senders(session: AsyncSession, senders: Sequence[Sender]
     touched: set[int] = {c.id for c in new_contacts}
     for sender, (key, _) in zip(senders, picks, strict=True):
         contact = contacts[contact_id(key)]
-        if sender.name and not contact.name:
-            contact.name = sender.name.strip()[:200]
+        if clean_name(sender.name) and not contact.name:
+            contact.name = clean_name(sender.name)
             touched.add(contact.id)
     rows: dict[IdentityValue, IdentityRow] = dict(known)
     suggestions: list[tuple[int, int, str]] = list(conflicts)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.conversations import add_activity, audience_for
 from threadline.actions.events import emit
-from threadline.actions.permissions import Actor
+from threadline.actions.permissions import Actor, visible_contact, visible_contact_ids
 from threadline.actions.views import contact_view, conversation_view
 from threadline.db.models import (
     ContactActivityRow,
@@ -66,6 +66,8 @@ async def merge_contacts(session: AsyncSession, actor: Actor, source_id: int, ta
     if source_id == target_id:
         raise ValidationFailed("a contact cannot be merged into itself", field="source_id")
     await repo.lock_contacts(session, [source_id, target_id])
+    for contact_id in (target_id, source_id):  # an agent merges only what they fully see
+        await visible_contact(session, actor, contact_id, all_conversations=True)
     source = await _live_contact(session, source_id, "source")
     target = await _live_contact(session, target_id, "target")
     source_attrs, target_attrs = dict(source.attributes or {}), dict(target.attributes or {})
@@ -103,6 +105,10 @@ async def undo_merge(session: AsyncSession, actor: Actor, merge_id: int) -> Cont
     row = await repo.get_merge(session, merge_id)
     if row is None:
         raise NotFound(f"merge {merge_id} does not exist")
+    try:  # the merged contact's conversations are all on the target now: the agent must see every one
+        await visible_contact(session, actor, row.target_id, all_conversations=True)
+    except NotFound:
+        raise NotFound(f"merge {merge_id} does not exist") from None
     if row.undone_at is not None:
         raise Conflict(f"merge {merge_id} was already undone")
     await repo.lock_contacts(session, [row.source_id, row.target_id])
@@ -217,7 +223,7 @@ async def suggest_merge(session: AsyncSession, contact_id: int, other_contact_id
 
 async def dismiss_suggestion(session: AsyncSession, actor: Actor, suggestion_id: int) -> None:
     row = await session.get(MergeSuggestionRow, suggestion_id)
-    if row is None:
+    if row is None or not await visible_contact_ids(session, actor, [row.contact_id, row.other_contact_id]):
         raise NotFound(f"merge suggestion {suggestion_id} does not exist")
     if row.status != "open":
         raise Conflict(f"merge suggestion {suggestion_id} is already {row.status}")
@@ -225,9 +231,12 @@ async def dismiss_suggestion(session: AsyncSession, actor: Actor, suggestion_id:
 
 
 async def record_activity(session: AsyncSession, contact_id: int, *, kind: str, title: str = "", url: str = "",
-                          data: dict[str, Any] | None = None, at: datetime | None = None) -> ContactActivityRow:
+                          data: dict[str, Any] | None = None, at: datetime | None = None,
+                          actor: Actor | None = None) -> ContactActivityRow:
     if kind not in ACTIVITY_KINDS:
         raise ValidationFailed(f"kind must be one of {', '.join(sorted(ACTIVITY_KINDS))}", field="kind")
+    if actor is not None:
+        await visible_contact(session, actor, contact_id)
     await _live_contact(session, contact_id, "contact")
     row = ContactActivityRow(contact_id=contact_id, kind=kind, title=title[:300], url=url[:2000], data=data or {},
                              at=at or utcnow())

@@ -7,9 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.conversations import audience_for
 from threadline.actions.events import emit
-from threadline.actions.permissions import Actor
+from threadline.actions.permissions import Actor, visible_contact
 from threadline.db.models import CsatResponseRow
-from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import conversations as conv_repo
 from threadline.db.repos import csat as repo
 from threadline.db.types import utcnow
@@ -48,8 +47,7 @@ async def submit_csat(session: AsyncSession, *, conversation_id: int, contact_id
 
 async def contact_csat(session: AsyncSession, actor: Actor, contact_id: int) -> list[CsatResponseRow]:
     """A contact's ratings, newest first, limited to the conversations the actor may see."""
-    if await contacts_repo.get_contact(session, contact_id) is None:
-        raise NotFound(f"contact {contact_id} does not exist")
+    await visible_contact(session, actor, contact_id)  # one that is not theirs answers like a missing one
     rows = list(await repo.csat_for_contact(session, contact_id))
     convs = await conv_repo.get_conversations(session, {r.conversation_id for r in rows})
     return [r for r in rows if (c := convs.get(r.conversation_id)) is not None and actor.can_see(c)]

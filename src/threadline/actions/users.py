@@ -17,6 +17,7 @@ from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import Audience, PresenceChanged
 from threadline.domain.queues import QueueSettings
 from threadline.domain.routing_events import RoutingSettingsChanged
+from threadline.domain.text import clean_name
 from threadline.domain.users import Presence, Role, User, normalise_skills
 from threadline.security import hash_password, password_problem
 
@@ -54,12 +55,12 @@ async def create_user(session: AsyncSession, *, email: str, name: str, role: str
     email = normalise_email(email)
     if await repo.get_user_by_email(session, email) is not None:
         raise Conflict(f"a user with email {email} already exists", field="email")
-    if not name.strip():
+    if not clean_name(name):
         raise ValidationFailed("a user needs a name", field="name")
     if password is not None and (problem := password_problem(password)):
         raise ValidationFailed(problem, field="password")
     await _check_ids(session, team_ids, queue_ids)
-    user = UserRow(email=email, name=name.strip()[:200], role=_role(role).value,
+    user = UserRow(email=email, name=clean_name(name), role=_role(role).value,
                    password_hash=hash_password(password) if password else None,
                    skills=normalise_skills(skills or {}), languages=_languages(languages or []),
                    presence="offline", presence_reason="", active=True)
@@ -82,11 +83,17 @@ async def update_user(session: AsyncSession, user_id: int, *, name: str | None =
         raise NotFound(f"user {user_id} does not exist")
     await _check_ids(session, team_ids, queue_ids)
     if name is not None:
-        if not name.strip():
+        if not clean_name(name):
             raise ValidationFailed("a user needs a name", field="name")
-        user.name = name.strip()[:200]
+        user.name = clean_name(name)
+    new_role = _role(role).value if role is not None else user.role
+    if user.role == Role.ADMIN.value and user.active and (new_role != Role.ADMIN.value or active is False):
+        # Someone must always be able to administer Threadline: the last active admin stays one.
+        if await repo.active_admin_ids(session) == [user.id]:
+            raise Conflict("this is the last active admin; make another user an admin first",
+                           field="role" if new_role != Role.ADMIN.value else "active")
     if role is not None:
-        user.role = _role(role).value
+        user.role = new_role
     if skills is not None:
         user.skills = normalise_skills(skills)
     if languages is not None:

@@ -36,6 +36,22 @@ class RawRequest:
         return self.headers.get(name.lower(), default)
 
 
+# Request headers that carry credentials (basic auth, cookies, API keys, proxy credentials). A stored raw
+# request (workers/inbox.py) keeps every other header, enough to parse it again, and these with their
+# value replaced by ``REDACTED``; an adapter adds its provider's own in ``secret_headers``. Signature
+# headers that are HMACs of the request (X-Twilio-Signature, X-Hub-Signature-256) reveal no secret: kept.
+SECRET_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "x-auth-token", "x-access-token",
+    "x-csrf-token", "x-amz-security-token",
+})
+REDACTED = "[redacted]"
+
+
+def storable_headers(headers: Mapping[str, str], secret: frozenset[str] = frozenset()) -> dict[str, str]:
+    """``headers`` as they may be stored: credentials (``SECRET_HEADERS`` and ``secret``) redacted."""
+    return {k: (REDACTED if k.lower() in SECRET_HEADERS or k.lower() in secret else v) for k, v in headers.items()}
+
+
 @dataclass(frozen=True)
 class Ack:
     """What the provider receives once the request is safely stored."""
@@ -43,6 +59,15 @@ class Ack:
     status: int = 200
     body: bytes = b'{"ok":true}'
     content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class ReplayNonce:
+    """A provider's one-time token in a signed request (Mailgun's ``token``): the hook layer records it
+    for ``ttl_seconds`` (as long as the signature could pass as fresh) and refuses it with another request."""
+
+    value: str
+    ttl_seconds: int
 
 
 @dataclass(frozen=True)
@@ -113,6 +138,14 @@ class ChannelAdapter(ABC):
     # Turns one of our private ``/api/v1/attachments/{id}`` URLs into an expiring signed public link (set by
     # the adapter factory), for providers that fetch outbound media by URL; None when unavailable.
     file_url: Callable[[str], str | None] | None = None
+    # Headers of this provider's requests that carry a credential (lower-case), redacted before a request
+    # is stored, besides the common ones in ``SECRET_HEADERS`` (e.g. Telegram's secret token).
+    secret_headers: ClassVar[frozenset[str]] = frozenset()
+    # Where each secret of the Config is sent: {secret field: the config fields naming its destination}, ``()``
+    # for one that only signs or checks requests. Secrets not listed go to the destination fields sharing
+    # their prefix, or all of them (``actions/channels.secret_destinations``). A saved secret left masked is
+    # reused only while those fields keep their saved values.
+    secret_destinations: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     def __init__(self, config: BaseModel, http: httpx.AsyncClient, *, scope: str) -> None:
         self.config = config
@@ -141,6 +174,12 @@ class ChannelAdapter(ABC):
 
     def ack(self, req: RawRequest) -> Ack:
         return Ack()
+
+    def replay_nonce(self, req: RawRequest) -> ReplayNonce | None:
+        """The one-time token a verified request carries, if the provider signs one (pure, no I/O): the
+        hook layer remembers it, so a captured signature cannot carry another request while it is fresh.
+        The same token with the same request (a provider retry) is accepted and deduplicated."""
+        return None
 
     async def download(self, url: str, max_bytes: int) -> tuple[bytes, str]:
         """Fetch an inbound attachment the provider only linked (an ``Attachment.url`` that ``parse`` listed in

@@ -8,6 +8,7 @@ with a message naming it."""
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,10 +19,10 @@ from threadline.config import Settings, get_settings
 from threadline.logging import configure as configure_logging
 from threadline.plugins import registry
 from threadline.services import Services
-from threadline.web import deps, errors, hooks, live, ops
+from threadline.web import csp, deps, errors, hooks, live, openapi, ops
 from threadline.web.api import router as api_router
 from threadline.web.desk import router as desk_router
-from threadline.web.limits import BodySizeLimit, RequestMetrics
+from threadline.web.limits import UPLOAD_ROUTES, BodySizeLimit, HeaderLimit, RequestMetrics
 
 DESCRIPTION = """Threadline's REST API. Authenticate with a session cookie (browser; writes need the
 `X-CSRF-Token` header from `GET /api/v1/me`) or an API token: `Authorization: Bearer tl_…`
@@ -33,7 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
     registry.load()  # raises PluginError naming any refused integration package
-    larger_bodies: dict[str, int] = {}  # paths integrations allow a larger body (uploads), filled at start
+    # paths (regular expressions) allowed a larger body: the core's uploads, and the integrations' (filled at start)
+    larger_bodies: dict[str, int] = dict(UPLOAD_ROUTES)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -43,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         core_routes = list(app.router.routes)
         for contributed in services.routes:
             app.include_router(contributed.router)
-            larger_bodies.update(contributed.body_limits)
+            larger_bodies.update({re.escape(path): size for path, size in contributed.body_limits.items()})
         await services.start()
         # Everything loaded so far (modules, mappers, compiled statements) lives as long as the process:
         # moving it out of the collector's generations keeps full collections short.
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Threadline", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   openapi_url="/api/v1/openapi.json", docs_url=None, redoc_url=None)
     errors.install(app)
+    openapi.install(app)
     app.include_router(api_router)
     app.include_router(hooks.router)
     app.include_router(live.router)
@@ -65,8 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(desk_router)
 
     app.add_middleware(RequestMetrics)
+    app.add_middleware(csp.SecurityHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, larger=larger_bodies)
     app.add_middleware(hooks.HookFastPath, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HeaderLimit, max_bytes=settings.max_header_bytes, max_count=settings.max_headers)
     return app
 
 

@@ -19,6 +19,7 @@ import structlog
 from fastapi import APIRouter, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from threadline.actions import replay as replay_actions
 from threadline.channels.base import BadPayload, InvalidSignature, RawRequest
 from threadline.db.repos import files as files_repo
 from threadline.domain.messages import Unreadable
@@ -65,6 +66,9 @@ async def handle(services: Services, key: str, req: RawRequest) -> tuple[int, by
     except BadPayload as exc:
         INBOUND_REJECTED.labels(channel.kind, "payload").inc()
         return _problem(400, f"cannot understand the request: {exc}", "bad_payload")
+    except RecursionError:  # JSON (or XML) nested beyond what a parser recurses into: bad input, not a crash
+        INBOUND_REJECTED.labels(channel.kind, "payload").inc()
+        return _problem(400, "cannot understand the request: it is nested too deeply", "bad_payload")
     ack = adapter.ack(req)
     unreadable = sum(isinstance(i, Unreadable) for i in items)
     if unreadable:  # stored and acknowledged with the rest of the batch; the reason stays on the inbox item
@@ -73,8 +77,18 @@ async def handle(services: Services, key: str, req: RawRequest) -> tuple[int, by
     if not items:  # e.g. an event type we do not handle: acknowledged and logged, never an error
         log.info("hook_ignored", channel_id=channel.id)
         return ack.status, ack.body, ack.content_type
+    dedupe_key = adapter.dedupe_key(items, req)
+    nonce = adapter.replay_nonce(req)
+    if nonce is not None:  # a one-time token (Mailgun): the same signature never carries another request
+        async with services.db.transaction(write=True) as session:
+            fresh = await replay_actions.accept_nonce(session, channel.id, nonce.value, dedupe_key, nonce.ttl_seconds)
+        if not fresh:
+            INBOUND_REJECTED.labels(channel.kind, "replay").inc()
+            log.info("hook_replay_refused", channel_id=channel.id)
+            return _problem(401, "signature check failed: this signed token was already used for another "
+                            "request", "replayed_token")
     try:
-        item_id = await services.inbox.store(req, channel, adapter.dedupe_key(items, req))
+        item_id = await services.inbox.store(req, channel, dedupe_key)
     except InboxFull as exc:  # overloaded (or the database is down): nothing acknowledged, the provider retries
         INBOUND_REJECTED.labels(channel.kind, "busy").inc()
         return _problem(503, str(exc), "busy")

@@ -16,7 +16,8 @@ from threadline.actions import mail as mail_actions
 from threadline.actions import messages as message_actions
 from threadline.actions.events import savepoint
 from threadline.adapters import AdapterFactory
-from threadline.channels.base import ChannelError, RawRequest
+from threadline.channels.base import ChannelError, RawRequest, storable_headers
+from threadline.channels.registry import get_adapter_class
 from threadline.db.models import ChannelInstanceRow, InboxItemRow
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import plumbing as repo
@@ -246,5 +247,9 @@ class InboxWorker(BackgroundLoop):
 
 
 def _row(req: RawRequest, channel: ChannelInstanceRow, dedupe_key: str) -> dict[str, Any]:
+    """The inbox row of a provider's request; its credentials (basic auth, the provider's secret token…)
+    are never stored, only what parsing it again needs."""
+    adapter = get_adapter_class(channel.kind)
+    headers = storable_headers(req.headers, adapter.secret_headers if adapter is not None else frozenset())
     return {"channel_instance_id": channel.id, "dedupe_key": dedupe_key, "method": req.method, "url": req.url,
-            "headers": dict(req.headers), "body": req.body, "received_at": utcnow()}
+            "headers": headers, "body": req.body, "received_at": utcnow()}

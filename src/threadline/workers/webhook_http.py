@@ -53,15 +53,19 @@ async def resolve(host: str, port: int) -> list[str]:
     return seen
 
 
-def refuse_private(host: str, addresses: Iterable[str]) -> None:
+WEBHOOKS = ("webhooks", "THREADLINE_WEBHOOKS_ALLOW_PRIVATE")
+CHANNELS = ("channel settings", "THREADLINE_CHANNELS_ALLOW_PRIVATE")
+
+
+def refuse_private(host: str, addresses: Iterable[str], who: tuple[str, str] = WEBHOOKS) -> None:
     bad = [a for a in addresses if not address_is_public(a)]
     if bad:
         where = host if host_literal(host) is not None else f"{host} ({', '.join(bad)})"
-        raise DestinationRefused(f"{where} is a private, loopback or link-local address; webhooks may only "
-                                 "reach public addresses (THREADLINE_WEBHOOKS_ALLOW_PRIVATE=true allows others)")
+        raise DestinationRefused(f"{where} is a private, loopback or link-local address; {who[0]} may only "
+                                 f"reach public addresses ({who[1]}=true allows others)")
 
 
-async def check_destination(url: str, *, allow_private: bool) -> None:
+async def check_destination(url: str, *, allow_private: bool, who: tuple[str, str] = WEBHOOKS) -> None:
     """Refuse a URL that is malformed or whose host is (or resolves to) a non-public address."""
     problem = url_problem(url)
     if problem:
@@ -70,15 +74,23 @@ async def check_destination(url: str, *, allow_private: bool) -> None:
         return
     parts = httpx.URL(url)
     host = parts.host
-    refuse_private(host, await resolve(host, parts.port or (443 if parts.scheme == "https" else 80)))
+    refuse_private(host, await resolve(host, parts.port or (443 if parts.scheme == "https" else 80)), who)
+
+
+async def check_host(host: str, port: int, *, allow_private: bool, who: tuple[str, str] = CHANNELS) -> None:
+    """Refuse a host name (an SMTP or IMAP server) that is, or resolves to, a non-public address."""
+    if not allow_private:
+        refuse_private(host, await resolve(host, port), who)
 
 
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
     """Resolves, checks and connects to a checked address; TLS is started by httpcore with the host name."""
 
-    def __init__(self, inner: httpcore.AsyncNetworkBackend, allow_private: bool) -> None:
+    def __init__(self, inner: httpcore.AsyncNetworkBackend, allow_private: bool,
+                 who: tuple[str, str] = WEBHOOKS) -> None:
         self.inner = inner
         self.allow_private = allow_private
+        self.who = who
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                           socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
@@ -87,7 +99,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
                                                 socket_options=socket_options)
         try:
             addresses = await resolve(host, port)
-            refuse_private(host, addresses)
+            refuse_private(host, addresses, self.who)
         except DestinationRefused as exc:
             raise httpcore.ConnectError(str(exc)) from None
         last: Exception | None = None
@@ -116,18 +128,20 @@ def _ssl_context() -> ssl.SSLContext:
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport with its connection pool built on the guarded network backend."""
 
-    def __init__(self, *, allow_private: bool, limits: httpx.Limits) -> None:
+    def __init__(self, *, allow_private: bool, limits: httpx.Limits, who: tuple[str, str] = WEBHOOKS) -> None:
         # Not super().__init__(): it would build a pool (and an SSL context) only to be replaced.
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=_ssl_context(), max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_GuardedBackend(httpcore.AnyIOBackend(), allow_private))
+            network_backend=_GuardedBackend(httpcore.AnyIOBackend(), allow_private, who))
 
 
-def make_client(*, allow_private: bool, timeout: float, max_connections: int = 50) -> httpx.AsyncClient:
-    """The webhooks' own client: no environment proxies, no redirects, the guarded transport."""
+def make_client(*, allow_private: bool, timeout: float, max_connections: int = 50,
+                who: tuple[str, str] = WEBHOOKS) -> httpx.AsyncClient:
+    """The webhooks' own client (also the channel settings test's): no environment proxies, no redirects,
+    the guarded transport."""
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=20)
-    return httpx.AsyncClient(transport=GuardedTransport(allow_private=allow_private, limits=limits),
+    return httpx.AsyncClient(transport=GuardedTransport(allow_private=allow_private, limits=limits, who=who),
                              timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False)
 
 

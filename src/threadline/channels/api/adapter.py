@@ -107,6 +107,7 @@ class ApiChannel(ChannelAdapter):
     title = "API (generic)"
     icon = "code"
     Config = ApiChannelConfig
+    secret_destinations = {"secret": ()}  # signs both ways, never sent
     capabilities = Capabilities(max_text_length=65_536, attachments=True, identity_kinds=("handle",))
     config: ApiChannelConfig
 

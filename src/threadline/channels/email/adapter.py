@@ -42,6 +42,7 @@ from threadline.channels.base import (
     InvalidSignature,
     PermanentSendError,
     RawRequest,
+    ReplayNonce,
     RetryableSendError,
 )
 from threadline.channels.email.config import EmailChannelConfig
@@ -129,6 +130,7 @@ class EmailChannel(ChannelAdapter):
     title = "Email"
     icon = "mail"
     Config = EmailChannelConfig
+    secret_destinations = {"mailgun_signing_key": (), "sendgrid_basic_auth": ()}  # check inbound posts only
     capabilities = Capabilities(max_text_length=200_000, attachments=True, max_attachment_bytes=10 * 1024 * 1024,
                                 identity_kinds=("email",))
     config: EmailChannelConfig
@@ -165,6 +167,14 @@ class EmailChannel(ChannelAdapter):
                     raise InvalidSignature("missing or wrong basic auth credentials")
             return
         raise InvalidSignature(f"this email channel receives by {self.config.inbound.upper()}, not by webhook")
+
+    def replay_nonce(self, req: RawRequest) -> ReplayNonce | None:
+        """Mailgun's ``token`` signs one delivery: seen again with another mail, it is a replay (Mailgun
+        advises caching tokens). Kept for twice the age window, as the timestamp may be ahead of us too."""
+        if self.config.inbound != "mailgun" or req.method in ("SMTP", "IMAP"):
+            return None
+        token = _first(_form_fields(req), "token")
+        return ReplayNonce(token[:200], 2 * MAILGUN_MAX_AGE) if token else None
 
     def raw_mail(self, req: RawRequest) -> bytes:
         """The RFC 5322 bytes of an inbound request, whatever shape it came in."""

@@ -15,6 +15,7 @@ from threadline.db.models import ChannelInstanceRow, InboxItemRow
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import conversations as conv_repo
 from threadline.domain.errors import NotFound
+from threadline.domain.ids import Id
 from threadline.plugins.host import Host
 
 
@@ -38,7 +39,7 @@ def router(host: Host) -> APIRouter:
 
     @api.get("/messages/{message_id}/original", response_class=Response,
              summary="The raw email behind a message (message/rfc822 download)")
-    async def original(message_id: int, actor: Actor = Depends(host.current_actor)) -> Response:
+    async def original(message_id: Id, actor: Actor = Depends(host.current_actor)) -> Response:
         channel, item = await host.read(stored_original, actor, message_id)
         if item is None or channel is None:
             raise NotFound(f"message {message_id} has no stored original email")

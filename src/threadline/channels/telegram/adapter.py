@@ -92,6 +92,7 @@ class TelegramChannel(ChannelAdapter):
     title = "Telegram bot"
     icon = "send"
     Config = TelegramConfig
+    secret_headers = frozenset({"x-telegram-bot-api-secret-token"})
     capabilities = Capabilities(max_text_length=4096, attachments=True, max_attachment_bytes=50 * 1024 * 1024,
                                 identity_kinds=("handle",), typing=True)
     config: TelegramConfig

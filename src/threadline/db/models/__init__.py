@@ -20,6 +20,7 @@ from threadline.db.models.plumbing import (
     OutboundJobRow,
     OutboxCursorRow,
     OutboxEventRow,
+    ReplayNonceRow,
     ScheduledJobRow,
 )
 from threadline.db.models.routing import (
@@ -43,7 +44,7 @@ from threadline.db.models.webhooks import WebhookDeliveryRow, WebhookEndpointRow
 __all__ = [
     "ApiTokenRow", "AttachmentRow", "Base", "ContactActivityRow", "ContactAttributeDefRow", "ContactMergeRow", "MergeSuggestionRow", "CannedResponseRow", "ChannelInstanceRow", "ContactRow", "ConversationLabelRow", "ConversationRow",
     "CsatResponseRow",
-    "IdentityRow", "InboxItemRow", "LoginAttemptRow", "MediaDownloadRow", "MessageRow", "MessageTemplateRow", "OutboundJobRow", "OutboxCursorRow", "OutboxEventRow",
+    "IdentityRow", "InboxItemRow", "LoginAttemptRow", "MediaDownloadRow", "MessageRow", "MessageTemplateRow", "OutboundJobRow", "OutboxCursorRow", "OutboxEventRow", "ReplayNonceRow",
     "PresenceLogRow", "QueueMemberRow", "QueueRow", "RoutingAgentRow", "RoutingOfferRow", "RoutingOutcomeRow", "RoutingQueueRow",
     "RoutingSettingRow", "RoutingTaskRow", "ScheduledJobRow", "SessionRow", "TeamMemberRow", "TeamRow", "UserRow",
     "WebhookDeliveryRow", "WebhookEndpointRow",

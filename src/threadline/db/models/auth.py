@@ -39,7 +39,7 @@ class ApiTokenRow(Base):
 
 class LoginAttemptRow(Base):
     __tablename__ = "login_attempts"
-    __table_args__ = (Index("ix_login_attempts_who", "username", "at"),)
+    __table_args__ = (Index("ix_login_attempts_who", "username", "at"), Index("ix_login_attempts_ip", "ip", "at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(320))

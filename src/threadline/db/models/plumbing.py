@@ -110,3 +110,17 @@ class ScheduledJobRow(Base):
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ReplayNonceRow(Base):
+    """A provider's one-time token (Mailgun's ``token``), kept until its signature could no longer be
+    fresh: the same token with another request is a replay (refused), with the same request a retry."""
+
+    __tablename__ = "replay_nonces"
+    __table_args__ = (UniqueConstraint("channel_instance_id", "nonce"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel_instance_id: Mapped[int] = mapped_column(ForeignKey("channel_instances.id", ondelete="CASCADE"))
+    nonce: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of what the request carried (its dedupe key)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -38,15 +38,21 @@ async def list_tokens(session: AsyncSession, user_id: int | None = None) -> Sequ
     return (await session.execute(stmt)).scalars().all()
 
 
-async def recent_failures(session: AsyncSession, username: str, since: datetime) -> int:
+async def recent_failures(session: AsyncSession, since: datetime, *, username: str | None = None,
+                          ip: str | None = None) -> int:
+    """Failed logins since then, for this account and/or from this address."""
     stmt = select(func.count()).select_from(LoginAttemptRow).where(
-        LoginAttemptRow.username == username, LoginAttemptRow.at >= since, LoginAttemptRow.success.is_(False)
-    )
+        LoginAttemptRow.at >= since, LoginAttemptRow.success.is_(False))
+    if username is not None:
+        stmt = stmt.where(LoginAttemptRow.username == username)
+    if ip is not None:
+        stmt = stmt.where(LoginAttemptRow.ip == ip)
     return (await session.execute(stmt)).scalar_one()
 
 
-async def last_success(session: AsyncSession, username: str) -> datetime | None:
+async def last_success(session: AsyncSession, username: str, ip: str | None = None) -> datetime | None:
     stmt = select(func.max(LoginAttemptRow.at)).where(
-        LoginAttemptRow.username == username, LoginAttemptRow.success.is_(True)
-    )
+        LoginAttemptRow.username == username, LoginAttemptRow.success.is_(True))
+    if ip is not None:
+        stmt = stmt.where(LoginAttemptRow.ip == ip)
     return (await session.execute(stmt)).scalar_one_or_none()

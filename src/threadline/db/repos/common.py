@@ -10,6 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.domain.errors import ValidationFailed
+from threadline.domain.ids import is_id
 
 
 def insert_ignore(session: AsyncSession, table: Any, values: dict[str, Any]) -> Any:
@@ -29,8 +30,10 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
         if not isinstance(values, list) or len(values) != arity:
             raise ValueError
+        if any(isinstance(v, int | float) and not isinstance(v, bool) and not is_id(v) for v in values):
+            raise ValueError  # cursors carry ids (and timestamps as text): any other number is forged
         return values
-    except (ValueError, TypeError, UnicodeDecodeError):
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError):
         raise ValidationFailed("cursor is not one this API gave out", field="cursor") from None
 
 

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, case, exists, func, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.db.models import ContactRow, IdentityRow
+from threadline.db.models import ContactRow, ConversationRow, IdentityRow
 from threadline.db.repos.common import decode_cursor, encode_cursor
 from threadline.domain.contacts import IdentityValue
+from threadline.domain.errors import ValidationFailed
 
 
 async def get_contact(session: AsyncSession, contact_id: int) -> ContactRow | None:
@@ -74,17 +75,50 @@ async def names_of(session: AsyncSession, contact_ids: Sequence[int]) -> dict[in
     return {cid: name for cid, name in rows.all()}
 
 
+Viewer = tuple[int, Sequence[int], Sequence[int]]  # (user id, queue ids, team ids) of an agent
+
+
+def _sees(viewer: Viewer) -> ColumnElement[bool]:
+    """The agent sees this conversation: assigned to them, in one of their queues or teams."""
+    user_id, queue_ids, team_ids = viewer
+    c = ConversationRow
+    return or_(c.assignee_id == user_id, c.queue_id.in_(list(queue_ids) or [-1]),
+               c.team_id.in_(list(team_ids) or [-1]))
+
+
+async def conversation_visibility(session: AsyncSession, contact_ids: Sequence[int], viewer: Viewer
+                                  ) -> dict[int, tuple[int, int]]:
+    """Per contact: (its conversations, those the agent sees); contacts without any are (0, 0)."""
+    out = {cid: (0, 0) for cid in contact_ids}
+    if not contact_ids:
+        return out
+    c = ConversationRow
+    stmt = (select(c.contact_id, func.count(), func.sum(case((_sees(viewer), 1), else_=0)))
+            .where(c.contact_id.in_(set(contact_ids))).group_by(c.contact_id))
+    for cid, total, seen in (await session.execute(stmt)).all():
+        out[cid] = (int(total), int(seen or 0))
+    return out
+
+
 async def search_contacts(
-    session: AsyncSession, q: str | None, cursor: str | None, limit: int
+    session: AsyncSession, q: str | None, cursor: str | None, limit: int, viewer: Viewer | None = None
 ) -> tuple[Sequence[ContactRow], str | None]:
+    """Contacts by name or identity, newest first; for an agent (``viewer``) only those they may see: one
+    of their conversations is visible to them, or they have none yet."""
     stmt = (select(ContactRow).where(ContactRow.merged_into_id.is_(None))  # merged ones live on in their target
             .order_by(ContactRow.id.desc()).limit(limit + 1))
+    if viewer is not None:
+        c = ConversationRow
+        stmt = stmt.where(or_(exists().where(c.contact_id == ContactRow.id, _sees(viewer)),
+                              not_(exists().where(c.contact_id == ContactRow.id))))
     if q:
         needle = f"%{q.strip().lower()}%"
         stmt = stmt.where(or_(ContactRow.search_text.like(needle)))
     if cursor:
         (last_id,) = decode_cursor(cursor, 1)
-        stmt = stmt.where(ContactRow.id < int(last_id))
+        if not isinstance(last_id, int):
+            raise ValidationFailed("cursor is not one this API gave out", field="cursor")
+        stmt = stmt.where(ContactRow.id < last_id)
     rows = (await session.execute(stmt)).scalars().all()
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], next_cursor

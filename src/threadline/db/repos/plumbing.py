@@ -11,7 +11,7 @@ from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, updat
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.db.models import InboxItemRow, OutboundJobRow, OutboxCursorRow, OutboxEventRow
+from threadline.db.models import InboxItemRow, OutboundJobRow, OutboxCursorRow, OutboxEventRow, ReplayNonceRow
 from threadline.db.repos.common import claim_rows, insert_ignore
 
 OUTBOX = OutboxEventRow.__table__
@@ -289,3 +289,16 @@ async def job_for_message(session: AsyncSession, message_id: int) -> OutboundJob
 
 async def get_job(session: AsyncSession, job_id: int) -> OutboundJobRow | None:
     return await session.get(OutboundJobRow, job_id)
+
+
+async def remember_nonce(session: AsyncSession, channel_id: int, nonce: str, fingerprint: str,
+                         expires_at: datetime, now: datetime) -> str:
+    """Record a provider's one-time token unless it is known; the fingerprint stored with it (the one
+    given, or an earlier request's). Two requests racing with one token get the same answer: the second
+    insert waits for the first and does nothing. Expired tokens are removed on the way."""
+    await session.execute(delete(ReplayNonceRow).where(ReplayNonceRow.expires_at < now))
+    await session.execute(insert_ignore(session, ReplayNonceRow.__table__, {
+        "channel_instance_id": channel_id, "nonce": nonce, "fingerprint": fingerprint, "expires_at": expires_at}))
+    stmt = select(ReplayNonceRow.fingerprint).where(ReplayNonceRow.channel_instance_id == channel_id,
+                                                    ReplayNonceRow.nonce == nonce)
+    return (await session.execute(stmt)).scalar_one()

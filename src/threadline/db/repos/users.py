@@ -24,6 +24,15 @@ async def count_users(session: AsyncSession) -> int:
     return (await session.execute(select(func.count()).select_from(UserRow))).scalar_one()
 
 
+async def active_admin_ids(session: AsyncSession) -> list[int]:
+    """Active admins; on PostgreSQL their rows stay locked until commit, so two admins demoting each
+    other at once take turns (SQLite writers take turns anyway)."""
+    stmt = select(UserRow.id).where(UserRow.role == "admin", UserRow.active.is_(True)).order_by(UserRow.id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return list((await session.execute(stmt)).scalars().all())
+
+
 async def team_ids_of(session: AsyncSession, user_id: int) -> list[int]:
     rows = await session.execute(select(TeamMemberRow.team_id).where(TeamMemberRow.user_id == user_id))
     return sorted(rows.scalars().all())

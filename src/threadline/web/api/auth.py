@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request, Response
 
 from threadline.actions import auth as auth_actions
 from threadline.db.repos import auth as auth_repo
-from threadline.domain.errors import DomainError
-from threadline.web.api.schemas import LoginIn, MeOut, TokenCreated, TokenIn, TokenOut
+from threadline.domain.errors import DomainError, ValidationFailed
+from threadline.web.api.schemas import Id, LoginIn, MeOut, TokenCreated, TokenIn, TokenOut
 from threadline.web.api.users import user_out
 from threadline.web.deps import SESSION_COOKIE, CurrentActor, ServicesDep
 from threadline.web.errors import problem
@@ -25,8 +25,8 @@ async def do_login(services, email: str, password: str, request: Request  # type
     s = services.settings
     error: DomainError | None = None
     async with services.db.transaction(write=True) as session:
-        await auth_actions.check_throttle(session, email.strip().lower(), s.login_max_failures,
-                                          s.login_window_seconds)
+        await auth_actions.check_throttle(session, email.strip().lower(), client_ip(request), s.login_max_failures,
+                                          s.login_window_seconds, s.login_max_failures_per_ip)
         try:
             user, token, row = await auth_actions.login(
                 session, email=email, password=password, ip=client_ip(request),
@@ -53,14 +53,17 @@ async def login(body: LoginIn, request: Request, response: Response, services: S
     return MeOut(**out.model_dump(), csrf_token=csrf)
 
 
-@router.post("/auth/logout", status_code=204, summary="End this session")
+@router.post("/auth/logout", status_code=204, summary="End this browser session (deleted on the server too)")
 async def logout(request: Request, actor: CurrentActor, services: ServicesDep) -> Response:
-    token = request.cookies.get(SESSION_COOKIE)
-    if token:
-        async with services.db.transaction(write=True) as session:
-            await auth_actions.logout(session, token)
+    """The session of the cookie, authenticated with its CSRF token (``CurrentActor``), is deleted; an API
+    token has no session to end (revoke it with ``DELETE /api/v1/tokens/{id}``)."""
+    if actor.via_token:
+        raise ValidationFailed("an API token has no session to end; revoke it with DELETE /api/v1/tokens/{id}")
+    async with services.db.transaction(write=True) as session:
+        await auth_actions.logout(session, request.cookies[SESSION_COOKIE])
     response = Response(status_code=204)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
+                           secure=services.settings.secure_cookies)
     return response
 
 
@@ -92,7 +95,7 @@ async def create_token(body: TokenIn, actor: CurrentActor, services: ServicesDep
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke an API token")
-async def revoke_token(token_id: int, actor: CurrentActor, services: ServicesDep) -> Response:
+async def revoke_token(token_id: Id, actor: CurrentActor, services: ServicesDep) -> Response:
     async with services.db.transaction(write=True) as session:
         await auth_actions.revoke_token(session, token_id,
                                         owner_id=None if actor.role.value == "admin" else actor.user_id)

@@ -11,7 +11,7 @@ from threadline.actions import canned as canned_actions
 from threadline.db.models import CannedResponseRow
 from threadline.db.repos import desk as repo
 from threadline.domain.errors import NotFound
-from threadline.web.api.schemas import In
+from threadline.web.api.schemas import Id, In
 from threadline.web.deps import AdminActor, CurrentActor, ServicesDep
 
 router = APIRouter(tags=["canned responses"])
@@ -57,7 +57,7 @@ async def create_canned(body: CannedIn, actor: AdminActor, services: ServicesDep
 
 
 @router.get("/canned-responses/{canned_id}", response_model=CannedOut)
-async def get_canned(canned_id: int, actor: CurrentActor, services: ServicesDep) -> CannedOut:
+async def get_canned(canned_id: Id, actor: CurrentActor, services: ServicesDep) -> CannedOut:
     async with services.db.transaction(write=False) as session:
         row = await repo.get_canned(session, canned_id)
         if row is None:
@@ -66,14 +66,14 @@ async def get_canned(canned_id: int, actor: CurrentActor, services: ServicesDep)
 
 
 @router.patch("/canned-responses/{canned_id}", response_model=CannedOut)
-async def update_canned(canned_id: int, body: CannedUpdate, actor: AdminActor, services: ServicesDep) -> CannedOut:
+async def update_canned(canned_id: Id, body: CannedUpdate, actor: AdminActor, services: ServicesDep) -> CannedOut:
     async with services.db.transaction(write=True) as session:
         return canned_out(await canned_actions.update_canned(session, actor, canned_id,
                                                              **body.model_dump(exclude_unset=True)))
 
 
 @router.delete("/canned-responses/{canned_id}", status_code=204, response_class=Response)
-async def delete_canned(canned_id: int, actor: AdminActor, services: ServicesDep) -> Response:
+async def delete_canned(canned_id: Id, actor: AdminActor, services: ServicesDep) -> Response:
     async with services.db.transaction(write=True) as session:
         await canned_actions.delete_canned(session, actor, canned_id)
     return Response(status_code=204)

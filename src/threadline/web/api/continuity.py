@@ -9,20 +9,20 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from threadline.actions import continuity as actions
+from threadline.actions.permissions import visible_contact, visible_contact_ids
 from threadline.actions.views import contact_view, conversation_views
 from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import continuity as repo
 from threadline.domain.contacts import AttributeType
-from threadline.domain.errors import NotFound
 from threadline.domain.events import ContactView, ConversationView
-from threadline.web.api.schemas import In
+from threadline.web.api.schemas import Id, In
 from threadline.web.deps import CurrentActor, ServicesDep
 
 router = APIRouter(tags=["customer continuity"])
 
 
 class MergeIn(In):
-    source_id: int = Field(description="The contact (or conversation) merged into the one in the URL")
+    source_id: Id = Field(description="The contact (or conversation) merged into the one in the URL")
 
 
 class MergeOut(BaseModel):
@@ -102,37 +102,43 @@ async def _merge_out(session, row) -> MergeOut:  # type: ignore[no-untyped-def]
 
 
 @router.post("/contacts/{contact_id}/merge", response_model=MergeOut, summary="Merge another contact into this one")
-async def merge_contacts(contact_id: int, body: MergeIn, actor: CurrentActor, services: ServicesDep) -> MergeOut:
+async def merge_contacts(contact_id: Id, body: MergeIn, actor: CurrentActor, services: ServicesDep) -> MergeOut:
     async with services.db.transaction() as session:
         row = await actions.merge_contacts(session, actor, body.source_id, contact_id)
         return await _merge_out(session, row)
 
 
 @router.post("/contact-merges/{merge_id}/undo", response_model=MergeOut, summary="Undo a merge")
-async def undo_merge(merge_id: int, actor: CurrentActor, services: ServicesDep) -> MergeOut:
+async def undo_merge(merge_id: Id, actor: CurrentActor, services: ServicesDep) -> MergeOut:
     async with services.db.transaction() as session:
         row = await actions.undo_merge(session, actor, merge_id)
         return await _merge_out(session, row)
 
 
 @router.get("/merge-suggestions", response_model=list[SuggestionOut])
-async def list_suggestions(actor: CurrentActor, services: ServicesDep, contact_id: int | None = Query(default=None),
+async def list_suggestions(actor: CurrentActor, services: ServicesDep, contact_id: Id | None = Query(default=None),
                            status: str = Query(default="open", pattern="^(open|merged|dismissed)$")
                            ) -> list[SuggestionOut]:
     async with services.db.transaction(write=False) as session:
-        return [SuggestionOut.model_validate(r, from_attributes=True)
-                for r in await repo.suggestions_for(session, contact_id, status)]
+        if contact_id is not None:
+            await visible_contact(session, actor, contact_id)
+        rows = await repo.suggestions_for(session, contact_id, status)
+        if actor.viewer is not None:  # an agent: the suggestions about a contact they see
+            seen = await visible_contact_ids(session, actor, sorted({c for r in rows
+                                                                     for c in (r.contact_id, r.other_contact_id)}))
+            rows = [r for r in rows if r.contact_id in seen or r.other_contact_id in seen]
+        return [SuggestionOut.model_validate(r, from_attributes=True) for r in rows]
 
 
 @router.post("/merge-suggestions/{suggestion_id}/dismiss", status_code=204)
-async def dismiss_suggestion(suggestion_id: int, actor: CurrentActor, services: ServicesDep) -> None:
+async def dismiss_suggestion(suggestion_id: Id, actor: CurrentActor, services: ServicesDep) -> None:
     async with services.db.transaction() as session:
         await actions.dismiss_suggestion(session, actor, suggestion_id)
 
 
 @router.post("/conversations/{conversation_id}/merge", response_model=ConversationView,
              summary="Merge another conversation of the same customer into this one")
-async def merge_conversations(conversation_id: int, body: MergeIn, actor: CurrentActor, services: ServicesDep
+async def merge_conversations(conversation_id: Id, body: MergeIn, actor: CurrentActor, services: ServicesDep
                               ) -> ConversationView:
     async with services.db.transaction() as session:
         return await actions.merge_conversations(session, actor, body.source_id, conversation_id)
@@ -140,26 +146,24 @@ async def merge_conversations(conversation_id: int, body: MergeIn, actor: Curren
 
 @router.post("/messages/{message_id}/split", response_model=ConversationView, status_code=201,
              summary="Move a message into a new conversation of the same customer")
-async def split_message(message_id: int, actor: CurrentActor, services: ServicesDep) -> ConversationView:
+async def split_message(message_id: Id, actor: CurrentActor, services: ServicesDep) -> ConversationView:
     async with services.db.transaction() as session:
         return await actions.split_message(session, actor, message_id)
 
 
 @router.post("/contacts/{contact_id}/activity", status_code=201, response_model=JourneyEntry,
              summary="Record a step of the customer's journey (a page view, an article read…)")
-async def add_activity(contact_id: int, body: ActivityIn, actor: CurrentActor, services: ServicesDep) -> JourneyEntry:
+async def add_activity(contact_id: Id, body: ActivityIn, actor: CurrentActor, services: ServicesDep) -> JourneyEntry:
     async with services.db.transaction() as session:
         row = await actions.record_activity(session, contact_id, kind=body.kind, title=body.title, url=body.url,
-                                            data=body.data, at=body.at)
+                                            data=body.data, at=body.at, actor=actor)
         return JourneyEntry(at=row.at, kind=row.kind, title=row.title, url=row.url)
 
 
 @router.get("/contacts/{contact_id}/360", response_model=Customer360, summary="Everything about one customer")
-async def customer_360(contact_id: int, actor: CurrentActor, services: ServicesDep) -> Customer360:
+async def customer_360(contact_id: Id, actor: CurrentActor, services: ServicesDep) -> Customer360:
     async with services.db.transaction(write=False) as session:
-        contact = await contacts_repo.get_contact(session, contact_id)
-        if contact is None:
-            raise NotFound(f"contact {contact_id} does not exist")
+        contact = await visible_contact(session, actor, contact_id)
         idents = await contacts_repo.identities_of(session, [contact.id])
         convs = [c for c in await repo.conversations_of(session, contact.id) if actor.can_see(c)]
         views = await conversation_views(session, convs)

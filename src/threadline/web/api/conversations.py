@@ -15,7 +15,15 @@ from threadline.db.repos import conversations as repo
 from threadline.db.repos.common import decode_cursor
 from threadline.domain.conversations import ConversationStatus, Priority
 from threadline.domain.events import ConversationView, MessageView
-from threadline.web.api.schemas import ConversationPage, ConversationUpdate, In, MessagePage, NoteIn, ReplyIn
+from threadline.web.api.schemas import (
+    ConversationPage,
+    ConversationUpdate,
+    Id,
+    In,
+    MessagePage,
+    NoteIn,
+    ReplyIn,
+)
 from threadline.web.deps import CurrentActor, ServicesDep
 
 router = APIRouter(tags=["conversations"])
@@ -27,12 +35,12 @@ async def list_conversations(
     actor: CurrentActor, services: ServicesDep,
     status: Annotated[list[ConversationStatus] | None, Query()] = None,
     priority: Annotated[list[Priority] | None, Query()] = None,
-    queue_id: int | None = None,
-    assignee_id: int | None = None,
+    queue_id: Id | None = None,
+    assignee_id: Id | None = None,
     unassigned: bool = False,
-    team_id: int | None = None,
-    contact_id: int | None = None,
-    channel_instance_id: int | None = None,
+    team_id: Id | None = None,
+    contact_id: Id | None = None,
+    channel_instance_id: Id | None = None,
     label: str | None = Query(default=None, max_length=63),
     cursor: str | None = Query(default=None, max_length=500),
     limit: int = Query(default=25, ge=1, le=100),
@@ -49,7 +57,7 @@ async def list_conversations(
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationView)
-async def get_conversation(conversation_id: int, actor: CurrentActor, services: ServicesDep) -> ConversationView:
+async def get_conversation(conversation_id: Id, actor: CurrentActor, services: ServicesDep) -> ConversationView:
     async with services.db.transaction(write=False) as session:
         conv = actor.check_can_see(await repo.get_conversation(session, conversation_id), conversation_id)
         return await conversation_view(session, conv)
@@ -57,7 +65,7 @@ async def get_conversation(conversation_id: int, actor: CurrentActor, services: 
 
 @router.patch("/conversations/{conversation_id}", response_model=ConversationView,
               summary="Change status, assignee, queue, team, labels or priority (only the fields sent)")
-async def update_conversation(conversation_id: int, body: ConversationUpdate, actor: CurrentActor,
+async def update_conversation(conversation_id: Id, body: ConversationUpdate, actor: CurrentActor,
                               services: ServicesDep) -> ConversationView:
     async with services.db.transaction(write=True) as session:
         return await conv_actions.update_conversation(session, actor, conversation_id,
@@ -66,7 +74,7 @@ async def update_conversation(conversation_id: int, body: ConversationUpdate, ac
 
 @router.get("/conversations/{conversation_id}/messages", response_model=MessagePage,
             summary="The timeline: messages from every channel, notes and activity, oldest first")
-async def list_messages(conversation_id: int, actor: CurrentActor, services: ServicesDep,
+async def list_messages(conversation_id: Id, actor: CurrentActor, services: ServicesDep,
                         cursor: str | None = Query(default=None, max_length=500),
                         limit: int = Query(default=100, ge=1, le=500)) -> MessagePage:
     after_id = None
@@ -81,7 +89,7 @@ async def list_messages(conversation_id: int, actor: CurrentActor, services: Ser
 
 @router.post("/conversations/{conversation_id}/messages", response_model=MessageView, status_code=201,
              summary="Reply to the customer (on the channel they last used, unless one is given)")
-async def reply(conversation_id: int, body: ReplyIn, actor: CurrentActor, services: ServicesDep) -> MessageView:
+async def reply(conversation_id: Id, body: ReplyIn, actor: CurrentActor, services: ServicesDep) -> MessageView:
     async with services.db.transaction(write=True) as session:
         return await message_actions.send_reply(
             session, actor, conversation_id, body.text,
@@ -91,21 +99,21 @@ async def reply(conversation_id: int, body: ReplyIn, actor: CurrentActor, servic
 
 @router.post("/conversations/{conversation_id}/notes", response_model=MessageView, status_code=201,
              summary="Add an internal note (never sent to the customer)")
-async def add_note(conversation_id: int, body: NoteIn, actor: CurrentActor, services: ServicesDep) -> MessageView:
+async def add_note(conversation_id: Id, body: NoteIn, actor: CurrentActor, services: ServicesDep) -> MessageView:
     async with services.db.transaction(write=True) as session:
         return await message_actions.add_note(session, actor, conversation_id, body.text)
 
 
 class TransferIn(In):
-    assignee_id: int | None = Field(default=None, description="The agent who takes it over")
-    team_id: int | None = None
-    queue_id: int | None = None
+    assignee_id: Id | None = Field(default=None, description="The agent who takes it over")
+    team_id: Id | None = None
+    queue_id: Id | None = None
     note: str | None = Field(default=None, max_length=2000, description="Shown in the activity line")
 
 
 @router.post("/conversations/{conversation_id}/transfer", response_model=ConversationView,
              summary="Hand over to an agent, a team or a queue, with a note (agents: what they hold)")
-async def transfer(conversation_id: int, body: TransferIn, actor: CurrentActor, services: ServicesDep
+async def transfer(conversation_id: Id, body: TransferIn, actor: CurrentActor, services: ServicesDep
                    ) -> ConversationView:
     targets = body.model_dump(exclude_unset=True, exclude={"note"})
     async with services.db.transaction(write=True) as session:

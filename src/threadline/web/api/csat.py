@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from threadline.actions import csat as actions
+from threadline.web.api.schemas import Id
 from threadline.web.deps import CurrentActor, ServicesDep
 
 router = APIRouter(tags=["contacts"])
@@ -30,7 +31,7 @@ class CsatList(BaseModel):
 
 @router.get("/contacts/{contact_id}/csat", response_model=CsatList,
             summary="A customer's satisfaction ratings (newest first) and their average")
-async def contact_csat(contact_id: int, actor: CurrentActor, services: ServicesDep) -> CsatList:
+async def contact_csat(contact_id: Id, actor: CurrentActor, services: ServicesDep) -> CsatList:
     async with services.db.transaction(write=False) as session:
         rows = await actions.contact_csat(session, actor, contact_id)
     items = [CsatView(id=r.id, conversation_id=r.conversation_id, contact_id=r.contact_id,

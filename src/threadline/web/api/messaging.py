@@ -16,6 +16,7 @@ from threadline.db.repos import messaging as repo
 from threadline.domain.errors import NotFound
 from threadline.domain.events import MessageView
 from threadline.domain.messaging import sms_segments
+from threadline.web.api.schemas import Id
 from threadline.web.deps import AdminActor, CurrentActor, ServicesDep
 
 router = APIRouter(tags=["messaging"])
@@ -31,9 +32,9 @@ class TemplateIn(BaseModel):
 
 
 class TemplateSendIn(BaseModel):
-    template_id: int
+    template_id: Id
     variables: dict[str, str] = Field(default_factory=dict)
-    identity_id: int | None = None
+    identity_id: Id | None = None
 
 
 class SegmentsIn(BaseModel):
@@ -42,10 +43,10 @@ class SegmentsIn(BaseModel):
 
 @router.get("/channels/{channel_id}/limits", summary="What the composer must know before sending on a channel: "
             "text length, media, SMS segments of `text`, and for a conversation the reply window and opt-out")
-async def limits(channel_id: int, actor: CurrentActor, services: ServicesDep, text: str = Query("", max_length=65_536),
-                 conversation_id: int | None = None,
-                 identity_id: int | None = Query(None, description="The customer's address the reply goes to "
-                                                 "(default: the one they last wrote from on this channel)")
+async def limits(channel_id: Id, actor: CurrentActor, services: ServicesDep, text: str = Query("", max_length=65_536),
+                 conversation_id: Id | None = None,
+                 identity_id: Id | None = Query(None, description="The customer's address the reply goes to "
+                                                "(default: the one they last wrote from on this channel)")
                  ) -> dict[str, Any]:
     async with services.db.transaction(write=False) as session:
         return await actions.composer_limits(session, actor, channel_id, text=text, conversation_id=conversation_id,
@@ -67,7 +68,7 @@ class ConnectOut(BaseModel):
 
 @router.post("/channels/{channel_id}/connect", response_model=ConnectOut,
              summary="Register the channel's hook URL at the provider where its API allows it (Telegram setWebhook)")
-async def connect(channel_id: int, actor: AdminActor, services: ServicesDep) -> ConnectOut:
+async def connect(channel_id: Id, actor: AdminActor, services: ServicesDep) -> ConnectOut:
     async with services.db.transaction(write=False) as session:
         row = await channels_repo.get_channel(session, channel_id)
     if row is None:
@@ -82,7 +83,7 @@ async def connect(channel_id: int, actor: AdminActor, services: ServicesDep) -> 
 
 
 @router.get("/channels/{channel_id}/templates", summary="Approved message templates of a channel")
-async def list_templates(channel_id: int, actor: CurrentActor, services: ServicesDep) -> list[dict[str, Any]]:
+async def list_templates(channel_id: Id, actor: CurrentActor, services: ServicesDep) -> list[dict[str, Any]]:
     async with services.db.transaction(write=False) as session:
         if await channels_repo.get_channel(session, channel_id) is None:
             raise NotFound(f"channel {channel_id} does not exist")
@@ -90,14 +91,14 @@ async def list_templates(channel_id: int, actor: CurrentActor, services: Service
 
 
 @router.post("/channels/{channel_id}/templates", status_code=201, summary="Add an approved template (admin)")
-async def create_template(channel_id: int, body: TemplateIn, actor: AdminActor, services: ServicesDep
+async def create_template(channel_id: Id, body: TemplateIn, actor: AdminActor, services: ServicesDep
                           ) -> dict[str, Any]:
     async with services.db.transaction(write=True) as session:
         return await actions.create_template(session, channel_id, **body.model_dump())
 
 
 @router.delete("/channels/{channel_id}/templates/{template_id}", status_code=204, summary="Remove a template (admin)")
-async def delete_template(channel_id: int, template_id: int, actor: AdminActor, services: ServicesDep) -> Response:
+async def delete_template(channel_id: Id, template_id: Id, actor: AdminActor, services: ServicesDep) -> Response:
     async with services.db.transaction(write=True) as session:
         await actions.delete_template(session, channel_id, template_id)
     return Response(status_code=204)
@@ -105,7 +106,7 @@ async def delete_template(channel_id: int, template_id: int, actor: AdminActor, 
 
 @router.post("/conversations/{conversation_id}/template-messages", response_model=MessageView, status_code=201,
              summary="Send an approved template with its variables (allowed outside the reply window)")
-async def send_template(conversation_id: int, body: TemplateSendIn, actor: CurrentActor, services: ServicesDep
+async def send_template(conversation_id: Id, body: TemplateSendIn, actor: CurrentActor, services: ServicesDep
                         ) -> MessageView:
     async with services.db.transaction(write=True) as session:
         return await actions.send_template(session, actor, conversation_id, body.template_id, body.variables,

@@ -17,6 +17,7 @@ from threadline.db.repos import users as users_repo
 from threadline.domain.errors import NotFound, ValidationFailed
 from threadline.domain.routing_events import WrapUp
 from threadline.domain.routing_settings import EngineSettings, QueueRouting
+from threadline.web.api.schemas import Id
 from threadline.web.deps import AdminActor, CurrentActor, ServicesDep, SupervisorActor
 
 router = APIRouter(prefix="/routing", tags=["routing"])
@@ -188,14 +189,14 @@ async def agents(actor: SupervisorActor, services: ServicesDep) -> list[AgentSum
 
 
 @router.put("/agents/{user_id}", status_code=204, summary="Set an agent's slots per channel class (supervisors)")
-async def set_agent(user_id: int, body: AgentProfileIn, actor: SupervisorActor, services: ServicesDep) -> None:
+async def set_agent(user_id: Id, body: AgentProfileIn, actor: SupervisorActor, services: ServicesDep) -> None:
     async with services.db.transaction() as session:
         await routing_actions.set_agent_profile(session, actor, user_id, capacity=body.capacity,
                                                 blocked_by=body.blocked_by)
 
 
 @router.get("/tasks", response_model=list[TaskOut], summary="Tasks in queues, by position (supervisors: all)")
-async def tasks(actor: CurrentActor, services: ServicesDep, queue_id: int | None = None,
+async def tasks(actor: CurrentActor, services: ServicesDep, queue_id: Id | None = None,
                 status: str | None = Query(default=None, pattern="^(waiting|offered|assigned|wrapping)$"),
                 limit: int = Query(default=100, ge=1, le=1000)) -> list[TaskOut]:
     now = time.time()
@@ -207,7 +208,7 @@ async def tasks(actor: CurrentActor, services: ServicesDep, queue_id: int | None
 
 @router.get("/tasks/{conversation_id}", response_model=TaskOut,
             summary="A conversation's place in its queue and estimated wait")
-async def task(conversation_id: int, actor: CurrentActor, services: ServicesDep) -> TaskOut:
+async def task(conversation_id: Id, actor: CurrentActor, services: ServicesDep) -> TaskOut:
     async with services.db.transaction(write=False) as session:
         row = await repo.get_task(session, conversation_id)
     if row is None or not (actor.sees_everything or row.queue_id in actor.queue_ids or row.agent_id == actor.user_id):
@@ -216,7 +217,7 @@ async def task(conversation_id: int, actor: CurrentActor, services: ServicesDep)
 
 
 @router.post("/tasks/{conversation_id}/pick", status_code=204, summary="Take a waiting conversation by hand")
-async def pick(conversation_id: int, actor: CurrentActor, services: ServicesDep) -> None:
+async def pick(conversation_id: Id, actor: CurrentActor, services: ServicesDep) -> None:
     async with services.db.transaction() as session:
         await routing_actions.pick_task(session, actor, conversation_id)
 
@@ -229,7 +230,7 @@ async def my_wrap_ups(actor: CurrentActor, services: ServicesDep) -> list[WrapUp
 
 @router.post("/tasks/{conversation_id}/end-wrap-up", status_code=204,
              summary="End a wrap-up early: the agent is ready for the next contact")
-async def end_wrap_up(conversation_id: int, actor: CurrentActor, services: ServicesDep) -> None:
+async def end_wrap_up(conversation_id: Id, actor: CurrentActor, services: ServicesDep) -> None:
     async with services.db.transaction() as session:
         await routing_actions.end_wrap_up(session, actor, conversation_id)
 
@@ -243,20 +244,20 @@ async def my_offers(actor: CurrentActor, services: ServicesDep) -> list[OfferOut
 
 
 @router.post("/offers/{offer_id}/accept", summary="Accept an offer: the conversation is assigned to me")
-async def accept(offer_id: int, actor: CurrentActor, services: ServicesDep) -> dict[str, int]:
+async def accept(offer_id: Id, actor: CurrentActor, services: ServicesDep) -> dict[str, int]:
     async with services.db.transaction() as session:
         conversation_id = await routing_actions.accept_offer(session, actor, offer_id)
     return {"conversation_id": conversation_id}
 
 
 @router.post("/offers/{offer_id}/reject", status_code=204, summary="Decline an offer")
-async def reject(offer_id: int, actor: CurrentActor, services: ServicesDep) -> None:
+async def reject(offer_id: Id, actor: CurrentActor, services: ServicesDep) -> None:
     async with services.db.transaction() as session:
         await routing_actions.reject_offer(session, actor, offer_id)
 
 
 @router.get("/queues/{queue_id}/settings", response_model=QueueRoutingOut, summary="A queue's routing settings")
-async def get_queue_settings(queue_id: int, actor: SupervisorActor, services: ServicesDep) -> QueueRoutingOut:
+async def get_queue_settings(queue_id: Id, actor: SupervisorActor, services: ServicesDep) -> QueueRoutingOut:
     async with services.db.transaction(write=False) as session:
         record = next((r for r in await repo.queues(session) if r.id == queue_id), None)
     if record is None:
@@ -267,7 +268,7 @@ async def get_queue_settings(queue_id: int, actor: SupervisorActor, services: Se
 
 @router.put("/queues/{queue_id}/settings", response_model=QueueRoutingOut,
             summary="Replace a queue's routing settings (refused with the reason when they cannot work)")
-async def put_queue_settings(queue_id: int, body: QueueRoutingIn, actor: AdminActor,
+async def put_queue_settings(queue_id: Id, body: QueueRoutingIn, actor: AdminActor,
                              services: ServicesDep) -> QueueRoutingOut:
     async with services.db.transaction() as session:
         warnings = await routing_actions.set_queue_routing(session, actor, queue_id, body.routing,

@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from threadline.domain.events import ContactView, ConversationView, MessageView
+from threadline.domain.ids import Id, IdOrZero  # noqa: F401 - the bounded id types, re-exported for the routes
 
 
 class In(BaseModel):
@@ -45,8 +46,8 @@ class UserCreate(In):
     password: str | None = Field(default=None, max_length=1024)
     skills: dict[str, int] = Field(default_factory=dict)
     languages: list[str] = Field(default_factory=list, max_length=20)
-    team_ids: list[int] = Field(default_factory=list)
-    queue_ids: list[int] = Field(default_factory=list)
+    team_ids: list[Id] = Field(default_factory=list)
+    queue_ids: list[Id] = Field(default_factory=list)
 
 
 class UserUpdate(In):
@@ -54,8 +55,8 @@ class UserUpdate(In):
     role: str | None = None
     skills: dict[str, int] | None = None
     languages: list[str] | None = Field(default=None, max_length=20)
-    team_ids: list[int] | None = None
-    queue_ids: list[int] | None = None
+    team_ids: list[Id] | None = None
+    queue_ids: list[Id] | None = None
     active: bool | None = None
 
 
@@ -80,13 +81,13 @@ class TeamOut(BaseModel):
 
 class QueueIn(In):
     name: str = Field(min_length=1, max_length=100)
-    team_id: int | None = None
+    team_id: Id | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
 class QueueUpdate(In):
     name: str | None = Field(default=None, max_length=100)
-    team_id: int | None = None
+    team_id: Id | None = None
     settings: dict[str, Any] | None = None
 
 
@@ -102,14 +103,14 @@ class ChannelIn(In):
     kind: str = Field(max_length=40)
     name: str = Field(min_length=1, max_length=100)
     config: dict[str, Any] = Field(default_factory=dict)
-    default_queue_id: int | None = None
+    default_queue_id: Id | None = None
     enabled: bool = True
 
 
 class ChannelUpdate(In):
     name: str | None = Field(default=None, max_length=100)
     config: dict[str, Any] | None = None
-    default_queue_id: int | None = None
+    default_queue_id: Id | None = None
     enabled: bool | None = None
 
 
@@ -162,13 +163,15 @@ class MessagePage(Page[MessageView]):
 
 
 class ConversationUpdate(In):
-    status: str | None = None
+    # Fields left out are not changed; null means "none" where that exists (no assignee, queue, team, snooze
+    # time) and is refused (422) where it does not: send [] to remove every label.
+    status: str = Field(default=None, max_length=20)  # type: ignore[assignment]
     snoozed_until: datetime | None = None
-    assignee_id: int | None = None
-    queue_id: int | None = None
-    team_id: int | None = None
-    labels: list[str] | None = Field(default=None, max_length=50)
-    priority: str | None = None
+    assignee_id: Id | None = None
+    queue_id: Id | None = None
+    team_id: Id | None = None
+    labels: list[str] = Field(default=None, max_length=50)  # type: ignore[assignment]
+    priority: str = Field(default=None, max_length=20)  # type: ignore[assignment]
     note: str | None = Field(default=None, max_length=2000, description="Why (shown in the activity line)")
 
 
@@ -182,8 +185,8 @@ class AttachmentIn(In):
 class ReplyIn(In):
     text: str = Field(default="", max_length=65_536)
     attachments: list[AttachmentIn] = Field(default_factory=list, max_length=20)
-    channel_instance_id: int | None = None
-    identity_id: int | None = None
+    channel_instance_id: Id | None = None
+    identity_id: Id | None = None
 
 
 class NoteIn(In):

@@ -10,6 +10,7 @@ from threadline.db.models import QueueRow, UserRow
 from threadline.db.repos import users as repo
 from threadline.domain.errors import NotFound, PermissionDenied
 from threadline.web.api.schemas import (
+    Id,
     PasswordIn,
     PresenceIn,
     QueueIn,
@@ -56,13 +57,13 @@ async def create_user(body: UserCreate, actor: AdminActor, services: ServicesDep
 
 
 @router.get("/users/{user_id}", response_model=UserOut, tags=["users"])
-async def get_user(user_id: int, actor: CurrentActor, services: ServicesDep) -> UserOut:
+async def get_user(user_id: Id, actor: CurrentActor, services: ServicesDep) -> UserOut:
     async with services.db.transaction(write=False) as session:
         return await user_out(session, user_id)
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, tags=["users"])
-async def update_user(user_id: int, body: UserUpdate, actor: AdminActor, services: ServicesDep) -> UserOut:
+async def update_user(user_id: Id, body: UserUpdate, actor: AdminActor, services: ServicesDep) -> UserOut:
     async with services.db.transaction(write=True) as session:
         await user_actions.update_user(session, user_id, **body.model_dump(exclude_unset=True))
         return await user_out(session, user_id)
@@ -70,7 +71,7 @@ async def update_user(user_id: int, body: UserUpdate, actor: AdminActor, service
 
 @router.put("/users/{user_id}/password", status_code=204, tags=["users"],
             summary="Set a password (admins for anyone, users for themselves); ends that user's sessions")
-async def set_password(user_id: int, body: PasswordIn, actor: CurrentActor, services: ServicesDep) -> Response:
+async def set_password(user_id: Id, body: PasswordIn, actor: CurrentActor, services: ServicesDep) -> Response:
     if user_id != actor.user_id and actor.role.value != "admin":
         raise PermissionDenied("only an admin may set another user's password")
     async with services.db.transaction(write=True) as session:
@@ -101,7 +102,7 @@ async def create_team(body: TeamIn, actor: AdminActor, services: ServicesDep) ->
 
 
 @router.get("/teams/{team_id}", response_model=TeamOut, tags=["teams"])
-async def get_team(team_id: int, actor: CurrentActor, services: ServicesDep) -> TeamOut:
+async def get_team(team_id: Id, actor: CurrentActor, services: ServicesDep) -> TeamOut:
     async with services.db.transaction(write=False) as session:
         team = await repo.get_team(session, team_id)
         if team is None:
@@ -130,7 +131,7 @@ async def create_queue(body: QueueIn, actor: AdminActor, services: ServicesDep) 
 
 
 @router.get("/queues/{queue_id}", response_model=QueueOut, tags=["queues"])
-async def get_queue(queue_id: int, actor: CurrentActor, services: ServicesDep) -> QueueOut:
+async def get_queue(queue_id: Id, actor: CurrentActor, services: ServicesDep) -> QueueOut:
     async with services.db.transaction(write=False) as session:
         q = await repo.get_queue(session, queue_id)
         if q is None or not (actor.sees_everything or q.id in actor.queue_ids):
@@ -139,7 +140,7 @@ async def get_queue(queue_id: int, actor: CurrentActor, services: ServicesDep) -
 
 
 @router.patch("/queues/{queue_id}", response_model=QueueOut, tags=["queues"])
-async def update_queue(queue_id: int, body: QueueUpdate, actor: AdminActor, services: ServicesDep) -> QueueOut:
+async def update_queue(queue_id: Id, body: QueueUpdate, actor: AdminActor, services: ServicesDep) -> QueueOut:
     async with services.db.transaction(write=True) as session:
         q = await user_actions.update_queue(session, queue_id, **body.model_dump(exclude_unset=True))
         return await _queue_out(session, q)

@@ -18,7 +18,7 @@ from threadline.domain.errors import NotFound, ValidationFailed
 from threadline.domain.events import EVENT_NAMES
 from threadline.domain.webhooks import NOT_IN_WILDCARD, normalise_events
 from threadline.services import Services
-from threadline.web.api.schemas import In, Page
+from threadline.web.api.schemas import Id, In, Page
 from threadline.web.deps import AdminActor, ServicesDep
 
 router = APIRouter(tags=["webhooks"])
@@ -163,12 +163,12 @@ async def _get(services: Services, endpoint_id: int) -> WebhookOut:
 
 
 @router.get("/webhooks/{endpoint_id}", response_model=WebhookOut)
-async def get_webhook(endpoint_id: int, actor: AdminActor, services: ServicesDep) -> WebhookOut:
+async def get_webhook(endpoint_id: Id, actor: AdminActor, services: ServicesDep) -> WebhookOut:
     return await _get(services, endpoint_id)
 
 
 @router.patch("/webhooks/{endpoint_id}", response_model=WebhookOut)
-async def update_webhook(endpoint_id: int, body: WebhookUpdate, actor: AdminActor, services: ServicesDep
+async def update_webhook(endpoint_id: Id, body: WebhookUpdate, actor: AdminActor, services: ServicesDep
                          ) -> WebhookOut:
     if body.url is not None:
         await _webhooks(services).check_destination(body.url)
@@ -179,7 +179,7 @@ async def update_webhook(endpoint_id: int, body: WebhookUpdate, actor: AdminActo
 
 @router.delete("/webhooks/{endpoint_id}", status_code=204, response_class=Response,
                summary="Delete an endpoint and its delivery log")
-async def delete_webhook(endpoint_id: int, actor: AdminActor, services: ServicesDep) -> Response:
+async def delete_webhook(endpoint_id: Id, actor: AdminActor, services: ServicesDep) -> Response:
     async with services.db.transaction(write=True) as session:
         await webhook_actions.delete_endpoint(session, endpoint_id)
     return Response(status_code=204)
@@ -187,7 +187,7 @@ async def delete_webhook(endpoint_id: int, actor: AdminActor, services: Services
 
 @router.post("/webhooks/{endpoint_id}/roll-secret", response_model=WebhookWithSecret,
              summary="Replace the signing secret (the new one is shown once)")
-async def roll_secret(endpoint_id: int, actor: AdminActor, services: ServicesDep,
+async def roll_secret(endpoint_id: Id, actor: AdminActor, services: ServicesDep,
                       body: RollSecretIn | None = None) -> WebhookWithSecret:
     async with services.db.transaction(write=True) as session:
         row, secret = await webhook_actions.roll_secret(
@@ -198,7 +198,7 @@ async def roll_secret(endpoint_id: int, actor: AdminActor, services: ServicesDep
 
 @router.post("/webhooks/{endpoint_id}/ping", response_model=PingOut,
              summary="Send a webhook.ping delivery now and return what the receiver answered")
-async def ping_webhook(endpoint_id: int, actor: AdminActor, services: ServicesDep) -> PingOut:
+async def ping_webhook(endpoint_id: Id, actor: AdminActor, services: ServicesDep) -> PingOut:
     result = await _webhooks(services).ping(endpoint_id)
     return PingOut(ok=result.ok, delivery_id=result.delivery_id, status_code=result.status_code, error=result.error,
                    duration_ms=result.duration_ms, response=result.response)
@@ -206,7 +206,7 @@ async def ping_webhook(endpoint_id: int, actor: AdminActor, services: ServicesDe
 
 @router.get("/webhooks/{endpoint_id}/deliveries", response_model=DeliveryPage,
             summary="An endpoint's recent deliveries, newest first")
-async def list_deliveries(endpoint_id: int, actor: AdminActor, services: ServicesDep,
+async def list_deliveries(endpoint_id: Id, actor: AdminActor, services: ServicesDep,
                           status: Literal["pending", "delivered", "failed"] | None = None,
                           limit: int = Query(default=50, ge=1, le=200), cursor: str | None = None) -> DeliveryPage:
     before = None
@@ -227,7 +227,7 @@ async def list_deliveries(endpoint_id: int, actor: AdminActor, services: Service
 
 @router.post("/webhooks/deliveries/{delivery_id}/redeliver", response_model=DeliveryOut, status_code=202,
              summary="Send a delivery again now (same id and body)")
-async def redeliver(delivery_id: int, actor: AdminActor, services: ServicesDep) -> DeliveryOut:
+async def redeliver(delivery_id: Id, actor: AdminActor, services: ServicesDep) -> DeliveryOut:
     async with services.db.transaction(write=True) as session:
         row = await webhook_actions.redeliver(session, delivery_id, now=utcnow())
     return delivery_out(row)

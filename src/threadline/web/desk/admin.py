@@ -36,10 +36,12 @@ from threadline.db.repos import webhooks as webhooks_repo
 from threadline.db.types import utcnow
 from threadline.domain.errors import DomainError, NotFound, ValidationFailed
 from threadline.domain.events import EVENT_NAMES
+from threadline.domain.ids import parse_id
 from threadline.domain.users import Role, parse_skill_spec
 from threadline.domain.webhooks import NOT_IN_WILDCARD
 from threadline.web.api import routing as routing_api
-from threadline.web.api.channels import check_channel_settings
+from threadline.web.api.channels import check_channel_settings, check_destinations
+from threadline.web.api.schemas import Id
 from threadline.web.deps import ServicesDep
 from threadline.web.desk.common import actor_or_none, render
 
@@ -81,8 +83,10 @@ async def _page(request: Request, services: ServicesDep, section: str,
 
 
 async def _post(request: Request, services: ServicesDep, back: str,
-                run: Callable[[AsyncSession, Actor, Any], Awaitable[str]]) -> Response:
-    """Check admin + CSRF, run the action in a transaction, redirect back with a message."""
+                run: Callable[[AsyncSession, Actor, Any], Awaitable[str]],
+                before: Callable[[Any], Awaitable[None]] | None = None) -> Response:
+    """Check admin + CSRF, run the action in a transaction, redirect back with a message. ``before`` checks
+    the form outside the transaction (what takes time, such as resolving a host name)."""
     actor, csrf = await actor_or_none(request, services)
     if actor is None:
         return RedirectResponse("/login", status_code=303)
@@ -95,6 +99,8 @@ async def _post(request: Request, services: ServicesDep, back: str,
                                               "The form's security token did not match: reload and try again.",
                                               "back": back, "csrf": ""}, 403)
     try:
+        if before is not None:
+            await before(form)
         async with services.db.transaction(write=True) as session:
             message = await run(session, actor, form)
     except DomainError as exc:
@@ -103,7 +109,7 @@ async def _post(request: Request, services: ServicesDep, back: str,
 
 
 def _ids(form: Any, key: str) -> list[int]:
-    return [int(v) for v in form.getlist(key) if str(v).isdigit()]
+    return [i for i in (parse_id(v) for v in form.getlist(key)) if i is not None]
 
 
 @router.get("")
@@ -126,7 +132,7 @@ async def users_page(request: Request, services: ServicesDep) -> Response:
 
 
 @router.get("/users/{user_id}")
-async def user_edit_page(user_id: int, request: Request, services: ServicesDep) -> Response:
+async def user_edit_page(user_id: Id, request: Request, services: ServicesDep) -> Response:
     async def build(session: AsyncSession, actor: Actor) -> dict[str, Any]:
         ctx = await _users_ctx(session, actor)
         ctx["edit"] = await users_repo.get_user(session, user_id)
@@ -166,7 +172,7 @@ async def user_create(request: Request, services: ServicesDep) -> Response:
 
 
 @router.post("/users/{user_id}")
-async def user_update(user_id: int, request: Request, services: ServicesDep) -> Response:
+async def user_update(user_id: Id, request: Request, services: ServicesDep) -> Response:
     async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
         if user_id == actor.user_id and (form.get("role") != "admin" or "active" not in form):
             raise ValidationFailed("you cannot demote or deactivate yourself", field="role")
@@ -294,25 +300,25 @@ async def queue_create(request: Request, services: ServicesDep) -> Response:
             settings["skills"] = parse_skill_spec(str(form["skills_spec"]))
         team_id = str(form.get("team_id", ""))
         queue = await user_actions.create_queue(session, str(form.get("name", "")), settings,
-                                                int(team_id) if team_id.isdigit() else None)
+                                                parse_id(team_id))
         return f"Queue {queue.name} created"
     return await _post(request, services, "/admin/queues", run)
 
 
 @router.post("/queues/{queue_id}")
-async def queue_update(queue_id: int, request: Request, services: ServicesDep) -> Response:
+async def queue_update(queue_id: Id, request: Request, services: ServicesDep) -> Response:
     async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
         team_id = str(form.get("team_id", ""))
         queue = await user_actions.update_queue(
             session, queue_id, name=str(form.get("name", "")) or None,
             settings={"skills": parse_skill_spec(str(form.get("skills_spec", "")))},
-            team_id=int(team_id) if team_id.isdigit() else None)
+            team_id=parse_id(team_id))
         return f"Queue {queue.name} saved"
     return await _post(request, services, "/admin/queues", run)
 
 
 @router.post("/queues/{queue_id}/routing")
-async def queue_routing(queue_id: int, request: Request, services: ServicesDep) -> Response:
+async def queue_routing(queue_id: Id, request: Request, services: ServicesDep) -> Response:
     """Routing settings of a queue: offers, wrap-up, sticky agent, escalation steps and business hours.
     Impossible settings (an overflow loop, skills nobody has) are refused with the reason."""
     async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
@@ -454,9 +460,15 @@ async def channel_create(request: Request, services: ServicesDep) -> Response:
         queue = str(form.get("default_queue_id", ""))
         row = await channel_actions.create_channel(
             session, services.box, kind=kind, name=str(form.get("name", "")), config=_config_from_form(kind, form),
-            default_queue_id=int(queue) if queue.isdigit() else None)
+            default_queue_id=parse_id(queue))
         return f"Channel {row.name} created"
-    return await _post(request, services, "/admin/channels", run)
+
+    async def destinations(form: Any) -> None:  # provider URLs and mail hosts must be public (SSRF)
+        kind = str(form.get("kind", ""))
+        cls = get_adapter_class(kind)
+        if cls is not None:
+            await check_destinations(services, cls, channel_actions.validate_config(cls, _config_from_form(kind, form)))
+    return await _post(request, services, "/admin/channels", run, destinations)
 
 
 @router.post("/channels/test")
@@ -479,7 +491,7 @@ async def channel_test(request: Request, services: ServicesDep) -> Response:
 
 
 @router.post("/channels/{channel_id}/toggle")
-async def channel_toggle(channel_id: int, request: Request, services: ServicesDep) -> Response:
+async def channel_toggle(channel_id: Id, request: Request, services: ServicesDep) -> Response:
     async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
         row = await channels_repo.get_channel(session, channel_id)
         if row is None:
@@ -511,7 +523,7 @@ async def canned_create(request: Request, services: ServicesDep) -> Response:
 
 
 @router.post("/canned/{canned_id}")
-async def canned_update(canned_id: int, request: Request, services: ServicesDep) -> Response:
+async def canned_update(canned_id: Id, request: Request, services: ServicesDep) -> Response:
     async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
         if form.get("delete"):
             await canned_actions.delete_canned(session, actor, canned_id)
@@ -609,7 +621,7 @@ async def webhook_create(request: Request, services: ServicesDep) -> Response:
 
 
 @router.get("/webhooks/{endpoint_id}")
-async def webhook_page(endpoint_id: int, request: Request, services: ServicesDep) -> Response:
+async def webhook_page(endpoint_id: Id, request: Request, services: ServicesDep) -> Response:
     return await _webhooks_page(request, services, endpoint_id=endpoint_id)
 
 
@@ -630,7 +642,7 @@ async def _webhook_post(request: Request, services: ServicesDep, back: str,
 
 
 @router.post("/webhooks/{endpoint_id}")
-async def webhook_update(endpoint_id: int, request: Request, services: ServicesDep) -> Response:
+async def webhook_update(endpoint_id: Id, request: Request, services: ServicesDep) -> Response:
     async def run(session: AsyncSession, form: Any) -> str:
         row = await webhook_actions.update_endpoint(session, endpoint_id, url=str(form.get("url", "")),
                                                     events=_webhook_events(form),
@@ -640,7 +652,7 @@ async def webhook_update(endpoint_id: int, request: Request, services: ServicesD
 
 
 @router.post("/webhooks/{endpoint_id}/toggle")
-async def webhook_toggle(endpoint_id: int, request: Request, services: ServicesDep) -> Response:
+async def webhook_toggle(endpoint_id: Id, request: Request, services: ServicesDep) -> Response:
     async def run(session: AsyncSession, form: Any) -> str:
         row = await webhooks_repo.get_endpoint(session, endpoint_id)
         if row is None:
@@ -652,7 +664,7 @@ async def webhook_toggle(endpoint_id: int, request: Request, services: ServicesD
 
 
 @router.post("/webhooks/{endpoint_id}/delete")
-async def webhook_delete(endpoint_id: int, request: Request, services: ServicesDep) -> Response:
+async def webhook_delete(endpoint_id: Id, request: Request, services: ServicesDep) -> Response:
     async def run(session: AsyncSession, form: Any) -> str:
         await webhook_actions.delete_endpoint(session, endpoint_id)
         return "Webhook deleted"
@@ -660,7 +672,7 @@ async def webhook_delete(endpoint_id: int, request: Request, services: ServicesD
 
 
 @router.post("/webhooks/{endpoint_id}/roll-secret")
-async def webhook_roll_secret(endpoint_id: int, request: Request, services: ServicesDep) -> Response:
+async def webhook_roll_secret(endpoint_id: Id, request: Request, services: ServicesDep) -> Response:
 
     try:
         _, form = await _admin_form(request, services, f"/admin/webhooks/{endpoint_id}")
@@ -678,7 +690,7 @@ async def webhook_roll_secret(endpoint_id: int, request: Request, services: Serv
 
 
 @router.post("/webhooks/{endpoint_id}/ping")
-async def webhook_ping(endpoint_id: int, request: Request, services: ServicesDep) -> Response:
+async def webhook_ping(endpoint_id: Id, request: Request, services: ServicesDep) -> Response:
     """The "Send a ping" button (HTMX): what the receiver answered."""
     try:
         await _admin_form(request, services, f"/admin/webhooks/{endpoint_id}")
@@ -699,7 +711,7 @@ async def webhook_ping(endpoint_id: int, request: Request, services: ServicesDep
 
 
 @router.post("/webhooks/deliveries/{delivery_id}/redeliver")
-async def webhook_redeliver(delivery_id: int, request: Request, services: ServicesDep) -> Response:
+async def webhook_redeliver(delivery_id: Id, request: Request, services: ServicesDep) -> Response:
 
     endpoint = str(request.query_params.get("endpoint", ""))
     back = f"/admin/webhooks/{endpoint}" if endpoint.isdigit() else "/admin/webhooks"

@@ -20,6 +20,7 @@ from threadline.db.models import ContactRow, ConversationRow, RoutingTaskRow
 from threadline.domain.errors import DomainError
 from threadline.services import Services
 from threadline.web.deps import SESSION_COOKIE, authenticate
+from threadline.web.limits import DESK_FILE_BYTES, DESK_FILES, DESK_REPLY_FILES_BYTES
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -39,6 +40,11 @@ def initials(name: str | None) -> str:
 def avatar_colour(key: object) -> str:
     digest = hashlib.sha1(str(key).encode()).digest()
     return AVATAR_COLOURS[digest[0] % len(AVATAR_COLOURS)]
+
+
+def avatar_class(key: object) -> str:
+    """The avatar's colour as a class (``av-0``…, desk.css): pages carry no inline styles (CSP)."""
+    return f"av-{AVATAR_COLOURS.index(avatar_colour(key))}"
 
 
 def ago(value: datetime | None, now: datetime | None = None) -> str:
@@ -117,10 +123,11 @@ def channel_icon_name(kind: str) -> str:
     return cls.icon if cls is not None else WORK_CLASS_ICONS.get(kind, "chat")
 
 
-templates.env.filters.update(initials=initials, avatar=avatar_colour, ago=ago, safe_url=safe_url,
+templates.env.filters.update(initials=initials, avatar=avatar_class, ago=ago, safe_url=safe_url,
                              filesize=filesize, duration=duration, countdown=countdown,
                              about=about)
-templates.env.globals.update(icon=icon, channel_icon_name=channel_icon_name, offers_js=lambda: OFFERS_JS.exists())
+templates.env.globals.update(icon=icon, channel_icon_name=channel_icon_name, offers_js=lambda: OFFERS_JS.exists(),
+                             upload={"file": DESK_FILE_BYTES, "total": DESK_REPLY_FILES_BYTES, "files": DESK_FILES})
 
 
 async def actor_or_none(request: Request, services: Services) -> tuple[Actor | None, str | None]:

@@ -7,6 +7,7 @@ request, or the ``csrf_token`` form field) through ``web.deps.current_actor``.""
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from dataclasses import dataclass
@@ -43,15 +44,17 @@ from threadline.db.repos import users as users_repo
 from threadline.domain import events as domain_events
 from threadline.domain.conversations import ConversationStatus, Priority
 from threadline.domain.errors import DomainError, NotFound, ValidationFailed
+from threadline.domain.ids import MAX_ID, parse_id
 from threadline.web.api.auth import do_login, set_session_cookie
+from threadline.web.api.schemas import Id, IdOrZero
 from threadline.web.deps import SESSION_COOKIE, ServicesDep, current_actor
 from threadline.web.desk.common import HERE, actor_or_none, is_htmx, queue_count, queue_items, render
+from threadline.web.limits import DESK_FILE_BYTES, DESK_FILES, DESK_REPLY_FILES_BYTES
 
 router = APIRouter(include_in_schema=False)
 static = StaticFiles(directory=str(HERE / "static"))
 PAGE_SIZE = 60  # rows per page of the conversation list ("Load more" / scrolling appends the next)
 MAX_REFRESH_ROWS = 300  # a live refresh redraws at most this many rows from the top (see _list_ctx)
-MAX_UPLOAD_BYTES = 10_000_000
 ActorDep = Depends(current_actor)
 
 VIEWS = {"mine": "Mine", "unassigned": "Unassigned", "all": "All"}
@@ -93,13 +96,22 @@ async def login_submit(request: Request, services: ServicesDep, email: str = For
 
 
 @router.post("/logout")
-async def logout(request: Request, services: ServicesDep, csrf_token: str = Form("")) -> Response:
+async def logout(request: Request, services: ServicesDep, csrf_token: str = Form("", max_length=200)) -> Response:
+    """End this browser session: the session is deleted on the server, then the cookie. A valid session
+    needs its CSRF token (another site cannot log the agent out); without it nothing changes (403). A
+    request with no valid session only clears what it sent."""
     actor, csrf = await actor_or_none(request, services)
-    if actor is not None and csrf == csrf_token:
+    if actor is not None:
+        if not csrf or not hmac.compare_digest(csrf.encode(), csrf_token.encode()):
+            return render(request, "error.html", {"title": "Log out refused", "message":
+                          "The log-out form's security token did not match: use the button in Threadline.",
+                          "back": "/", "csrf": ""}, 403)
         async with services.db.transaction(write=True) as session:
             await auth_actions.logout(session, request.cookies[SESSION_COOKIE])
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    if SESSION_COOKIE in request.cookies:  # a request that sent no cookie changes none
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
+                               secure=services.settings.secure_cookies)
     return response
 
 
@@ -121,7 +133,7 @@ class ListParams:
 
         def num(key: str) -> int | None:
             v = qp.get(key, "")
-            return int(v) if v.isdigit() else None
+            return parse_id(v)
 
         view = qp.get("view", "mine")
         status = qp.get("status", "open")
@@ -271,7 +283,7 @@ async def _conversation_ctx(session: AsyncSession, actor: Actor, conversation_id
 
 @router.get("/", response_class=HTMLResponse)
 @router.get("/conversations/{conversation_id}", response_class=HTMLResponse)
-async def desk(request: Request, services: ServicesDep, conversation_id: int | None = None) -> Response:
+async def desk(request: Request, services: ServicesDep, conversation_id: Id | None = None) -> Response:
     actor, csrf = await actor_or_none(request, services)
     if actor is None:
         if is_htmx(request):
@@ -334,8 +346,8 @@ async def wrapups_partial(request: Request, services: ServicesDep) -> Response:
 
 
 @router.get("/desk/p/conversations/{conversation_id}/{part}", response_class=HTMLResponse)
-async def conversation_part(conversation_id: int, part: str, request: Request, services: ServicesDep,
-                            after: int = 0) -> Response:
+async def conversation_part(conversation_id: Id, part: str, request: Request, services: ServicesDep,
+                            after: IdOrZero = 0) -> Response:
     """Pieces of the open conversation that live.js refreshes: header, sidebar, or new messages."""
     if part not in ("header", "sidebar", "messages"):
         raise NotFound("no such part")
@@ -356,7 +368,7 @@ async def conversation_part(conversation_id: int, part: str, request: Request, s
 
 
 @router.get("/desk/p/messages/{message_id}", response_class=HTMLResponse)
-async def message_partial(message_id: int, request: Request, services: ServicesDep) -> Response:
+async def message_partial(message_id: Id, request: Request, services: ServicesDep) -> Response:
     actor, csrf = await _page_actor(request, services)
     async with services.db.transaction(write=False) as session:
         msg = await conv_repo.get_message(session, message_id)
@@ -385,13 +397,14 @@ def _opt_int(value: object, field: str) -> int | None:
     text = str(value or "").strip()
     if text in ("", "none"):
         return None
-    if not text.isdigit():
-        raise ValidationFailed(f"{field} must be a number", field=field)
-    return int(text)
+    value = parse_id(text)
+    if value is None:
+        raise ValidationFailed(f"{field} must be an id (a number from 1 to {MAX_ID})", field=field)
+    return value
 
 
 @router.post("/desk/conversations/{conversation_id}/reply")
-async def desk_reply(conversation_id: int, request: Request, services: ServicesDep,
+async def desk_reply(conversation_id: Id, request: Request, services: ServicesDep,
                      actor: Actor = ActorDep) -> Response:
     form = await request.form()
     text = str(form.get("text", ""))
@@ -409,13 +422,22 @@ async def desk_reply(conversation_id: int, request: Request, services: ServicesD
             await message_actions.add_note(session, actor, conversation_id, text)
         else:
             actor.check_can_see(await conv_repo.get_conversation(session, conversation_id), conversation_id)
-            stored = []
-            for upload in files[:10]:
-                data = await upload.read(MAX_UPLOAD_BYTES + 1)
+            if len(files) > DESK_FILES:
+                raise ValidationFailed(f"a reply carries at most {DESK_FILES} files", field="files")
+            stored, total = [], 0
+            for upload in files:
+                data = await upload.read(DESK_FILE_BYTES + 1)
+                if len(data) > DESK_FILE_BYTES:
+                    raise ValidationFailed(f"{upload.filename or 'a file'} is larger than {DESK_FILE_BYTES // 1_000_000} "
+                                           "MB, the limit for one file", field="files")
+                total += len(data)
+                if total > DESK_REPLY_FILES_BYTES:
+                    raise ValidationFailed(f"the files add up to more than {DESK_REPLY_FILES_BYTES // 1_000_000} MB, "
+                                           "the limit for one reply", field="files")
                 row = await attachment_actions.store_attachment(
                     session, services.files, data, name=upload.filename or "file",
                     content_type=upload.content_type or "application/octet-stream",
-                    conversation_id=conversation_id, max_bytes=MAX_UPLOAD_BYTES)
+                    conversation_id=conversation_id, max_bytes=DESK_FILE_BYTES)
                 stored.append(attachment_actions.describe(row))
             await message_actions.send_reply(session, actor, conversation_id, text, attachments=stored,
                                              channel_instance_id=channel_id, identity_id=identity_id)
@@ -443,7 +465,7 @@ def _snooze_until(choice: str, custom: str, now: datetime, tz_offset: str = "") 
 
 
 @router.post("/desk/conversations/{conversation_id}/update")
-async def desk_update(conversation_id: int, request: Request, services: ServicesDep,
+async def desk_update(conversation_id: Id, request: Request, services: ServicesDep,
                       actor: Actor = ActorDep) -> Response:
     form = await request.form()
     changes: dict[str, Any] = {}
@@ -476,7 +498,7 @@ async def desk_update(conversation_id: int, request: Request, services: Services
 
 
 @router.post("/desk/conversations/{conversation_id}/transfer")
-async def desk_transfer(conversation_id: int, request: Request, services: ServicesDep,
+async def desk_transfer(conversation_id: Id, request: Request, services: ServicesDep,
                         actor: Actor = ActorDep) -> Response:
     form = await request.form()
     kind, _, raw = str(form.get("target", "")).partition(":")
@@ -491,13 +513,11 @@ async def desk_transfer(conversation_id: int, request: Request, services: Servic
 
 
 @router.post("/desk/contacts/{contact_id}")
-async def desk_contact(contact_id: int, request: Request, services: ServicesDep, actor: Actor = ActorDep) -> Response:
-    """Edit a customer's name and attributes (anyone who can see one of their conversations)."""
+async def desk_contact(contact_id: Id, request: Request, services: ServicesDep, actor: Actor = ActorDep) -> Response:
+    """Edit a customer's name and attributes (whoever may see the contact: ``permissions.visible_contact``,
+    checked by ``update_contact``)."""
     form = await request.form()
     async with services.db.transaction(write=True) as session:
-        convs = await desk_repo.conversations_of_contact(session, contact_id, 200)
-        if not any(actor.can_see(c) for c in convs) and not actor.sees_everything:
-            raise NotFound(f"contact {contact_id} does not exist")
         attrs: dict[str, Any] = {}
         for key, value in form.multi_items():
             if key.startswith("attr:"):
@@ -512,7 +532,7 @@ async def desk_contact(contact_id: int, request: Request, services: ServicesDep,
 
 
 @router.post("/desk/contacts/{contact_id}/merge")
-async def desk_merge_contact(contact_id: int, request: Request, services: ServicesDep,
+async def desk_merge_contact(contact_id: Id, request: Request, services: ServicesDep,
                              actor: Actor = ActorDep) -> Response:
     """Accept a merge suggestion: the other contact is merged into this one (undo through the API)."""
     form = await request.form()
@@ -525,7 +545,7 @@ async def desk_merge_contact(contact_id: int, request: Request, services: Servic
 
 
 @router.post("/desk/merge-suggestions/{suggestion_id}/dismiss")
-async def desk_dismiss_suggestion(suggestion_id: int, request: Request, services: ServicesDep,
+async def desk_dismiss_suggestion(suggestion_id: Id, request: Request, services: ServicesDep,
                                   actor: Actor = ActorDep) -> Response:
     form = await request.form()
     async with services.db.transaction(write=True) as session:
@@ -554,11 +574,11 @@ def _back_to_queue(request: Request) -> str:
     if current.netloc and current.netloc != request.headers.get("host"):
         return f"view={QUEUE_VIEW}"
     queue = (parse_qs(current.query).get("queue") or [""])[0]
-    return urlencode({"view": QUEUE_VIEW, **({"queue": queue} if queue.isdigit() else {})})
+    return urlencode({"view": QUEUE_VIEW, **({"queue": queue} if parse_id(queue) else {})})
 
 
 @router.post("/desk/queue/{conversation_id}/take")
-async def desk_take(conversation_id: int, request: Request, services: ServicesDep,
+async def desk_take(conversation_id: Id, request: Request, services: ServicesDep,
                     actor: Actor = ActorDep) -> Response:
     """Take a conversation waiting in a queue I serve (supervisors: any queue), then open it. Refusals
     (no free slot, already taken, not my queue) are problem documents that live.js shows as a toast."""
@@ -572,7 +592,7 @@ async def desk_take(conversation_id: int, request: Request, services: ServicesDe
 
 
 @router.post("/desk/wrap-ups/{conversation_id}/ready")
-async def desk_wrapup_ready(conversation_id: int, request: Request, services: ServicesDep,
+async def desk_wrapup_ready(conversation_id: Id, request: Request, services: ServicesDep,
                             actor: Actor = ActorDep) -> Response:
     """The agent is done with after-contact work before the timer: the router frees the slot."""
     async with services.db.transaction(write=True) as session:

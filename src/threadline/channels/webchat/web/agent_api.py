@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from threadline.actions.permissions import Actor
 from threadline.channels.webchat import actions
+from threadline.domain.ids import Id
 from threadline.plugins.host import Host
 
 
@@ -18,7 +19,7 @@ class TypingIn(BaseModel):
 
 class ReadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    up_to: int | None = None
+    up_to: Id | None = None
 
 
 class ReadOut(BaseModel):
@@ -30,12 +31,12 @@ def router(host: Host) -> APIRouter:
 
     @api.post("/conversations/{conversation_id}/typing", status_code=204,
               summary="The agent started or stopped typing (the visitor's widget shows it)")
-    async def agent_typing(conversation_id: int, body: TypingIn, actor: Actor = Depends(host.current_actor)) -> None:
+    async def agent_typing(conversation_id: Id, body: TypingIn, actor: Actor = Depends(host.current_actor)) -> None:
         await host.write(actions.agent_typing, actor, conversation_id, body.typing)
 
     @api.post("/conversations/{conversation_id}/read", response_model=ReadOut,
               summary="The agent has seen the customer's messages (web chat shows 'Seen')")
-    async def mark_read(conversation_id: int, body: ReadIn, actor: Actor = Depends(host.current_actor)) -> ReadOut:
+    async def mark_read(conversation_id: Id, body: ReadIn, actor: Actor = Depends(host.current_actor)) -> ReadOut:
         return ReadOut(marked=await host.write(actions.mark_read, actor, conversation_id, body.up_to))
 
     return api

@@ -13,7 +13,6 @@ renders it with ``textContent``, never as HTML.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
+from threadline import jsonguard
 from threadline.actions import attachments as attachment_actions
 from threadline.actions import continuity as continuity_actions
 from threadline.actions import csat as csat_actions
@@ -43,6 +43,7 @@ from threadline.db.repos import files as files_repo
 from threadline.db.repos import plumbing as plumbing_repo
 from threadline.db.types import utcnow
 from threadline.domain.errors import DomainError
+from threadline.domain.ids import Id
 from threadline.domain.queues import QueueSettings
 from threadline.plugins.host import Channel, Host
 
@@ -148,7 +149,7 @@ async def guarded(request: Request, handler: Any) -> Response:
 
 def _body(raw: bytes, model: type[BaseModel]) -> Any:
     try:
-        return model.model_validate(json.loads(raw or b"{}"))
+        return model.model_validate(jsonguard.loads(raw or b"{}"))  # depth-limited: never a RecursionError
     except (ValueError, ValidationError) as exc:
         if isinstance(exc, ValidationError):
             err = exc.errors()[0]
@@ -474,7 +475,7 @@ class ReceiptsIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
     token: str = Field(max_length=1000)
     status: str = Field(pattern=r"^(delivered|read)$")
-    message_ids: list[int] = Field(min_length=1, max_length=200)
+    message_ids: list[Id] = Field(min_length=1, max_length=200)
 
 
 @router.post("/widget/receipts", summary="The visitor's widget received or showed agent messages")
@@ -505,7 +506,7 @@ async def _receipts(ctx: Ctx, request: Request) -> Response:
 class CsatIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
     token: str = Field(max_length=1000)
-    conversation_id: int
+    conversation_id: Id
     rating: int = Field(ge=1, le=5)
     comment: str = Field(default="", max_length=2000)
 

@@ -322,8 +322,16 @@
   }
   document.addEventListener("change", function (e) {
     if (e.target.name === "kind" && e.target.closest("#composer")) setMode(e.target.value);
-    if (e.target.id === "composer-files") {
-      $("#file-names").textContent = Array.prototype.map.call(e.target.files, function (f) { return f.name; }).join(", ");
+    if (e.target.id === "composer-files") {  // the server's limits (data-max-*), said before anything is sent
+      var input = e.target, files = Array.prototype.slice.call(input.files), names = $("#file-names");
+      var each = +input.dataset.maxFile, all = +input.dataset.maxTotal, count = +input.dataset.maxFiles;
+      var total = files.reduce(function (n, f) { return n + f.size; }, 0);
+      var big = files.filter(function (f) { return each && f.size > each; });
+      var problem = big.length ? big[0].name + " is larger than " + Math.round(each / 1e6) + " MB" :
+        (all && total > all) ? "the files add up to more than " + Math.round(all / 1e6) + " MB" :
+        (count && files.length > count) ? "at most " + count + " files" : "";
+      names.textContent = problem || files.map(function (f) { return f.name; }).join(", ");
+      names.classList.toggle("bad", !!problem);
     }
   });
   var cannedSel = 0;

@@ -20,19 +20,6 @@
       .then(function (me) { csrf = me.csrf_token; return csrf; });
   }
 
-  function style() {
-    if (document.getElementById("tl-offer-style")) return;
-    var s = document.createElement("style");
-    s.id = "tl-offer-style";
-    s.textContent = ".tl-offers{position:fixed;right:16px;bottom:16px;z-index:9999;display:flex;flex-direction:column;gap:8px}" +
-      ".tl-offer{background:#fff;color:#111;border:1px solid #888;border-radius:8px;padding:12px 14px;min-width:260px;" +
-      "box-shadow:0 4px 16px rgba(0,0,0,.2);font:14px system-ui,sans-serif}" +
-      ".tl-offer b{display:block;margin-bottom:4px}.tl-offer .tl-count{font-variant-numeric:tabular-nums;color:#a40}" +
-      ".tl-offer button{margin:8px 8px 0 0;padding:6px 12px;border-radius:6px;border:1px solid #666;cursor:pointer}" +
-      ".tl-offer .tl-accept{background:#1a7f37;color:#fff;border-color:#1a7f37}";
-    document.head.appendChild(s);
-  }
-
   function box() {
     var b = document.querySelector(".tl-offers");
     if (!b) { b = document.createElement("div"); b.className = "tl-offers"; b.setAttribute("aria-live", "assertive"); document.body.appendChild(b); }
@@ -65,7 +52,6 @@
 
   function show(offer) {
     if (popups[offer.offer_id]) return;
-    style();
     var el = document.createElement("div");
     el.className = "tl-offer";
     el.setAttribute("role", "alertdialog");

@@ -417,7 +417,15 @@
   function system(text) { ui.list.appendChild(el("div", "tl-sys", text)); scrollDown(); }
 
   /* ---------------------------------------------------------------- messages */
-  function fileUrl(url) { return BASE + url + q({ token: store.token }); }
+  function fileUrl(url) {  // the visitor's token goes to our own /widget/attachments/ paths only, never elsewhere
+    var text = String(url || ""), base = new URL(BASE + "/"), own = null, other = null;
+    try { own = /^\/(?!\/)/.test(text) ? new URL("." + text, base) : null; } catch (e) { own = null; }
+    if (own && own.origin === base.origin && own.pathname.indexOf(base.pathname + "widget/attachments/") === 0) {
+      return own.origin + own.pathname + q({ token: store.token });
+    }
+    try { other = new URL(text); } catch (e) { other = null; }
+    return other && /^https?:$/.test(other.protocol) ? other.href : "#";  // a link a channel gave, as is
+  }
 
   function renderBody(col, m) {
     var text = (m.text || "").trim();
