@@ -25,6 +25,7 @@ from threadline.db.repos import routing as routing_repo
 from threadline.db.repos import users as users_repo
 from threadline.domain.contacts import normalise_identity
 from threadline.domain.messages import InboundMessage, Sender
+from threadline.domain.routing.records import Outcome, instant
 from threadline.domain.users import Role
 
 WAITING = [
@@ -75,12 +76,10 @@ async def stage(services, showcase: int) -> None:  # type: ignore[no-untyped-def
             for _ in range(answered):
                 wait = rnd.uniform(60, 240) if rnd.random() < slow else rnd.uniform(3, 50)
                 at = now - rnd.uniform(600, 20000)
-                common = {"conversation_id": showcase, "queue_id": queues[qname], "channel": "messaging",
-                          "agent_id": alice.id}
-                rows.append({**common, "kind": "answered", "enqueued_at": at - wait, "at": at, "wait_seconds": wait,
-                             "handle_seconds": None, "within_target": wait <= 60})
-                rows.append({**common, "kind": "handled", "enqueued_at": None, "at": at + 300, "wait_seconds": None,
-                             "handle_seconds": rnd.uniform(240, 720), "within_target": None})
+                rows.append(Outcome(showcase, queues[qname], "messaging", alice.id, "answered", instant(at),
+                                    instant(at - wait), wait, within_target=wait <= 60))
+                rows.append(Outcome(showcase, queues[qname], "messaging", alice.id, "handled", instant(at + 300),
+                                    handle_seconds=rnd.uniform(240, 720)))
         await routing_repo.insert_outcomes(s, rows)
 
 

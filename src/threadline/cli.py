@@ -345,7 +345,7 @@ def check() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 def simulate(agents: int, arrival_rate: float, aht: float, patience: float | None, duration: float, warmup: float,
              sl_threshold: float, channel: str, capacity: int, handle_time: str, wrap_up: float, seed: int) -> None:
-    """Discrete-event simulation through the real routing engine, next to the Erlang prediction."""
+    """Discrete-event simulation through the routing code production runs, next to the Erlang prediction."""
     from pydantic import ValidationError
 
     from threadline.sim import SimulationParams, format_report, run_simulation

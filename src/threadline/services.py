@@ -36,7 +36,7 @@ from threadline.workers.crm import CrmLookupWorker
 from threadline.workers.inbox import InboxWorker
 from threadline.workers.jobs import register_core_jobs
 from threadline.workers.media import MediaWorker
-from threadline.workers.router import Router
+from threadline.workers.router import RoutingWorker
 from threadline.workers.scheduler import TimerWorker
 from threadline.workers.sender import SenderWorker
 from threadline.workers.sla import SlaFollower
@@ -60,7 +60,7 @@ class Services:
     relay: Relay
     inbox: InboxWorker
     sender: SenderWorker
-    router: Router  # the routing worker (ACD), leader-elected like the relay
+    router: RoutingWorker  # the routing worker (ACD), leader-elected like the relay
     media: MediaWorker  # downloads media that messaging providers only link (workers/media.py)
     webhooks: Webhooks  # outgoing webhooks: dispatcher (leader) and sender (workers/webhooks.py)
     timers: TimerWorker  # durable timers: runs due scheduled jobs (workers/scheduler.py)
@@ -108,7 +108,7 @@ class Services:
         bus.subscribe(sla.on_event)
         services = cls(settings, db, bus, events, box, http, factory, channels, files,
                        relay=Relay(db, bus, poll_seconds=settings.relay_poll_seconds), inbox=inbox, sender=sender,
-                       router=Router(db, bus), media=MediaWorker(db, factory, files),
+                       router=RoutingWorker(db, bus), media=MediaWorker(db, factory, files),
                        webhooks=Webhooks(settings, db, bus, box), timers=timers, sla=sla, crm=crm)
         services.loops = [services.relay, inbox, sender, services.router, services.media,
                           *([crm] if crm is not None else []), services.webhooks, timers, sla]

@@ -12,7 +12,7 @@ from threadline.actions import routing as routing_actions
 from threadline.actions.events import emit
 from threadline.actions.permissions import Actor
 from threadline.domain.events import Audience
-from threadline.domain.routing_events import SlaAlert
+from threadline.domain.routing.events import SlaAlert
 from threadline.domain.users import Role
 
 
@@ -104,7 +104,7 @@ async def test_the_wrap_up_counts_down_and_ready_ends_it(sqlite_server, browser)
     from tests.web.test_desk_queue import wrapping_row
     from threadline.actions import channels as channel_actions
     from threadline.db.models import RoutingTaskRow
-    from threadline.domain.routing_events import WrapUp
+    from threadline.domain.routing.events import WrapUp
 
     ids = await seed_basics(sqlite_server.services)
     services = sqlite_server.services

@@ -110,6 +110,8 @@ def test_presence_needs_a_reason_for_a_break_and_is_recorded() -> None:
     assert change is not None and change.status is Presence.BREAK and change.reason == "lunch"
     assert user.set_presence("break", NOW, "lunch") is None
     assert user.set_presence("available", NOW, "ignored").reason == ""  # type: ignore[union-attr]
+    assert user.set_presence("away", NOW, "missed offers").reason == "missed offers"  # type: ignore[union-attr]
+    assert user.set_presence("offline", NOW, "ignored").reason == ""  # type: ignore[union-attr]
     with pytest.raises(ValidationFailed):
         user.set_presence("sleeping", NOW)
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from threadline.actions import contacts as contact_actions
 from threadline.actions.permissions import Actor
 from threadline.actions.scheduler import Claimed
-from threadline.channels.base import ChannelAdapter, RawRequest
+from threadline.channels.base import Capabilities, ChannelAdapter, RawRequest
 from threadline.domain.events import ContactCreated
 from threadline.domain.messages import InboundMessage, OutboundMessage, SendReceipt, StatusUpdate
 from threadline.loop import BackgroundLoop
@@ -47,6 +47,13 @@ EmailLookalike = _kind("email", "Email, but ours")
 LegacyFaxChannel = _kind("fax", "Fax")
 
 
+class AcmePhoneChannel(_Adapter):
+    kind = "acme_phone"
+    title = "Acme phone"
+    capabilities = Capabilities(identity_kinds=("phone",), work_class="voice")
+
+
+acme_phone = Integration(name="acme_phone", type=PluginType.TELEPHONY, title="Acme phone", adapters=(AcmePhoneChannel,))
 pigeon = Integration(name="pigeon", type=PluginType.CHANNEL, title="Carrier pigeon", adapters=(PigeonChannel,))
 rival = Integration(name="rival_pigeon", type=PluginType.CHANNEL, title="Rival", adapters=(RivalPigeonChannel,))
 same_name = Integration(name="pigeon", type=PluginType.CRM, title="A CRM named like the pigeon")

@@ -18,10 +18,10 @@ from threadline.domain.contacts import IdentityKind, IdentityValue
 from threadline.domain.messages import InboundMessage, Sender
 from threadline.domain.users import Role
 from threadline.services import Services
-from threadline.workers.router import Router
+from threadline.workers.router import RoutingWorker
 
 _ids = itertools.count(1)
-STARTED: list[Router] = []  # stopped by the autouse fixture in conftest.py (releases leader locks)
+STARTED: list[RoutingWorker] = []  # stopped by the autouse fixture in conftest.py (releases leader locks)
 
 
 class Clock:
@@ -65,16 +65,16 @@ async def available(services: Services, *user_ids: int, status: str = "available
             await user_actions.set_presence(s, uid, status)
 
 
-async def leading_router(services: Services, clock: Clock, **kw: Any) -> Router:
+async def leading_router(services: Services, clock: Clock, **kw: Any) -> RoutingWorker:
     """A router that is the leader, with its engine rebuilt, driven by calling ``round()``."""
-    router = Router(services.db, services.bus, clock=clock, **kw)
+    router = RoutingWorker(services.db, services.bus, clock=clock, **kw)
     STARTED.append(router)
     assert await router.leader.try_acquire()
     await router.rebuild()
     return router
 
 
-async def full_round(router: Router) -> None:
+async def full_round(router: RoutingWorker) -> None:
     router._next_full = 0.0
     await router.round()
 
@@ -99,7 +99,7 @@ async def events(services: Services, name: str) -> list[dict[str, Any]]:
         return [{"payload": r.payload, "audience": r.audience} for r in rows]
 
 
-async def deliver(router: Router, services: Services, *names: str) -> int:
+async def deliver(router: RoutingWorker, services: Services, *names: str) -> int:
     """Hand the router the events written so far with these names, as the bus would (the relay is not
     running in these tests). Returns how many were delivered."""
     from datetime import UTC, datetime

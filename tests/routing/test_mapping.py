@@ -12,8 +12,9 @@ from threadline.db.repos import routing as routing_repo
 from threadline.domain.errors import PermissionDenied, ValidationFailed
 from threadline.domain.queues import QueueSettings
 from threadline.domain.routing import RoutingEngine, validate_routing
-from threadline.domain.routing_settings import QueueRouting, channel_class, queue_config, task_for
+from threadline.domain.routing.settings import QueueRouting, channel_class, queue_config, task_for
 from threadline.domain.users import Role
+from threadline.workers.router import work_class
 
 
 def test_queue_settings_and_routing_map_to_the_engine_config() -> None:
@@ -32,19 +33,42 @@ def test_queue_settings_and_routing_map_to_the_engine_config() -> None:
     RoutingEngine({1: cfg})  # the engine accepts it
 
 
-@pytest.mark.parametrize(("kind", "attrs", "expected"), [
-    ("email", {}, "email"), ("webchat", {}, "chat"), ("voice", {}, "voice"), ("api", {}, "messaging"),
-    ("twilio", {}, "messaging"), (None, {}, "messaging"), ("api", {"channel_class": "voice"}, "voice"),
-    ("email", {"channel_class": "bogus"}, "email"),
+@pytest.mark.parametrize(("kind", "expected"), [
+    ("email", "email"), ("webchat", "chat"), ("api", "messaging"), ("twilio", "messaging"),
+    ("twilio_whatsapp", "messaging"), ("whatsapp", "messaging"), ("telegram", "messaging"),
+    ("messenger", "messaging"), ("instagram", "messaging"), ("voice", "messaging"), (None, "messaging"),
 ])
-def test_channel_class(kind: str | None, attrs: dict, expected: str) -> None:
-    assert channel_class(kind, attrs) == expected
+def test_the_work_class_is_what_the_channel_adapter_declares(kind: str | None, expected: str) -> None:
+    assert work_class(kind) == expected  # a kind no adapter claims (no voice adapter yet) is messaging
+
+
+def test_a_channel_class_attribute_overrides_the_adapters_work_class() -> None:
+    assert channel_class("messaging", {"channel_class": "voice"}) == "voice"
+    assert channel_class("email", {"channel_class": "bogus"}) == "email"
+    assert channel_class("chat", None) == "chat"
+
+
+def test_a_plug_in_adapter_routes_as_the_work_class_it_declares(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A voice channel from an installed integration package is routed as voice without the core naming
+    its kind (tests/plugins/fakes.py: acme_phone, installed through a fake entry point)."""
+    from importlib.metadata import EntryPoint
+
+    from threadline.plugins import registry
+
+    monkeypatch.setattr(registry, "entry_points", lambda group: [
+        EntryPoint("acme_phone", "tests.plugins.fakes:acme_phone", group)] if group == registry.GROUP else [])
+    registry.reset()
+    try:
+        assert work_class("acme_phone") == "voice"
+    finally:
+        monkeypatch.undo()
+        registry.reset()
 
 
 def test_a_conversation_becomes_a_task_with_vip_language_skills_and_sticky_agent() -> None:
     qs = QueueSettings(language="en")
     routing = QueueRouting(sticky_seconds=600)
-    task = task_for(conversation_id=9, queue_id=1, kind="webchat", priority="high",
+    task = task_for(conversation_id=9, queue_id=1, work_class="chat", priority="high",
                     conversation_attributes={"skills": {"spanish": 4, "bad": 9}},
                     contact_attributes={"vip": True, "language": "es", "nested": {"x": 1}},
                     enqueued_at=100.0, queue_settings=qs, routing=routing, last_agent_id=42)
@@ -52,7 +76,7 @@ def test_a_conversation_becomes_a_task_with_vip_language_skills_and_sticky_agent
     assert task.language == "es" and task.priority == 10 and task.skills == {"spanish": 4}
     assert task.attributes == {"vip": True, "language": "es"}
     assert (task.preferred_agent_id, task.sticky_until, task.preferred_only) == (42, 700.0, False)
-    plain = task_for(conversation_id=10, queue_id=1, kind=None, priority="normal", conversation_attributes={},
+    plain = task_for(conversation_id=10, queue_id=1, work_class="messaging", priority="normal", conversation_attributes={},
                      contact_attributes={}, enqueued_at=5.0, queue_settings=qs, routing=QueueRouting(),
                      last_agent_id=42)
     assert plain.language == "en" and plain.preferred_agent_id is None  # queue language; no sticky window
@@ -106,11 +130,11 @@ async def test_check_queue_routing_against_all_queues_and_the_roster(services) -
 
 def test_an_account_owner_set_on_the_contact_is_offered_first_even_without_sticky_routing() -> None:
     qs = QueueSettings(language="en")
-    task = task_for(conversation_id=11, queue_id=1, kind="sms", priority="normal", conversation_attributes={},
+    task = task_for(conversation_id=11, queue_id=1, work_class="messaging", priority="normal", conversation_attributes={},
                     contact_attributes={"preferred_agent_id": 7}, enqueued_at=10.0, queue_settings=qs,
                     routing=QueueRouting(), last_agent_id=42)
     assert (task.preferred_agent_id, task.sticky_until) == (7, 70.0)  # the owner, over the last agent
-    ignored = task_for(conversation_id=12, queue_id=1, kind="sms", priority="normal", conversation_attributes={},
+    ignored = task_for(conversation_id=12, queue_id=1, work_class="messaging", priority="normal", conversation_attributes={},
                        contact_attributes={"preferred_agent_id": "7"}, enqueued_at=10.0, queue_settings=qs,
                        routing=QueueRouting(), last_agent_id=None)
     assert ignored.preferred_agent_id is None  # not an agent id

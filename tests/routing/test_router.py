@@ -29,7 +29,7 @@ from threadline.db.repos import conversations as conv_repo
 from threadline.db.repos import users as users_repo
 from threadline.domain.errors import Conflict
 from threadline.domain.users import Role
-from threadline.workers.router import Router
+from threadline.workers.router import RoutingWorker
 
 
 async def test_offer_then_accept_assigns_through_the_conversation_action(services) -> None:
@@ -42,7 +42,7 @@ async def test_offer_then_accept_assigns_through_the_conversation_action(service
 
     [offer] = await offers(services)
     assert (offer.conversation_id, offer.agent_id, offer.status) == (conv, ids["alice"], "open")
-    assert offer.expires_at == clock.now + 30
+    assert offer.expires_at == pytest.approx(clock.now + 30, abs=1e-6)  # stored to the microsecond
     [sent] = await events(services, "routing.offer")
     assert sent["payload"]["offer_id"] == offer.id and sent["audience"]["users"] == [ids["alice"]]
     assert sent["audience"]["supervisors"] is False
@@ -212,7 +212,10 @@ async def test_restart_rebuilds_the_same_state_without_duplicates(services) -> N
         return sorted((t.model_dump() for t in snap.tasks), key=lambda t: t["id"])
 
     assert by_id(after) == by_id(before)
-    assert after.offers == before.offers
+    assert [(o.offer_id, o.task_id, o.agent_id) for o in after.offers] == [
+        (o.offer_id, o.task_id, o.agent_id) for o in before.offers]
+    for a, b in zip(after.offers, before.offers, strict=True):  # times are stored to the microsecond
+        assert (a.offered_at, a.expires_at) == pytest.approx((b.offered_at, b.expires_at), abs=1e-6)
     await full_round(second)
     rows = await offers(services)
     assert len(rows) == 3 and len({o.conversation_id for o in rows}) == 3
@@ -232,7 +235,7 @@ async def test_only_the_leader_routes_and_another_takes_over(services) -> None:
     await available(services, ids["alice"])
     conv = await arrive(services, ids["channel"])
     clock = Clock()
-    one, two = Router(services.db, services.bus, clock=clock), Router(services.db, services.bus, clock=clock)
+    one, two = RoutingWorker(services.db, services.bus, clock=clock), RoutingWorker(services.db, services.bus, clock=clock)
     STARTED.extend([one, two])
     await one.tick()
     await two.tick()
@@ -400,7 +403,7 @@ async def test_when_the_leader_dies_on_postgresql_another_takes_over_and_the_old
     await available(services, ids["alice"])
     conv = await arrive(services, ids["channel"])
     clock = Clock()
-    one, two = Router(services.db, services.bus, clock=clock), Router(services.db, services.bus, clock=clock)
+    one, two = RoutingWorker(services.db, services.bus, clock=clock), RoutingWorker(services.db, services.bus, clock=clock)
     STARTED.extend([one, two])
     await one.tick()
     assert one.leader.held

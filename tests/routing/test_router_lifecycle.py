@@ -27,6 +27,7 @@ from threadline.actions.permissions import Actor
 from threadline.db.models import RoutingOutcomeRow
 from threadline.db.repos import routing as routing_repo
 from threadline.domain.errors import Conflict, NotFound
+from threadline.domain.routing.records import instant
 from threadline.domain.users import Role
 
 
@@ -150,12 +151,12 @@ async def test_outcomes_count_answered_within_target_and_cancelled_for_the_wallb
         await routing_actions.accept_offer(s, agent(ids["alice"], [ids["general"]]), second.id, now=clock.now)
     await full_round(router)
     async with services.db.transaction(write=False) as s:
-        figures = (await routing_repo.queue_figures(s, since=start))[ids["general"]]
+        figures = (await routing_repo.queue_figures(s, since=instant(start)))[ids["general"]]
     assert (figures.answered, figures.answered_within, figures.cancelled, figures.abandoned) == (2, 1, 1, 0)
     assert figures.service_level == 0.5
     assert figures.asa_seconds is not None and 10 <= figures.asa_seconds <= 40
     async with services.db.transaction(write=False) as s:
-        assert await routing_repo.queue_figures(s, since=clock.now + 3600) == {}
+        assert await routing_repo.queue_figures(s, since=instant(clock.now + 3600)) == {}
 
 
 async def test_sla_alerts_are_not_announced_again_after_a_restart(services) -> None:

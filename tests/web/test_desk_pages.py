@@ -389,12 +389,12 @@ async def test_supervisors_watch_queues_waiting_tasks_and_agents_live(sqlite_ser
         import time as _time
 
         from threadline.db.repos import routing as routing_repo
+        from threadline.domain.routing.records import Outcome, instant
         now = _time.time()
         async with sqlite_server.services.db.transaction() as s:
             await routing_repo.insert_outcomes(s, [
-                {"conversation_id": conv["id"], "queue_id": ids["general"], "channel": "messaging",
-                 "agent_id": ids["alice"], "kind": "answered", "enqueued_at": now - 12 - k, "at": now - k,
-                 "wait_seconds": w, "handle_seconds": None, "within_target": w <= 60}
+                Outcome(conv["id"], ids["general"], "messaging", ids["alice"], "answered", instant(now - k),
+                        instant(now - 12 - k), w, within_target=w <= 60)
                 for k, w in ((5, 12.0), (3, 90.0))])
         from threadline.web.desk.admin import clear_figures_cache
 

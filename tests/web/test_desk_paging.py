@@ -21,6 +21,7 @@ from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import routing as routing_repo
 from threadline.domain.contacts import normalise_identity
 from threadline.domain.messages import InboundMessage, Sender
+from threadline.domain.routing.records import Outcome, instant
 from threadline.web.desk import admin as desk_admin
 from threadline.web.desk import routes as desk_routes
 
@@ -145,9 +146,8 @@ async def test_the_live_boards_figures_are_cached_for_a_few_seconds(sqlite_serve
         now = time.time()
         async with sqlite_server.services.db.transaction() as s:
             await routing_repo.insert_outcomes(s, [
-                {"conversation_id": conv, "queue_id": ids["general"], "channel": "messaging", "agent_id": ids["alice"],
-                 "kind": "answered", "enqueued_at": now - 20 - k, "at": now - k, "wait_seconds": 10.0,
-                 "handle_seconds": None, "within_target": True}])
+                Outcome(conv, ids["general"], "messaging", ids["alice"], "answered", instant(now - k),
+                        instant(now - 20 - k), 10.0, within_target=True)])
 
     def answered_on_board(text: str) -> int:
         row = re.search(rf'<tr data-queue="{ids["general"]}".*?</tr>', text, re.S)

@@ -16,7 +16,7 @@ from threadline.domain.contacts import normalise_email
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import Audience, PresenceChanged
 from threadline.domain.queues import QueueSettings
-from threadline.domain.routing_events import RoutingSettingsChanged
+from threadline.domain.routing.events import RoutingSettingsChanged
 from threadline.domain.text import clean_name
 from threadline.domain.users import Presence, Role, User, normalise_skills
 from threadline.security import hash_password, password_problem

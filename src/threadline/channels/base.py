@@ -18,6 +18,7 @@ import httpx
 from pydantic import BaseModel
 
 from threadline.domain.messages import InboundMessage, OutboundMessage, SendReceipt, StatusUpdate, Unreadable
+from threadline.domain.routing.models import Channel as WorkClass
 
 # What ``parse`` returns: customers' messages, delivery receipts, and the items of a batch it could not read.
 Parsed = InboundMessage | StatusUpdate | Unreadable
@@ -88,6 +89,8 @@ class Capabilities:
     consent_scope: str | None = None
     sms_segments: bool = False  # billed by SMS segments (GSM-7 / UCS-2): the desk shows the count
     templates: bool = False  # approved message templates (with variables) can be sent, e.g. outside the window
+    # how routing treats its conversations: slots per agent, what blocks what ("voice", "chat", "messaging", "email")
+    work_class: WorkClass = "messaging"
 
 
 class ChannelError(Exception):

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from threadline.domain.routing_events import (
+from threadline.domain.routing.events import (
     OfferCreated,
     OfferEnded,
     RoutingSettingsChanged,

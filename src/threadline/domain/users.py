@@ -78,7 +78,8 @@ class User:
     id: int | None = None
 
     def set_presence(self, status: Presence | str, now: datetime, reason: str = "") -> PresenceChange | None:
-        """Change presence; a break needs a reason. Returns the change to record, or None."""
+        """Change presence; a break needs a reason, an away may have one (the router's "missed offers");
+        available and offline carry none. Returns the change to record, or None."""
         try:
             status = Presence(status)
         except ValueError:
@@ -89,7 +90,7 @@ class User:
             raise ValidationFailed("say why you are on a break (lunch, training, …)", field="reason")
         if len(reason) > 100:
             raise ValidationFailed("a presence reason is at most 100 characters", field="reason")
-        if status is not Presence.BREAK:
+        if status not in (Presence.BREAK, Presence.AWAY):
             reason = ""
         if status is self.presence and reason == self.presence_reason:
             return None

@@ -1,16 +1,20 @@
-"""Discrete-event simulation of one queue, driving the real routing engine.
+"""Discrete-event simulation of one queue, driving the production routing code.
 
-Contacts arrive as a Poisson process, are enqueued in :class:`~threadline.domain.routing.RoutingEngine`,
-offered by ``decide``, answered after ``answer_delay``, handled for a random talk time plus a fixed
-wrap-up, and hang up if their patience runs out first. The engine is the production code: the
-simulation only plays the customers and the agents around it.
+Contacts arrive as a Poisson process and become conversations that need a human; the routing driver
+(:class:`~threadline.domain.routing.driver.RoutingDriver`, the code the routing worker runs, around the
+real engine) enqueues them, offers them, and reports what happened as the same outcome facts
+production writes (answered with its wait, abandoned, handled). The simulation only plays the
+customers and the agents: an agent answers ``answer_delay`` after an offer, talks for a random time
+and resolves the conversation (the queue's wrap-up follows); a customer hangs up if their patience
+runs out first. The report is computed from the driver's outcome facts.
 
-Parameters (:class:`SimulationParams`; times in seconds), named for a CLI such as
-``threadline simulate --agents 14 --arrival-rate 0.0556 --aht 180 --sl-threshold 20 --duration 28800``:
+Parameters (:class:`SimulationParams`; times in seconds), as in
+``threadline simulate --agents 14 --arrival-rate 200 --aht 180 --sl-threshold 20 --duration 28800``
+(the command takes the arrival rate per hour):
 
 =================  ===========================================================================
 ``agents``         number of agents (``--agents N``)
-``arrival_rate``   contacts per **second** (``--arrival-rate X``; 100 per 30 min = 0.0556)
+``arrival_rate``   contacts per **second** (``--arrival-rate`` per hour: 200/h = 0.0556/s)
 ``aht``            mean handle time = talk + wrap-up (``--aht S``)
 ``patience``       mean patience, exponential; ``None`` = nobody abandons (``--patience S``)
 ``duration``       simulated time during which contacts arrive (``--duration S``)
@@ -39,14 +43,26 @@ import heapq
 import math
 import random
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..domain import erlang
-from ..domain.routing import Agent, EngineConfig, QueueConfig, RoutingEngine, SlaTarget, Task
+from ..domain.queues import QueueSettings
+from ..domain.routing import EngineConfig, SlaTarget
+from ..domain.routing.driver import RoutingDriver
+from ..domain.routing.records import (
+    AgentRecord,
+    ConversationState,
+    OfferAnswer,
+    Restore,
+    RoundInput,
+    RoutingQueue,
+)
+from ..domain.routing.settings import QueueRouting, queue_config
 
-_ARRIVAL, _ANSWER, _END_TALK, _WRAP_END, _ABANDON = 0, 1, 2, 3, 4
+_ARRIVAL, _ANSWER, _END_TALK, _TICK, _ABANDON = 0, 1, 2, 3, 4
 _BATCHES = 10
 _EPS = 1e-9
 
@@ -134,113 +150,134 @@ def _mean_se(values: list[float]) -> float | None:
     return math.sqrt(var / len(values))
 
 
+_QUEUE = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class _Run:
+    """One simulation: the event heap, the conversations in flight, and the driver that routes them."""
+
+    def __init__(self, params: SimulationParams) -> None:
+        self.params = params
+        self.rng = random.Random(params.seed)
+        self.talk_time = _sampler(params, self.rng)
+        routing = QueueRouting(language_required=False, boosts=[], offer_timeout_seconds=86_400,
+                               wrap_up_seconds=params.wrap_up)
+        settings = QueueSettings()
+        config = queue_config(settings, routing).model_copy(
+            update={"sla": SlaTarget(threshold_seconds=max(params.sl_threshold, 1e-9))})
+        self.driver = RoutingDriver(work_class=lambda kind: params.channel, batch=None, rows=False)
+        self.driver.rebuild(Restore(
+            queues=[RoutingQueue(_QUEUE, settings, routing, config)],
+            settings=EngineConfig(max_consecutive_no_answer=None),
+            roster=[AgentRecord(i, f"agent {i}", "agent", {}, [], "available", None, [_QUEUE], [],
+                                {params.channel: params.capacity}, {}) for i in range(1, params.agents + 1)],
+            tasks=[], offers=[], next_offer_id=1, names={}), 0.0)
+        self.events: list[tuple[float, int, int, int]] = []
+        self.seq = 0
+        self.tick_at = math.inf  # the driver's next timer (wrap-up ends) already scheduled
+        self.arrived: dict[int, float] = {}  # conversation -> arrival, until answered or abandoned
+        self.agent_of: dict[int, int] = {}  # conversation -> its agent, while talking
+        self.waits: list[tuple[float, float, bool]] = []  # (arrival, wait, answered) of counted contacts
+        self.handles: list[float] = []
+        self.busy = 0
+
+    def schedule(self, at: float, kind: int, data: int) -> None:
+        """The clock ticks in microseconds, like the times the driver hands to storage (so a contact
+        answered the moment it arrives waited exactly zero)."""
+        self.seq += 1
+        heapq.heappush(self.events, (round(at, 6), self.seq, kind, data))
+
+    def state(self, cid: int, at: float, *, status: str = "open", agent: int | None = None,
+              abandoned: bool = False) -> ConversationState:
+        return ConversationState(cid, status, _QUEUE, agent, cid, "", "normal", {}, {}, None,
+                                 _EPOCH + timedelta(seconds=at), abandoned)
+
+    def round(self, inp: RoundInput) -> None:
+        """One driver round at ``inp.now``; the customers and agents react to what it decided."""
+        now = inp.now
+        for oid in self.driver.offers_to_check(now, (), False):  # rang too long: it times out
+            inp.offers.setdefault(oid, OfferAnswer("open", None))
+        d = self.driver.step(inp)
+        delay = self.params.answer_delay
+        for offer in d.offers:  # the agent's device rings; they answer after the delay
+            self.schedule(now + delay, _ANSWER, offer.offer_id)
+        for fact in d.outcomes:
+            cid = fact.conversation_id
+            if fact.kind == "answered":
+                arrival = self.arrived.pop(cid)
+                self.count(arrival, fact.wait_seconds or 0.0, True)
+                self.busy += 1
+                self.agent_of[cid] = fact.agent_id  # type: ignore[assignment]
+                self.schedule(now + self.talk_time(), _END_TALK, cid)
+            elif fact.kind == "abandoned":
+                self.count(self.arrived.pop(cid), fact.wait_seconds or 0.0, False)
+            elif fact.kind == "handled":
+                self.busy -= 1
+                self.handles.append(fact.handle_seconds or 0.0)
+        due = self.driver.next_due()
+        if due is not None:  # a wrap-up ends then (or an offer rang too long): a round at that moment
+            at = round(due, 6)
+            if at < due:  # never before the timer, or the round would not fire it
+                at = round(due + 1e-6, 6)
+            if at < self.tick_at:
+                self.tick_at = at
+                self.schedule(at, _TICK, -1)
+
+    def count(self, arrival: float, wait: float, answered: bool) -> None:
+        if self.params.warmup <= arrival < self.params.duration:
+            self.waits.append((arrival, wait, answered))
+
+
 def run_simulation(params: SimulationParams) -> SimulationReport:
     """Simulate ``params.duration`` seconds of arrivals (then let every contact finish)."""
-    rng = random.Random(params.seed)
-    talk_time = _sampler(params, rng)
-    queue = QueueConfig(
-        language_required=False,
-        sla=SlaTarget(threshold_seconds=max(params.sl_threshold, 1e-9)),
-        offer_timeout_seconds=86_400,
-        wrap_up_seconds=params.wrap_up,
-    )
-    engine = RoutingEngine({"sim": queue}, EngineConfig(max_consecutive_no_answer=None))
-    for i in range(params.agents):
-        engine.upsert_agent(
-            Agent(id=i, queues=["sim"], capacity={params.channel: params.capacity}, blocked_by={})
-        )
-
-    events: list[tuple[float, int, int, int]] = []
-    seq = 0
-
-    def schedule(at: float, kind: int, data: int) -> None:
-        nonlocal seq
-        seq += 1
-        heapq.heappush(events, (at, seq, kind, data))
-
+    run = _Run(params)
+    engine = run.driver.engine
+    assert engine is not None
+    rng = run.rng
     start, end = params.warmup, params.duration
     slots = params.agents * params.capacity
-    arrived: dict[int, float] = {}  # task id -> arrival time, while unresolved
-    offer_of: dict[int, int] = {}  # task id -> offer id while ringing
-    waits: list[tuple[float, float, bool]] = []  # (arrival, wait, answered) of counted contacts
-    handles: list[float] = []
-    accepted_at: dict[int, float] = {}
-    busy = 0
-    busy_area = 0.0
-    queue_area = 0.0
+    busy_area = queue_area = 0.0
     max_queue = 0
     last_t = 0.0
     n_events = 0
     next_id = 0
-
-    def dispatch(now: float) -> None:
-        for offer in engine.decide(now):
-            offer_of[offer.task_id] = offer.offer_id
-            if params.answer_delay > 0:
-                schedule(now + params.answer_delay, _ANSWER, offer.task_id)
-            else:
-                answer(offer.task_id, now)
-
-    def answer(tid: int, now: float) -> None:
-        nonlocal busy
-        oid = offer_of.pop(tid, None)
-        if oid is None:  # hung up while ringing
-            return
-        engine.accept(oid, now)
-        arrival = arrived.pop(tid)
-        if start <= arrival < end:
-            waits.append((arrival, now - arrival, True))
-        accepted_at[tid] = now
-        busy += 1
-        schedule(now + talk_time(), _END_TALK, tid)
-
-    schedule(rng.expovariate(params.arrival_rate), _ARRIVAL, -1)
-    while events:
-        now, _, kind, tid = heapq.heappop(events)
+    run.schedule(rng.expovariate(params.arrival_rate), _ARRIVAL, -1)
+    while run.events:
+        now, _, kind, data = heapq.heappop(run.events)
         n_events += 1
         lo, hi = max(last_t, start), min(now, end)
         if hi > lo:
-            busy_area += busy * (hi - lo)
+            busy_area += run.busy * (hi - lo)
             queue_area += engine.waiting_count() * (hi - lo)
         last_t = now
+        inp = RoundInput(now=now)
         if kind == _ARRIVAL:
             if now >= end:
                 continue
-            tid = next_id
             next_id += 1
-            engine.enqueue(Task(id=tid, channel=params.channel, queue_id="sim", enqueued_at=now), now)
-            arrived[tid] = now
+            run.arrived[next_id] = now
+            inp.conversations[next_id] = run.state(next_id, now)
             if params.patience is not None:
-                schedule(now + rng.expovariate(1.0 / params.patience), _ABANDON, tid)
-            schedule(now + rng.expovariate(params.arrival_rate), _ARRIVAL, -1)
-            dispatch(now)
-            if start <= now < end:
-                max_queue = max(max_queue, engine.waiting_count())
-        elif kind == _ANSWER:
-            answer(tid, now)
-        elif kind == _END_TALK:
-            engine.complete(tid, now, wrap_up_seconds=params.wrap_up)
-            if params.wrap_up > 0:
-                schedule(now + params.wrap_up, _WRAP_END, tid)
-            else:
-                busy -= 1
-                handles.append(now - accepted_at.pop(tid))
-                dispatch(now)
-        elif kind == _WRAP_END:
-            busy -= 1
-            handles.append(now - accepted_at.pop(tid))
-            dispatch(now)
+                run.schedule(now + rng.expovariate(1.0 / params.patience), _ABANDON, next_id)
+            run.schedule(now + rng.expovariate(params.arrival_rate), _ARRIVAL, -1)
+        elif kind == _ANSWER:  # an offer hung up on meanwhile is no longer open: the driver skips it
+            inp.offers[data] = OfferAnswer("accepted", _EPOCH + timedelta(seconds=now))
+        elif kind == _END_TALK:  # the agent resolves the conversation
+            inp.conversations[data] = run.state(data, now, status="resolved", agent=run.agent_of.pop(data))
         elif kind == _ABANDON:
-            arrival = arrived.pop(tid, None)
-            if arrival is None:  # already answered
+            if data not in run.arrived:  # already answered
                 continue
-            ringing = offer_of.pop(tid, None) is not None
-            engine.cancel(tid, now, "abandoned")
-            if start <= arrival < end:
-                waits.append((arrival, now - arrival, False))
-            if ringing:
-                dispatch(now)
+            inp.conversations[data] = run.state(data, now, status="resolved", abandoned=True)
+        elif kind == _TICK:
+            if now != run.tick_at:  # superseded by an earlier one
+                continue
+            run.tick_at = math.inf
+        run.round(inp)
+        if kind == _ARRIVAL and start <= now < end:
+            max_queue = max(max_queue, engine.waiting_count())
 
+    waits, handles = run.waits, run.handles
     window = end - start
     answered = [w for _, w, ok in waits if ok]
     n_done = len(waits)

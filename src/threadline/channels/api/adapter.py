@@ -108,7 +108,8 @@ class ApiChannel(ChannelAdapter):
     icon = "code"
     Config = ApiChannelConfig
     secret_destinations = {"secret": ()}  # signs both ways, never sent
-    capabilities = Capabilities(max_text_length=65_536, attachments=True, identity_kinds=("handle",))
+    capabilities = Capabilities(max_text_length=65_536, attachments=True, identity_kinds=("handle",),
+                                work_class="messaging")
     config: ApiChannelConfig
 
     def verify(self, req: RawRequest) -> None:

@@ -132,7 +132,7 @@ class EmailChannel(ChannelAdapter):
     Config = EmailChannelConfig
     secret_destinations = {"mailgun_signing_key": (), "sendgrid_basic_auth": ()}  # check inbound posts only
     capabilities = Capabilities(max_text_length=200_000, attachments=True, max_attachment_bytes=10 * 1024 * 1024,
-                                identity_kinds=("email",))
+                                identity_kinds=("email",), work_class="email")
     config: EmailChannelConfig
 
     # --- inbound ---------------------------------------------------------------------------------

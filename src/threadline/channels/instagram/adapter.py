@@ -18,6 +18,6 @@ class InstagramChannel(MessengerChannel):
     capabilities = Capabilities(
         max_text_length=1000, attachments=True, max_attachment_bytes=8 * 1024 * 1024,
         allowed_content_types=("image/jpeg", "image/png", "video/mp4", "audio/mpeg"), identity_kinds=("handle",),
-        read_receipts=True, reply_window_seconds=24 * 3600)
+        read_receipts=True, reply_window_seconds=24 * 3600, work_class="messaging")
     object_name: ClassVar[str] = "instagram"
     product: ClassVar[str] = "Instagram"

@@ -78,7 +78,7 @@ class MessengerChannel(ChannelAdapter):
     capabilities = Capabilities(
         max_text_length=2000, attachments=True, max_attachment_bytes=25 * 1024 * 1024,
         allowed_content_types=("image/*", "video/*", "audio/*", "application/pdf"), identity_kinds=("handle",),
-        read_receipts=True, reply_window_seconds=24 * 3600)
+        read_receipts=True, reply_window_seconds=24 * 3600, work_class="messaging")
     config: MessengerConfig
     object_name: ClassVar[str] = "page"
     product: ClassVar[str] = "Messenger"

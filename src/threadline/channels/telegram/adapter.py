@@ -94,7 +94,7 @@ class TelegramChannel(ChannelAdapter):
     Config = TelegramConfig
     secret_headers = frozenset({"x-telegram-bot-api-secret-token"})
     capabilities = Capabilities(max_text_length=4096, attachments=True, max_attachment_bytes=50 * 1024 * 1024,
-                                identity_kinds=("handle",), typing=True)
+                                identity_kinds=("handle",), typing=True, work_class="messaging")
     config: TelegramConfig
 
     def verify(self, req: RawRequest) -> None:

@@ -187,7 +187,7 @@ class TwilioChannel(ChannelAdapter):
     capabilities = Capabilities(
         max_text_length=1600, attachments=True, max_attachment_bytes=5 * 1024 * 1024,
         allowed_content_types=MMS_TYPES, identity_kinds=("phone",), consent_keywords=True, sms_segments=True,
-        consent_scope="sms")
+        consent_scope="sms", work_class="messaging")
     config: TwilioConfig
     whatsapp = False
 
@@ -400,5 +400,5 @@ class TwilioWhatsAppChannel(TwilioChannel):
         allowed_content_types=("image/jpeg", "image/png", "audio/ogg", "audio/mpeg", "video/mp4",
                                "application/pdf"),
         identity_kinds=("phone",), reply_window_seconds=24 * 3600, templates=True, read_receipts=True,
-        consent_scope="whatsapp")
+        consent_scope="whatsapp", work_class="messaging")
     whatsapp = True

@@ -188,7 +188,7 @@ class WebChatChannel(ChannelAdapter):
     title = "Web chat"
     Config = WebChatConfig
     capabilities = Capabilities(max_text_length=10_000, attachments=True, max_attachment_bytes=25 * 1024 * 1024,
-                                typing=True, read_receipts=True, identity_kinds=("handle",))
+                                typing=True, read_receipts=True, identity_kinds=("handle",), work_class="chat")
     config: WebChatConfig
 
     @staticmethod

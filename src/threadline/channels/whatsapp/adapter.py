@@ -100,7 +100,7 @@ class WhatsAppChannel(ChannelAdapter):
         allowed_content_types=("image/jpeg", "image/png", "audio/ogg", "audio/mpeg", "audio/aac", "video/mp4",
                                "application/pdf"),
         identity_kinds=("phone",), read_receipts=True, reply_window_seconds=24 * 3600, templates=True,
-        consent_scope="whatsapp")
+        consent_scope="whatsapp", work_class="messaging")
     config: WhatsAppConfig
 
     def verify(self, req: RawRequest) -> None:

@@ -2,12 +2,18 @@
 
 The router's hot path uses Core statements with executemany (one statement per kind of change per
 transaction), never ORM objects: it writes thousands of rows a second.
+
+The routing tables store times as Unix seconds (``Float`` columns: the engine's clock, and half the cost
+of a datetime column per written row on SQLite). That stays here: every function takes and returns
+timezone-aware UTC datetimes and the typed records of :mod:`threadline.domain.routing.records`, like
+every other repository; SQL parameter names never leave this module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
@@ -29,6 +35,21 @@ from threadline.db.models import (
     TeamMemberRow,
     UserRow,
 )
+from threadline.domain.routing.records import (
+    AgentRecord,
+    ConversationKeys,
+    ConversationState,
+    EndedOffer,
+    NewOffer,
+    NewTask,
+    OfferAnswer,
+    Outcome,
+    PositionUpdate,
+    SlaStateUpdate,
+    StoredOffer,
+    StoredTask,
+    TaskUpdate,
+)
 
 TASKS = RoutingTaskRow.__table__
 OFFERS = RoutingOfferRow.__table__
@@ -40,6 +61,18 @@ IN_CHUNK = 900  # below SQLite's bound-parameter limit
 def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
     for i in range(0, len(ids), IN_CHUNK):
         yield ids[i:i + IN_CHUNK]
+
+
+def _dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _dt_or_none(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _ts_or_none(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
 
 
 # --------------------------------------------------------------------------- settings and roster
@@ -86,21 +119,6 @@ async def _upsert(session: AsyncSession, table: Any, values: dict[str, Any], key
         index_elements=keys, set_={k: v for k, v in values.items() if k not in keys}))
 
 
-@dataclass(slots=True)
-class AgentRecord:
-    id: int
-    name: str
-    role: str
-    skills: dict[str, int]
-    languages: list[str]
-    presence: str
-    presence_since: float
-    queue_ids: list[int]
-    team_ids: list[int]
-    capacity: dict[str, int] | None
-    blocked_by: dict[str, list[str]] | None
-
-
 async def roster(session: AsyncSession, user_ids: Sequence[int] | None = None) -> list[AgentRecord]:
     """Active users who serve a queue or belong to a team (the people routing may offer work to)."""
     stmt = (select(UserRow.id, UserRow.name, UserRow.role, UserRow.skills, UserRow.languages, UserRow.presence,
@@ -123,33 +141,13 @@ async def roster(session: AsyncSession, user_ids: Sequence[int] | None = None) -
     for r in (await session.execute(stmt)).all():
         if r.id not in qs and r.id not in ts:
             continue
-        since = r.presence_since.timestamp() if r.presence_since is not None else 0.0
         out.append(AgentRecord(r.id, r.name, r.role, dict(r.skills or {}), list(r.languages or []), r.presence,
-                               since, sorted(qs.get(r.id, [])), sorted(ts.get(r.id, [])),
+                               r.presence_since, sorted(qs.get(r.id, [])), sorted(ts.get(r.id, [])),
                                dict(r.capacity) if r.capacity else None, r.blocked_by))
     return out
 
 
 # --------------------------------------------------------------------------- conversations
-
-
-@dataclass(slots=True)
-class ConversationState:
-    id: int
-    status: str
-    queue_id: int | None
-    assignee_id: int | None
-    contact_id: int
-    contact_name: str
-    priority: str
-    attributes: dict[str, Any]
-    contact_attributes: dict[str, Any]
-    kind: str | None
-    active_at: float  # last activity: a new task's age counts from it (the customer's last message)
-
-    @property
-    def needs_human(self) -> bool:
-        return self.status == "open" and self.assignee_id is None and self.queue_id is not None
 
 
 def _conv_select() -> Any:
@@ -162,7 +160,7 @@ def _conv_select() -> Any:
 
 def _state(r: Any) -> ConversationState:
     return ConversationState(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6], dict(r[7] or {}), dict(r[8] or {}),
-                             r[9], r[10].timestamp())
+                             r[9], r[10])
 
 
 async def conversations(session: AsyncSession, ids: Sequence[int]) -> dict[int, ConversationState]:
@@ -173,11 +171,6 @@ async def conversations(session: AsyncSession, ids: Sequence[int]) -> dict[int, 
     return out
 
 
-async def conversations_needing_human(session: AsyncSession) -> dict[int, ConversationState]:
-    stmt = _conv_select().where(CONV.c.status == "open", CONV.c.assignee_id.is_(None), CONV.c.queue_id.is_not(None))
-    return {r[0]: _state(r) for r in (await session.execute(stmt)).all()}
-
-
 async def needing_human_keys(session: AsyncSession) -> dict[int, int]:
     """Id -> queue of every conversation that needs a human (narrow: no join, no JSON)."""
     stmt = select(CONV.c.id, CONV.c.queue_id).where(CONV.c.status == "open", CONV.c.assignee_id.is_(None),
@@ -185,12 +178,22 @@ async def needing_human_keys(session: AsyncSession) -> dict[int, int]:
     return {i: q for i, q in (await session.execute(stmt)).all()}
 
 
-async def conversation_keys(session: AsyncSession, ids: Sequence[int]) -> dict[int, tuple[str, int | None, int | None]]:
-    """Id -> (status, queue, assignee) of these conversations (those that exist)."""
-    out: dict[int, tuple[str, int | None, int | None]] = {}
+async def conversation_keys(session: AsyncSession, ids: Sequence[int]) -> dict[int, ConversationKeys]:
+    """Status, queue and assignee of these conversations (those that exist)."""
+    out: dict[int, ConversationKeys] = {}
     for chunk in _chunks(sorted(set(ids))):
         stmt = select(CONV.c.id, CONV.c.status, CONV.c.queue_id, CONV.c.assignee_id).where(CONV.c.id.in_(chunk))
-        out.update({r[0]: (r[1], r[2], r[3]) for r in (await session.execute(stmt)).all()})
+        out.update({r[0]: ConversationKeys(r[1], r[2], r[3]) for r in (await session.execute(stmt)).all()})
+    return out
+
+
+async def waiting_of_contacts(session: AsyncSession, contact_ids: Sequence[int]) -> list[int]:
+    """Conversations of these contacts that need a human (their tasks re-rank when the contact changes)."""
+    out: list[int] = []
+    for chunk in _chunks(sorted(set(contact_ids))):
+        stmt = select(CONV.c.id).where(CONV.c.contact_id.in_(chunk), CONV.c.status == "open",
+                                       CONV.c.assignee_id.is_(None), CONV.c.queue_id.is_not(None))
+        out.extend((await session.execute(stmt)).scalars())
     return out
 
 
@@ -223,48 +226,64 @@ async def last_agents(session: AsyncSession, contact_ids: Sequence[int], exclude
 # --------------------------------------------------------------------------- tasks and offers
 
 
-async def all_tasks(session: AsyncSession) -> list[dict[str, Any]]:
-    stmt = select(TASKS.c.task, TASKS.c.status, TASKS.c.agent_id, TASKS.c.sla_state, TASKS.c.wrap_ended_at).order_by(
-        TASKS.c.conversation_id)
-    return [dict(r) for r in (await session.execute(stmt)).mappings()]
+def _stored_task(r: Any) -> StoredTask:
+    return StoredTask(r.conversation_id, r.queue_id, r.channel, r.status, r.agent_id, _dt(r.enqueued_at), dict(r.task),
+                      r.position, r.ewt_seconds, r.note, _dt(r.updated_at), r.sla_state, _dt_or_none(r.wrap_ended_at))
 
 
-async def open_offers(session: AsyncSession) -> list[RoutingOfferRow]:
-    stmt = select(RoutingOfferRow).where(RoutingOfferRow.status == "open").order_by(RoutingOfferRow.id)
-    return list((await session.execute(stmt)).scalars())
+def _stored_offer(r: Any) -> StoredOffer:
+    return StoredOffer(r.id, r.conversation_id, r.agent_id, r.queue_id, r.channel, _dt(r.offered_at),
+                       _dt(r.expires_at), r.status, _dt_or_none(r.ended_at))
+
+
+async def all_tasks(session: AsyncSession) -> list[StoredTask]:
+    stmt = select(TASKS).order_by(TASKS.c.conversation_id)
+    return [_stored_task(r) for r in (await session.execute(stmt)).all()]
+
+
+async def open_offers(session: AsyncSession) -> list[StoredOffer]:
+    stmt = select(OFFERS).where(OFFERS.c.status == "open").order_by(OFFERS.c.id)
+    return [_stored_offer(r) for r in (await session.execute(stmt)).all()]
 
 
 async def max_offer_id(session: AsyncSession) -> int:
     return (await session.execute(select(func.max(OFFERS.c.id)))).scalar() or 0
 
 
-async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+async def insert_tasks(session: AsyncSession, rows: Sequence[NewTask]) -> None:
     """Write new tasks; a row already there (a round that raced a rebuild) takes the new values."""
     if rows:
         dialect = session.get_bind().dialect.name
         ins = postgresql.insert(TASKS) if dialect == "postgresql" else sqlite.insert(TASKS)
-        cols = [c for c in rows[0] if c != "conversation_id"]
+        values = [{"conversation_id": t.conversation_id, "queue_id": t.queue_id, "channel": t.channel,
+                   "status": t.status, "agent_id": t.agent_id, "task": t.task.model_dump(mode="json"),
+                   "updated_at": t.updated_at.timestamp(), "enqueued_at": t.enqueued_at.timestamp(),
+                   "position": None, "ewt_seconds": None, "sla_state": "", "wrap_ended_at": None, "note": t.note}
+                  for t in rows]
+        cols = [c for c in values[0] if c != "conversation_id"]
         await session.execute(ins.on_conflict_do_update(index_elements=[TASKS.c.conversation_id],
-                                                        set_={c: ins.excluded[c] for c in cols}), rows)
+                                                        set_={c: ins.excluded[c] for c in cols}), values)
 
 
-async def update_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Rows: b_id, queue_id, channel, status, agent_id, task, updated_at."""
+async def update_tasks(session: AsyncSession, rows: Sequence[TaskUpdate]) -> None:
     if rows:
         stmt = (update(TASKS).where(TASKS.c.conversation_id == bindparam("b_id"))
                 .values(queue_id=bindparam("queue_id"), channel=bindparam("channel"), status=bindparam("status"),
                         agent_id=bindparam("agent_id"), task=bindparam("task"),
                         updated_at=bindparam("updated_at")))
-        await session.execute(stmt, rows)
+        await session.execute(stmt, [{"b_id": u.conversation_id, "queue_id": u.queue_id, "channel": u.channel,
+                                      "status": u.status, "agent_id": u.agent_id,
+                                      "task": u.task.model_dump(mode="json"), "updated_at": u.updated_at.timestamp()}
+                                     for u in rows])
 
 
-async def update_positions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Rows: b_id, position, ewt_seconds, note."""
+async def update_positions(session: AsyncSession, rows: Sequence[PositionUpdate]) -> None:
     if rows:
         stmt = (update(TASKS).where(TASKS.c.conversation_id == bindparam("b_id"))
                 .values(position=bindparam("position"), ewt_seconds=bindparam("ewt_seconds"),
                         note=bindparam("note")))
-        await session.execute(stmt, rows)
+        await session.execute(stmt, [{"b_id": p.conversation_id, "position": p.position, "ewt_seconds": p.ewt_seconds,
+                                      "note": p.note} for p in rows])
 
 
 async def wrap_end_requests(session: AsyncSession) -> list[int]:
@@ -273,21 +292,26 @@ async def wrap_end_requests(session: AsyncSession) -> list[int]:
     return list((await session.execute(stmt)).scalars())
 
 
-async def request_wrap_end(session: AsyncSession, conversation_id: int, at: float) -> None:
-    await session.execute(update(TASKS).where(TASKS.c.conversation_id == conversation_id).values(wrap_ended_at=at))
+async def request_wrap_end(session: AsyncSession, conversation_id: int, at: datetime) -> None:
+    await session.execute(update(TASKS).where(TASKS.c.conversation_id == conversation_id)
+                          .values(wrap_ended_at=at.timestamp()))
 
 
-async def update_sla_states(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Rows: b_id, sla_state (the last SLA alert announced for the task)."""
+async def update_sla_states(session: AsyncSession, rows: Sequence[SlaStateUpdate]) -> None:
+    """The last SLA alert announced for each task."""
     if rows:
         stmt = update(TASKS).where(TASKS.c.conversation_id == bindparam("b_id")).values(
             sla_state=bindparam("sla_state"))
-        await session.execute(stmt, rows)
+        await session.execute(stmt, [{"b_id": u.conversation_id, "sla_state": u.sla_state} for u in rows])
 
 
-async def insert_outcomes(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+async def insert_outcomes(session: AsyncSession, rows: Sequence[Outcome]) -> None:
     if rows:
-        await session.execute(insert(OUTCOMES), rows)
+        await session.execute(insert(OUTCOMES), [
+            {"conversation_id": o.conversation_id, "queue_id": o.queue_id, "channel": o.channel,
+             "agent_id": o.agent_id, "kind": o.kind, "enqueued_at": _ts_or_none(o.enqueued_at),
+             "at": o.at.timestamp(), "wait_seconds": o.wait_seconds, "handle_seconds": o.handle_seconds,
+             "within_target": o.within_target} for o in rows])
 
 
 @dataclass(frozen=True)
@@ -325,15 +349,15 @@ class QueueFigures:
         return self.abandoned / queued if queued else None
 
 
-async def queue_figures(session: AsyncSession, since: float, until: float | None = None,
+async def queue_figures(session: AsyncSession, since: datetime, until: datetime | None = None,
                         queue_ids: Sequence[int] | None = None) -> dict[int, QueueFigures]:
     """Per queue, the outcomes between ``since`` and ``until`` in one grouped query."""
     within = func.sum(case((OUTCOMES.c.within_target.is_(True), 1), else_=0))
     stmt = (select(OUTCOMES.c.queue_id, OUTCOMES.c.kind, func.count(), within, func.sum(OUTCOMES.c.wait_seconds),
                    func.sum(OUTCOMES.c.handle_seconds), func.max(OUTCOMES.c.wait_seconds))
-            .where(OUTCOMES.c.at >= since).group_by(OUTCOMES.c.queue_id, OUTCOMES.c.kind))
+            .where(OUTCOMES.c.at >= since.timestamp()).group_by(OUTCOMES.c.queue_id, OUTCOMES.c.kind))
     if until is not None:
-        stmt = stmt.where(OUTCOMES.c.at < until)
+        stmt = stmt.where(OUTCOMES.c.at < until.timestamp())
     if queue_ids is not None:
         stmt = stmt.where(OUTCOMES.c.queue_id.in_(list(queue_ids)))
     acc: dict[int, dict[str, Any]] = {}
@@ -358,60 +382,64 @@ async def delete_tasks(session: AsyncSession, ids: Sequence[int]) -> None:
         await session.execute(delete(TASKS).where(TASKS.c.conversation_id.in_(chunk)))
 
 
-async def insert_offers(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+async def insert_offers(session: AsyncSession, rows: Sequence[NewOffer]) -> None:
     if rows:
-        await session.execute(insert(OFFERS), rows)
+        await session.execute(insert(OFFERS), [
+            {"id": o.offer_id, "conversation_id": o.conversation_id, "agent_id": o.agent_id, "queue_id": o.queue_id,
+             "channel": o.channel, "offered_at": o.offered_at.timestamp(), "expires_at": o.expires_at.timestamp(),
+             "status": "open", "ended_at": None} for o in rows])
 
 
-async def end_offers(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Rows: b_id, status, ended_at. Only offers still open change (an accept may have won)."""
+async def end_offers(session: AsyncSession, rows: Sequence[EndedOffer]) -> None:
+    """Only offers still open change (an accept may have won)."""
     if rows:
         stmt = (update(OFFERS).where(and_(OFFERS.c.id == bindparam("b_id"), OFFERS.c.status == "open"))
                 .values(status=bindparam("status"), ended_at=bindparam("ended_at")))
-        await session.execute(stmt, rows)
+        await session.execute(stmt, [{"b_id": e.offer_id, "status": e.outcome, "ended_at": e.at.timestamp()}
+                                     for e in rows])
 
 
-async def lock_offers(session: AsyncSession, ids: Sequence[int]) -> dict[int, tuple[str, float | None]]:
+async def lock_offers(session: AsyncSession, ids: Sequence[int]) -> dict[int, OfferAnswer]:
     """Status and end time of these offers, locking their rows (PostgreSQL) so an accept cannot race
     a timeout."""
-    out: dict[int, tuple[str, float | None]] = {}
+    out: dict[int, OfferAnswer] = {}
     for chunk in _chunks(sorted(set(ids))):
         stmt = select(OFFERS.c.id, OFFERS.c.status, OFFERS.c.ended_at).where(OFFERS.c.id.in_(chunk)).with_for_update()
-        out.update({i: (s, e) for i, s, e in (await session.execute(stmt)).all()})
+        out.update({i: OfferAnswer(s, _dt_or_none(e)) for i, s, e in (await session.execute(stmt)).all()})
     return out
 
 
-async def get_offer(session: AsyncSession, offer_id: int, *, for_update: bool = False) -> RoutingOfferRow | None:
-    stmt = select(RoutingOfferRow).where(RoutingOfferRow.id == offer_id)
+async def get_offer(session: AsyncSession, offer_id: int, *, for_update: bool = False) -> StoredOffer | None:
+    stmt = select(OFFERS).where(OFFERS.c.id == offer_id)
     if for_update:
         stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).scalar_one_or_none()
+    row = (await session.execute(stmt)).one_or_none()
+    return _stored_offer(row) if row is not None else None
 
 
-async def open_offer_for(session: AsyncSession, conversation_id: int) -> RoutingOfferRow | None:
-    stmt = select(RoutingOfferRow).where(RoutingOfferRow.conversation_id == conversation_id,
-                                         RoutingOfferRow.status == "open").with_for_update()
-    return (await session.execute(stmt)).scalar_one_or_none()
+async def open_offer_for(session: AsyncSession, conversation_id: int) -> StoredOffer | None:
+    stmt = select(OFFERS).where(OFFERS.c.conversation_id == conversation_id, OFFERS.c.status == "open").with_for_update()
+    row = (await session.execute(stmt)).one_or_none()
+    return _stored_offer(row) if row is not None else None
 
 
-async def get_task(session: AsyncSession, conversation_id: int, *, for_update: bool = False
-                   ) -> RoutingTaskRow | None:
-    stmt = select(RoutingTaskRow).where(RoutingTaskRow.conversation_id == conversation_id)
+async def get_task(session: AsyncSession, conversation_id: int, *, for_update: bool = False) -> StoredTask | None:
+    stmt = select(TASKS).where(TASKS.c.conversation_id == conversation_id)
     if for_update:
         stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).scalar_one_or_none()
+    row = (await session.execute(stmt)).one_or_none()
+    return _stored_task(row) if row is not None else None
 
 
 async def tasks(session: AsyncSession, queue_id: int | None = None, status: str | None = None,
-                limit: int = 500) -> list[RoutingTaskRow]:
-    stmt = select(RoutingTaskRow)
+                limit: int = 500) -> list[StoredTask]:
+    stmt = select(TASKS)
     if queue_id is not None:
-        stmt = stmt.where(RoutingTaskRow.queue_id == queue_id)
+        stmt = stmt.where(TASKS.c.queue_id == queue_id)
     if status is not None:
-        stmt = stmt.where(RoutingTaskRow.status == status)
-    stmt = stmt.order_by(RoutingTaskRow.position.is_(None), RoutingTaskRow.position,
-                         RoutingTaskRow.enqueued_at).limit(limit)
-    return list((await session.execute(stmt)).scalars())
+        stmt = stmt.where(TASKS.c.status == status)
+    stmt = stmt.order_by(TASKS.c.position.is_(None), TASKS.c.position, TASKS.c.enqueued_at).limit(limit)
+    return [_stored_task(r) for r in (await session.execute(stmt)).all()]
 
 
 async def loads(session: AsyncSession, agent_id: int | None = None) -> dict[int, dict[str, int]]:
@@ -427,7 +455,7 @@ async def loads(session: AsyncSession, agent_id: int | None = None) -> dict[int,
 
 
 async def queue_counts(session: AsyncSession) -> dict[int, dict[str, Any]]:
-    """Per queue: tasks by status, the oldest waiting task's enqueue time, unroutable ones."""
+    """Per queue: tasks by status, the oldest waiting task's enqueue time (``oldest``), unroutable ones."""
     out: dict[int, dict[str, Any]] = {}
     stmt = select(TASKS.c.queue_id, TASKS.c.status, func.count(), func.min(TASKS.c.enqueued_at)).group_by(
         TASKS.c.queue_id, TASKS.c.status)
@@ -436,7 +464,7 @@ async def queue_counts(session: AsyncSession) -> dict[int, dict[str, Any]]:
                                  "unroutable": 0})
         q[status] = n
         if status == "waiting":
-            q["oldest"] = oldest
+            q["oldest"] = _dt_or_none(oldest)
     stmt2 = (select(TASKS.c.queue_id, func.count()).where(TASKS.c.status == "waiting", TASKS.c.note != "")
              .group_by(TASKS.c.queue_id))
     for qid, n in (await session.execute(stmt2)).all():
@@ -445,9 +473,9 @@ async def queue_counts(session: AsyncSession) -> dict[int, dict[str, Any]]:
     return out
 
 
-async def agent_open_offers(session: AsyncSession, agent_id: int) -> list[RoutingOfferRow]:
-    stmt = select(RoutingOfferRow).where(RoutingOfferRow.agent_id == agent_id, RoutingOfferRow.status == "open")
-    return list((await session.execute(stmt)).scalars())
+async def agent_open_offers(session: AsyncSession, agent_id: int) -> list[StoredOffer]:
+    stmt = select(OFFERS).where(OFFERS.c.agent_id == agent_id, OFFERS.c.status == "open").order_by(OFFERS.c.id)
+    return [_stored_offer(r) for r in (await session.execute(stmt)).all()]
 
 
 async def offer_counts(session: AsyncSession) -> dict[int, int]:
@@ -455,8 +483,8 @@ async def offer_counts(session: AsyncSession) -> dict[int, int]:
     return {aid: n for aid, n in (await session.execute(stmt)).all()}
 
 
-async def agent_tasks(session: AsyncSession, agent_id: int, status: str | None = None) -> list[RoutingTaskRow]:
-    stmt = select(RoutingTaskRow).where(RoutingTaskRow.agent_id == agent_id)
+async def agent_tasks(session: AsyncSession, agent_id: int, status: str | None = None) -> list[StoredTask]:
+    stmt = select(TASKS).where(TASKS.c.agent_id == agent_id)
     if status is not None:
-        stmt = stmt.where(RoutingTaskRow.status == status)
-    return list((await session.execute(stmt.order_by(RoutingTaskRow.updated_at))).scalars())
+        stmt = stmt.where(TASKS.c.status == status)
+    return [_stored_task(r) for r in (await session.execute(stmt.order_by(TASKS.c.updated_at))).all()]

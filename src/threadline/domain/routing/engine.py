@@ -453,6 +453,38 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
             return Enqueued(t.id, t.queue, True)
         return Enqueued(t.id, t.queue, False, self._why_unroutable(t, b))
 
+    def update_task(self, task: Task, now: float) -> bool:
+        """Apply what the caller supplied anew to a task that waits or is offered: ``priority``,
+        ``attributes`` (so boosts such as ``vip`` apply), ``skills``, ``language`` and, when given, a
+        preferred agent. Its age, queue, rung, exclusions and channel stay. A waiting task takes its
+        new place at once; an offered one when its offer ends without an accept. Returns whether
+        anything changed."""
+        t = self._task(task.id)
+        if t.status not in (WAITING, OFFERED):
+            return False
+        skills_key = tuple(sorted(task.skills.items()))
+        language = task.effective_language
+        preferred = task.preferred_agent_id is not None and (
+            (t.preferred, t.sticky_until, t.preferred_only)
+            != (task.preferred_agent_id, task.sticky_until, task.preferred_only)
+        )
+        if not preferred and (t.priority, t.skills_key, t.language, t.attributes) == (
+            task.priority, skills_key, language, task.attributes
+        ):
+            return False
+        t.priority = task.priority
+        t.skills = dict(task.skills)
+        t.skills_key = skills_key
+        t.language = language
+        t.attributes = dict(task.attributes)
+        if preferred:
+            t.preferred = task.preferred_agent_id
+            t.sticky_until = task.sticky_until
+            t.preferred_only = task.preferred_only
+        if t.status == WAITING:
+            self._place(t, now)
+        return True
+
     def _new_task(self, task: Task) -> _Task:
         t = _Task(next(self._seq))
         t.id = task.id

@@ -5,7 +5,7 @@ seconds), so any process answers them, whichever one is the routing leader."""
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -15,12 +15,14 @@ from threadline.actions import routing as routing_actions
 from threadline.db.repos import routing as repo
 from threadline.db.repos import users as users_repo
 from threadline.domain.errors import NotFound, ValidationFailed
-from threadline.domain.routing_events import WrapUp
-from threadline.domain.routing_settings import EngineSettings, QueueRouting
+from threadline.domain.routing.events import WrapUp
+from threadline.domain.routing.records import StoredTask, instant
+from threadline.domain.routing.settings import EngineSettings, QueueRouting
 from threadline.web.api.schemas import Id
 from threadline.web.deps import AdminActor, CurrentActor, ServicesDep, SupervisorActor
 
 router = APIRouter(prefix="/routing", tags=["routing"])
+_LAST_SECOND = 253_402_300_799  # 9999-12-31 23:59:59 UTC, the last moment a date can hold
 
 
 class _In(BaseModel):
@@ -110,16 +112,16 @@ class OfferOut(BaseModel):
     expires_at: float
 
 
-def _task_out(row: Any, now: float) -> TaskOut:
+def _task_out(row: StoredTask, now: datetime) -> TaskOut:
     return TaskOut(conversation_id=row.conversation_id, queue_id=row.queue_id, channel=row.channel, status=row.status,
-                   agent_id=row.agent_id, waited_seconds=round(max(0.0, now - row.enqueued_at), 1),
+                   agent_id=row.agent_id, waited_seconds=round(max(0.0, (now - row.enqueued_at).total_seconds()), 1),
                    priority=int(row.task.get("priority", 0)), position=row.position,
                    estimated_wait_seconds=row.ewt_seconds, unroutable_reason=row.note or None)
 
 
 @router.get("/queues", response_model=list[QueueSummary], summary="Queues with waiting tasks and agents (supervisors)")
 async def queues(actor: SupervisorActor, services: ServicesDep) -> list[QueueSummary]:
-    now = time.time()
+    now = datetime.now(UTC)
     async with services.db.transaction(write=False) as session:
         records = await repo.queues(session)
         counts = await repo.queue_counts(session)
@@ -133,7 +135,7 @@ async def queues(actor: SupervisorActor, services: ServicesDep) -> list[QueueSum
         out.append(QueueSummary(
             id=r.id, name=r.name, waiting=c.get("waiting", 0), offered=c.get("offered", 0),
             assigned=c.get("assigned", 0), wrapping=c.get("wrapping", 0), unroutable=c.get("unroutable", 0),
-            longest_wait_seconds=round(now - oldest, 1) if oldest is not None else 0.0,
+            longest_wait_seconds=round((now - oldest).total_seconds(), 1) if oldest is not None else 0.0,
             sla_answer_seconds=settings.sla.answer_seconds, sla_target_percent=settings.sla.service_level_percent,
             agents_available=sum(1 for a in members if a.presence == "available"), agents_total=len(members)))
     return out
@@ -143,9 +145,9 @@ def _pct(v: float | None) -> float | None:
     return round(100 * v, 1) if v is not None else None
 
 
-def _figures_out(f: repo.QueueFigures, since: float) -> QueueFiguresOut:
+def _figures_out(f: repo.QueueFigures, since: datetime) -> QueueFiguresOut:
     return QueueFiguresOut(
-        queue_id=f.queue_id, since=since, answered=f.answered, answered_within_target=f.answered_within,
+        queue_id=f.queue_id, since=since.timestamp(), answered=f.answered, answered_within_target=f.answered_within,
         abandoned=f.abandoned, cancelled=f.cancelled, transferred=f.transferred, handled=f.handled,
         service_level_percent=_pct(f.service_level),
         asa_seconds=round(f.asa_seconds, 1) if f.asa_seconds is not None else None,
@@ -156,11 +158,13 @@ def _figures_out(f: repo.QueueFigures, since: float) -> QueueFiguresOut:
 @router.get("/figures", response_model=list[QueueFiguresOut],
             summary="Per queue: answered, service level, ASA, AHT, abandoned (supervisors)")
 async def figures(actor: SupervisorActor, services: ServicesDep,
-                  since: float | None = Query(default=None, description="Unix seconds; default: today, per queue, "
+                  since: float | None = Query(default=None, ge=0, le=_LAST_SECOND,
+                                              description="Unix seconds; default: today, per queue, "
                                               "from midnight in the queue's business-hours time zone"),
-                  until: float | None = Query(default=None, description="Unix seconds; default: now")
+                  until: float | None = Query(default=None, ge=0, le=_LAST_SECOND,
+                                              description="Unix seconds; default: now")
                   ) -> list[QueueFiguresOut]:
-    now = time.time()
+    now = datetime.now(UTC)
     if until is not None and since is None:
         raise ValidationFailed("give since with until (without both, the figures are today's)", field="since")
     if since is not None and until is not None and until <= since:
@@ -172,8 +176,8 @@ async def figures(actor: SupervisorActor, services: ServicesDep,
             starts = {r.id: routing_actions.local_midnight(now, routing_actions.queue_parts(r)[0].hours.timezone)
                       for r in records}
         else:
-            found = await repo.queue_figures(session, since, until)
-            starts = {r.id: since for r in records}
+            found = await repo.queue_figures(session, instant(since), instant(until) if until is not None else None)
+            starts = {r.id: instant(since) for r in records}
     return [_figures_out(found.get(r.id, repo.QueueFigures(queue_id=r.id)), starts[r.id]) for r in records]
 
 
@@ -184,7 +188,7 @@ async def agents(actor: SupervisorActor, services: ServicesDep) -> list[AgentSum
         loads = await repo.loads(session)
         offers = await repo.offer_counts(session)
     return [AgentSummary(id=a.id, name=a.name, presence=a.presence, queue_ids=a.queue_ids,
-                         capacity=dict(routing_actions.to_agent(a).capacity), load=loads.get(a.id, {}),
+                         capacity=dict(a.agent().capacity), load=loads.get(a.id, {}),
                          open_offers=offers.get(a.id, 0)) for a in roster]
 
 
@@ -199,7 +203,7 @@ async def set_agent(user_id: Id, body: AgentProfileIn, actor: SupervisorActor, s
 async def tasks(actor: CurrentActor, services: ServicesDep, queue_id: Id | None = None,
                 status: str | None = Query(default=None, pattern="^(waiting|offered|assigned|wrapping)$"),
                 limit: int = Query(default=100, ge=1, le=1000)) -> list[TaskOut]:
-    now = time.time()
+    now = datetime.now(UTC)
     async with services.db.transaction(write=False) as session:
         rows = await repo.tasks(session, queue_id, status, limit)
     return [_task_out(r, now) for r in rows if actor.sees_everything or r.queue_id in actor.queue_ids
@@ -213,7 +217,7 @@ async def task(conversation_id: Id, actor: CurrentActor, services: ServicesDep) 
         row = await repo.get_task(session, conversation_id)
     if row is None or not (actor.sees_everything or row.queue_id in actor.queue_ids or row.agent_id == actor.user_id):
         raise NotFound(f"conversation {conversation_id} is not in a queue")
-    return _task_out(row, time.time())
+    return _task_out(row, datetime.now(UTC))
 
 
 @router.post("/tasks/{conversation_id}/pick", status_code=204, summary="Take a waiting conversation by hand")
@@ -240,7 +244,7 @@ async def my_offers(actor: CurrentActor, services: ServicesDep) -> list[OfferOut
     async with services.db.transaction(write=False) as session:
         rows = await repo.agent_open_offers(session, actor.user_id)
     return [OfferOut(offer_id=o.id, conversation_id=o.conversation_id, queue_id=o.queue_id, channel=o.channel,
-                     expires_at=o.expires_at) for o in rows]
+                     expires_at=o.expires_at.timestamp()) for o in rows]
 
 
 @router.post("/offers/{offer_id}/accept", summary="Accept an offer: the conversation is assigned to me")

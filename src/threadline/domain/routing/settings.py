@@ -12,7 +12,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from threadline.domain.queues import QueueSettings
-from threadline.domain.routing import (
+
+from .models import (
+    CHANNELS,
     Channel,
     EngineConfig,
     EscalationStep,
@@ -24,11 +26,6 @@ from threadline.domain.routing import (
 
 DEFAULT_BOOSTS = [PriorityBoost(attribute="vip", equals=True, boost=10)]
 PRIORITY_LEVELS = {"low": -10, "normal": 0, "high": 10, "urgent": 20}
-_KIND_CLASS: dict[str, Channel] = {
-    "email": "email", "imap": "email", "smtp": "email",
-    "voice": "voice", "phone": "voice", "sip": "voice", "twilio_voice": "voice",
-    "webchat": "chat", "web_chat": "chat", "chat": "chat", "widget": "chat",
-}
 
 
 class QueueRouting(BaseModel):
@@ -81,20 +78,20 @@ def queue_config(settings: QueueSettings, routing: QueueRouting) -> QueueConfig:
     )
 
 
-def channel_class(kind: str | None, attributes: dict[str, Any] | None = None) -> Channel:
-    """The channel class of a conversation: its ``channel_class`` attribute, else by channel kind
-    (email, voice, web chat), else ``messaging`` (SMS, WhatsApp, social, API)."""
+def channel_class(work_class: Channel, attributes: dict[str, Any] | None = None) -> Channel:
+    """The channel class of a conversation: its ``channel_class`` attribute, else the work class its
+    channel's adapter declares (``Capabilities.work_class``: email, chat, voice or messaging)."""
     forced = (attributes or {}).get("channel_class")
-    if forced in ("voice", "chat", "messaging", "email"):
-        return forced  # type: ignore[return-value]
-    return _KIND_CLASS.get((kind or "").lower(), "messaging")
+    if forced in CHANNELS:
+        return forced  # type: ignore[no-any-return]
+    return work_class
 
 
 def task_for(
     *,
     conversation_id: int,
     queue_id: int,
-    kind: str | None,
+    work_class: Channel,
     priority: str,
     conversation_attributes: dict[str, Any],
     contact_attributes: dict[str, Any],
@@ -121,7 +118,7 @@ def task_for(
         routing = routing.model_copy(update={"sticky_seconds": routing.sticky_seconds or 60})
     return Task(
         id=conversation_id,
-        channel=channel_class(kind, attributes),
+        channel=channel_class(work_class, attributes),
         queue_id=queue_id,
         enqueued_at=enqueued_at,
         skills=skills,
