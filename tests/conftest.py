@@ -20,6 +20,12 @@ from threadline.db.migrate import upgrade
 from threadline.services import Services
 
 PG_URL = os.environ.get("THREADLINE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+# Under pytest-xdist (make test runs one worker per core) each worker empties and migrates a database of its
+# own, named after the configured one: test -> test_gw0, test_gw1... (created on first use).
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+PG_BASE_URL = PG_URL
+if XDIST_WORKER:
+    PG_URL = f"{PG_URL.rsplit('/', 1)[0]}/{PG_URL.rsplit('/', 1)[1].split('?')[0]}_{XDIST_WORKER}"
 REDIS_URL = os.environ.get("THREADLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 # Redis pub/sub channels are shared by every database number: a suite running beside another one on the
@@ -58,12 +64,25 @@ def need(available: bool, what: str) -> None:
 _pg_schema_ready = False
 
 
+async def _create_worker_database(asyncpg) -> None:  # type: ignore[no-untyped-def]
+    name = PG_URL.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(PG_BASE_URL.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
 async def _reset_postgres() -> None:
     """Empty every table (fast) once the schema exists; build the schema once per test session."""
     global _pg_schema_ready
     import asyncpg
 
     dsn = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
+    if XDIST_WORKER and not _pg_schema_ready:
+        await _create_worker_database(asyncpg)
     conn = await asyncpg.connect(dsn)
     try:
         # A previous test's server may have left a connection behind; end it so nothing holds a lock.

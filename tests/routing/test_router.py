@@ -416,8 +416,10 @@ async def test_when_the_leader_dies_on_postgresql_another_takes_over_and_the_old
     assert killed == 1
     for _ in range(500):  # the backend exits (and frees the lock) shortly after the signal; nothing to await
         async with services.db.transaction(write=False) as s:
-            if not (await s.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k"),
-                                    {"k": one.leader.key})).scalar():
+            if not (await s.execute(text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k"
+                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+                    {"k": one.leader.key})).scalar():
                 break
         await asyncio.sleep(0.01)
     await two.tick()
