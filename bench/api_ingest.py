@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import websockets
 
+from bench.context import header, verdict
 from bench.loadgen import closed_loop, open_loop, percentile
 from threadline.demo import API_SECRET
 from threadline.security import sign
@@ -174,6 +175,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    header("generic API channel ingest")
     r = run(args.quick)
     print("Generic API channel ingest (SQLite, 1 server process, embedded bus; 2-core machine)")
     print(f"  throughput: {r['messages']} signed messages from 500 contacts in {r['seconds']:.2f} s "
@@ -183,6 +185,8 @@ def main() -> None:
           f"max {r['steady_max_ms']:.1f} ms")
     print(f"  bare Starlette JSON endpoint: {r['baseline_req_per_s']:.0f} req/s; "
           f"ratio {r['ratio_vs_bare_starlette']:.2f}")
+    ok = r["messages_per_s"] >= 1000 and r["steady_p99_ms"] < 50
+    print(f"  target (>= 1,000 messages/s; p99 < 50 ms at 200/s): {verdict(ok)}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from bench.api_ingest import Receiver, free_port, wait_http
+from bench.context import header, verdict
 from bench.loadgen import percentile
 
 BIN = Path(sys.executable).parent
@@ -213,6 +214,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    header("email ingest over SMTP")
     r = run(args.quick)
     print("Email ingest over SMTP (SQLite, 1 server process, embedded bus; 2-core machine)")
     print(f"  throughput: {r['mails']} mails from 500 senders over 64 SMTP connections in {r['seconds']:.2f} s "
@@ -221,6 +223,8 @@ def main() -> None:
     print(f"  at {r['rate']:.0f} mails/s: p50 {r['steady_p50_ms']:.1f} ms, p99 {r['steady_p99_ms']:.1f} ms, "
           f"max {r['steady_max_ms']:.1f} ms (of which MAIL FROM → 250 after DATA: p50 "
           f"{r['steady_ack_p50_ms']:.1f} ms, p99 {r['steady_ack_p99_ms']:.1f} ms)")
+    ok = r["mails_per_s"] >= 200 and r["steady_p99_ms"] < 200
+    print(f"  target (>= 200 mails/s; p99 < 200 ms at 200 mails/s): {verdict(ok)}")
 
 
 if __name__ == "__main__":

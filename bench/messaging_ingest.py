@@ -25,6 +25,7 @@ from twilio.request_validator import RequestValidator
 
 from bench.api_ingest import BIN, Receiver, free_port, two_phases, wait_http
 from bench.api_ingest import bodies as api_bodies
+from bench.context import header
 from bench.loadgen import closed_loop
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -171,6 +172,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    header("Twilio SMS ingest")
     r = run(args.quick)
     print("Twilio SMS ingest (SQLite, 1 server process, embedded bus; 2-core machine)")
     print(f"  throughput: {r['messages']} signed SMS webhooks from 500 numbers in {r['seconds']:.2f} s "
