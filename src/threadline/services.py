@@ -32,6 +32,7 @@ from threadline.hosting import PluggedIn, RouteSet, Runtime, no_web_layer, plug_
 from threadline.loop import BackgroundLoop, Lifecycle
 from threadline.plugins import registry
 from threadline.security import SecretBox
+from threadline.webhooks.worker import Webhooks
 from threadline.workers.crm import CrmLookupWorker
 from threadline.workers.inbox import InboxWorker
 from threadline.workers.jobs import register_core_jobs
@@ -40,7 +41,6 @@ from threadline.workers.router import RoutingWorker
 from threadline.workers.scheduler import TimerWorker
 from threadline.workers.sender import SenderWorker
 from threadline.workers.sla import SlaFollower
-from threadline.workers.webhooks import Webhooks
 
 if TYPE_CHECKING:
     from threadline.actions.permissions import Actor
@@ -62,7 +62,7 @@ class Services:
     sender: SenderWorker
     router: RoutingWorker  # the routing worker (ACD), leader-elected like the relay
     media: MediaWorker  # downloads media that messaging providers only link (workers/media.py)
-    webhooks: Webhooks  # outgoing webhooks: dispatcher (leader) and sender (workers/webhooks.py)
+    webhooks: Webhooks  # outgoing webhooks, a feature package: dispatcher (leader) and sender (webhooks/worker.py)
     timers: TimerWorker  # durable timers: runs due scheduled jobs (workers/scheduler.py)
     sla: SlaFollower  # conversation SLA deadlines: an outbox follower (workers/sla.py)
     crm: CrmLookupWorker | None = None  # enriches new contacts from the CRM (only if a lookup URL is set)
@@ -103,7 +103,7 @@ class Services:
         timers = TimerWorker(db, retry=JobRetry(max_attempts=settings.scheduler_max_attempts,
                                                 base_seconds=settings.scheduler_backoff_base,
                                                 max_seconds=settings.scheduler_backoff_max))
-        register_core_jobs(timers, settings.retention)
+        register_core_jobs(timers, settings.retention, logs=Webhooks.retained)
         sla = SlaFollower(db)
         bus.subscribe(sla.on_event)
         services = cls(settings, db, bus, events, box, http, factory, channels, files,

@@ -11,16 +11,14 @@ import pytest
 
 from threadline.domain.errors import ValidationFailed
 from threadline.domain.events import EVENT_NAMES
-from threadline.domain.webhooks import (
+from threadline.domain.network import address_is_public, parse_retry_after, url_problem
+from threadline.webhooks.domain import (
     NOT_IN_WILDCARD,
     RetryPolicy,
-    address_is_public,
     delivery_body,
     matches,
     normalise_events,
-    parse_retry_after,
     signature_header,
-    url_problem,
     verify_signature,
     wanted_names,
     wildcard_events,

@@ -23,3 +23,12 @@ def test_the_core_and_host_contracts_name_every_bundled_package() -> None:
     assert bundled >= {"threadline.channels.email", "threadline.channels.webchat"}
     assert set(contract("The core names no bundled channel package")["forbidden_modules"]) == bundled
     assert set(contract("Integration packages reach the running process")["source_modules"]) == bundled
+
+
+def test_the_layers_contract_keeps_the_whole_core_order() -> None:
+    """cli > web > services > workers > actions > bus > db > domain, in that order (issue 13 item 10);
+    other modules may sit between them, none of these may be dropped or swapped."""
+    layers = contract("Layers: each package")["layers"]
+    core = ["threadline.cli", "threadline.web", "threadline.services", "threadline.workers", "threadline.actions",
+            "threadline.bus", "threadline.db", "threadline.domain"]
+    assert [layer for layer in layers if layer in core] == core

@@ -13,22 +13,23 @@ from sqlalchemy import insert, select, update
 from tests.conftest import make_settings, seed_basics
 from tests.workers.webhook_receiver import FakeClock
 from threadline.actions import retention as actions
-from threadline.actions import webhooks as webhook_actions
 from threadline.actions.events import emit
 from threadline.db.models import (
     InboxItemRow,
     OutboxCursorRow,
     OutboxEventRow,
     ScheduledJobRow,
-    WebhookEndpointRow,
 )
-from threadline.db.repos import webhooks as webhooks_repo
 from threadline.db.types import utcnow
 from threadline.domain.events import Audience, ConversationTyping, PresenceChanged
 from threadline.domain.retention import Retention
 from threadline.services import Services
+from threadline.webhooks import actions as webhook_actions
+from threadline.webhooks import repo as webhooks_repo
+from threadline.webhooks.models import WebhookEndpointRow
 from threadline.workers.jobs import RETENTION
 
+LOGS = [webhook_actions.RETAINED]  # the feature packages' logs (services.py passes them the same way)
 POLICY = Retention(outbox_days=30, ephemeral_minutes=10, inbox_days=7, inbox_failed_days=90, chunk=1000)
 
 
@@ -59,7 +60,7 @@ async def test_events_go_after_their_retention_but_never_before_everyone_has_pas
                 {"name": "slow", "seq": 3, "updated_at": now},
                 {"name": "gone", "seq": 0, "updated_at": now - timedelta(days=40)}])  # a follower that left
         async with svc.db.transaction() as s:
-            done = await actions.prune_once(s, POLICY, now)
+            done = await actions.prune_once(s, POLICY, now, LOGS)
         assert (done.events, done.ephemeral) == (3, 0)
         assert await event_seqs(svc) == [4, 5, 6, 7, 8, 9, 10]  # the slow follower is at 3
 
@@ -71,14 +72,14 @@ async def test_events_go_after_their_retention_but_never_before_everyone_has_pas
                 {"endpoint_id": endpoint.id, "event_seq": 7, "event_name": "routing.state", "status": "pending",
                  "attempts": 0, "next_attempt_at": now, "created_at": now}])
         async with svc.db.transaction() as s:
-            done = await actions.prune_once(s, POLICY, now)
+            done = await actions.prune_once(s, POLICY, now, LOGS)
         assert (done.events, done.ephemeral) == (1, 1)
         assert await event_seqs(svc) == [5, 7, 8, 9, 10]  # 7: a delivery waits for it; 5: not published
 
         async with svc.db.transaction() as s:  # the endpoint is switched off: its deliveries hold nothing
             await s.execute(update(WebhookEndpointRow).values(active=False))
         async with svc.db.transaction() as s:
-            done = await actions.prune_once(s, POLICY, now + timedelta(days=31))
+            done = await actions.prune_once(s, POLICY, now + timedelta(days=31), LOGS)
         # 10 is old but the newest: it stays (the next seq is counted from it); so does the unpublished 5
         assert await event_seqs(svc) == [5, 10]
     finally:
@@ -105,7 +106,7 @@ async def test_inbox_items_and_the_ephemeral_mark(db_url: str, tmp_path: Path) -
             emit(s, ConversationTyping(conversation_id=1, who="visitor", typing=True), Audience())
             emit(s, PresenceChanged(user_id=ids["alice"], status="away"), Audience())
         async with svc.db.transaction() as s:
-            done = await actions.prune_once(s, POLICY, now)
+            done = await actions.prune_once(s, POLICY, now, LOGS)
         assert done.inbox == 2
         async with svc.db.transaction(write=False) as s:
             keys = (await s.execute(select(InboxItemRow.dedupe_key).order_by(InboxItemRow.id))).scalars()

@@ -19,17 +19,17 @@ from tests.conftest import login, make_server, make_settings, run_server, seed_b
 from tests.workers.webhook_receiver import FakeClock, Receiver
 from threadline.actions import contacts as contact_actions
 from threadline.actions import retention as retention_actions
-from threadline.actions import webhooks as webhook_actions
 from threadline.actions.events import capture_events
-from threadline.db.models import WebhookDeliveryRow, WebhookEndpointRow
 from threadline.db.repos import channels as channels_repo
-from threadline.db.repos import webhooks as webhooks_repo
 from threadline.db.types import utcnow
 from threadline.domain.retention import Retention
-from threadline.domain.webhooks import AttemptResult, RetryPolicy, verify_signature
+from threadline.net import DestinationRefused, check_destination, make_client, post
 from threadline.security import sign
 from threadline.services import Services
-from threadline.workers.webhook_http import DestinationRefused, check_destination, make_client, post
+from threadline.webhooks import actions as webhook_actions
+from threadline.webhooks import repo as webhooks_repo
+from threadline.webhooks.domain import AttemptResult, RetryPolicy, verify_signature
+from threadline.webhooks.models import WebhookDeliveryRow, WebhookEndpointRow
 
 CHANNEL_SECRET = "s3cret-s3cret-s3cret"
 
@@ -321,7 +321,7 @@ async def test_a_receiver_failing_for_long_or_gone_disables_its_endpoint(db_url:
             assert (await s.execute(select(WebhookEndpointRow.active).where(WebhookEndpointRow.id == gone.id))).scalar_one() is False
         # finished deliveries are forgotten after the retention period; waiting ones stay
         async with svc.db.transaction() as s:
-            assert (await retention_actions.prune_once(s, Retention(), now + timedelta(days=31))).webhook_deliveries == 1
+            assert (await retention_actions.prune_once(s, Retention(), now + timedelta(days=31), [webhook_actions.RETAINED])).logs == {"webhook_deliveries": 1}
         async with svc.db.transaction(write=False) as s:
             rows = (await s.execute(select(WebhookDeliveryRow.status))).scalars().all()
             assert sorted(rows) == ["pending"] * 3

@@ -46,12 +46,14 @@ class Retention:
         return now - timedelta(days=self.webhook_deliveries_days)
 
 
-def prune_bound(newest_seq: int, slowest_cursor: int | None, oldest_waiting_delivery: int | None) -> int:
+def prune_bound(newest_seq: int, slowest_cursor: int | None, *still_needed: int | None) -> int:
     """Events with a seq below this may go: every follower has passed them (its cursor is at or after),
-    no webhook delivery waits for them, and the newest event stays (the next seq is counted from it)."""
+    no waiting row of a feature's log needs them (``still_needed``: e.g. a webhook delivery's event), and
+    the newest event stays (the next seq is counted from it)."""
     bound = newest_seq
     if slowest_cursor is not None:
         bound = min(bound, slowest_cursor + 1)
-    if oldest_waiting_delivery is not None:
-        bound = min(bound, oldest_waiting_delivery)
+    for seq in still_needed:
+        if seq is not None:
+            bound = min(bound, seq)
     return bound

@@ -23,6 +23,7 @@ from threadline.web import csp, deps, errors, hooks, live, openapi, ops
 from threadline.web.api import router as api_router
 from threadline.web.desk import router as desk_router
 from threadline.web.limits import UPLOAD_ROUTES, BodySizeLimit, HeaderLimit, RequestMetrics
+from threadline.webhooks import api as webhooks_api  # a feature package (threadline/features.py)
 
 DESCRIPTION = """Threadline's REST API. Authenticate with a session cookie (browser; writes need the
 `X-CSRF-Token` header from `GET /api/v1/me`) or an API token: `Authorization: Bearer tl_…`
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     openapi.install(app)
     app.include_router(api_router)
+    app.include_router(webhooks_api.router, prefix=api_router.prefix)  # feature packages' routers
     app.include_router(hooks.router)
     app.include_router(live.router)
     app.include_router(ops.router)

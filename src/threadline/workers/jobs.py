@@ -7,6 +7,7 @@ its own kinds the same way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import structlog
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from threadline.actions import conversations as conversation_actions
 from threadline.actions import retention as retention_actions
 from threadline.actions import sla as sla_actions
+from threadline.actions.retention import RetainedLog
 from threadline.actions.scheduler import schedule_job
 from threadline.domain.retention import Retention
 from threadline.domain.sla import SlaStage, SlaTarget
@@ -37,25 +39,25 @@ def sla_deadline(target: SlaTarget) -> Handler:
     return run
 
 
-def prune_logs(policy: Retention) -> Handler:
-    """The periodic retention job: one chunk of each log per run; again at once while a chunk was
-    full, then after ``policy.every_seconds``."""
+def prune_logs(policy: Retention, logs: Sequence[RetainedLog] = ()) -> Handler:
+    """The periodic retention job: one chunk of each log (the core's and ``logs``, the feature packages')
+    per run; again at once while a chunk was full, then after ``policy.every_seconds``."""
     async def run(session: AsyncSession, job: Job, now: datetime) -> None:
-        done = await retention_actions.prune_once(session, policy, now)
-        for what in ("events", "ephemeral", "inbox", "webhook_deliveries"):
-            if getattr(done, what):
-                RETENTION_PRUNED.labels(what).inc(getattr(done, what))
-        if done != retention_actions.Pruned():
-            log.info("retention_pruned", events=done.events, ephemeral=done.ephemeral, inbox=done.inbox,
-                     webhook_deliveries=done.webhook_deliveries)
+        done = await retention_actions.prune_once(session, policy, now, logs)
+        counts = done.counts()
+        for what, count in counts.items():
+            if count:
+                RETENTION_PRUNED.labels(what).inc(count)
+        if done.any:
+            log.info("retention_pruned", **counts)
         again = now if done.full(policy.chunk) else now + timedelta(seconds=policy.every_seconds)
         await schedule_job(session, job.kind, job.key, again)
     return run
 
 
-def register_core_jobs(timers: TimerWorker, retention: Retention) -> None:
+def register_core_jobs(timers: TimerWorker, retention: Retention, logs: Sequence[RetainedLog] = ()) -> None:
     timers.register(conversation_actions.WAKE, wake_conversation)
     for target, kind in sla_actions.JOB_KINDS.items():
         timers.register(kind, sla_deadline(target))
-    timers.register(RETENTION, prune_logs(retention))
+    timers.register(RETENTION, prune_logs(retention, logs))
     timers.every(RETENTION, "logs", first_after=RETENTION_FIRST_AFTER)

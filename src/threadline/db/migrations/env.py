@@ -7,11 +7,13 @@ import asyncio
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from threadline import features
 from threadline.db.models import Base
 from threadline.plugins import registry
 
 config = context.config
 registry.load()  # integration packages register their own tables on Base (e.g. email_mailbox_state)
+features.import_models()  # so do feature packages (threadline/features.py), e.g. webhook_endpoints
 target_metadata = Base.metadata
 
 

@@ -1,4 +1,5 @@
-"""ORM tables, one module per aggregate. Import this package to register every table on Base."""
+"""ORM tables of the core, one module per aggregate. Import this package to register the core's tables on
+Base; feature packages (``threadline/features.py``) and integration packages register their own."""
 
 from threadline.db.models.auth import ApiTokenRow, LoginAttemptRow, SessionRow
 from threadline.db.models.base import Base
@@ -39,7 +40,6 @@ from threadline.db.models.users import (
     TeamRow,
     UserRow,
 )
-from threadline.db.models.webhooks import WebhookDeliveryRow, WebhookEndpointRow
 
 __all__ = [
     "ApiTokenRow", "AttachmentRow", "Base", "ContactActivityRow", "ContactAttributeDefRow", "ContactMergeRow", "MergeSuggestionRow", "CannedResponseRow", "ChannelInstanceRow", "ContactRow", "ConversationLabelRow", "ConversationRow",
@@ -47,5 +47,4 @@ __all__ = [
     "IdentityRow", "InboxItemRow", "LoginAttemptRow", "MediaDownloadRow", "MessageRow", "MessageTemplateRow", "OutboundJobRow", "OutboxCursorRow", "OutboxEventRow", "ReplayNonceRow",
     "PresenceLogRow", "QueueMemberRow", "QueueRow", "RoutingAgentRow", "RoutingOfferRow", "RoutingOutcomeRow", "RoutingQueueRow",
     "RoutingSettingRow", "RoutingTaskRow", "ScheduledJobRow", "SessionRow", "TeamMemberRow", "TeamRow", "UserRow",
-    "WebhookDeliveryRow", "WebhookEndpointRow",
 ]

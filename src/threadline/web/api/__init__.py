@@ -1,4 +1,5 @@
-"""REST API v1: one router per resource."""
+"""REST API v1: one router per resource of the core. Feature packages' routers are included by the app
+(``web/app.py``): they import this package's schemas, so including them here would be an import cycle."""
 
 from fastapi import APIRouter
 
@@ -7,7 +8,6 @@ from threadline.web.api import continuity as continuity_api
 from threadline.web.api import csat as csat_api
 from threadline.web.api import messaging as messaging_api
 from threadline.web.api import routing as routing_api
-from threadline.web.api import webhooks as webhooks_api
 
 router = APIRouter(prefix="/api/v1")
 for module in (auth, users, channels, contacts, conversations, attachments, canned):
@@ -15,5 +15,4 @@ for module in (auth, users, channels, contacts, conversations, attachments, cann
 router.include_router(routing_api.router)
 router.include_router(continuity_api.router)
 router.include_router(messaging_api.router)
-router.include_router(webhooks_api.router)
 router.include_router(csat_api.router)

@@ -10,6 +10,7 @@ import httpx
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from threadline import net
 from threadline.actions import channels as channel_actions
 from threadline.channels.base import ChannelAdapter, ChannelError
 from threadline.channels.registry import adapters, get_adapter_class
@@ -20,7 +21,6 @@ from threadline.security import SecretBox
 from threadline.services import Services
 from threadline.web.api.schemas import ChannelIn, ChannelOut, ChannelUpdate, Id
 from threadline.web.deps import AdminActor, CurrentActor, ServicesDep
-from threadline.workers import webhook_http
 
 router = APIRouter(tags=["channels"])
 
@@ -74,11 +74,11 @@ async def check_destinations(services: Services, cls: type[ChannelAdapter], mode
             continue
         try:
             if name.endswith("_url"):
-                await webhook_http.check_destination(value, allow_private=allow, who=webhook_http.CHANNELS)
+                await net.check_destination(value, allow_private=allow, who=net.CHANNELS)
             elif name.endswith("_host"):
                 port = getattr(model, name[:-len("host")] + "port", 0)
-                await webhook_http.check_host(value, int(port or 0), allow_private=allow)
-        except webhook_http.DestinationRefused as exc:
+                await net.check_host(value, int(port or 0), allow_private=allow)
+        except net.DestinationRefused as exc:
             raise ValidationFailed(f"config.{name}: {exc}", field=f"config.{name}") from None
 
 
@@ -106,8 +106,8 @@ async def check_channel_settings(services: Services, kind: str, config: dict[str
     else:
         model = channel_actions.validate_config(cls, config)
     await check_destinations(services, cls, model)
-    async with webhook_http.make_client(allow_private=services.settings.channels_allow_private, timeout=60,
-                                        max_connections=10, who=webhook_http.CHANNELS) as http:
+    async with net.make_client(allow_private=services.settings.channels_allow_private, timeout=60,
+                                        max_connections=10, who=net.CHANNELS) as http:
         adapter = cls(model, http, scope=str(channel_id or 0))
         try:
             checks = await asyncio.wait_for(adapter.check(), 60)

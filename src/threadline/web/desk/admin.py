@@ -24,7 +24,6 @@ from threadline.actions import canned as canned_actions
 from threadline.actions import channels as channel_actions
 from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
-from threadline.actions import webhooks as webhook_actions
 from threadline.actions.permissions import Actor
 from threadline.channels.base import ChannelAdapter, ConnectHint
 from threadline.channels.registry import adapters, get_adapter_class
@@ -32,18 +31,19 @@ from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import desk as desk_repo
 from threadline.db.repos import routing as routing_repo
 from threadline.db.repos import users as users_repo
-from threadline.db.repos import webhooks as webhooks_repo
 from threadline.db.types import utcnow
 from threadline.domain.errors import DomainError, NotFound, ValidationFailed
 from threadline.domain.events import EVENT_NAMES
 from threadline.domain.ids import parse_id
 from threadline.domain.users import Role, parse_skill_spec
-from threadline.domain.webhooks import NOT_IN_WILDCARD
 from threadline.web.api import routing as routing_api
 from threadline.web.api.channels import check_channel_settings, check_destinations
 from threadline.web.api.schemas import Id
 from threadline.web.deps import ServicesDep
 from threadline.web.desk.common import actor_or_none, render
+from threadline.webhooks import actions as webhook_actions
+from threadline.webhooks import repo as webhooks_repo
+from threadline.webhooks.domain import NOT_IN_WILDCARD
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 SECTIONS = [("live", "Live queues", "inbox"), ("users", "Users", "users"), ("teams", "Teams", "users"),

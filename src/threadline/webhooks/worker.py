@@ -9,7 +9,7 @@ few webhooks costs almost nothing. Finished deliveries are forgotten by the rete
 (``workers/jobs.py``).
 
 **Sender** (every process that runs workers, ``workers/leased.py``). It claims due deliveries
-(``actions.webhooks.claim_due``: the claim counts the attempt and leases the row, so two processes never
+(``webhooks.actions.claim_due``: the claim counts the attempt and leases the row, so two processes never
 post the same row at once, and a crash mid-flight only means the row is due again when the lease ends),
 posts them concurrently (at most ``concurrency`` at a time and ``per_endpoint`` per endpoint, so one
 slow receiver cannot hold every slot) and records the results of finished attempts together in one
@@ -30,16 +30,18 @@ import httpx
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.actions import webhooks as actions
 from threadline.bus.base import Bus, Envelope
 from threadline.config import Settings
-from threadline.db.models import WebhookEndpointRow
 from threadline.db.repos import plumbing as plumbing_repo
-from threadline.db.repos import webhooks as repo
 from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.domain.errors import ValidationFailed
-from threadline.domain.webhooks import (
+from threadline.loop import BackgroundLoop
+from threadline.metrics import WEBHOOK_ATTEMPT_SECONDS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS_DISABLED
+from threadline.net import Answer, DestinationRefused, check_destination, make_client, post
+from threadline.security import SecretBox
+from threadline.webhooks import actions, repo
+from threadline.webhooks.domain import (
     PING,
     USER_AGENT,
     AttemptResult,
@@ -49,12 +51,9 @@ from threadline.domain.webhooks import (
     signature_header,
     wanted_names,
 )
-from threadline.loop import BackgroundLoop
-from threadline.metrics import WEBHOOK_ATTEMPT_SECONDS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS_DISABLED
-from threadline.security import SecretBox
+from threadline.webhooks.models import WebhookEndpointRow
 from threadline.workers.follower import EventHead, Followed, OutboxFollower
 from threadline.workers.leased import LeasedWorker
-from threadline.workers.webhook_http import Answer, DestinationRefused, check_destination, make_client, post
 
 log = structlog.get_logger(__name__)
 LEASE_MARGIN = 60.0  # seconds a claimed delivery stays leased beyond the request timeout
@@ -221,6 +220,7 @@ class Webhooks:
     """The webhooks of one process: dispatcher, sender, their HTTP client, and what the API asks of them."""
 
     name = "webhooks"
+    retained = (actions.RETAINED,)  # its log, pruned by the core's retention job (services.py)
 
     def __init__(self, settings: Settings, db: Database, bus: Bus, box: SecretBox,
                  client: httpx.AsyncClient | None = None) -> None:

@@ -1,8 +1,9 @@
-"""HTTP for outgoing webhooks: a client that refuses private destinations at connection time, and one POST.
+"""Guarded outgoing HTTP: a client that refuses private destinations at connection time, and one POST.
+Used by outgoing webhooks (``threadline/webhooks``) and the channel settings check (``web/api/channels.py``).
 
 SSRF protection: an admin types the URL, so without a check a webhook could reach the database, the cloud
 metadata service (169.254.169.254) or anything on the intranet. Every connection resolves the host
-itself, refuses it when *any* address is not public (``domain.webhooks.address_is_public``) and connects
+itself, refuses it when *any* address is not public (``domain.network.address_is_public``) and connects
 to a checked address, so a DNS answer that changes between the check and the connection (rebinding)
 cannot slip through. TLS still verifies the certificate against the host name. Redirects are not
 followed (a 3xx is a failed attempt). ``THREADLINE_WEBHOOKS_ALLOW_PRIVATE=true`` lifts the check for
@@ -23,7 +24,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from threadline.domain.webhooks import address_is_public, host_literal, parse_retry_after, url_problem
+from threadline.domain.network import address_is_public, host_literal, parse_retry_after, url_problem
 
 RESPONSE_KEEP = 1000  # characters of the receiver's answer kept for the delivery log
 RESOLVE_TIMEOUT = 5.0

@@ -1,7 +1,8 @@
 """Outgoing webhooks, the pure part: which events an endpoint may subscribe to, what a delivery's body
-and signature are, when a failed delivery is tried again, and which destinations are refused.
+and signature are, and when a failed delivery is tried again. Which destinations are refused is shared
+with the channel settings check: ``domain/network.py``.
 
-No I/O here: the worker (workers/webhooks.py) resolves names, posts and keeps time; it passes ``now``
+No I/O here: the worker (``webhooks/worker.py``) resolves names, posts and keeps time; it passes ``now``
 and a random generator in.
 """
 
@@ -9,15 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from threadline.domain.errors import ValidationFailed
 from threadline.domain.events import EVENT_NAMES
@@ -39,7 +37,6 @@ NOT_IN_WILDCARD = frozenset({
     "channel.changed",                # tells processes to drop cached channel settings
 })
 
-MAX_URL = 2000
 MAX_EVENTS = 100
 
 
@@ -78,54 +75,6 @@ def wanted_names(subscriptions: Iterable[Sequence[str]]) -> set[str]:
     return out
 
 
-# --- destinations --------------------------------------------------------------------------------------
-
-def url_problem(url: str) -> str | None:
-    """What is wrong with a webhook URL as written (None: nothing). Addresses are checked separately."""
-    if not url or len(url) > MAX_URL:
-        return f"a webhook URL is 1-{MAX_URL} characters"
-    if any(c.isspace() for c in url):
-        return "a webhook URL has no spaces"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return "the webhook URL is not a valid URL"
-    if parts.scheme not in ("http", "https"):
-        return "a webhook URL starts with https:// or http://"
-    if not parts.hostname:
-        return "the webhook URL has no host"
-    if parts.fragment:
-        return "a webhook URL has no #fragment"
-    return None
-
-
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-def address_is_public(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """False for loopback, private, link-local (cloud metadata at 169.254.169.254), carrier-grade NAT,
-    unspecified, multicast, documentation and reserved addresses, also when wrapped in IPv6."""
-    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        elif ip in _NAT64:
-            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        elif ip.sixtofour is not None:
-            ip = ip.sixtofour
-        elif ip.teredo is not None:
-            ip = ip.teredo[1]
-    return ip.is_global and not ip.is_multicast
-
-
-def host_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return None
-
-
 # --- the request ---------------------------------------------------------------------------------------
 
 def delivery_body(delivery_id: int, event: str, seq: int | None, created_at: datetime, data: dict[str, Any]) -> bytes:
@@ -160,22 +109,6 @@ def succeeded(status_code: int | None) -> bool:
 
 
 GONE = 410  # "this endpoint is gone for good": the endpoint is disabled at once
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds from a Retry-After header (delay-seconds or an HTTP date), None if absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - now).total_seconds())
 
 
 # --- retries -------------------------------------------------------------------------------------------

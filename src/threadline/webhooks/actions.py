@@ -4,7 +4,7 @@ attempt (delivered, retried later, given up; an endpoint rested or disabled).
 The signing secret is generated here, encrypted at rest with the instance's ``SecretBox`` (like channel
 credentials) and returned only by ``create_endpoint`` and ``roll_secret``. Destinations are checked for
 private addresses by the caller before it opens the transaction (it needs DNS): see
-``workers/webhooks.py`` ``Webhooks.check_destination``.
+``webhooks/worker.py`` ``Webhooks.check_destination``.
 """
 
 from __future__ import annotations
@@ -18,14 +18,17 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.events import emit
-from threadline.db.models import WebhookDeliveryRow, WebhookEndpointRow
+from threadline.actions.retention import RetainedLog
 from threadline.db.repos import plumbing as plumbing_repo
-from threadline.db.repos import webhooks as repo
 from threadline.db.session import mark_written
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import Audience, WebhookDisabled
+from threadline.domain.network import url_problem
+from threadline.domain.retention import Retention
 from threadline.domain.scheduler import pick_fairly
-from threadline.domain.webhooks import (
+from threadline.security import SecretBox
+from threadline.webhooks import repo
+from threadline.webhooks.domain import (
     GONE,
     PING,
     AttemptResult,
@@ -33,9 +36,8 @@ from threadline.domain.webhooks import (
     matches,
     normalise_events,
     succeeded,
-    url_problem,
 )
-from threadline.security import SecretBox
+from threadline.webhooks.models import WebhookDeliveryRow, WebhookEndpointRow
 
 FOLLOWER = "webhooks"  # the dispatcher's name as an outbox follower (its cursor and leader lock)
 SECRET_PREFIX = "whsec_"
@@ -275,3 +277,12 @@ async def redeliver(session: AsyncSession, delivery_id: int, *, now: datetime) -
     await session.flush()
     mark_written(session, "webhook_deliveries")
     return d
+
+
+async def _prune(session: AsyncSession, policy: Retention, now: datetime) -> int:
+    return await repo.prune(session, policy.deliveries_before(now), policy.chunk)
+
+
+# Retention of the delivery log (``actions/retention.py``): finished deliveries go after
+# ``retention_webhook_deliveries_days``; a waiting delivery keeps its outbox event.
+RETAINED = RetainedLog("webhook_deliveries", _prune, repo.oldest_waiting_event)

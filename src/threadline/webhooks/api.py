@@ -9,17 +9,17 @@ from typing import Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from threadline.actions import webhooks as webhook_actions
-from threadline.db.models import WebhookDeliveryRow, WebhookEndpointRow
-from threadline.db.repos import webhooks as repo
 from threadline.db.repos.common import decode_cursor, encode_cursor
 from threadline.db.types import utcnow
 from threadline.domain.errors import NotFound, ValidationFailed
 from threadline.domain.events import EVENT_NAMES
-from threadline.domain.webhooks import NOT_IN_WILDCARD, normalise_events
 from threadline.services import Services
 from threadline.web.api.schemas import Id, In, Page
 from threadline.web.deps import AdminActor, ServicesDep
+from threadline.webhooks import actions as webhook_actions
+from threadline.webhooks import repo
+from threadline.webhooks.domain import NOT_IN_WILDCARD, normalise_events
+from threadline.webhooks.models import WebhookDeliveryRow, WebhookEndpointRow
 
 router = APIRouter(tags=["webhooks"])
 RECENT = timedelta(days=7)

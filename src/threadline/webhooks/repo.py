@@ -11,8 +11,8 @@ from sqlalchemy import and_, case, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.db.models import WebhookDeliveryRow, WebhookEndpointRow
 from threadline.db.repos.common import claim_rows
+from threadline.webhooks.models import WebhookDeliveryRow, WebhookEndpointRow
 
 DELIVERIES = WebhookDeliveryRow.__table__
 

@@ -1,0 +1,28 @@
+"""The feature packages of this build: bounded contexts that live in a folder of their own
+(``threadline/<name>/``, layered inside: domain → models → repo → actions → worker → api). The pattern,
+the wiring and a checklist for the next ones are in docs/feature-packages.md.
+
+The core names no feature package except at its wiring points, which are listed here so they are found
+in one place (import-linter's layers contract allows exactly these imports, pyproject.toml):
+
+- the web app includes each package's router: ``web/app.py``;
+- the process runs its loops and hands its logs to retention: ``services.py``;
+- the desk's admin pages: ``web/desk/admin.py``;
+- Alembic sees its tables: ``db/migrations/env.py`` calls ``import_models()``.
+
+``tests/test_feature_packages.py`` checks every package named here has the layout and its contract, and
+that every package with that layout is named here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+FEATURES = ("threadline.webhooks",)  # outgoing webhooks, the worked example
+LAYERS = ("api", "worker", "actions", "repo", "models", "domain")  # inside each package, top to bottom
+
+
+def import_models() -> None:
+    """Register every feature package's tables on ``Base.metadata`` (Alembic's env, schema checks)."""
+    for package in FEATURES:
+        importlib.import_module(f"{package}.models")
