@@ -235,7 +235,7 @@ async def test_only_the_leader_routes_and_another_takes_over(services) -> None:
     await available(services, ids["alice"])
     conv = await arrive(services, ids["channel"])
     clock = Clock()
-    one, two = RoutingWorker(services.db, services.bus, clock=clock), RoutingWorker(services.db, services.bus, clock=clock)
+    one, two = RoutingWorker(services.db, services.events, clock=clock), RoutingWorker(services.db, services.events, clock=clock)
     STARTED.extend([one, two])
     await one.tick()
     await two.tick()
@@ -403,7 +403,7 @@ async def test_when_the_leader_dies_on_postgresql_another_takes_over_and_the_old
     await available(services, ids["alice"])
     conv = await arrive(services, ids["channel"])
     clock = Clock()
-    one, two = RoutingWorker(services.db, services.bus, clock=clock), RoutingWorker(services.db, services.bus, clock=clock)
+    one, two = RoutingWorker(services.db, services.events, clock=clock), RoutingWorker(services.db, services.events, clock=clock)
     STARTED.extend([one, two])
     await one.tick()
     assert one.leader.held
