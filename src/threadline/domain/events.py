@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from threadline.domain.conversations import ConversationStatus, Priority
 from threadline.domain.routing.events import (
     OfferCreated,
     OfferEnded,
@@ -23,6 +24,8 @@ from threadline.domain.routing.events import (
     WrapUp,
     WrapUpEndRequested,
 )
+from threadline.domain.sla import SlaStage, SlaTarget
+from threadline.domain.users import Presence
 
 
 class Audience(BaseModel):
@@ -70,8 +73,8 @@ class ConversationView(BaseModel):
     id: int
     contact_id: int
     contact_name: str
-    status: str
-    priority: str
+    status: ConversationStatus
+    priority: Priority
     queue_id: int | None
     assignee_id: int | None
     team_id: int | None
@@ -136,8 +139,8 @@ class ConversationSlaAlert(_Event):
     conversation_id: int
     queue_id: int | None
     assignee_id: int | None
-    target: Literal["first_response", "resolution"]
-    state: Literal["at_risk", "breached"]
+    target: SlaTarget
+    state: SlaStage
     due_at: datetime
     target_seconds: int
 
@@ -177,7 +180,7 @@ class ContactUpdated(_Event):
 class PresenceChanged(_Event):
     name: Literal["user.presence_changed"] = "user.presence_changed"
     user_id: int
-    status: str
+    status: Presence
     reason: str = ""
 
 

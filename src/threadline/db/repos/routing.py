@@ -43,7 +43,9 @@ from threadline.domain.routing.records import (
     NewOffer,
     NewTask,
     OfferAnswer,
+    OfferStatus,
     Outcome,
+    OutcomeKind,
     PositionUpdate,
     SlaStateUpdate,
     StoredOffer,
@@ -233,7 +235,7 @@ def _stored_task(r: Any) -> StoredTask:
 
 def _stored_offer(r: Any) -> StoredOffer:
     return StoredOffer(r.id, r.conversation_id, r.agent_id, r.queue_id, r.channel, _dt(r.offered_at),
-                       _dt(r.expires_at), r.status, _dt_or_none(r.ended_at))
+                       _dt(r.expires_at), OfferStatus(r.status), _dt_or_none(r.ended_at))
 
 
 async def all_tasks(session: AsyncSession) -> list[StoredTask]:
@@ -363,14 +365,14 @@ async def queue_figures(session: AsyncSession, since: datetime, until: datetime 
     acc: dict[int, dict[str, Any]] = {}
     for qid, kind, n, n_within, wait_sum, handle_sum, longest in (await session.execute(stmt)).all():
         f = acc.setdefault(qid, {"queue_id": qid})
-        if kind == "answered":
+        if kind == OutcomeKind.ANSWERED:
             f.update(answered=n, answered_within=int(n_within or 0), wait_sum=float(wait_sum or 0),
                      longest_answered_wait=float(longest or 0))
-        elif kind == "abandoned":
+        elif kind == OutcomeKind.ABANDONED:
             f["abandoned"] = n
-        elif kind == "handled":
+        elif kind == OutcomeKind.HANDLED:
             f.update(handled=n, handle_sum=float(handle_sum or 0))
-        elif kind == "transferred":
+        elif kind == OutcomeKind.TRANSFERRED:
             f["transferred"] = n
         else:
             f["cancelled"] = f.get("cancelled", 0) + n
@@ -405,7 +407,7 @@ async def lock_offers(session: AsyncSession, ids: Sequence[int]) -> dict[int, Of
     out: dict[int, OfferAnswer] = {}
     for chunk in _chunks(sorted(set(ids))):
         stmt = select(OFFERS.c.id, OFFERS.c.status, OFFERS.c.ended_at).where(OFFERS.c.id.in_(chunk)).with_for_update()
-        out.update({i: OfferAnswer(s, _dt_or_none(e)) for i, s, e in (await session.execute(stmt)).all()})
+        out.update({i: OfferAnswer(OfferStatus(s), _dt_or_none(e)) for i, s, e in (await session.execute(stmt)).all()})
     return out
 
 
