@@ -42,7 +42,7 @@ async def test_offer_then_accept_assigns_through_the_conversation_action(service
 
     [offer] = await offers(services)
     assert (offer.conversation_id, offer.agent_id, offer.status) == (conv, ids["alice"], "open")
-    assert offer.expires_at == pytest.approx(clock.now + 30, abs=1e-6)  # stored to the microsecond
+    assert offer.expires_at.timestamp() == pytest.approx(clock.now + 30, abs=1e-6)  # stored to the microsecond
     [sent] = await events(services, "routing.offer")
     assert sent["payload"]["offer_id"] == offer.id and sent["audience"]["users"] == [ids["alice"]]
     assert sent["audience"]["supervisors"] is False
