@@ -98,7 +98,7 @@ class Services:
         inbox.files = sender.files = files
         channels = ChannelDirectory(db)
         events.subscribe(ChannelChanged, lambda _: channels.invalidate())
-        crm = CrmLookupWorker(db, bus, http, url=settings.crm_lookup_url, secret=settings.crm_lookup_secret or "",
+        crm = CrmLookupWorker(db, events, http, url=settings.crm_lookup_url, secret=settings.crm_lookup_secret or "",
                               timeout=settings.crm_timeout_seconds) if settings.crm_lookup_url else None
         timers = TimerWorker(db, retry=JobRetry(max_attempts=settings.scheduler_max_attempts,
                                                 base_seconds=settings.scheduler_backoff_base,
@@ -108,7 +108,7 @@ class Services:
         bus.subscribe(sla.on_event)
         services = cls(settings, db, bus, events, box, http, factory, channels, files,
                        relay=Relay(db, bus, poll_seconds=settings.relay_poll_seconds), inbox=inbox, sender=sender,
-                       router=RoutingWorker(db, bus), media=MediaWorker(db, factory, files),
+                       router=RoutingWorker(db, events), media=MediaWorker(db, factory, files),
                        webhooks=Webhooks(settings, db, bus, box), timers=timers, sla=sla, crm=crm)
         services.loops = [services.relay, inbox, sender, services.router, services.media,
                           *([crm] if crm is not None else []), services.webhooks, timers, sla]

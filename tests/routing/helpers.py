@@ -67,7 +67,7 @@ async def available(services: Services, *user_ids: int, status: str = "available
 
 async def leading_router(services: Services, clock: Clock, **kw: Any) -> RoutingWorker:
     """A router that is the leader, with its engine rebuilt, driven by calling ``round()``."""
-    router = RoutingWorker(services.db, services.bus, clock=clock, **kw)
+    router = RoutingWorker(services.db, services.events, clock=clock, **kw)
     STARTED.append(router)
     assert await router.leader.try_acquire()
     await router.rebuild()
@@ -100,8 +100,8 @@ async def events(services: Services, name: str) -> list[dict[str, Any]]:
 
 
 async def deliver(router: RoutingWorker, services: Services, *names: str) -> int:
-    """Hand the router the events written so far with these names, as the bus would (the relay is not
-    running in these tests). Returns how many were delivered."""
+    """Hand the routers (through the typed subscriptions) the events written so far with these names, as
+    the bus would (the relay is not running in these tests). Returns how many were delivered."""
     from datetime import UTC, datetime
 
     from threadline.bus.base import Envelope
@@ -109,7 +109,7 @@ async def deliver(router: RoutingWorker, services: Services, *names: str) -> int
     n = 0
     for name in names:
         for i, ev in enumerate(await events(services, name)):
-            router._on_event(Envelope(seq=i, name=name, payload=ev["payload"], audience=ev["audience"],
+            services.events.deliver(Envelope(seq=i, name=name, payload=ev["payload"], audience=ev["audience"],
                                       created_at=datetime.now(UTC)))
             n += 1
     return n

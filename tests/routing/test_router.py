@@ -42,7 +42,7 @@ async def test_offer_then_accept_assigns_through_the_conversation_action(service
 
     [offer] = await offers(services)
     assert (offer.conversation_id, offer.agent_id, offer.status) == (conv, ids["alice"], "open")
-    assert offer.expires_at == pytest.approx(clock.now + 30, abs=1e-6)  # stored to the microsecond
+    assert offer.expires_at.timestamp() == pytest.approx(clock.now + 30, abs=1e-6)  # stored to the microsecond
     [sent] = await events(services, "routing.offer")
     assert sent["payload"]["offer_id"] == offer.id and sent["audience"]["users"] == [ids["alice"]]
     assert sent["audience"]["supervisors"] is False
@@ -235,7 +235,7 @@ async def test_only_the_leader_routes_and_another_takes_over(services) -> None:
     await available(services, ids["alice"])
     conv = await arrive(services, ids["channel"])
     clock = Clock()
-    one, two = RoutingWorker(services.db, services.bus, clock=clock), RoutingWorker(services.db, services.bus, clock=clock)
+    one, two = RoutingWorker(services.db, services.events, clock=clock), RoutingWorker(services.db, services.events, clock=clock)
     STARTED.extend([one, two])
     await one.tick()
     await two.tick()
@@ -403,7 +403,7 @@ async def test_when_the_leader_dies_on_postgresql_another_takes_over_and_the_old
     await available(services, ids["alice"])
     conv = await arrive(services, ids["channel"])
     clock = Clock()
-    one, two = RoutingWorker(services.db, services.bus, clock=clock), RoutingWorker(services.db, services.bus, clock=clock)
+    one, two = RoutingWorker(services.db, services.events, clock=clock), RoutingWorker(services.db, services.events, clock=clock)
     STARTED.extend([one, two])
     await one.tick()
     assert one.leader.held

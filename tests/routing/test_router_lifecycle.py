@@ -97,7 +97,7 @@ async def test_ready_ends_the_wrap_up_early_and_frees_the_slot(services) -> None
     answered, handled = await outcomes(services)
     assert answered.agent_id == ids["alice"] and answered.within_target is True
     assert 4 <= answered.wait_seconds <= 5  # accepted 4 s after the offer (counted from the accept itself)
-    assert abs(handled.handle_seconds - (clock.now - answered.at)) < 0.01  # accept -> resolve -> ready
+    assert abs(handled.handle_seconds - (clock.now - answered.at.timestamp())) < 0.01  # accept -> resolve -> ready
 
 
 async def test_a_wrap_up_ended_while_the_router_was_down_stays_ended_after_the_rebuild(services) -> None:

@@ -21,6 +21,8 @@ from threadline.actions import conversations as conv_actions
 from threadline.actions import routing as routing_actions
 from threadline.actions.permissions import Actor
 from threadline.db.models import OutboxEventRow, RoutingTaskRow
+from threadline.db.types import utcnow
+from threadline.domain.routing.records import instant
 from threadline.domain.users import Role
 
 HX_LIST = {"HX-Request": "true", "HX-Target": "list"}
@@ -141,7 +143,7 @@ async def wrapping_row(services, conversation_id: int, queue_id: int, agent_id: 
     now = time.time()
     async with services.db.transaction() as s:
         s.add(RoutingTaskRow(conversation_id=conversation_id, queue_id=queue_id, channel="messaging", status="wrapping",
-                             agent_id=agent_id, enqueued_at=now - 300, updated_at=now, note="",
+                             agent_id=agent_id, enqueued_at=instant(now - 300), updated_at=instant(now), note="",
                              task={"id": conversation_id, "channel": "messaging", "queue_id": queue_id,
                                    "enqueued_at": now - 300, "status": "wrapping", "agent_id": agent_id,
                                    "accepted_at": now - 200, "wrap_until": until}))
@@ -156,8 +158,8 @@ async def test_wrap_up_shows_on_the_desk_and_ready_ends_it(sqlite_url, tmp_path)
         await wrapping_row(server.services, conv, ids["general"], ids["alice"], time.time() + 90)
         async with server.services.db.transaction() as s:
             s.add(RoutingTaskRow(conversation_id=other, queue_id=ids["general"], channel="messaging",
-                                 status="assigned", agent_id=ids["alice"], enqueued_at=time.time(),
-                                 updated_at=time.time(), note="", task={"id": other}))
+                                 status="assigned", agent_id=ids["alice"], enqueued_at=utcnow(),
+                                 updated_at=utcnow(), note="", task={"id": other}))
         async with httpx.AsyncClient(base_url=server.url) as alice, httpx.AsyncClient(base_url=server.url) as bob:
             csrf = await page_login(alice, "alice@example.com")
             bob_csrf = await page_login(bob, "bob@example.com")
@@ -230,7 +232,7 @@ async def test_the_queue_view_shows_tasks_that_overflowed_out_of_my_queues(sqlit
             for conv, queue, origin, age in ((moved, billing, general, 300), (theirs, billing, billing, 200),
                                              (mine, general, general, 100)):
                 s.add(RoutingTaskRow(conversation_id=conv, queue_id=queue, channel="messaging", status="waiting",
-                                     agent_id=None, enqueued_at=now - age, updated_at=now, note="",
+                                     agent_id=None, enqueued_at=instant(now - age), updated_at=instant(now), note="",
                                      task={"id": conv, "channel": "messaging", "queue_id": queue,
                                            "origin_queue_id": origin, "enqueued_at": now - age,
                                            "status": "waiting"}))

@@ -39,7 +39,7 @@ from threadline.domain.queues import QueueSettings, SlaTargets
 from threadline.domain.sla import SlaClock, SlaStage, SlaTarget
 
 JOB_KINDS = {SlaTarget.FIRST_RESPONSE: "sla.first_response", SlaTarget.RESOLUTION: "sla.resolution"}
-FOLLOWED = frozenset({"conversation.created", "conversation.updated", "message.created"})
+FOLLOWED = (ConversationCreated, ConversationUpdated, MessageCreated)  # what the SLA follower reads
 
 
 def _clock(conv: ConversationRow) -> SlaClock:

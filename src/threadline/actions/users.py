@@ -136,7 +136,7 @@ async def set_presence(session: AsyncSession, user_id: int, status: str, reason:
     session.add(PresenceLogRow(user_id=user.id, status=change.status.value, reason=change.reason,
                                started_at=change.at))
     teams = await repo.team_ids_of(session, user.id)
-    emit(session, PresenceChanged(user_id=user.id, status=change.status.value, reason=change.reason),
+    emit(session, PresenceChanged(user_id=user.id, status=change.status, reason=change.reason),
          Audience(users=[user.id], teams=teams))
     return user
 

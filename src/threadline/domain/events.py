@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from threadline.domain.conversations import ConversationStatus, Priority
 from threadline.domain.routing.events import (
     OfferCreated,
     OfferEnded,
@@ -23,6 +24,8 @@ from threadline.domain.routing.events import (
     WrapUp,
     WrapUpEndRequested,
 )
+from threadline.domain.sla import SlaStage, SlaTarget
+from threadline.domain.users import Presence
 
 
 class Audience(BaseModel):
@@ -70,8 +73,8 @@ class ConversationView(BaseModel):
     id: int
     contact_id: int
     contact_name: str
-    status: str
-    priority: str
+    status: ConversationStatus
+    priority: Priority
     queue_id: int | None
     assignee_id: int | None
     team_id: int | None
@@ -136,8 +139,8 @@ class ConversationSlaAlert(_Event):
     conversation_id: int
     queue_id: int | None
     assignee_id: int | None
-    target: Literal["first_response", "resolution"]
-    state: Literal["at_risk", "breached"]
+    target: SlaTarget
+    state: SlaStage
     due_at: datetime
     target_seconds: int
 
@@ -177,7 +180,7 @@ class ContactUpdated(_Event):
 class PresenceChanged(_Event):
     name: Literal["user.presence_changed"] = "user.presence_changed"
     user_id: int
-    status: str
+    status: Presence
     reason: str = ""
 
 
@@ -255,14 +258,30 @@ Event = Annotated[
     Field(discriminator="name"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def event_name(cls: type[BaseModel]) -> str:
+    """The dotted name of an event class (its ``name`` literal), e.g. ``message.created``: consumers name
+    the classes they want and derive the strings from them, so a renamed event cannot be missed."""
+    field = cls.model_fields.get("name")
+    if field is None or not isinstance(field.default, str):
+        raise TypeError(f"{cls.__name__} is not an event class of threadline.domain.events")
+    return field.default
+
+
+def event_names(*classes: type[BaseModel]) -> frozenset[str]:
+    """The dotted names of these event classes (what an outbox follower matches event heads against)."""
+    return frozenset(event_name(cls) for cls in classes)
+
+
 # High-frequency signals that only matter for a moment (someone typing, wallboard snapshots): marked
 # ephemeral in the outbox when emitted, so retention forgets them after minutes instead of days.
-EPHEMERAL_EVENTS = frozenset({ConversationTyping.model_fields["name"].default,
-                              RoutingState.model_fields["name"].default})
+EPHEMERAL_EVENTS = event_names(ConversationTyping, RoutingState)
 # Every event name, from the union above (so a new event is never forgotten here); webhooks validate
 # subscriptions against it.
-EVENT_NAMES = sorted(cls.model_fields["name"].default for cls in get_args(get_args(Event)[0]))
+EVENT_NAMES = sorted(event_name(cls) for cls in get_args(get_args(Event)[0]))
 
 
 def parse_event(data: dict[str, Any]) -> Event:
+    """Decode an event payload (as stored in the outbox and carried by the bus) into its class."""
     return EVENT_ADAPTER.validate_python(data)

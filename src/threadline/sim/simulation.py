@@ -56,6 +56,8 @@ from ..domain.routing.records import (
     AgentRecord,
     ConversationState,
     OfferAnswer,
+    OfferStatus,
+    OutcomeKind,
     Restore,
     RoundInput,
     RoutingQueue,
@@ -197,22 +199,22 @@ class _Run:
         """One driver round at ``inp.now``; the customers and agents react to what it decided."""
         now = inp.now
         for oid in self.driver.offers_to_check(now, (), False):  # rang too long: it times out
-            inp.offers.setdefault(oid, OfferAnswer("open", None))
+            inp.offers.setdefault(oid, OfferAnswer(OfferStatus.OPEN, None))
         d = self.driver.step(inp)
         delay = self.params.answer_delay
         for offer in d.offers:  # the agent's device rings; they answer after the delay
             self.schedule(now + delay, _ANSWER, offer.offer_id)
         for fact in d.outcomes:
             cid = fact.conversation_id
-            if fact.kind == "answered":
+            if fact.kind == OutcomeKind.ANSWERED:
                 arrival = self.arrived.pop(cid)
                 self.count(arrival, fact.wait_seconds or 0.0, True)
                 self.busy += 1
                 self.agent_of[cid] = fact.agent_id  # type: ignore[assignment]
                 self.schedule(now + self.talk_time(), _END_TALK, cid)
-            elif fact.kind == "abandoned":
+            elif fact.kind == OutcomeKind.ABANDONED:
                 self.count(self.arrived.pop(cid), fact.wait_seconds or 0.0, False)
-            elif fact.kind == "handled":
+            elif fact.kind == OutcomeKind.HANDLED:
                 self.busy -= 1
                 self.handles.append(fact.handle_seconds or 0.0)
         due = self.driver.next_due()
@@ -262,7 +264,7 @@ def run_simulation(params: SimulationParams) -> SimulationReport:
                 run.schedule(now + rng.expovariate(1.0 / params.patience), _ABANDON, next_id)
             run.schedule(now + rng.expovariate(params.arrival_rate), _ARRIVAL, -1)
         elif kind == _ANSWER:  # an offer hung up on meanwhile is no longer open: the driver skips it
-            inp.offers[data] = OfferAnswer("accepted", _EPOCH + timedelta(seconds=now))
+            inp.offers[data] = OfferAnswer(OfferStatus.ACCEPTED, _EPOCH + timedelta(seconds=now))
         elif kind == _END_TALK:  # the agent resolves the conversation
             inp.conversations[data] = run.state(data, now, status="resolved", agent=run.agent_of.pop(data))
         elif kind == _ABANDON:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
 
 import httpx
 import structlog
@@ -28,9 +27,11 @@ import structlog
 from threadline.actions import contacts as contact_actions
 from threadline.actions import continuity as continuity_actions
 from threadline.actions.contacts import RESERVED_ATTRIBUTES
-from threadline.bus.base import Bus, Envelope
+from threadline.bus.typed import TypedSubscriptions
 from threadline.db.leader import LeaderLock
 from threadline.db.session import Database
+from threadline.domain.events import ContactCreated, ContactView
+from threadline.domain.stream import Published
 from threadline.loop import BackgroundLoop
 from threadline.metrics import CRM_LOOKUPS
 from threadline.security import sign
@@ -42,7 +43,7 @@ MAX_ATTRIBUTES = 50
 class CrmLookupWorker(BackgroundLoop):
     name = "crm-lookup"
 
-    def __init__(self, db: Database, bus: Bus, http: httpx.AsyncClient, *, url: str, secret: str,
+    def __init__(self, db: Database, events: TypedSubscriptions, http: httpx.AsyncClient, *, url: str, secret: str,
                  timeout: float = 3.0) -> None:
         super().__init__(interval=5.0)
         self.db = db
@@ -51,13 +52,13 @@ class CrmLookupWorker(BackgroundLoop):
         self.secret = secret
         self.timeout = timeout
         self.leader = LeaderLock(db, "crm")
-        self.pending: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
-        bus.subscribe(self._on_event)
+        self.pending: asyncio.Queue[ContactView] = asyncio.Queue(maxsize=10_000)
+        events.subscribe(ContactCreated, self._on_created)
 
-    def _on_event(self, env: Envelope) -> None:
-        if env.name == "contact.created" and self.leader.held:
+    def _on_created(self, published: Published[ContactCreated]) -> None:
+        if self.leader.held:
             try:
-                self.pending.put_nowait(env.payload["contact"])
+                self.pending.put_nowait(published.event.contact)
                 self.wake()
             except asyncio.QueueFull:
                 CRM_LOOKUPS.labels("dropped").inc()
@@ -72,11 +73,12 @@ class CrmLookupWorker(BackgroundLoop):
             await self.lookup(self.pending.get_nowait())
         return None
 
-    async def lookup(self, contact: dict[str, Any]) -> bool:
+    async def lookup(self, contact: ContactView) -> bool:
         """Ask the CRM about one contact and store what it says; False when nothing was learnt."""
         # Only identities a channel vouched for: a claim typed into a form must not fetch someone's CRM record.
-        verified = {**contact, "identities": [i for i in contact.get("identities", []) if i.get("verified", True)]}
-        body = json.dumps({"event": "contact.lookup", "contact": verified}, separators=(",", ":")).encode()
+        verified = contact.model_copy(update={"identities": [i for i in contact.identities if i.verified]})
+        body = json.dumps({"event": "contact.lookup", "contact": verified.model_dump(mode="json")},
+                          separators=(",", ":")).encode()
         ts = str(int(time.time()))
         try:
             resp = await self.http.post(self.url, content=body, timeout=self.timeout, headers={
@@ -84,7 +86,7 @@ class CrmLookupWorker(BackgroundLoop):
                 "x-threadline-signature": sign(self.secret, body, ts), "user-agent": "Threadline-CRM-lookup"})
         except httpx.HTTPError as exc:
             CRM_LOOKUPS.labels("unreachable").inc()
-            log.warning("crm_lookup_failed", contact_id=contact.get("id"), error=str(exc))
+            log.warning("crm_lookup_failed", contact_id=contact.id, error=str(exc))
             return False
         if resp.status_code == 404:
             CRM_LOOKUPS.labels("unknown").inc()
@@ -95,7 +97,7 @@ class CrmLookupWorker(BackgroundLoop):
             data = None
         if not isinstance(data, dict):
             CRM_LOOKUPS.labels("bad_answer").inc()
-            log.warning("crm_lookup_bad_answer", contact_id=contact.get("id"), status=resp.status_code)
+            log.warning("crm_lookup_bad_answer", contact_id=contact.id, status=resp.status_code)
             return False
         attrs = data.get("attributes") if isinstance(data.get("attributes"), dict) else {}
         attrs = {str(k)[:64]: v for k, v in list(attrs.items())[:MAX_ATTRIBUTES]
@@ -108,13 +110,13 @@ class CrmLookupWorker(BackgroundLoop):
             return False
         try:
             async with self.db.transaction() as session:
-                await contact_actions.update_contact(session, int(contact["id"]), attributes=attrs, source="CRM")
-                await continuity_actions.record_activity(session, int(contact["id"]), kind="crm",
+                await contact_actions.update_contact(session, contact.id, attributes=attrs, source="CRM")
+                await continuity_actions.record_activity(session, contact.id, kind="crm",
                                                          title="Enriched from the CRM", url=attrs.get("crm_link", ""),
                                                          data={"keys": sorted(attrs)})
         except Exception as exc:  # e.g. the contact was merged meanwhile: log, never crash the worker
             CRM_LOOKUPS.labels("not_stored").inc()
-            log.warning("crm_lookup_not_stored", contact_id=contact.get("id"), error=str(exc))
+            log.warning("crm_lookup_not_stored", contact_id=contact.id, error=str(exc))
             return False
         CRM_LOOKUPS.labels("enriched").inc()
         return True

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions import followers as actions
@@ -30,6 +31,7 @@ from threadline.db.leader import LeaderLock
 from threadline.db.repos import plumbing as repo
 from threadline.db.session import Database
 from threadline.db.types import utcnow
+from threadline.domain.events import Event, event_names, parse_event
 from threadline.loop import BackgroundLoop
 
 BATCH = 500
@@ -49,10 +51,15 @@ class Followed:
     created_at: datetime
     payload: dict[str, Any]
 
+    def event(self) -> Event:
+        """The payload decoded through the typed event union (``domain/events.py``)."""
+        return parse_event(self.payload)
+
 
 class OutboxFollower(BackgroundLoop):
     name = "outbox-follower"
     needs_payload = True  # False: handle() gets heads only (seq, name, time), which are cheaper to read
+    follows: tuple[type[BaseModel], ...] = ()  # the event classes it handles (none: every event, or see wants)
 
     def __init__(self, db: Database, follower: str, *, batch: int = BATCH, poll_seconds: float = 2.0,
                  clock: Clock = utcnow) -> None:
@@ -65,12 +72,14 @@ class OutboxFollower(BackgroundLoop):
         self._seen: int | None = None  # last seq looked at; ahead of the stored cursor when nothing was wanted
         self._stored: int | None = None
         self._stored_at = 0.0
+        self._follows = event_names(*self.follows)
 
     # --- what a follower defines ---------------------------------------------------------------------
 
     def wants(self, head: EventHead) -> bool:
-        """Whether this event is one to handle (the rest only move the cursor)."""
-        return True
+        """Whether this event is one to handle (the rest only move the cursor): by default, one of the
+        classes in ``follows`` (every event when it names none)."""
+        return not self._follows or head.name in self._follows
 
     async def prepare(self, session: AsyncSession) -> bool:
         """Read what ``wants`` needs, in each step's read transaction (e.g. the subscriptions); False:

@@ -5,8 +5,8 @@ the bus.
 * Leadership: ``LeaderLock("router")`` (PostgreSQL advisory lock, a file lock on SQLite). A process
   that is not the leader keeps no routing state; when it becomes leader it **rebuilds** the driver
   from the database (tasks, open offers, roster, settings) and reconciles every conversation.
-* Input: bus events, decoded through the typed event union, mark conversations, contacts, agents and
-  settings dirty (conversation created/updated, contact updated, presence changed, offers answered,
+* Input: typed subscriptions (``bus/typed.py``) to the events that concern it mark conversations,
+  contacts, agents and settings dirty (conversation created/updated, contact updated, presence changed, offers answered,
   settings changed); a full reconciliation every ``reconcile_seconds`` catches anything missed. Each
   round reads the dirty conversations in one query and hands them to the driver.
 * Output: one write transaction per round (group commit) holds the new and changed tasks, the
@@ -21,12 +21,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from typing import TypeAlias
 
 import structlog
-from pydantic import ValidationError
 
 from threadline.actions import routing as actions
-from threadline.bus.base import Bus, Envelope
+from threadline.bus.base import Envelope
+from threadline.bus.typed import TypedSubscriptions
 from threadline.channels.registry import get_adapter_class
 from threadline.db.leader import LeaderLock
 from threadline.db.repos import routing as repo
@@ -36,7 +37,6 @@ from threadline.domain.events import (
     ConversationCreated,
     ConversationUpdated,
     PresenceChanged,
-    parse_event,
 )
 from threadline.domain.routing import Channel, RoutingEngine
 from threadline.domain.routing.driver import RoutingDriver
@@ -47,14 +47,16 @@ from threadline.domain.routing.events import (
     WrapUpEndRequested,
 )
 from threadline.domain.routing.records import Restore, RoundInput
+from threadline.domain.stream import Published
 from threadline.loop import BackgroundLoop
 
 log = structlog.get_logger(__name__)
 
-# The events that concern the router: only these are decoded (it sees every event on the bus).
-_WANTED = frozenset({"conversation.created", "conversation.updated", "contact.updated", "routing.offer_ended",
-                     "routing.task_picked", "user.presence_changed", "routing.wrap_up_end_requested",
-                     "routing.settings_changed"})
+# The events that concern the router (only these are decoded for it).
+WANTED = (ConversationCreated, ConversationUpdated, ContactUpdated, OfferEnded, TaskPicked, PresenceChanged,
+          WrapUpEndRequested, RoutingSettingsChanged)
+RouterEvent: TypeAlias = (ConversationCreated | ConversationUpdated | ContactUpdated | OfferEnded | TaskPicked | PresenceChanged
+               | WrapUpEndRequested | RoutingSettingsChanged)
 
 
 def work_class(kind: str | None) -> Channel:
@@ -67,11 +69,10 @@ def work_class(kind: str | None) -> Channel:
 class RoutingWorker(BackgroundLoop):
     name = "router"
 
-    def __init__(self, db: Database, bus: Bus, *, interval: float = 1.0, reconcile_seconds: float = 10.0,
+    def __init__(self, db: Database, events: TypedSubscriptions, *, interval: float = 1.0, reconcile_seconds: float = 10.0,
                  state_seconds: float = 2.0, batch: int = 5000, clock: Callable[[], float] = time.time) -> None:
         super().__init__(interval=interval)
         self.db = db
-        self.bus = bus
         self.leader = LeaderLock(db, "router")
         self.reconcile_seconds = reconcile_seconds
         self.state_seconds = state_seconds
@@ -84,7 +85,8 @@ class RoutingWorker(BackgroundLoop):
         self._dirty_contacts: set[int] = set()
         self._reload = False
         self._reset()
-        bus.subscribe(self._on_event)
+        for cls in WANTED:
+            events.subscribe(cls, self._on_event, on_invalid=self._on_invalid)
 
     @property
     def engine(self) -> RoutingEngine | None:
@@ -99,16 +101,10 @@ class RoutingWorker(BackgroundLoop):
 
     # ------------------------------------------------------------------ input
 
-    def _on_event(self, env: Envelope) -> None:
-        if not self.leader.held or env.name not in _WANTED:
+    def _on_event(self, published: Published[RouterEvent]) -> None:
+        if not self.leader.held:
             return
-        try:
-            event = parse_event(env.payload)
-        except ValidationError as exc:  # never crash the bus: the next full reconciliation catches up
-            log.warning("router_event_not_understood", name=env.name, seq=env.seq, error=str(exc))
-            self._next_full = 0.0
-            self.wake()
-            return
+        event = published.event
         match event:
             case ConversationCreated() | ConversationUpdated():
                 self._dirty.add(event.conversation.id)
@@ -127,6 +123,13 @@ class RoutingWorker(BackgroundLoop):
             case _:
                 return
         self.wake()
+
+    def _on_invalid(self, env: Envelope) -> None:
+        """An event it wants that does not parse: the next round reconciles everything, so it catches up."""
+        if self.leader.held:
+            log.warning("router_event_not_understood", name=env.name, seq=env.seq)
+            self._next_full = 0.0
+            self.wake()
 
     # ------------------------------------------------------------------ loop
 

@@ -10,18 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from threadline.actions import sla as actions
 from threadline.db.session import Database
 from threadline.db.types import utcnow
-from threadline.domain.events import parse_event
-from threadline.workers.follower import Clock, EventHead, Followed, OutboxFollower
+from threadline.workers.follower import Clock, Followed, OutboxFollower
 
 
 class SlaFollower(OutboxFollower):
     name = "sla-clock"
+    follows = actions.FOLLOWED
 
     def __init__(self, db: Database, *, poll_seconds: float = 2.0, clock: Clock = utcnow) -> None:
         super().__init__(db, "sla", poll_seconds=poll_seconds, clock=clock)
 
-    def wants(self, head: EventHead) -> bool:
-        return head.name in actions.FOLLOWED
-
     async def handle(self, session: AsyncSession, events: list[Followed]) -> None:
-        await actions.follow(session, [(parse_event(e.payload), e.created_at) for e in events], self.clock())
+        await actions.follow(session, [(e.event(), e.created_at) for e in events], self.clock())

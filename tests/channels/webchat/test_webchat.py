@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -326,15 +326,15 @@ def test_an_agent_reply_counts_as_an_answer_until_the_conversation_waits_anew() 
 
     at = datetime(2026, 1, 5, 12, tzinfo=UTC)
 
-    def wait(reply_id: int | None, activity_id: int | None, enqueued_at: float) -> QueueWait:
+    def wait(reply_id: int | None, activity_id: int | None, enqueued_at: datetime) -> QueueWait:
         return QueueWait(1, "open", None, 1, reply_id, at if reply_id else None, activity_id, "waiting", enqueued_at,
                          1, None, 1, {})
 
-    queued = at.timestamp() - 60
+    queued = at - timedelta(seconds=60)
     assert not wait(None, None, queued).answered  # nobody has written yet
     assert wait(5, 3, queued).answered  # an agent replied after it started waiting (a follow-up changes nothing)
     assert not wait(5, 7, queued).answered  # then given back, moved or reopened (an activity line): waiting anew
-    assert not wait(5, None, at.timestamp() + 60).answered  # queued again after the reply (pending → open)
+    assert not wait(5, None, at + timedelta(seconds=60)).answered  # queued again after the reply (pending → open)
 
 
 async def test_visitor_typing_reaches_the_agents_stream(server) -> None:

@@ -6,7 +6,6 @@ here are the repository's typed records."""
 from __future__ import annotations
 
 import time
-from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +17,7 @@ from threadline.db.repos import routing as repo
 from threadline.domain.errors import Conflict, NotFound, PermissionDenied
 from threadline.domain.events import Audience
 from threadline.domain.routing import DEFAULT_CAPACITY, Task
-from threadline.domain.routing.events import TaskPicked, WrapUp, WrapUpEndRequested
+from threadline.domain.routing.events import OfferResult, TaskPicked, WrapUp, WrapUpEndRequested
 from threadline.domain.routing.records import (
     EndedOffer,
     StoredOffer,
@@ -29,11 +28,11 @@ from threadline.domain.routing.records import (
 )
 
 
-def _ended(offer: StoredOffer, outcome: Literal["accepted", "rejected", "rescinded"], now: float) -> EndedOffer:
+def _ended(offer: StoredOffer, outcome: OfferResult, now: float) -> EndedOffer:
     return EndedOffer(offer.id, offer.conversation_id, offer.agent_id, outcome, instant(now))
 
 
-async def _end_offer(session: AsyncSession, offer: StoredOffer, outcome: Literal["accepted", "rejected", "rescinded"],
+async def _end_offer(session: AsyncSession, offer: StoredOffer, outcome: OfferResult,
                      now: float) -> None:
     """Close an offer (its row is locked) and tell its agent, whose popup closes."""
     ended = _ended(offer, outcome, now)
@@ -71,9 +70,9 @@ async def accept_offer(session: AsyncSession, actor: Actor, offer_id: int, now: 
     offer = await _open_offer_of(session, actor, offer_id)
     conv = await conv_repo.get_conversation(session, offer.conversation_id, for_update=True)
     if conv is None or conv.status != "open" or conv.assignee_id not in (None, actor.user_id):
-        await _end_offer(session, offer, "rescinded", now)
+        await _end_offer(session, offer, OfferResult.RESCINDED, now)
         raise Conflict(f"conversation {offer.conversation_id} no longer needs an agent")
-    ended = _ended(offer, "accepted", now)
+    ended = _ended(offer, OfferResult.ACCEPTED, now)
     await repo.end_offers(session, [ended])
     await _assign(session, offer.conversation_id, actor.user_id, now)
     emit(session, ended.event(), Audience(users=[offer.agent_id], supervisors=False))  # after the assignment's
@@ -87,7 +86,7 @@ async def reject_offer(session: AsyncSession, actor: Actor, offer_id: int, now: 
     task = await repo.get_task(session, offer.conversation_id, for_update=True)
     if task is not None and task.status == "offered":
         await _set_task(session, task, now, "waiting", None)
-    await _end_offer(session, offer, "rejected", now)
+    await _end_offer(session, offer, OfferResult.REJECTED, now)
 
 
 async def pick_task(session: AsyncSession, actor: Actor, conversation_id: int, now: float | None = None) -> None:
@@ -111,7 +110,8 @@ async def pick_task(session: AsyncSession, actor: Actor, conversation_id: int, n
     if not actor.sees_everything and used >= capacity.get(task.channel, 0):  # type: ignore[call-overload]
         raise Conflict(f"you have no free {task.channel} slot ({used} of {capacity.get(task.channel, 0)} in use)")  # type: ignore[call-overload]
     if offer is not None:  # to someone else: withdrawn; to me (taken from the queue view): the popup closes
-        await _end_offer(session, offer, "rescinded" if offer.agent_id != actor.user_id else "accepted", now)
+        await _end_offer(session, offer, OfferResult.RESCINDED if offer.agent_id != actor.user_id else OfferResult.ACCEPTED,
+                             now)
     await _assign(session, conversation_id, actor.user_id, now)
     emit(session, TaskPicked(conversation_id=conversation_id, agent_id=actor.user_id, queue_id=task.queue_id, at=now),
          Audience(users=[actor.user_id], queues=[task.queue_id]))

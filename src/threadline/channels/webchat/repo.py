@@ -89,7 +89,7 @@ class QueueWait:
     last_reply_at: datetime | None
     last_activity_id: int | None
     task_status: str | None
-    enqueued_at: float | None
+    enqueued_at: datetime | None
     position: int | None
     ewt_seconds: float | None
     queue_id: int | None
@@ -103,7 +103,7 @@ class QueueWait:
             return False
         if self.last_activity_id is not None and self.last_activity_id > self.last_reply_id:
             return False
-        return self.enqueued_at is None or self.last_reply_at.timestamp() >= self.enqueued_at
+        return self.enqueued_at is None or self.last_reply_at >= self.enqueued_at
 
 
 def _latest(column: Any, direction: str) -> Any:

@@ -1,15 +1,17 @@
 """Routing (ACD) state that must survive a restart: tasks, offers, per-agent capacities and per-queue
-routing settings. Times are Unix seconds (floats), the routing engine's clock."""
+routing settings. Times are UTC datetimes (``UTCDateTime``), as in every other table; the routing engine's
+own clock (Unix seconds) is converted in the driver's records (``domain/routing/records.py``)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from threadline.db.models.base import Base
-from threadline.db.types import JSONType
+from threadline.db.types import JSONType, UTCDateTime
 
 
 class RoutingTaskRow(Base):
@@ -25,15 +27,15 @@ class RoutingTaskRow(Base):
     channel: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20))  # waiting, offered, assigned, wrapping
     agent_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
-    enqueued_at: Mapped[float] = mapped_column(Float)
+    enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     task: Mapped[dict[str, Any]] = mapped_column(JSONType)  # the engine's Task model, as JSON
     position: Mapped[int | None] = mapped_column(Integer, nullable=True)
     ewt_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     note: Mapped[str] = mapped_column(String(500), default="")  # why nobody can take it, if so
-    updated_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sla_state: Mapped[str] = mapped_column(String(20), default="", server_default="")  # last alert sent
     # the agent said "Ready" during wrap-up: written by the action only, read by the router
-    wrap_ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    wrap_ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class RoutingOfferRow(Base):
@@ -51,10 +53,10 @@ class RoutingOfferRow(Base):
     agent_id: Mapped[int] = mapped_column(Integer)
     queue_id: Mapped[int] = mapped_column(Integer)
     channel: Mapped[str] = mapped_column(String(20))
-    offered_at: Mapped[float] = mapped_column(Float)
-    expires_at: Mapped[float] = mapped_column(Float)
+    offered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(20), default="open")  # open accepted rejected timed_out rescinded
-    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class RoutingAgentRow(Base):
@@ -104,8 +106,8 @@ class RoutingOutcomeRow(Base):
     channel: Mapped[str] = mapped_column(String(20))
     agent_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     kind: Mapped[str] = mapped_column(String(20))
-    enqueued_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    at: Mapped[float] = mapped_column(Float, index=True)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     wait_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     handle_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     within_target: Mapped[bool | None] = mapped_column(Boolean, nullable=True)

@@ -3,17 +3,17 @@
 The router's hot path uses Core statements with executemany (one statement per kind of change per
 transaction), never ORM objects: it writes thousands of rows a second.
 
-The routing tables store times as Unix seconds (``Float`` columns: the engine's clock, and half the cost
-of a datetime column per written row on SQLite). That stays here: every function takes and returns
-timezone-aware UTC datetimes and the typed records of :mod:`threadline.domain.routing.records`, like
-every other repository; SQL parameter names never leave this module.
+The routing tables store times as UTC datetimes (``UTCDateTime``), the one time type at the storage
+boundary, like every other table; every function takes and returns timezone-aware UTC datetimes and the
+typed records of :mod:`threadline.domain.routing.records`, like every other repository; SQL parameter names
+never leave this module. (The engine's clock, Unix seconds, is converted in those records.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
@@ -43,7 +43,9 @@ from threadline.domain.routing.records import (
     NewOffer,
     NewTask,
     OfferAnswer,
+    OfferStatus,
     Outcome,
+    OutcomeKind,
     PositionUpdate,
     SlaStateUpdate,
     StoredOffer,
@@ -61,18 +63,6 @@ IN_CHUNK = 900  # below SQLite's bound-parameter limit
 def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
     for i in range(0, len(ids), IN_CHUNK):
         yield ids[i:i + IN_CHUNK]
-
-
-def _dt(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
-
-
-def _dt_or_none(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def _ts_or_none(value: datetime | None) -> float | None:
-    return None if value is None else value.timestamp()
 
 
 # --------------------------------------------------------------------------- settings and roster
@@ -227,13 +217,13 @@ async def last_agents(session: AsyncSession, contact_ids: Sequence[int], exclude
 
 
 def _stored_task(r: Any) -> StoredTask:
-    return StoredTask(r.conversation_id, r.queue_id, r.channel, r.status, r.agent_id, _dt(r.enqueued_at), dict(r.task),
-                      r.position, r.ewt_seconds, r.note, _dt(r.updated_at), r.sla_state, _dt_or_none(r.wrap_ended_at))
+    return StoredTask(r.conversation_id, r.queue_id, r.channel, r.status, r.agent_id, r.enqueued_at, dict(r.task),
+                      r.position, r.ewt_seconds, r.note, r.updated_at, r.sla_state, r.wrap_ended_at)
 
 
 def _stored_offer(r: Any) -> StoredOffer:
-    return StoredOffer(r.id, r.conversation_id, r.agent_id, r.queue_id, r.channel, _dt(r.offered_at),
-                       _dt(r.expires_at), r.status, _dt_or_none(r.ended_at))
+    return StoredOffer(r.id, r.conversation_id, r.agent_id, r.queue_id, r.channel, r.offered_at,
+                       r.expires_at, OfferStatus(r.status), r.ended_at)
 
 
 async def all_tasks(session: AsyncSession) -> list[StoredTask]:
@@ -257,7 +247,7 @@ async def insert_tasks(session: AsyncSession, rows: Sequence[NewTask]) -> None:
         ins = postgresql.insert(TASKS) if dialect == "postgresql" else sqlite.insert(TASKS)
         values = [{"conversation_id": t.conversation_id, "queue_id": t.queue_id, "channel": t.channel,
                    "status": t.status, "agent_id": t.agent_id, "task": t.task.model_dump(mode="json"),
-                   "updated_at": t.updated_at.timestamp(), "enqueued_at": t.enqueued_at.timestamp(),
+                   "updated_at": t.updated_at, "enqueued_at": t.enqueued_at,
                    "position": None, "ewt_seconds": None, "sla_state": "", "wrap_ended_at": None, "note": t.note}
                   for t in rows]
         cols = [c for c in values[0] if c != "conversation_id"]
@@ -273,7 +263,7 @@ async def update_tasks(session: AsyncSession, rows: Sequence[TaskUpdate]) -> Non
                         updated_at=bindparam("updated_at")))
         await session.execute(stmt, [{"b_id": u.conversation_id, "queue_id": u.queue_id, "channel": u.channel,
                                       "status": u.status, "agent_id": u.agent_id,
-                                      "task": u.task.model_dump(mode="json"), "updated_at": u.updated_at.timestamp()}
+                                      "task": u.task.model_dump(mode="json"), "updated_at": u.updated_at}
                                      for u in rows])
 
 
@@ -294,7 +284,7 @@ async def wrap_end_requests(session: AsyncSession) -> list[int]:
 
 async def request_wrap_end(session: AsyncSession, conversation_id: int, at: datetime) -> None:
     await session.execute(update(TASKS).where(TASKS.c.conversation_id == conversation_id)
-                          .values(wrap_ended_at=at.timestamp()))
+                          .values(wrap_ended_at=at))
 
 
 async def update_sla_states(session: AsyncSession, rows: Sequence[SlaStateUpdate]) -> None:
@@ -309,8 +299,8 @@ async def insert_outcomes(session: AsyncSession, rows: Sequence[Outcome]) -> Non
     if rows:
         await session.execute(insert(OUTCOMES), [
             {"conversation_id": o.conversation_id, "queue_id": o.queue_id, "channel": o.channel,
-             "agent_id": o.agent_id, "kind": o.kind, "enqueued_at": _ts_or_none(o.enqueued_at),
-             "at": o.at.timestamp(), "wait_seconds": o.wait_seconds, "handle_seconds": o.handle_seconds,
+             "agent_id": o.agent_id, "kind": o.kind, "enqueued_at": o.enqueued_at,
+             "at": o.at, "wait_seconds": o.wait_seconds, "handle_seconds": o.handle_seconds,
              "within_target": o.within_target} for o in rows])
 
 
@@ -355,22 +345,22 @@ async def queue_figures(session: AsyncSession, since: datetime, until: datetime 
     within = func.sum(case((OUTCOMES.c.within_target.is_(True), 1), else_=0))
     stmt = (select(OUTCOMES.c.queue_id, OUTCOMES.c.kind, func.count(), within, func.sum(OUTCOMES.c.wait_seconds),
                    func.sum(OUTCOMES.c.handle_seconds), func.max(OUTCOMES.c.wait_seconds))
-            .where(OUTCOMES.c.at >= since.timestamp()).group_by(OUTCOMES.c.queue_id, OUTCOMES.c.kind))
+            .where(OUTCOMES.c.at >= since).group_by(OUTCOMES.c.queue_id, OUTCOMES.c.kind))
     if until is not None:
-        stmt = stmt.where(OUTCOMES.c.at < until.timestamp())
+        stmt = stmt.where(OUTCOMES.c.at < until)
     if queue_ids is not None:
         stmt = stmt.where(OUTCOMES.c.queue_id.in_(list(queue_ids)))
     acc: dict[int, dict[str, Any]] = {}
     for qid, kind, n, n_within, wait_sum, handle_sum, longest in (await session.execute(stmt)).all():
         f = acc.setdefault(qid, {"queue_id": qid})
-        if kind == "answered":
+        if kind == OutcomeKind.ANSWERED:
             f.update(answered=n, answered_within=int(n_within or 0), wait_sum=float(wait_sum or 0),
                      longest_answered_wait=float(longest or 0))
-        elif kind == "abandoned":
+        elif kind == OutcomeKind.ABANDONED:
             f["abandoned"] = n
-        elif kind == "handled":
+        elif kind == OutcomeKind.HANDLED:
             f.update(handled=n, handle_sum=float(handle_sum or 0))
-        elif kind == "transferred":
+        elif kind == OutcomeKind.TRANSFERRED:
             f["transferred"] = n
         else:
             f["cancelled"] = f.get("cancelled", 0) + n
@@ -386,7 +376,7 @@ async def insert_offers(session: AsyncSession, rows: Sequence[NewOffer]) -> None
     if rows:
         await session.execute(insert(OFFERS), [
             {"id": o.offer_id, "conversation_id": o.conversation_id, "agent_id": o.agent_id, "queue_id": o.queue_id,
-             "channel": o.channel, "offered_at": o.offered_at.timestamp(), "expires_at": o.expires_at.timestamp(),
+             "channel": o.channel, "offered_at": o.offered_at, "expires_at": o.expires_at,
              "status": "open", "ended_at": None} for o in rows])
 
 
@@ -395,7 +385,7 @@ async def end_offers(session: AsyncSession, rows: Sequence[EndedOffer]) -> None:
     if rows:
         stmt = (update(OFFERS).where(and_(OFFERS.c.id == bindparam("b_id"), OFFERS.c.status == "open"))
                 .values(status=bindparam("status"), ended_at=bindparam("ended_at")))
-        await session.execute(stmt, [{"b_id": e.offer_id, "status": e.outcome, "ended_at": e.at.timestamp()}
+        await session.execute(stmt, [{"b_id": e.offer_id, "status": e.outcome, "ended_at": e.at}
                                      for e in rows])
 
 
@@ -405,7 +395,7 @@ async def lock_offers(session: AsyncSession, ids: Sequence[int]) -> dict[int, Of
     out: dict[int, OfferAnswer] = {}
     for chunk in _chunks(sorted(set(ids))):
         stmt = select(OFFERS.c.id, OFFERS.c.status, OFFERS.c.ended_at).where(OFFERS.c.id.in_(chunk)).with_for_update()
-        out.update({i: OfferAnswer(s, _dt_or_none(e)) for i, s, e in (await session.execute(stmt)).all()})
+        out.update({i: OfferAnswer(OfferStatus(s), e) for i, s, e in (await session.execute(stmt)).all()})
     return out
 
 
@@ -464,7 +454,7 @@ async def queue_counts(session: AsyncSession) -> dict[int, dict[str, Any]]:
                                  "unroutable": 0})
         q[status] = n
         if status == "waiting":
-            q["oldest"] = _dt_or_none(oldest)
+            q["oldest"] = oldest
     stmt2 = (select(TASKS.c.queue_id, func.count()).where(TASKS.c.status == "waiting", TASKS.c.note != "")
              .group_by(TASKS.c.queue_id))
     for qid, n in (await session.execute(stmt2)).all():

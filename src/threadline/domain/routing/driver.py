@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 from ..errors import DomainError
 from .engine import RoutingEngine
-from .events import AgentState, QueueState, RoutingState, SlaAlert, TaskUnroutable, WrapUp
+from .events import AgentState, OfferResult, QueueState, RoutingState, SlaAlert, TaskUnroutable, WrapUp
 from .models import (
     Agent,
     Assignment,
@@ -53,6 +53,7 @@ from .records import (
     NewOffer,
     NewTask,
     OfferAnswer,
+    OfferStatus,
     Outcome,
     OutcomeKind,
     PositionUpdate,
@@ -312,15 +313,15 @@ class RoutingDriver:
             if view is None:
                 continue
             touched.add(view.id)
-            if status == "open":
+            if status == OfferStatus.OPEN:
                 if view.offer_expires_at is not None and view.offer_expires_at <= now:
                     self._ended(eng.timeout(oid, now), d, touched)
                 continue
             self._offer_of.pop(view.id, None)
-            if status == "accepted":
+            if status == OfferStatus.ACCEPTED:
                 at = now if ended_at is None else min(seconds(ended_at), now)
                 self._answered(eng.accept(oid, at), d)
-            elif status == "rejected":
+            elif status == OfferStatus.REJECTED:
                 eng.reject(oid, now)
             else:
                 eng.rescind(oid, now)
@@ -336,7 +337,7 @@ class RoutingDriver:
         status = view.status
         if s.needs_human:
             if status in _WAITING and s.queue_id != view.origin_queue_id:  # moved to another queue
-                self._drop(s.id, now, d, touched, kind="transferred")
+                self._drop(s.id, now, d, touched, kind=OutcomeKind.TRANSFERRED)
                 self._enqueue(s, now, d, touched, created, last, view.enqueued_at)
             elif status == "assigned":  # the agent gave it back: it waits again, with its age
                 self._completed(eng.complete(s.id, now, wrap_up_seconds=0), view, d)
@@ -369,7 +370,7 @@ class RoutingDriver:
         if status == "assigned" and s.status == "open" and s.assignee_id is not None \
                 and view.agent_id == s.assignee_id:
             return
-        self._drop(s.id, now, d, touched, kind="abandoned" if s.abandoned else "cancelled")
+        self._drop(s.id, now, d, touched, kind=OutcomeKind.ABANDONED if s.abandoned else OutcomeKind.CANCELLED)
 
     def _task(self, s: ConversationState, q: RoutingQueue, enqueued_at: float, last_agent: int | None) -> Task:
         assert s.queue_id is not None
@@ -408,7 +409,7 @@ class RoutingDriver:
             touched.add(s.id)
 
     def _drop(self, tid: int, now: float, d: Decisions, touched: set[int],
-              kind: OutcomeKind | None = "cancelled") -> TaskRemoved | None:
+              kind: OutcomeKind | None = OutcomeKind.CANCELLED) -> TaskRemoved | None:
         """The conversation no longer needs routing: a waiting task leaves its queue (recorded as
         ``kind``, or not at all), an assigned one completes (wrap-up); a wrapping one carries on."""
         eng = self._engine()
@@ -417,7 +418,7 @@ class RoutingDriver:
             return None
         if view.status in _WAITING:
             touched.add(tid)
-            removed = eng.cancel(tid, now, "abandoned" if kind == "abandoned" else "cancelled")
+            removed = eng.cancel(tid, now, "abandoned" if kind == OutcomeKind.ABANDONED else "cancelled")
             if kind is not None:
                 self._removed(removed, view.channel, d, kind)
             if removed.rescinded is not None:
@@ -444,7 +445,7 @@ class RoutingDriver:
     def _ended(self, out: OfferOutcome, d: Decisions, touched: set[int]) -> None:
         self._offer_of.pop(out.task_id, None)
         touched.add(out.task_id)
-        d.ended.append(EndedOffer(out.offer_id, out.task_id, out.agent_id, out.kind, instant(out.at)))
+        d.ended.append(EndedOffer(out.offer_id, out.task_id, out.agent_id, OfferResult(out.kind), instant(out.at)))
         if out.agent_away is not None:
             d.away.append(out.agent_away.agent_id)
 
@@ -456,7 +457,7 @@ class RoutingDriver:
         since = self._wait_from.pop(a.task_id, a.accepted_at - a.wait_seconds)
         wait = max(0.0, a.accepted_at - since)
         q = self._queues.get(a.queue_id)
-        d.outcomes.append(Outcome(a.task_id, a.queue_id, a.channel, a.agent_id, "answered",
+        d.outcomes.append(Outcome(a.task_id, a.queue_id, a.channel, a.agent_id, OutcomeKind.ANSWERED,
                                   instant(a.accepted_at), instant(since), wait,
                                   within_target=wait <= q.config.sla.threshold_seconds if q else None))
 
@@ -469,7 +470,7 @@ class RoutingDriver:
         view = self._engine().task_view(ev.task_id)
         enqueued = view.enqueued_at if view is not None else None
         d.outcomes.append(Outcome(ev.task_id, ev.from_queue_id, view.channel if view is not None else "",
-                                  None, "transferred", instant(ev.at),
+                                  None, OutcomeKind.TRANSFERRED, instant(ev.at),
                                   instant(enqueued) if enqueued is not None else None,
                                   max(0.0, ev.at - enqueued) if enqueued is not None else None))
 
@@ -483,7 +484,7 @@ class RoutingDriver:
                                      state="started", until=c.wrap_until, at=c.at))
 
     def _handled(self, ev: WrapUpEnded, d: Decisions, touched: set[int] | None, ended_by: str | None = None) -> None:
-        d.outcomes.append(Outcome(ev.task_id, ev.queue_id, ev.channel, ev.agent_id, "handled",
+        d.outcomes.append(Outcome(ev.task_id, ev.queue_id, ev.channel, ev.agent_id, OutcomeKind.HANDLED,
                                   instant(ev.at), handle_seconds=ev.handle_seconds))
         if ended_by is not None:
             assert touched is not None

@@ -4,9 +4,19 @@ Times are Unix seconds (the routing engine's clock) so a desk can run a countdow
 
 from __future__ import annotations
 
+import enum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
+
+
+class OfferResult(enum.StrEnum):
+    """How an offer ended (``routing.offer_ended``; the offer row's status once it is not open)."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"
+    RESCINDED = "rescinded"  # withdrawn: the task left, or another agent picked it
 
 
 class _Event(BaseModel):
@@ -35,7 +45,7 @@ class OfferEnded(_Event):
     offer_id: int
     conversation_id: int
     agent_id: int
-    outcome: Literal["accepted", "rejected", "timed_out", "rescinded"]
+    outcome: OfferResult
     at: float
 
 

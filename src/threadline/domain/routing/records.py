@@ -11,17 +11,36 @@ own clock is Unix seconds (floats, cheap to compare in its heaps), converted wit
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 from ..queues import QueueSettings
-from .events import OfferCreated, OfferEnded, RoutingState, SlaAlert, TaskUnroutable, WrapUp
+from .events import OfferCreated, OfferEnded, OfferResult, RoutingState, SlaAlert, TaskUnroutable, WrapUp
 from .models import DEFAULT_BLOCKED_BY, DEFAULT_CAPACITY, Agent, EngineConfig, QueueConfig, Task
 from .settings import QueueRouting, queue_config
 
-OutcomeKind = Literal["answered", "abandoned", "cancelled", "self_service", "transferred", "handled"]
-OfferStatus = Literal["open", "accepted", "rejected", "timed_out", "rescinded"]
+
+class OutcomeKind(enum.StrEnum):
+    """The kind of a routing fact (``routing_outcomes.kind``)."""
+
+    ANSWERED = "answered"  # an agent accepted or picked it
+    ABANDONED = "abandoned"  # the customer left while it waited
+    CANCELLED = "cancelled"  # it left the queue for another reason (resolved, unassigned from routing)
+    SELF_SERVICE = "self_service"
+    TRANSFERRED = "transferred"  # moved to another queue while waiting
+    HANDLED = "handled"  # the agent's work on it ended (talk + wrap-up)
+
+
+class OfferStatus(enum.StrEnum):
+    """An offer row's status (``routing_offers.status``): open, then how it ended (``OfferResult``)."""
+
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"
+    RESCINDED = "rescinded"
 
 
 def instant(at: float) -> datetime:
@@ -250,7 +269,7 @@ class EndedOffer:
     offer_id: int
     conversation_id: int
     agent_id: int
-    outcome: Literal["accepted", "rejected", "timed_out", "rescinded"]
+    outcome: OfferResult
     at: datetime
 
     def event(self) -> OfferEnded:

@@ -164,7 +164,7 @@ class QueueItem:
     channel: str  # the channel class: chat, messaging, email, voice
     status: str  # waiting or offered
     agent_id: int | None  # offered to
-    enqueued_at: float  # Unix seconds, the router's clock
+    enqueued_at: float  # Unix seconds: the page counts the wait from it
     priority: int
     position: int | None
     ewt_seconds: float | None
@@ -239,7 +239,7 @@ async def queue_items(session: AsyncSession, actor: Actor, queue_id: int | None 
         raw = (r.task or {}).get("priority", 0)
         out.append(QueueItem(
             conversation_id=r.conversation_id, queue_id=r.queue_id, channel=r.channel, status=r.status,
-            agent_id=r.agent_id, enqueued_at=r.enqueued_at,
+            agent_id=r.agent_id, enqueued_at=r.enqueued_at.timestamp(),
             priority=raw if isinstance(raw, int) and not isinstance(raw, bool) else 0, position=r.position,
             ewt_seconds=r.ewt_seconds, note=r.note or "", contact_id=r.contact_id, contact_name=r.name or "",
             conversation_priority=r.priority, channel_instance_id=r.last_channel_instance_id,
