@@ -43,7 +43,7 @@ from threadline.workers.sla import SlaFollower
 from threadline.workers.webhooks import Webhooks
 
 if TYPE_CHECKING:
-    from threadline.actions.permissions import Actor
+    from threadline.domain.access import Actor
 
 
 @dataclass

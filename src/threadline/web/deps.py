@@ -8,10 +8,10 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions import auth as auth_actions
-from threadline.actions.permissions import Actor
 from threadline.db.models import UserRow
 from threadline.db.repos import users as users_repo
 from threadline.db.types import utcnow
+from threadline.domain.access import Actor
 from threadline.domain.errors import DomainError, PermissionDenied
 from threadline.domain.users import Role
 from threadline.services import Services

@@ -206,8 +206,7 @@ async def tasks(actor: CurrentActor, services: ServicesDep, queue_id: Id | None 
     now = datetime.now(UTC)
     async with services.db.transaction(write=False) as session:
         rows = await repo.tasks(session, queue_id, status, limit)
-    return [_task_out(r, now) for r in rows if actor.sees_everything or r.queue_id in actor.queue_ids
-            or r.agent_id == actor.user_id]
+    return [_task_out(r, now) for r in rows if actor.visibility.sees_task(r.queue_id, r.agent_id)]
 
 
 @router.get("/tasks/{conversation_id}", response_model=TaskOut,
@@ -215,7 +214,7 @@ async def tasks(actor: CurrentActor, services: ServicesDep, queue_id: Id | None 
 async def task(conversation_id: Id, actor: CurrentActor, services: ServicesDep) -> TaskOut:
     async with services.db.transaction(write=False) as session:
         row = await repo.get_task(session, conversation_id)
-    if row is None or not (actor.sees_everything or row.queue_id in actor.queue_ids or row.agent_id == actor.user_id):
+    if row is None or not actor.visibility.sees_task(row.queue_id, row.agent_id):
         raise NotFound(f"conversation {conversation_id} is not in a queue")
     return _task_out(row, datetime.now(UTC))
 

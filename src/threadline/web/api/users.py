@@ -134,7 +134,7 @@ async def create_queue(body: QueueIn, actor: AdminActor, services: ServicesDep) 
 async def get_queue(queue_id: Id, actor: CurrentActor, services: ServicesDep) -> QueueOut:
     async with services.db.transaction(write=False) as session:
         q = await repo.get_queue(session, queue_id)
-        if q is None or not (actor.sees_everything or q.id in actor.queue_ids):
+        if q is None or not actor.visibility.serves(q.id):
             raise NotFound(f"queue {queue_id} does not exist")
         return await _queue_out(session, q)
 

@@ -25,7 +25,6 @@ from threadline.actions import channels as channel_actions
 from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
 from threadline.actions import webhooks as webhook_actions
-from threadline.actions.permissions import Actor
 from threadline.channels.base import ChannelAdapter, ConnectHint
 from threadline.channels.registry import adapters, get_adapter_class
 from threadline.db.repos import channels as channels_repo
@@ -34,6 +33,7 @@ from threadline.db.repos import routing as routing_repo
 from threadline.db.repos import users as users_repo
 from threadline.db.repos import webhooks as webhooks_repo
 from threadline.db.types import utcnow
+from threadline.domain.access import Actor
 from threadline.domain.errors import DomainError, NotFound, ValidationFailed
 from threadline.domain.events import EVENT_NAMES
 from threadline.domain.ids import parse_id

@@ -31,7 +31,6 @@ from threadline.actions import messages as message_actions
 from threadline.actions import messaging as messaging_actions
 from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
-from threadline.actions.permissions import Actor
 from threadline.actions.views import conversation_view, conversation_views, message_view
 from threadline.channels.registry import get_adapter_class
 from threadline.db.repos import channels as channels_repo
@@ -39,16 +38,18 @@ from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import continuity as continuity_repo
 from threadline.db.repos import conversations as conv_repo
 from threadline.db.repos import desk as desk_repo
+from threadline.db.repos import queue_view
 from threadline.db.repos import routing as routing_repo
 from threadline.db.repos import users as users_repo
 from threadline.domain import events as domain_events
+from threadline.domain.access import Actor
 from threadline.domain.conversations import ConversationStatus, Priority
 from threadline.domain.errors import DomainError, NotFound, ValidationFailed
 from threadline.domain.ids import MAX_ID, parse_id
 from threadline.web.api.auth import do_login, set_session_cookie
 from threadline.web.api.schemas import Id, IdOrZero
 from threadline.web.deps import SESSION_COOKIE, ServicesDep, current_actor
-from threadline.web.desk.common import HERE, actor_or_none, is_htmx, queue_count, queue_items, render
+from threadline.web.desk.common import HERE, actor_or_none, is_htmx, render
 from threadline.web.limits import DESK_FILE_BYTES, DESK_FILES, DESK_REPLY_FILES_BYTES
 
 router = APIRouter(include_in_schema=False)
@@ -154,7 +155,7 @@ class ListParams:
         flt = conv_repo.ConversationFilter(
             status=statuses, priority=[self.priority] if self.priority else [], label=self.label or None,
             channel_instance_id=self.channel,
-            visible_to=None if actor.sees_everything else (actor.user_id, actor.queue_ids, actor.team_ids))
+            visible_to=actor.visibility)
         if self.view == "mine":
             flt.assignee_id = actor.user_id
         elif self.view == "unassigned":
@@ -164,13 +165,9 @@ class ListParams:
         return flt
 
 
-def _visible(actor: Actor) -> tuple[int, list[int], list[int]] | None:
-    return None if actor.sees_everything else (actor.user_id, actor.queue_ids, actor.team_ids)
-
-
 async def _counts(session: AsyncSession, actor: Actor) -> dict[str, Any]:
     open_ = list(desk_repo.OPEN_STATUSES)
-    vis = _visible(actor)
+    vis = actor.visibility
     return {
         "mine": await desk_repo.count_conversations(
             session, conv_repo.ConversationFilter(status=open_, assignee_id=actor.user_id, visible_to=vis)),
@@ -178,7 +175,7 @@ async def _counts(session: AsyncSession, actor: Actor) -> dict[str, Any]:
             session, conv_repo.ConversationFilter(status=open_, unassigned=True, visible_to=vis)),
         "all": await desk_repo.count_conversations(session, conv_repo.ConversationFilter(status=open_, visible_to=vis)),
         "queues": await desk_repo.open_counts_by_queue(session, vis),
-        QUEUE_VIEW: await queue_count(session, actor),
+        QUEUE_VIEW: await queue_view.queue_count(session, vis),
     }
 
 
@@ -189,7 +186,7 @@ async def _base_ctx(session: AsyncSession, actor: Actor, csrf: str | None, *, co
         "actor": actor, "me": me, "csrf": csrf or "",
         "users": {u.id: u for u in await users_repo.list_users(session)},
         "queues": queues, "teams": {t.id: t for t in await users_repo.list_teams(session)},
-        "my_queues": [q for qid, q in queues.items() if actor.sees_everything or qid in actor.queue_ids],
+        "my_queues": [q for qid, q in queues.items() if actor.visibility.serves(qid)],
         "channels": {c.id: c for c in await channels_repo.list_channels(session)},
         "counts": await _counts(session, actor) if counts else {},
         "now": datetime.now(UTC),
@@ -223,9 +220,9 @@ async def _list_ctx(session: AsyncSession, actor: Actor, params: ListParams, *, 
 
 async def _queue_ctx(session: AsyncSession, actor: Actor, params: ListParams) -> dict[str, Any]:
     """The Queue view's rows: what waits in the actor's queues (a queue filter only narrows it)."""
-    queue = params.queue if params.queue is not None and (actor.sees_everything or params.queue in actor.queue_ids) \
-        else None
-    return {"items": await queue_items(session, actor, queue), "params": params, "now_ts": time.time()}
+    queue = params.queue if actor.visibility.serves(params.queue) else None
+    return {"items": await queue_view.queue_items(session, actor.visibility, queue), "params": params,
+            "now_ts": time.time()}
 
 
 async def _wrapups_ctx(session: AsyncSession, actor: Actor) -> dict[str, Any]:
