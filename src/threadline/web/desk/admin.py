@@ -39,7 +39,7 @@ from threadline.domain.events import EVENT_NAMES
 from threadline.domain.ids import parse_id
 from threadline.domain.users import Role, parse_skill_spec
 from threadline.domain.webhooks import NOT_IN_WILDCARD
-from threadline.web.api import routing as routing_api
+from threadline.queries import routing as routing_queries
 from threadline.web.api.channels import check_channel_settings, check_destinations
 from threadline.web.api.schemas import Id
 from threadline.web.deps import ServicesDep
@@ -238,7 +238,8 @@ async def _today_figures(actor: Actor, services: Any) -> list[Any]:
     hit = _figures_cache.get(id(services))
     if hit is not None and hit[1] is services and hit[0] > now:
         return hit[2]
-    figures = await routing_api.figures(actor, services, None, None)  # today
+    async with services.db.transaction(write=False) as session:
+        figures = await routing_queries.queue_figures(session)  # today
     for key in [k for k, (expires, _, _) in _figures_cache.items() if expires <= now]:
         del _figures_cache[key]  # stale entries (of apps gone, in tests) do not pile up
     _figures_cache[id(services)] = (now + FIGURES_TTL, services, figures)
@@ -250,9 +251,10 @@ async def _board(actor: Actor, services: Any) -> dict[str, Any]:
     AHT from the router's outcomes), agents by state, the longest waiting tasks.
     ``now_ts`` (Unix seconds) lets the page tick waits between redraws."""
     now = time.time()
-    queues = await routing_api.queues(actor, services)
-    agents = await routing_api.agents(actor, services)
-    waiting = await routing_api.tasks(actor, services, None, "waiting", 15)
+    async with services.db.transaction(write=False) as session:
+        queues = await routing_queries.queue_summaries(session)
+        agents = await routing_queries.agent_summaries(session)
+        waiting = await routing_queries.visible_tasks(session, actor.visibility, None, "waiting", 15)
     figures = {f.queue_id: f for f in await _today_figures(actor, services)}  # today, cached FIGURES_TTL s
     by_state: dict[str, int] = {}
     for a in agents:
