@@ -40,7 +40,7 @@ from threadline.domain.ids import parse_id
 from threadline.domain.users import Role, parse_skill_spec
 from threadline.domain.webhooks import NOT_IN_WILDCARD
 from threadline.queries import routing as routing_queries
-from threadline.web.api.channels import check_channel_settings, check_destinations
+from threadline.queries.channels import check_channel_settings, check_destinations
 from threadline.web.api.schemas import Id
 from threadline.web.deps import ServicesDep
 from threadline.web.desk.common import actor_or_none, render
