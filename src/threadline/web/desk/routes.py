@@ -46,9 +46,9 @@ from threadline.domain.access import Actor
 from threadline.domain.conversations import ConversationStatus, Priority
 from threadline.domain.errors import DomainError, NotFound, ValidationFailed
 from threadline.domain.ids import MAX_ID, parse_id
-from threadline.web.api.auth import do_login, set_session_cookie
+from threadline.queries import auth as auth_queries
 from threadline.web.api.schemas import Id, IdOrZero
-from threadline.web.deps import SESSION_COOKIE, ServicesDep, current_actor
+from threadline.web.deps import SESSION_COOKIE, ServicesDep, client_ip, current_actor, set_session_cookie
 from threadline.web.desk.common import HERE, actor_or_none, is_htmx, render
 from threadline.web.limits import DESK_FILE_BYTES, DESK_FILES, DESK_REPLY_FILES_BYTES
 
@@ -88,7 +88,8 @@ async def login_submit(request: Request, services: ServicesDep, email: str = For
     if not _same_origin(request):
         return render(request, "login.html", {"error": "Cross-site login refused.", "email": email}, 403)
     try:
-        _, token, _ = await do_login(services, email, password, request)
+        _, token, _ = await auth_queries.login(services, email, password, client_ip(request),
+                                               request.headers.get("user-agent", ""))
     except DomainError as exc:
         return render(request, "login.html", {"error": exc.message, "email": email}, exc.status)
     response = RedirectResponse("/", status_code=303)
