@@ -8,8 +8,8 @@ from threadline.actions import auth as auth_actions
 from threadline.db.repos import auth as auth_repo
 from threadline.domain.errors import ValidationFailed
 from threadline.queries import auth as auth_queries
+from threadline.queries.users import user_out
 from threadline.web.api.schemas import Id, LoginIn, MeOut, TokenCreated, TokenIn, TokenOut
-from threadline.web.api.users import user_out
 from threadline.web.deps import SESSION_COOKIE, CurrentActor, ServicesDep, client_ip, set_session_cookie
 from threadline.web.errors import problem
 
