@@ -18,7 +18,6 @@ from urllib.parse import parse_qs, urlencode, urlparse
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
 from threadline.actions import attachments as attachment_actions
@@ -41,13 +40,13 @@ from threadline.db.repos import desk as desk_repo
 from threadline.db.repos import queue_view
 from threadline.db.repos import routing as routing_repo
 from threadline.db.repos import users as users_repo
+from threadline.db.session import Session
 from threadline.domain import events as domain_events
 from threadline.domain.access import Actor
 from threadline.domain.conversations import ConversationStatus, Priority
 from threadline.domain.errors import DomainError, NotFound, ValidationFailed
-from threadline.domain.ids import MAX_ID, parse_id
+from threadline.domain.ids import MAX_ID, Id, IdOrZero, parse_id
 from threadline.queries import auth as auth_queries
-from threadline.web.api.schemas import Id, IdOrZero
 from threadline.web.deps import SESSION_COOKIE, ServicesDep, client_ip, current_actor, set_session_cookie
 from threadline.web.desk.common import HERE, actor_or_none, is_htmx, render
 from threadline.web.limits import DESK_FILE_BYTES, DESK_FILES, DESK_REPLY_FILES_BYTES
@@ -166,7 +165,7 @@ class ListParams:
         return flt
 
 
-async def _counts(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+async def _counts(session: Session, actor: Actor) -> dict[str, Any]:
     open_ = list(desk_repo.OPEN_STATUSES)
     vis = actor.visibility
     return {
@@ -180,7 +179,7 @@ async def _counts(session: AsyncSession, actor: Actor) -> dict[str, Any]:
     }
 
 
-async def _base_ctx(session: AsyncSession, actor: Actor, csrf: str | None, *, counts: bool = True) -> dict[str, Any]:
+async def _base_ctx(session: Session, actor: Actor, csrf: str | None, *, counts: bool = True) -> dict[str, Any]:
     me = await users_repo.get_user(session, actor.user_id)
     queues = {q.id: q for q in await users_repo.list_queues(session)}
     return {
@@ -207,7 +206,7 @@ def _refresh_limit(request: Request) -> int:
     return min(pages * PAGE_SIZE, MAX_REFRESH_ROWS)
 
 
-async def _list_ctx(session: AsyncSession, actor: Actor, params: ListParams, *, cursor: str | None = None,
+async def _list_ctx(session: Session, actor: Actor, params: ListParams, *, cursor: str | None = None,
                     limit: int | None = None) -> dict[str, Any]:
     """One page of the list: the first (``cursor`` None) or the one after ``cursor`` (an appended page:
     rows and the next "Load more" only). ``next_cursor`` is None on the last page."""
@@ -219,14 +218,14 @@ async def _list_ctx(session: AsyncSession, actor: Actor, params: ListParams, *, 
             "labels": [] if cursor else await desk_repo.all_labels(session)}
 
 
-async def _queue_ctx(session: AsyncSession, actor: Actor, params: ListParams) -> dict[str, Any]:
+async def _queue_ctx(session: Session, actor: Actor, params: ListParams) -> dict[str, Any]:
     """The Queue view's rows: what waits in the actor's queues (a queue filter only narrows it)."""
     queue = params.queue if actor.visibility.serves(params.queue) else None
     return {"items": await queue_view.queue_items(session, actor.visibility, queue), "params": params,
             "now_ts": time.time()}
 
 
-async def _wrapups_ctx(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+async def _wrapups_ctx(session: Session, actor: Actor) -> dict[str, Any]:
     """The agent's wrap-ups still running (a wrap-up ended by "Ready" waits for the router: not shown)."""
     now = time.time()
     running = [w for w in await routing_actions.my_wrap_ups(session, actor) if w.until is None or w.until > now]
@@ -239,7 +238,7 @@ def _channel_title(kind: str) -> str:
     return cls.title if cls else kind
 
 
-async def _conversation_ctx(session: AsyncSession, actor: Actor, conversation_id: int) -> dict[str, Any]:
+async def _conversation_ctx(session: Session, actor: Actor, conversation_id: int) -> dict[str, Any]:
     conv = actor.check_can_see(await conv_repo.get_conversation(session, conversation_id), conversation_id)
     view = await conversation_view(session, conv)
     msgs, _ = await conv_repo.list_messages(session, conv.id, None, 500)
