@@ -142,12 +142,12 @@ def user_create(email: str, name: str, role: str, password: str, skills: str, la
 @click.option("--json", "as_json", is_flag=True)
 def user_list(as_json: bool) -> None:
     """List users."""
-    from threadline.db.repos import users as repo
+    from threadline.queries.users import users_out
 
     async def run(services):  # type: ignore[no-untyped-def]
-        async with services.db.transaction(write=False) as session:
-            return [{"id": u.id, "email": u.email, "name": u.name, "role": u.role, "skills": u.skills,
-                     "presence": u.presence, "active": u.active} for u in await repo.list_users(session)]
+        async with services.db.transaction(write=False) as session:  # what GET /api/v1/users answers
+            return [u.model_dump(include={"id", "email", "name", "role", "skills", "presence", "active"})
+                    for u in await users_out(session)]
 
     rows = run_with_services(run)
     if as_json:

@@ -10,8 +10,8 @@ from threadline.actions import channels as channel_actions
 from threadline.actions import conversations as conv_actions
 from threadline.actions import messages as message_actions
 from threadline.actions import users as user_actions
-from threadline.actions.permissions import Actor
 from threadline.db.repos import users as users_repo
+from threadline.domain.access import Actor
 from threadline.domain.contacts import IdentityKind, IdentityValue, normalise_identity
 from threadline.domain.messages import InboundMessage, Sender
 from threadline.domain.users import Role

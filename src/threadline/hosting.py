@@ -40,7 +40,7 @@ from threadline.workers.inbox import InboxWorker
 from threadline.workers.scheduler import TimerWorker
 
 if TYPE_CHECKING:
-    from threadline.actions.permissions import Actor
+    from threadline.domain.access import Actor
 
 log = structlog.get_logger(__name__)
 P = ParamSpec("P")

@@ -43,7 +43,7 @@ from threadline.workers.sender import SenderWorker
 from threadline.workers.sla import SlaFollower
 
 if TYPE_CHECKING:
-    from threadline.actions.permissions import Actor
+    from threadline.domain.access import Actor
 
 
 @dataclass

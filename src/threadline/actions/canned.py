@@ -6,9 +6,9 @@ import re
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.actions.permissions import Actor
 from threadline.db.models import CannedResponseRow
 from threadline.db.repos import desk as repo
+from threadline.domain.access import Actor
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.messages import MAX_TEXT
 from threadline.domain.users import Role

@@ -9,11 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.continuity import suggest_merge
 from threadline.actions.events import emit
-from threadline.actions.permissions import Actor, visible_contact
+from threadline.actions.permissions import visible_contact
 from threadline.actions.views import contact_view
 from threadline.db.models import ContactActivityRow, ContactRow, IdentityRow
 from threadline.db.repos import contacts as repo
 from threadline.db.repos import continuity as continuity_repo
+from threadline.domain.access import Actor
 from threadline.domain.contacts import IdentityValue, choose_contact, normalise_identity
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import Audience, ContactCreated, ContactUpdated, ContactView

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.conversations import add_activity, audience_for
 from threadline.actions.events import emit
-from threadline.actions.permissions import Actor, visible_contact, visible_contact_ids
+from threadline.actions.permissions import visible_contact, visible_contact_ids
 from threadline.actions.views import contact_view, conversation_view
 from threadline.db.models import (
     ContactActivityRow,
@@ -28,6 +28,7 @@ from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import continuity as repo
 from threadline.db.repos import conversations as conv_repo
 from threadline.db.types import utcnow
+from threadline.domain.access import Actor
 from threadline.domain.contacts import ATTRIBUTE_KEY, AttributeDef, AttributeType
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import (

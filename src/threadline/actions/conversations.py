@@ -15,13 +15,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.events import emit
-from threadline.actions.permissions import Actor
 from threadline.actions.scheduler import cancel_job, schedule_job
 from threadline.actions.views import conversation_view, message_view
 from threadline.db.models import ConversationRow, MessageRow
 from threadline.db.repos import conversations as repo
 from threadline.db.repos import users as users_repo
 from threadline.db.types import utcnow
+from threadline.domain.access import Actor
 from threadline.domain.conversations import Conversation, ConversationStatus, Priority, normalise_labels
 from threadline.domain.errors import NotFound, PermissionDenied, ValidationFailed
 from threadline.domain.events import Audience, ConversationUpdated, ConversationView, MessageCreated

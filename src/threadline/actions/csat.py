@@ -7,11 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.conversations import audience_for
 from threadline.actions.events import emit
-from threadline.actions.permissions import Actor, visible_contact
+from threadline.actions.permissions import visible_contact
 from threadline.db.models import CsatResponseRow
 from threadline.db.repos import conversations as conv_repo
 from threadline.db.repos import csat as repo
 from threadline.db.types import utcnow
+from threadline.domain.access import Actor
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import CsatSubmitted
 

@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from threadline.actions.contacts import resolve_senders
 from threadline.actions.conversations import audience_for
 from threadline.actions.events import emit
-from threadline.actions.permissions import Actor
 from threadline.actions.views import conversation_views, message_view
 from threadline.channels.registry import get_adapter_class
 from threadline.db.models import ChannelInstanceRow, ConversationRow, IdentityRow, MessageRow, OutboundJobRow
@@ -20,6 +19,7 @@ from threadline.db.repos import continuity as continuity_repo
 from threadline.db.repos import conversations as repo
 from threadline.db.session import mark_written
 from threadline.db.types import utcnow
+from threadline.domain.access import Actor
 from threadline.domain.conversations import Conversation, ConversationStatus
 from threadline.domain.errors import ValidationFailed
 from threadline.domain.events import (

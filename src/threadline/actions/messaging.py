@@ -23,7 +23,6 @@ from threadline.actions.attachments import describe, store_attachment
 from threadline.actions.contacts import update_contact
 from threadline.actions.conversations import add_activity, audience_for
 from threadline.actions.events import emit
-from threadline.actions.permissions import Actor
 from threadline.actions.views import message_view
 from threadline.channels.base import Capabilities, ChannelAdapter
 from threadline.channels.registry import get_adapter_class
@@ -40,6 +39,7 @@ from threadline.db.repos import conversations as conv_repo
 from threadline.db.repos import messaging as repo
 from threadline.db.session import mark_written
 from threadline.db.types import utcnow
+from threadline.domain.access import Actor
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import MessageCreated, MessageUpdated, MessageView
 from threadline.domain.messages import InboundMessage

@@ -1,52 +1,17 @@
-"""Who is acting, and what they may see and do."""
+"""What an actor may see beyond one conversation: contacts, by the conversation rule of
+``domain/access.py`` (``Actor`` and ``Visibility`` live there; ``Actor`` is re-exported here for callers
+that still import it from its old home)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.db.models import ContactRow, ConversationRow
+from threadline.db.models import ContactRow
 from threadline.db.repos import contacts as contacts_repo
+from threadline.domain.access import Actor
 from threadline.domain.errors import NotFound, PermissionDenied
-from threadline.domain.users import Role
 
-
-@dataclass(frozen=True)
-class Actor:
-    user_id: int
-    role: Role
-    name: str = ""
-    queue_ids: list[int] = field(default_factory=list)
-    team_ids: list[int] = field(default_factory=list)
-    via_token: bool = False
-
-    @property
-    def sees_everything(self) -> bool:
-        return self.role.at_least(Role.SUPERVISOR)
-
-    def require(self, role: Role, what: str = "do this") -> None:
-        if not self.role.at_least(role):
-            raise PermissionDenied(f"only a {role.value} or above may {what}")
-
-    def can_see(self, conv: ConversationRow) -> bool:
-        return (
-            self.sees_everything
-            or conv.assignee_id == self.user_id
-            or (conv.queue_id is not None and conv.queue_id in self.queue_ids)
-            or (conv.team_id is not None and conv.team_id in self.team_ids)
-        )
-
-    def check_can_see(self, conv: ConversationRow | None, conversation_id: int) -> ConversationRow:
-        # An agent learns nothing about conversations outside their queues: same answer as a missing one.
-        if conv is None or not self.can_see(conv):
-            raise NotFound(f"conversation {conversation_id} does not exist")
-        return conv
-
-    @property
-    def viewer(self) -> contacts_repo.Viewer | None:
-        """What limits an agent's view (None: a supervisor or admin sees everything)."""
-        return None if self.sees_everything else (self.user_id, self.queue_ids, self.team_ids)
+__all__ = ["Actor", "visible_contact", "visible_contact_ids"]
 
 
 def _sees_contact(contact: ContactRow, total: int, seen: int) -> bool:
@@ -67,10 +32,10 @@ async def visible_contact(session: AsyncSession, actor: Actor, contact_id: int, 
     contact = await contacts_repo.get_contact(session, contact_id)
     if contact is None:
         raise NotFound(f"contact {contact_id} does not exist")
-    viewer = actor.viewer
-    if viewer is None:
+    vis = actor.visibility
+    if vis.everything:
         return contact
-    total, seen = (await contacts_repo.conversation_visibility(session, [contact.id], viewer))[contact.id]
+    total, seen = (await contacts_repo.conversation_visibility(session, [contact.id], vis))[contact.id]
     if not _sees_contact(contact, total, seen):
         raise NotFound(f"contact {contact_id} does not exist")
     if all_conversations and seen < total:
@@ -81,8 +46,8 @@ async def visible_contact(session: AsyncSession, actor: Actor, contact_id: int, 
 async def visible_contact_ids(session: AsyncSession, actor: Actor, contact_ids: list[int]) -> set[int]:
     """Which of these contacts ``actor`` may see (the rule of ``visible_contact``), in two queries."""
     contacts = await contacts_repo.get_contacts(session, contact_ids)
-    viewer = actor.viewer
-    if viewer is None:
+    vis = actor.visibility
+    if vis.everything:
         return set(contacts)
-    counts = await contacts_repo.conversation_visibility(session, list(contacts), viewer)
+    counts = await contacts_repo.conversation_visibility(session, list(contacts), vis)
     return {cid for cid, c in contacts.items() if _sees_contact(c, *counts[cid])}

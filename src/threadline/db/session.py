@@ -94,6 +94,11 @@ WRITTEN = "threadline.written"
 BEFORE_COMMIT = "threadline.before_commit"
 
 
+# The session ``Database.transaction`` hands out, named for the layers above storage: the web layer
+# passes it from a transaction to the reads and actions it calls and never imports SQLAlchemy itself.
+Session = AsyncSession
+
+
 def mark_written(session: AsyncSession, what: str) -> None:
     """Note that this transaction wrote something a worker waits for ("events", "jobs", "inbox")."""
     session.info.setdefault(WRITTEN, set()).add(what)

@@ -38,9 +38,9 @@ if TYPE_CHECKING:  # types only: the plugins package sits below the storage and 
     from fastapi import APIRouter
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from threadline.actions.permissions import Actor
     from threadline.actions.scheduler import Claimed
     from threadline.db.models import ChannelInstanceRow
+    from threadline.domain.access import Actor
 
 P = ParamSpec("P")
 T = TypeVar("T")

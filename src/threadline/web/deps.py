@@ -4,26 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import Depends, Request, Response
 
-from threadline.actions import auth as auth_actions
-from threadline.actions.permissions import Actor
-from threadline.db.models import UserRow
-from threadline.db.repos import users as users_repo
-from threadline.db.types import utcnow
+from threadline.domain.access import Actor
 from threadline.domain.errors import DomainError, PermissionDenied
 from threadline.domain.users import Role
+from threadline.queries.auth import NotAuthenticated, authenticate  # noqa: F401 - NotAuthenticated re-exported
 from threadline.services import Services
 
 SESSION_COOKIE = "tl_session"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-
-
-class NotAuthenticated(DomainError):
-    status = 401
-    code = "not_authenticated"
 
 
 class CsrfFailed(DomainError):
@@ -38,10 +29,14 @@ async def get_services(request: Request) -> Services:  # async: a sync dependenc
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def build_actor(session: AsyncSession, user: UserRow, via_token: bool) -> Actor:
-    return Actor(user_id=user.id, role=Role(user.role), name=user.name,
-                 queue_ids=await users_repo.queue_ids_of(session, user.id),
-                 team_ids=await users_repo.team_ids_of(session, user.id), via_token=via_token)
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def set_session_cookie(response: Response, services, token: str) -> None:  # type: ignore[no-untyped-def]
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax",
+                        secure=services.settings.secure_cookies,
+                        max_age=services.settings.session_ttl_hours * 3600, path="/")
 
 
 def bearer_token(request: Request) -> str | None:
@@ -49,23 +44,6 @@ def bearer_token(request: Request) -> str | None:
     if auth.lower().startswith("bearer "):
         return auth[7:].strip() or None
     return None
-
-
-async def authenticate(services: Services, *, token: str | None = None,
-                       cookie: str | None = None) -> tuple[Actor, str | None]:
-    """Return the actor and, for a cookie session, its CSRF token."""
-    async with services.db.transaction(write=False) as session:
-        if token:
-            user = await auth_actions.token_user(session, token)
-            if user is None:
-                raise NotAuthenticated("the API token is unknown or revoked")
-            return await build_actor(session, user, True), None
-        if cookie:
-            found = await auth_actions.session_user(session, cookie, utcnow())
-            if found is not None:
-                user, row = found
-                return await build_actor(session, user, False), row.csrf_token
-    raise NotAuthenticated("log in, or send an API token as 'Authorization: Bearer <token>'")
 
 
 async def current_actor(request: Request, services: ServicesDep) -> Actor:

@@ -31,13 +31,7 @@ QUEUE_MAX = 5000
 
 
 def audience_includes(actor: Actor, audience: dict[str, Any]) -> bool:
-    if actor.sees_everything and audience.get("supervisors", True):
-        return True
-    if actor.user_id in audience.get("users", ()):
-        return True
-    if any(q in actor.queue_ids for q in audience.get("queues", ())):
-        return True
-    return any(t in actor.team_ids for t in audience.get("teams", ()))
+    return actor.visibility.allows(audience)  # the one access rule: domain/access.py
 
 
 @dataclass(eq=False)

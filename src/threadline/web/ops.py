@@ -8,8 +8,8 @@ from importlib.resources import files
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
+from threadline.db.repos import common as common_repo
 from threadline.web.deps import ServicesDep, bearer_token
 from threadline.web.errors import problem
 
@@ -27,7 +27,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
         async with services.db.transaction(write=False) as session:
-            await session.execute(text("SELECT 1"))
+            await common_repo.ping(session)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"error: {exc.__class__.__name__}"

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions import conversations as conversation_actions
 from threadline.actions.events import emit
-from threadline.actions.permissions import Actor
 from threadline.db.repos import conversations as conv_repo
 from threadline.db.repos import routing as repo
+from threadline.domain.access import Actor
 from threadline.domain.errors import Conflict, NotFound, PermissionDenied
 from threadline.domain.events import Audience
 from threadline.domain.routing import DEFAULT_CAPACITY, Task
@@ -96,11 +96,11 @@ async def pick_task(session: AsyncSession, actor: Actor, conversation_id: int, n
     offer = await repo.open_offer_for(session, conversation_id)  # offer, then task: the order everyone locks in
     task = await repo.get_task(session, conversation_id, for_update=True)
     if task is None or task.status not in ("waiting", "offered"):
-        if task is None or not actor.sees_everything and task.queue_id not in actor.queue_ids:
+        if task is None or not actor.visibility.serves(task.queue_id):
             raise NotFound(f"conversation {conversation_id} is not waiting in a queue")
         raise Conflict(f"conversation {conversation_id} is already {task.status}")
     origin = task.task.get("origin_queue_id")
-    if not actor.sees_everything and task.queue_id not in actor.queue_ids and origin not in actor.queue_ids:
+    if not actor.visibility.may_pick(task.queue_id, origin if isinstance(origin, int) else None):
         raise PermissionDenied(f"you do not serve the queue of conversation {conversation_id}")
     rec = await repo.roster(session, [actor.user_id])
     capacity = rec[0].agent().capacity if rec else dict(DEFAULT_CAPACITY)
@@ -124,10 +124,10 @@ async def end_wrap_up(session: AsyncSession, actor: Actor, conversation_id: int,
     now = time.time() if now is None else now
     task = await repo.get_task(session, conversation_id, for_update=True)
     if task is None or task.status != "wrapping" or task.agent_id is None:
-        if task is None or not (actor.sees_everything or task.agent_id == actor.user_id):
+        if task is None or not actor.visibility.sees_task(None, task.agent_id):
             raise NotFound(f"conversation {conversation_id} is not in wrap-up")
         raise Conflict(f"conversation {conversation_id} is not in wrap-up: it is {task.status}")
-    if task.agent_id != actor.user_id and not actor.sees_everything:
+    if not actor.visibility.sees_task(None, task.agent_id):
         raise NotFound(f"conversation {conversation_id} is not in wrap-up")
     if task.wrap_end_requested_at is not None:
         raise Conflict(f"the wrap-up of conversation {conversation_id} is already ending")

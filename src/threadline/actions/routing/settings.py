@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions import users as user_actions
 from threadline.actions.events import emit
-from threadline.actions.permissions import Actor
 from threadline.db.repos import routing as repo
 from threadline.db.repos import users as users_repo
+from threadline.domain.access import Actor
 from threadline.domain.errors import NotFound, ValidationFailed
 from threadline.domain.events import Audience
 from threadline.domain.queues import QueueSettings

@@ -7,13 +7,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.actions.permissions import Actor
 from threadline.channels.base import RawRequest
 from threadline.channels.email import repo
 from threadline.channels.email.adapter import EmailChannel
 from threadline.db.models import ChannelInstanceRow, InboxItemRow
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import conversations as conv_repo
+from threadline.domain.access import Actor
 from threadline.domain.errors import NotFound
 from threadline.domain.ids import Id
 from threadline.plugins.host import Host

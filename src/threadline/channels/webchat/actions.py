@@ -6,9 +6,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.conversations import audience_for
 from threadline.actions.events import emit
-from threadline.actions.permissions import Actor
 from threadline.channels.webchat import repo
 from threadline.db.repos import conversations as conv_repo
+from threadline.domain.access import Actor
 from threadline.domain.errors import NotFound
 from threadline.domain.events import ConversationTyping, MessageStatusChanged
 

@@ -5,12 +5,17 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.domain.errors import ValidationFailed
 from threadline.domain.ids import is_id
+
+
+async def ping(session: AsyncSession) -> None:
+    """One round trip to the database (readiness checks)."""
+    await session.execute(text("SELECT 1"))
 
 
 def insert_ignore(session: AsyncSession, table: Any, values: dict[str, Any]) -> Any:

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, case, exists, func, not_, or_, select
+from sqlalchemy import ColumnElement, case, exists, func, not_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.db.models import ContactRow, ConversationRow, IdentityRow
+from threadline.db.repos.access import conversation_where
 from threadline.db.repos.common import decode_cursor, encode_cursor
+from threadline.domain.access import Visibility
 from threadline.domain.contacts import IdentityValue
 from threadline.domain.errors import ValidationFailed
 
@@ -75,20 +77,15 @@ async def names_of(session: AsyncSession, contact_ids: Sequence[int]) -> dict[in
     return {cid: name for cid, name in rows.all()}
 
 
-Viewer = tuple[int, Sequence[int], Sequence[int]]  # (user id, queue ids, team ids) of an agent
+def _sees(viewer: Visibility) -> ColumnElement[bool]:
+    """The actor sees this conversation (the rule of domain/access.py, in SQL)."""
+    seen = conversation_where(viewer)
+    return true() if seen is None else seen
 
 
-def _sees(viewer: Viewer) -> ColumnElement[bool]:
-    """The agent sees this conversation: assigned to them, in one of their queues or teams."""
-    user_id, queue_ids, team_ids = viewer
-    c = ConversationRow
-    return or_(c.assignee_id == user_id, c.queue_id.in_(list(queue_ids) or [-1]),
-               c.team_id.in_(list(team_ids) or [-1]))
-
-
-async def conversation_visibility(session: AsyncSession, contact_ids: Sequence[int], viewer: Viewer
+async def conversation_visibility(session: AsyncSession, contact_ids: Sequence[int], viewer: Visibility
                                   ) -> dict[int, tuple[int, int]]:
-    """Per contact: (its conversations, those the agent sees); contacts without any are (0, 0)."""
+    """Per contact: (its conversations, those the actor sees); contacts without any are (0, 0)."""
     out = {cid: (0, 0) for cid in contact_ids}
     if not contact_ids:
         return out
@@ -101,13 +98,13 @@ async def conversation_visibility(session: AsyncSession, contact_ids: Sequence[i
 
 
 async def search_contacts(
-    session: AsyncSession, q: str | None, cursor: str | None, limit: int, viewer: Viewer | None = None
+    session: AsyncSession, q: str | None, cursor: str | None, limit: int, viewer: Visibility | None = None
 ) -> tuple[Sequence[ContactRow], str | None]:
     """Contacts by name or identity, newest first; for an agent (``viewer``) only those they may see: one
     of their conversations is visible to them, or they have none yet."""
     stmt = (select(ContactRow).where(ContactRow.merged_into_id.is_(None))  # merged ones live on in their target
             .order_by(ContactRow.id.desc()).limit(limit + 1))
-    if viewer is not None:
+    if viewer is not None and viewer.limited:
         c = ConversationRow
         stmt = stmt.where(or_(exists().where(c.contact_id == ContactRow.id, _sees(viewer)),
                               not_(exists().where(c.contact_id == ContactRow.id))))

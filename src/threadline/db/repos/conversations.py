@@ -8,7 +8,9 @@ from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.db.models import ConversationLabelRow, ConversationRow, MessageRow
+from threadline.db.repos.access import conversation_where
 from threadline.db.repos.common import decode_cursor, encode_cursor
+from threadline.domain.access import Visibility
 
 
 @dataclass
@@ -22,8 +24,8 @@ class ConversationFilter:
     label: str | None = None
     priority: list[str] = field(default_factory=list)
     channel_instance_id: int | None = None
-    # Visibility for agents: assigned to them, or in one of their queues or teams. None = everything.
-    visible_to: tuple[int, list[int], list[int]] | None = None
+    # What the caller may see (domain/access.py; None or a supervisor's: everything).
+    visible_to: Visibility | None = None
 
 
 async def get_conversation(session: AsyncSession, conversation_id: int, *, for_update: bool = False
@@ -111,10 +113,8 @@ async def list_conversations(
             exists().where(MessageRow.conversation_id == c.id,
                            MessageRow.channel_instance_id == flt.channel_instance_id)
         )
-    if flt.visible_to is not None:
-        user_id, queue_ids, team_ids = flt.visible_to
-        stmt = stmt.where(or_(c.assignee_id == user_id, c.queue_id.in_(queue_ids or [-1]),
-                              c.team_id.in_(team_ids or [-1])))
+    if (seen := conversation_where(flt.visible_to)) is not None:
+        stmt = stmt.where(seen)
     if cursor:
         at, last_id = decode_cursor(cursor, 2)
         try:

@@ -17,8 +17,10 @@ from threadline.db.models import (
     ConversationRow,
     MessageRow,
 )
+from threadline.db.repos.access import conversation_where
 from threadline.db.repos.common import decode_cursor, encode_cursor
 from threadline.db.repos.conversations import ConversationFilter
+from threadline.domain.access import Visibility
 from threadline.domain.errors import ValidationFailed
 
 # The "Open" view: what needs an agent. Snoozed conversations are out of it until they wake (their own
@@ -48,9 +50,8 @@ def _conditions(flt: ConversationFilter, q: str | None) -> list[Any]:
     if flt.channel_instance_id is not None:
         cond.append(exists().where(MessageRow.conversation_id == c.id,
                                    MessageRow.channel_instance_id == flt.channel_instance_id))
-    if flt.visible_to is not None:
-        user_id, queue_ids, team_ids = flt.visible_to
-        cond.append(or_(c.assignee_id == user_id, c.queue_id.in_(queue_ids or [-1]), c.team_id.in_(team_ids or [-1])))
+    if (seen := conversation_where(flt.visible_to)) is not None:
+        cond.append(seen)
     if q and q.strip():
         needle = q.strip().lower()
         like = f"%{needle.replace('%', '').replace('_', '')}%"
@@ -93,7 +94,7 @@ async def count_conversations(session: AsyncSession, flt: ConversationFilter) ->
     return int((await session.execute(stmt)).scalar_one())
 
 
-async def open_counts_by_queue(session: AsyncSession, visible_to: tuple[int, list[int], list[int]] | None
+async def open_counts_by_queue(session: AsyncSession, visible_to: Visibility | None
                                ) -> dict[int | None, int]:
     flt = ConversationFilter(status=list(OPEN_STATUSES), visible_to=visible_to)
     stmt = (select(ConversationRow.queue_id, func.count()).where(*_conditions(flt, None))

@@ -6,47 +6,20 @@ from fastapi import APIRouter, Request, Response
 
 from threadline.actions import auth as auth_actions
 from threadline.db.repos import auth as auth_repo
-from threadline.domain.errors import DomainError, ValidationFailed
+from threadline.domain.errors import ValidationFailed
+from threadline.queries import auth as auth_queries
+from threadline.queries.users import user_out
 from threadline.web.api.schemas import Id, LoginIn, MeOut, TokenCreated, TokenIn, TokenOut
-from threadline.web.api.users import user_out
-from threadline.web.deps import SESSION_COOKIE, CurrentActor, ServicesDep
+from threadline.web.deps import SESSION_COOKIE, CurrentActor, ServicesDep, client_ip, set_session_cookie
 from threadline.web.errors import problem
 
 router = APIRouter(tags=["auth"])
 
 
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else ""
-
-
-async def do_login(services, email: str, password: str, request: Request  # type: ignore[no-untyped-def]
-                   ) -> tuple[int, str, str]:
-    """Check throttling and the password; the attempt is recorded even when it fails."""
-    s = services.settings
-    error: DomainError | None = None
-    async with services.db.transaction(write=True) as session:
-        await auth_actions.check_throttle(session, email.strip().lower(), client_ip(request), s.login_max_failures,
-                                          s.login_window_seconds, s.login_max_failures_per_ip)
-        try:
-            user, token, row = await auth_actions.login(
-                session, email=email, password=password, ip=client_ip(request),
-                user_agent=request.headers.get("user-agent", ""), ttl_hours=s.session_ttl_hours)
-        except auth_actions.LoginFailed as exc:
-            error = exc
-    if error is not None:
-        raise error
-    return user.id, token, row.csrf_token
-
-
-def set_session_cookie(response: Response, services, token: str) -> None:  # type: ignore[no-untyped-def]
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax",
-                        secure=services.settings.secure_cookies,
-                        max_age=services.settings.session_ttl_hours * 3600, path="/")
-
-
 @router.post("/auth/login", response_model=MeOut, summary="Log in; sets the session cookie")
 async def login(body: LoginIn, request: Request, response: Response, services: ServicesDep) -> MeOut:
-    user_id, token, csrf = await do_login(services, body.email, body.password, request)
+    user_id, token, csrf = await auth_queries.login(services, body.email, body.password, client_ip(request),
+                                                   request.headers.get("user-agent", ""))
     set_session_cookie(response, services, token)
     async with services.db.transaction(write=False) as session:
         out = await user_out(session, user_id)

@@ -22,7 +22,7 @@ async def list_contacts(actor: CurrentActor, services: ServicesDep,
                         cursor: str | None = Query(default=None, max_length=500),
                         limit: int = Query(default=25, ge=1, le=100)) -> ContactPage:
     async with services.db.transaction(write=False, offload=bool(q)) as session:  # a LIKE scan: off the loop
-        rows, nxt = await repo.search_contacts(session, q, cursor, limit, actor.viewer)
+        rows, nxt = await repo.search_contacts(session, q, cursor, limit, actor.visibility)
         return ContactPage(items=await contact_views(session, rows), next_cursor=nxt)
 
 

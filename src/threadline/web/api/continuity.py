@@ -123,7 +123,7 @@ async def list_suggestions(actor: CurrentActor, services: ServicesDep, contact_i
         if contact_id is not None:
             await visible_contact(session, actor, contact_id)
         rows = await repo.suggestions_for(session, contact_id, status)
-        if actor.viewer is not None:  # an agent: the suggestions about a contact they see
+        if actor.visibility.limited:  # an agent: the suggestions about a contact they see
             seen = await visible_contact_ids(session, actor, sorted({c for r in rows
                                                                      for c in (r.contact_id, r.other_contact_id)}))
             rows = [r for r in rows if r.contact_id in seen or r.other_contact_id in seen]

@@ -49,7 +49,7 @@ async def list_conversations(
         status=[s.value for s in status or []], priority=[p.value for p in priority or []], queue_id=queue_id,
         assignee_id=assignee_id, unassigned=unassigned, team_id=team_id, contact_id=contact_id,
         label=label.strip().lower() if label else None, channel_instance_id=channel_instance_id,
-        visible_to=None if actor.sees_everything else (actor.user_id, actor.queue_ids, actor.team_ids),
+        visible_to=actor.visibility,
     )
     async with services.db.transaction(write=False) as session:
         rows, nxt = await repo.list_conversations(session, flt, cursor, limit)

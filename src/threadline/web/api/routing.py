@@ -1,11 +1,10 @@
 """Routing (ACD): answer offers, pick from a queue, see queues/agents/tasks, edit routing settings.
 
-Reads come from the database (the routing worker persists positions and wait estimates every few
-seconds), so any process answers them, whichever one is the routing leader."""
+The reads (queues, figures, agents, tasks) are ``threadline.queries.routing``: the desk's live board
+calls the same functions."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -14,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from threadline.actions import routing as routing_actions
 from threadline.db.repos import routing as repo
 from threadline.db.repos import users as users_repo
-from threadline.domain.errors import NotFound, ValidationFailed
+from threadline.domain.errors import NotFound
 from threadline.domain.routing.events import WrapUp
-from threadline.domain.routing.records import StoredTask, instant
 from threadline.domain.routing.settings import EngineSettings, QueueRouting
+from threadline.queries import routing as routing_queries
+from threadline.queries.routing import AgentSummary, QueueFiguresOut, QueueSummary, TaskOut
 from threadline.web.api.schemas import Id
 from threadline.web.deps import AdminActor, CurrentActor, ServicesDep, SupervisorActor
 
@@ -47,63 +47,6 @@ class AgentProfileIn(_In):
     blocked_by: dict[str, list[str]] | None = None
 
 
-class QueueSummary(BaseModel):
-    id: int
-    name: str
-    waiting: int
-    offered: int
-    assigned: int
-    wrapping: int
-    unroutable: int
-    longest_wait_seconds: float
-    sla_answer_seconds: int
-    sla_target_percent: float
-    agents_available: int
-    agents_total: int
-
-
-class QueueFiguresOut(BaseModel):
-    """A queue's contacts since ``since``: service level = answered within the answer target /
-    (answered + abandoned); ASA = mean wait of answered; AHT = mean handle time (talk + wrap-up)."""
-
-    queue_id: int
-    since: float
-    answered: int
-    answered_within_target: int
-    abandoned: int
-    cancelled: int
-    transferred: int
-    handled: int
-    service_level_percent: float | None
-    asa_seconds: float | None
-    aht_seconds: float | None
-    abandonment_percent: float | None
-    longest_answered_wait_seconds: float
-
-
-class AgentSummary(BaseModel):
-    id: int
-    name: str
-    presence: str
-    queue_ids: list[int]
-    capacity: dict[str, int]
-    load: dict[str, int]
-    open_offers: int
-
-
-class TaskOut(BaseModel):
-    conversation_id: int
-    queue_id: int
-    channel: str
-    status: str
-    agent_id: int | None
-    waited_seconds: float
-    priority: int
-    position: int | None
-    estimated_wait_seconds: float | None
-    unroutable_reason: str | None
-
-
 class OfferOut(BaseModel):
     offer_id: int
     conversation_id: int
@@ -112,47 +55,10 @@ class OfferOut(BaseModel):
     expires_at: float
 
 
-def _task_out(row: StoredTask, now: datetime) -> TaskOut:
-    return TaskOut(conversation_id=row.conversation_id, queue_id=row.queue_id, channel=row.channel, status=row.status,
-                   agent_id=row.agent_id, waited_seconds=round(max(0.0, (now - row.enqueued_at).total_seconds()), 1),
-                   priority=int(row.task.get("priority", 0)), position=row.position,
-                   estimated_wait_seconds=row.ewt_seconds, unroutable_reason=row.note or None)
-
-
 @router.get("/queues", response_model=list[QueueSummary], summary="Queues with waiting tasks and agents (supervisors)")
 async def queues(actor: SupervisorActor, services: ServicesDep) -> list[QueueSummary]:
-    now = datetime.now(UTC)
     async with services.db.transaction(write=False) as session:
-        records = await repo.queues(session)
-        counts = await repo.queue_counts(session)
-        roster = await repo.roster(session)
-    out = []
-    for r in records:
-        c = counts.get(r.id, {})
-        members = [a for a in roster if r.id in a.queue_ids]
-        settings, _ = routing_actions.queue_parts(r)
-        oldest = c.get("oldest")
-        out.append(QueueSummary(
-            id=r.id, name=r.name, waiting=c.get("waiting", 0), offered=c.get("offered", 0),
-            assigned=c.get("assigned", 0), wrapping=c.get("wrapping", 0), unroutable=c.get("unroutable", 0),
-            longest_wait_seconds=round((now - oldest).total_seconds(), 1) if oldest is not None else 0.0,
-            sla_answer_seconds=settings.sla.answer_seconds, sla_target_percent=settings.sla.service_level_percent,
-            agents_available=sum(1 for a in members if a.presence == "available"), agents_total=len(members)))
-    return out
-
-
-def _pct(v: float | None) -> float | None:
-    return round(100 * v, 1) if v is not None else None
-
-
-def _figures_out(f: repo.QueueFigures, since: datetime) -> QueueFiguresOut:
-    return QueueFiguresOut(
-        queue_id=f.queue_id, since=since.timestamp(), answered=f.answered, answered_within_target=f.answered_within,
-        abandoned=f.abandoned, cancelled=f.cancelled, transferred=f.transferred, handled=f.handled,
-        service_level_percent=_pct(f.service_level),
-        asa_seconds=round(f.asa_seconds, 1) if f.asa_seconds is not None else None,
-        aht_seconds=round(f.aht_seconds, 1) if f.aht_seconds is not None else None,
-        abandonment_percent=_pct(f.abandonment), longest_answered_wait_seconds=round(f.longest_answered_wait, 1))
+        return await routing_queries.queue_summaries(session)
 
 
 @router.get("/figures", response_model=list[QueueFiguresOut],
@@ -164,32 +70,14 @@ async def figures(actor: SupervisorActor, services: ServicesDep,
                   until: float | None = Query(default=None, ge=0, le=_LAST_SECOND,
                                               description="Unix seconds; default: now")
                   ) -> list[QueueFiguresOut]:
-    now = datetime.now(UTC)
-    if until is not None and since is None:
-        raise ValidationFailed("give since with until (without both, the figures are today's)", field="since")
-    if since is not None and until is not None and until <= since:
-        raise ValidationFailed("until must be after since", field="until")
     async with services.db.transaction(write=False) as session:
-        records = await repo.queues(session)
-        if since is None:
-            found = await routing_actions.today_figures(session, now)
-            starts = {r.id: routing_actions.local_midnight(now, routing_actions.queue_parts(r)[0].hours.timezone)
-                      for r in records}
-        else:
-            found = await repo.queue_figures(session, instant(since), instant(until) if until is not None else None)
-            starts = {r.id: instant(since) for r in records}
-    return [_figures_out(found.get(r.id, repo.QueueFigures(queue_id=r.id)), starts[r.id]) for r in records]
+        return await routing_queries.queue_figures(session, since, until)
 
 
 @router.get("/agents", response_model=list[AgentSummary], summary="Agents by state, with their load (supervisors)")
 async def agents(actor: SupervisorActor, services: ServicesDep) -> list[AgentSummary]:
     async with services.db.transaction(write=False) as session:
-        roster = await repo.roster(session)
-        loads = await repo.loads(session)
-        offers = await repo.offer_counts(session)
-    return [AgentSummary(id=a.id, name=a.name, presence=a.presence, queue_ids=a.queue_ids,
-                         capacity=dict(a.agent().capacity), load=loads.get(a.id, {}),
-                         open_offers=offers.get(a.id, 0)) for a in roster]
+        return await routing_queries.agent_summaries(session)
 
 
 @router.put("/agents/{user_id}", status_code=204, summary="Set an agent's slots per channel class (supervisors)")
@@ -203,21 +91,15 @@ async def set_agent(user_id: Id, body: AgentProfileIn, actor: SupervisorActor, s
 async def tasks(actor: CurrentActor, services: ServicesDep, queue_id: Id | None = None,
                 status: str | None = Query(default=None, pattern="^(waiting|offered|assigned|wrapping)$"),
                 limit: int = Query(default=100, ge=1, le=1000)) -> list[TaskOut]:
-    now = datetime.now(UTC)
     async with services.db.transaction(write=False) as session:
-        rows = await repo.tasks(session, queue_id, status, limit)
-    return [_task_out(r, now) for r in rows if actor.sees_everything or r.queue_id in actor.queue_ids
-            or r.agent_id == actor.user_id]
+        return await routing_queries.visible_tasks(session, actor.visibility, queue_id, status, limit)
 
 
 @router.get("/tasks/{conversation_id}", response_model=TaskOut,
             summary="A conversation's place in its queue and estimated wait")
 async def task(conversation_id: Id, actor: CurrentActor, services: ServicesDep) -> TaskOut:
     async with services.db.transaction(write=False) as session:
-        row = await repo.get_task(session, conversation_id)
-    if row is None or not (actor.sees_everything or row.queue_id in actor.queue_ids or row.agent_id == actor.user_id):
-        raise NotFound(f"conversation {conversation_id} is not in a queue")
-    return _task_out(row, datetime.now(UTC))
+        return await routing_queries.visible_task(session, actor.visibility, conversation_id)
 
 
 @router.post("/tasks/{conversation_id}/pick", status_code=204, summary="Take a waiting conversation by hand")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from threadline.domain.events import ContactView, ConversationView, MessageView
 from threadline.domain.ids import Id, IdOrZero  # noqa: F401 - the bounded id types, re-exported for the routes
+from threadline.queries.users import QueueOut, TeamOut, UserOut  # noqa: F401 - read models, re-exported
 
 
 class In(BaseModel):
@@ -18,21 +19,6 @@ class In(BaseModel):
 class LoginIn(In):
     email: str = Field(max_length=320)
     password: str = Field(max_length=1024)
-
-
-class UserOut(BaseModel):
-    id: int
-    email: str
-    name: str
-    role: str
-    skills: dict[str, int]
-    languages: list[str]
-    team_ids: list[int]
-    queue_ids: list[int]
-    presence: str
-    presence_reason: str
-    presence_since: datetime | None
-    active: bool
 
 
 class MeOut(UserOut):
@@ -73,12 +59,6 @@ class TeamIn(In):
     name: str = Field(min_length=1, max_length=100)
 
 
-class TeamOut(BaseModel):
-    id: int
-    name: str
-    member_ids: list[int]
-
-
 class QueueIn(In):
     name: str = Field(min_length=1, max_length=100)
     team_id: Id | None = None
@@ -89,14 +69,6 @@ class QueueUpdate(In):
     name: str | None = Field(default=None, max_length=100)
     team_id: Id | None = None
     settings: dict[str, Any] | None = None
-
-
-class QueueOut(BaseModel):
-    id: int
-    name: str
-    team_id: int | None
-    settings: dict[str, Any]
-    member_ids: list[int]
 
 
 class ChannelIn(In):

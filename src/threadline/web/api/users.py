@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions import users as user_actions
-from threadline.db.models import QueueRow, UserRow
 from threadline.db.repos import users as repo
 from threadline.domain.errors import NotFound, PermissionDenied
+from threadline.queries.users import queue_out, queues_out, team_out, user_out, users_out
 from threadline.web.api.schemas import (
     Id,
     PasswordIn,
@@ -27,26 +26,10 @@ from threadline.web.deps import AdminActor, CurrentActor, ServicesDep
 router = APIRouter()
 
 
-def _user(row: UserRow, team_ids: list[int], queue_ids: list[int]) -> UserOut:
-    return UserOut(id=row.id, email=row.email, name=row.name, role=row.role, skills=row.skills or {},
-                   languages=row.languages or [], team_ids=sorted(team_ids), queue_ids=sorted(queue_ids),
-                   presence=row.presence, presence_reason=row.presence_reason, presence_since=row.presence_since,
-                   active=row.active)
-
-
-async def user_out(session: AsyncSession, user_id: int) -> UserOut:
-    row = await repo.get_user(session, user_id)
-    if row is None:
-        raise NotFound(f"user {user_id} does not exist")
-    return _user(row, await repo.team_ids_of(session, user_id), await repo.queue_ids_of(session, user_id))
-
-
 @router.get("/users", response_model=list[UserOut], tags=["users"])
 async def list_users(actor: CurrentActor, services: ServicesDep) -> list[UserOut]:
     async with services.db.transaction(write=False) as session:
-        rows = await repo.list_users(session)
-        teams, queues = await repo.memberships(session)
-    return [_user(r, teams.get(r.id, []), queues.get(r.id, [])) for r in rows]
+        return await users_out(session)
 
 
 @router.post("/users", response_model=UserOut, status_code=201, tags=["users"])
@@ -90,7 +73,7 @@ async def set_presence(body: PresenceIn, actor: CurrentActor, services: Services
 @router.get("/teams", response_model=list[TeamOut], tags=["teams"])
 async def list_teams(actor: CurrentActor, services: ServicesDep) -> list[TeamOut]:
     async with services.db.transaction(write=False) as session:
-        return [TeamOut(id=t.id, name=t.name, member_ids=await repo.team_member_ids(session, t.id))
+        return [await team_out(session, t)
                 for t in await repo.list_teams(session)]
 
 
@@ -107,40 +90,34 @@ async def get_team(team_id: Id, actor: CurrentActor, services: ServicesDep) -> T
         team = await repo.get_team(session, team_id)
         if team is None:
             raise NotFound(f"team {team_id} does not exist")
-        return TeamOut(id=team.id, name=team.name, member_ids=await repo.team_member_ids(session, team.id))
-
-
-async def _queue_out(session: AsyncSession, q: QueueRow) -> QueueOut:
-    return QueueOut(id=q.id, name=q.name, team_id=q.team_id, settings=q.settings or {},
-                    member_ids=await repo.queue_member_ids(session, q.id))
+        return await team_out(session, team)
 
 
 @router.get("/queues", response_model=list[QueueOut], tags=["queues"],
             summary="Queues (agents see the queues they serve; supervisors all)")
 async def list_queues(actor: CurrentActor, services: ServicesDep) -> list[QueueOut]:
     async with services.db.transaction(write=False) as session:
-        rows = await repo.list_queues(session, None if actor.sees_everything else actor.queue_ids)
-        return [await _queue_out(session, q) for q in rows]
+        return await queues_out(session, actor.visibility)
 
 
 @router.post("/queues", response_model=QueueOut, status_code=201, tags=["queues"])
 async def create_queue(body: QueueIn, actor: AdminActor, services: ServicesDep) -> QueueOut:
     async with services.db.transaction(write=True) as session:
         q = await user_actions.create_queue(session, body.name, body.settings, body.team_id)
-        return await _queue_out(session, q)
+        return await queue_out(session, q)
 
 
 @router.get("/queues/{queue_id}", response_model=QueueOut, tags=["queues"])
 async def get_queue(queue_id: Id, actor: CurrentActor, services: ServicesDep) -> QueueOut:
     async with services.db.transaction(write=False) as session:
         q = await repo.get_queue(session, queue_id)
-        if q is None or not (actor.sees_everything or q.id in actor.queue_ids):
+        if q is None or not actor.visibility.serves(q.id):
             raise NotFound(f"queue {queue_id} does not exist")
-        return await _queue_out(session, q)
+        return await queue_out(session, q)
 
 
 @router.patch("/queues/{queue_id}", response_model=QueueOut, tags=["queues"])
 async def update_queue(queue_id: Id, body: QueueUpdate, actor: AdminActor, services: ServicesDep) -> QueueOut:
     async with services.db.transaction(write=True) as session:
         q = await user_actions.update_queue(session, queue_id, **body.model_dump(exclude_unset=True))
-        return await _queue_out(session, q)
+        return await queue_out(session, q)

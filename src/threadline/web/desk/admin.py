@@ -18,27 +18,26 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import SecretStr
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions import canned as canned_actions
 from threadline.actions import channels as channel_actions
 from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
-from threadline.actions.permissions import Actor
 from threadline.channels.base import ChannelAdapter, ConnectHint
 from threadline.channels.registry import adapters, get_adapter_class
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import desk as desk_repo
 from threadline.db.repos import routing as routing_repo
 from threadline.db.repos import users as users_repo
+from threadline.db.session import Session
 from threadline.db.types import utcnow
+from threadline.domain.access import Actor
 from threadline.domain.errors import DomainError, NotFound, ValidationFailed
 from threadline.domain.events import EVENT_NAMES
-from threadline.domain.ids import parse_id
+from threadline.domain.ids import Id, parse_id
 from threadline.domain.users import Role, parse_skill_spec
-from threadline.web.api import routing as routing_api
-from threadline.web.api.channels import check_channel_settings, check_destinations
-from threadline.web.api.schemas import Id
+from threadline.queries import routing as routing_queries
+from threadline.queries.channels import check_channel_settings, check_destinations
 from threadline.web.deps import ServicesDep
 from threadline.web.desk.common import actor_or_none, render
 from threadline.webhooks import actions as webhook_actions
@@ -68,7 +67,7 @@ async def _guard(request: Request, services: ServicesDep) -> tuple[Actor, str]:
 
 
 async def _page(request: Request, services: ServicesDep, section: str,
-                build: Callable[[AsyncSession, Actor], Awaitable[dict[str, Any]]]) -> Response:
+                build: Callable[[Session, Actor], Awaitable[dict[str, Any]]]) -> Response:
     try:
         actor, csrf = await _guard(request, services)
     except _Denied as denied:
@@ -83,7 +82,7 @@ async def _page(request: Request, services: ServicesDep, section: str,
 
 
 async def _post(request: Request, services: ServicesDep, back: str,
-                run: Callable[[AsyncSession, Actor, Any], Awaitable[str]],
+                run: Callable[[Session, Actor, Any], Awaitable[str]],
                 before: Callable[[Any], Awaitable[None]] | None = None) -> Response:
     """Check admin + CSRF, run the action in a transaction, redirect back with a message. ``before`` checks
     the form outside the transaction (what takes time, such as resolving a host name)."""
@@ -119,7 +118,7 @@ async def admin_home() -> Response:
 
 # --- users ---------------------------------------------------------------------------------------------
 
-async def _users_ctx(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+async def _users_ctx(session: Session, actor: Actor) -> dict[str, Any]:
     teams_of, queues_of = await users_repo.memberships(session)
     return {"users": await users_repo.list_users(session), "teams": {t.id: t for t in await users_repo.list_teams(session)},
             "queues": {q.id: q for q in await users_repo.list_queues(session)}, "teams_of": teams_of,
@@ -133,7 +132,7 @@ async def users_page(request: Request, services: ServicesDep) -> Response:
 
 @router.get("/users/{user_id}")
 async def user_edit_page(user_id: Id, request: Request, services: ServicesDep) -> Response:
-    async def build(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+    async def build(session: Session, actor: Actor) -> dict[str, Any]:
         ctx = await _users_ctx(session, actor)
         ctx["edit"] = await users_repo.get_user(session, user_id)
         if ctx["edit"] is None:
@@ -162,7 +161,7 @@ def _skills(form: Any) -> dict[str, int]:
 
 @router.post("/users")
 async def user_create(request: Request, services: ServicesDep) -> Response:
-    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+    async def run(session: Session, actor: Actor, form: Any) -> str:
         user = await user_actions.create_user(
             session, email=str(form.get("email", "")), name=str(form.get("name", "")),
             role=str(form.get("role", "agent")), password=str(form.get("password") or "") or None,
@@ -173,7 +172,7 @@ async def user_create(request: Request, services: ServicesDep) -> Response:
 
 @router.post("/users/{user_id}")
 async def user_update(user_id: Id, request: Request, services: ServicesDep) -> Response:
-    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+    async def run(session: Session, actor: Actor, form: Any) -> str:
         if user_id == actor.user_id and (form.get("role") != "admin" or "active" not in form):
             raise ValidationFailed("you cannot demote or deactivate yourself", field="role")
         user = await user_actions.update_user(
@@ -188,7 +187,7 @@ async def user_update(user_id: Id, request: Request, services: ServicesDep) -> R
 
 # --- teams and queues -------------------------------------------------------------------------------------
 
-async def _teams_ctx(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+async def _teams_ctx(session: Session, actor: Actor) -> dict[str, Any]:
     teams = await users_repo.list_teams(session)
     return {"teams": teams, "members": {t.id: await users_repo.team_member_ids(session, t.id) for t in teams},
             "users": {u.id: u for u in await users_repo.list_users(session)}}
@@ -201,13 +200,13 @@ async def teams_page(request: Request, services: ServicesDep) -> Response:
 
 @router.post("/teams")
 async def team_create(request: Request, services: ServicesDep) -> Response:
-    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+    async def run(session: Session, actor: Actor, form: Any) -> str:
         team = await user_actions.create_team(session, str(form.get("name", "")))
         return f"Team {team.name} created"
     return await _post(request, services, "/admin/teams", run)
 
 
-async def _queues_ctx(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+async def _queues_ctx(session: Session, actor: Actor) -> dict[str, Any]:
     queues = await users_repo.list_queues(session)
     return {"queues": queues, "members": {q.id: await users_repo.queue_member_ids(session, q.id) for q in queues},
             "teams": {t.id: t for t in await users_repo.list_teams(session)},
@@ -238,7 +237,8 @@ async def _today_figures(actor: Actor, services: Any) -> list[Any]:
     hit = _figures_cache.get(id(services))
     if hit is not None and hit[1] is services and hit[0] > now:
         return hit[2]
-    figures = await routing_api.figures(actor, services, None, None)  # today
+    async with services.db.transaction(write=False) as session:
+        figures = await routing_queries.queue_figures(session)  # today
     for key in [k for k, (expires, _, _) in _figures_cache.items() if expires <= now]:
         del _figures_cache[key]  # stale entries (of apps gone, in tests) do not pile up
     _figures_cache[id(services)] = (now + FIGURES_TTL, services, figures)
@@ -250,9 +250,10 @@ async def _board(actor: Actor, services: Any) -> dict[str, Any]:
     AHT from the router's outcomes), agents by state, the longest waiting tasks.
     ``now_ts`` (Unix seconds) lets the page tick waits between redraws."""
     now = time.time()
-    queues = await routing_api.queues(actor, services)
-    agents = await routing_api.agents(actor, services)
-    waiting = await routing_api.tasks(actor, services, None, "waiting", 15)
+    async with services.db.transaction(write=False) as session:
+        queues = await routing_queries.queue_summaries(session)
+        agents = await routing_queries.agent_summaries(session)
+        waiting = await routing_queries.visible_tasks(session, actor.visibility, None, "waiting", 15)
     figures = {f.queue_id: f for f in await _today_figures(actor, services)}  # today, cached FIGURES_TTL s
     by_state: dict[str, int] = {}
     for a in agents:
@@ -273,7 +274,7 @@ async def live_page(request: Request, services: ServicesDep) -> Response:
         return denied.response
     board = await _board(actor, services)
 
-    async def build(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+    async def build(session: Session, actor: Actor) -> dict[str, Any]:
         return board
     return await _page(request, services, "live", build)
 
@@ -294,7 +295,7 @@ async def queues_page(request: Request, services: ServicesDep) -> Response:
 
 @router.post("/queues")
 async def queue_create(request: Request, services: ServicesDep) -> Response:
-    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+    async def run(session: Session, actor: Actor, form: Any) -> str:
         settings: dict[str, Any] = {}
         if str(form.get("skills_spec", "")).strip():
             settings["skills"] = parse_skill_spec(str(form["skills_spec"]))
@@ -307,7 +308,7 @@ async def queue_create(request: Request, services: ServicesDep) -> Response:
 
 @router.post("/queues/{queue_id}")
 async def queue_update(queue_id: Id, request: Request, services: ServicesDep) -> Response:
-    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+    async def run(session: Session, actor: Actor, form: Any) -> str:
         team_id = str(form.get("team_id", ""))
         queue = await user_actions.update_queue(
             session, queue_id, name=str(form.get("name", "")) or None,
@@ -321,7 +322,7 @@ async def queue_update(queue_id: Id, request: Request, services: ServicesDep) ->
 async def queue_routing(queue_id: Id, request: Request, services: ServicesDep) -> Response:
     """Routing settings of a queue: offers, wrap-up, sticky agent, escalation steps and business hours.
     Impossible settings (an overflow loop, skills nobody has) are refused with the reason."""
-    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+    async def run(session: Session, actor: Actor, form: Any) -> str:
         def number(key: str, label: str) -> float:
             try:
                 return float(str(form.get(key, "0")).strip() or 0)
@@ -434,7 +435,7 @@ def _connect_hint(kind: str, base_url: str, key: str) -> ConnectHint:
 async def channels_page(request: Request, services: ServicesDep) -> Response:
     kind = request.query_params.get("kind", "")
 
-    async def build(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+    async def build(session: Session, actor: Actor) -> dict[str, Any]:
         rows = await channels_repo.list_channels(session)
         installed = {k: cls.title for k, cls in sorted(adapters().items())}
         admin = actor.role is Role.ADMIN
@@ -455,7 +456,7 @@ async def channels_page(request: Request, services: ServicesDep) -> Response:
 
 @router.post("/channels")
 async def channel_create(request: Request, services: ServicesDep) -> Response:
-    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+    async def run(session: Session, actor: Actor, form: Any) -> str:
         kind = str(form.get("kind", ""))
         queue = str(form.get("default_queue_id", ""))
         row = await channel_actions.create_channel(
@@ -492,7 +493,7 @@ async def channel_test(request: Request, services: ServicesDep) -> Response:
 
 @router.post("/channels/{channel_id}/toggle")
 async def channel_toggle(channel_id: Id, request: Request, services: ServicesDep) -> Response:
-    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+    async def run(session: Session, actor: Actor, form: Any) -> str:
         row = await channels_repo.get_channel(session, channel_id)
         if row is None:
             raise NotFound(f"channel {channel_id} does not exist")
@@ -503,7 +504,7 @@ async def channel_toggle(channel_id: Id, request: Request, services: ServicesDep
 
 # --- canned responses ------------------------------------------------------------------------------------
 
-async def _canned_ctx(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+async def _canned_ctx(session: Session, actor: Actor) -> dict[str, Any]:
     return {"canned": await desk_repo.list_canned(session),
             "users": {u.id: u for u in await users_repo.list_users(session)}}
 
@@ -515,7 +516,7 @@ async def canned_page(request: Request, services: ServicesDep) -> Response:
 
 @router.post("/canned")
 async def canned_create(request: Request, services: ServicesDep) -> Response:
-    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+    async def run(session: Session, actor: Actor, form: Any) -> str:
         row = await canned_actions.create_canned(session, actor, shortcut=str(form.get("shortcut", "")),
                                                  title=str(form.get("title", "")), text=str(form.get("text", "")))
         return f"/{row.shortcut} saved"
@@ -524,7 +525,7 @@ async def canned_create(request: Request, services: ServicesDep) -> Response:
 
 @router.post("/canned/{canned_id}")
 async def canned_update(canned_id: Id, request: Request, services: ServicesDep) -> Response:
-    async def run(session: AsyncSession, actor: Actor, form: Any) -> str:
+    async def run(session: Session, actor: Actor, form: Any) -> str:
         if form.get("delete"):
             await canned_actions.delete_canned(session, actor, canned_id)
             return "Canned response deleted"
@@ -626,7 +627,7 @@ async def webhook_page(endpoint_id: Id, request: Request, services: ServicesDep)
 
 
 async def _webhook_post(request: Request, services: ServicesDep, back: str,
-                        run: Callable[[AsyncSession, Any], Awaitable[str]], check_url: bool = False) -> Response:
+                        run: Callable[[Session, Any], Awaitable[str]], check_url: bool = False) -> Response:
     try:
         _, form = await _admin_form(request, services, back)
     except _Denied as denied:
@@ -643,7 +644,7 @@ async def _webhook_post(request: Request, services: ServicesDep, back: str,
 
 @router.post("/webhooks/{endpoint_id}")
 async def webhook_update(endpoint_id: Id, request: Request, services: ServicesDep) -> Response:
-    async def run(session: AsyncSession, form: Any) -> str:
+    async def run(session: Session, form: Any) -> str:
         row = await webhook_actions.update_endpoint(session, endpoint_id, url=str(form.get("url", "")),
                                                     events=_webhook_events(form),
                                                     description=str(form.get("description", "")))
@@ -653,7 +654,7 @@ async def webhook_update(endpoint_id: Id, request: Request, services: ServicesDe
 
 @router.post("/webhooks/{endpoint_id}/toggle")
 async def webhook_toggle(endpoint_id: Id, request: Request, services: ServicesDep) -> Response:
-    async def run(session: AsyncSession, form: Any) -> str:
+    async def run(session: Session, form: Any) -> str:
         row = await webhooks_repo.get_endpoint(session, endpoint_id)
         if row is None:
             raise NotFound(f"webhook endpoint {endpoint_id} does not exist")
@@ -665,7 +666,7 @@ async def webhook_toggle(endpoint_id: Id, request: Request, services: ServicesDe
 
 @router.post("/webhooks/{endpoint_id}/delete")
 async def webhook_delete(endpoint_id: Id, request: Request, services: ServicesDep) -> Response:
-    async def run(session: AsyncSession, form: Any) -> str:
+    async def run(session: Session, form: Any) -> str:
         await webhook_actions.delete_endpoint(session, endpoint_id)
         return "Webhook deleted"
     return await _webhook_post(request, services, "/admin/webhooks", run)
@@ -716,7 +717,7 @@ async def webhook_redeliver(delivery_id: Id, request: Request, services: Service
     endpoint = str(request.query_params.get("endpoint", ""))
     back = f"/admin/webhooks/{endpoint}" if endpoint.isdigit() else "/admin/webhooks"
 
-    async def run(session: AsyncSession, form: Any) -> str:
+    async def run(session: Session, form: Any) -> str:
         row = await webhook_actions.redeliver(session, delivery_id, now=utcnow())
         return f"Delivery {row.id} queued again"
     return await _webhook_post(request, services, back, run)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,12 +10,9 @@ from typing import Any
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.actions.permissions import Actor
 from threadline.channels.registry import get_adapter_class
-from threadline.db.models import ContactRow, ConversationRow, RoutingTaskRow
+from threadline.domain.access import Actor
 from threadline.domain.errors import DomainError
 from threadline.services import Services
 from threadline.web.deps import SESSION_COOKIE, authenticate
@@ -148,115 +144,3 @@ def is_htmx(request: Request, target: str | None = None) -> bool:
 
 def render(request: Request, name: str, ctx: dict[str, Any], status_code: int = 200):  # type: ignore[no-untyped-def]
     return templates.TemplateResponse(request, name, ctx, status_code=status_code)
-
-
-# --- the desk's routing reads (kept here so the desk needs nothing new from db/repos) --------------------
-
-PICKABLE = ("waiting", "offered")
-
-
-@dataclass(frozen=True, slots=True)
-class QueueItem:
-    """A routing task an agent may take by hand, with what the Queue view shows about it."""
-
-    conversation_id: int
-    queue_id: int
-    channel: str  # the channel class: chat, messaging, email, voice
-    status: str  # waiting or offered
-    agent_id: int | None  # offered to
-    enqueued_at: float  # Unix seconds: the page counts the wait from it
-    priority: int
-    position: int | None
-    ewt_seconds: float | None
-    note: str
-    contact_id: int
-    contact_name: str
-    conversation_priority: str
-    channel_instance_id: int | None
-    origin_queue_id: int | None = None  # the queue it overflowed out of (None: still in its first queue)
-
-    @property
-    def priority_label(self) -> str:
-        if self.priority >= 20:
-            return "urgent"
-        if self.priority >= 10:
-            return "high"
-        return "low" if self.priority <= -10 else "normal"
-
-
-OVERFLOW_SCAN = 500  # tasks outside the agent's queues looked at for ones that overflowed out of them
-
-
-def _pickable(actor: Actor, queue_id: int | None, overflowed: list[int] | None = None) -> Any:
-    """Tasks waiting or offered in the queues the actor serves (supervisors and admins: every queue),
-    plus ``overflowed``: conversations whose task left one of the actor's queues (see _overflowed)."""
-    stmt = RoutingTaskRow.status.in_(PICKABLE)
-    if not actor.sees_everything:
-        mine = RoutingTaskRow.queue_id.in_(actor.queue_ids)
-        if queue_id is not None:
-            mine = mine & (RoutingTaskRow.queue_id == queue_id)
-        if overflowed:
-            mine = mine | RoutingTaskRow.conversation_id.in_(overflowed)
-        return stmt & mine
-    if queue_id is not None:
-        stmt = stmt & (RoutingTaskRow.queue_id == queue_id)
-    return stmt
-
-
-async def _overflowed(session: AsyncSession, actor: Actor, queue_id: int | None) -> list[int]:
-    """Conversations an agent may take although their task now waits in a queue they do not serve: it
-    overflowed out of one they do (``pick_task`` allows its ORIGIN queue). The origin lives in the task
-    JSON; rather than a dialect-specific JSON operator, the waiting tasks outside the agent's queues
-    (at most OVERFLOW_SCAN, oldest first) are read and filtered here. ``queue_id`` narrows to tasks that
-    came from that queue. Supervisors see every queue anyway: nothing to add."""
-    if actor.sees_everything or not actor.queue_ids:
-        return []
-    serves = {queue_id} if queue_id is not None else set(actor.queue_ids)
-    t = RoutingTaskRow
-    stmt = (select(t.conversation_id, t.task)
-            .where(t.status.in_(PICKABLE), t.queue_id.not_in(actor.queue_ids))
-            .order_by(t.enqueued_at, t.conversation_id).limit(OVERFLOW_SCAN))
-    return [r.conversation_id for r in (await session.execute(stmt)).all()
-            if isinstance(r.task, dict) and r.task.get("origin_queue_id") in serves]
-
-
-async def queue_items(session: AsyncSession, actor: Actor, queue_id: int | None = None,
-                      limit: int = 200) -> list[QueueItem]:
-    """The Queue view: tasks the actor may pick, in queue order (position, then time waited)."""
-    if not actor.sees_everything and not actor.queue_ids:
-        return []
-    t = RoutingTaskRow
-    overflowed = await _overflowed(session, actor, queue_id)
-    stmt = (select(t.conversation_id, t.queue_id, t.channel, t.status, t.agent_id, t.enqueued_at, t.task,
-                   t.position, t.ewt_seconds, t.note, ConversationRow.contact_id, ContactRow.name,
-                   ConversationRow.priority, ConversationRow.last_channel_instance_id)
-            .join(ConversationRow, ConversationRow.id == t.conversation_id)
-            .join(ContactRow, ContactRow.id == ConversationRow.contact_id)
-            .where(_pickable(actor, queue_id, overflowed))
-            .order_by(t.position.is_(None), t.position, t.enqueued_at, t.conversation_id).limit(limit))
-    out = []
-    for r in (await session.execute(stmt)).all():
-        raw = (r.task or {}).get("priority", 0)
-        out.append(QueueItem(
-            conversation_id=r.conversation_id, queue_id=r.queue_id, channel=r.channel, status=r.status,
-            agent_id=r.agent_id, enqueued_at=r.enqueued_at.timestamp(),
-            priority=raw if isinstance(raw, int) and not isinstance(raw, bool) else 0, position=r.position,
-            ewt_seconds=r.ewt_seconds, note=r.note or "", contact_id=r.contact_id, contact_name=r.name or "",
-            conversation_priority=r.priority, channel_instance_id=r.last_channel_instance_id,
-            origin_queue_id=_origin(r.task, r.queue_id)))
-    return out
-
-
-def _origin(task: Any, queue_id: int) -> int | None:
-    origin = task.get("origin_queue_id") if isinstance(task, dict) else None
-    return origin if isinstance(origin, int) and origin != queue_id else None
-
-
-async def queue_count(session: AsyncSession, actor: Actor) -> int:
-    """How many tasks wait (or are being offered) in the actor's queues, or overflowed out of them:
-    the Queue view's count."""
-    if not actor.sees_everything and not actor.queue_ids:
-        return 0
-    overflowed = await _overflowed(session, actor, None)
-    stmt = select(func.count()).select_from(RoutingTaskRow).where(_pickable(actor, None, overflowed))
-    return int((await session.execute(stmt)).scalar() or 0)

@@ -18,7 +18,6 @@ from urllib.parse import parse_qs, urlencode, urlparse
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
 from threadline.actions import attachments as attachment_actions
@@ -26,29 +25,24 @@ from threadline.actions import auth as auth_actions
 from threadline.actions import contacts as contact_actions
 from threadline.actions import continuity as continuity_actions
 from threadline.actions import conversations as conv_actions
-from threadline.actions import csat as csat_actions
 from threadline.actions import messages as message_actions
-from threadline.actions import messaging as messaging_actions
 from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
-from threadline.actions.permissions import Actor
 from threadline.actions.views import conversation_view, conversation_views, message_view
-from threadline.channels.registry import get_adapter_class
-from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import contacts as contacts_repo
-from threadline.db.repos import continuity as continuity_repo
 from threadline.db.repos import conversations as conv_repo
 from threadline.db.repos import desk as desk_repo
-from threadline.db.repos import routing as routing_repo
-from threadline.db.repos import users as users_repo
+from threadline.db.repos import queue_view
+from threadline.db.session import Session
 from threadline.domain import events as domain_events
+from threadline.domain.access import Actor
 from threadline.domain.conversations import ConversationStatus, Priority
 from threadline.domain.errors import DomainError, NotFound, ValidationFailed
-from threadline.domain.ids import MAX_ID, parse_id
-from threadline.web.api.auth import do_login, set_session_cookie
-from threadline.web.api.schemas import Id, IdOrZero
-from threadline.web.deps import SESSION_COOKIE, ServicesDep, current_actor
-from threadline.web.desk.common import HERE, actor_or_none, is_htmx, queue_count, queue_items, render
+from threadline.domain.ids import MAX_ID, Id, IdOrZero, parse_id
+from threadline.queries import auth as auth_queries
+from threadline.queries import desk as desk_queries
+from threadline.web.deps import SESSION_COOKIE, ServicesDep, client_ip, current_actor, set_session_cookie
+from threadline.web.desk.common import HERE, actor_or_none, is_htmx, render
 from threadline.web.limits import DESK_FILE_BYTES, DESK_FILES, DESK_REPLY_FILES_BYTES
 
 router = APIRouter(include_in_schema=False)
@@ -58,7 +52,7 @@ MAX_REFRESH_ROWS = 300  # a live refresh redraws at most this many rows from the
 ActorDep = Depends(current_actor)
 
 VIEWS = {"mine": "Mine", "unassigned": "Unassigned", "all": "All"}
-QUEUE_VIEW = "waiting"  # the Queue view: routing tasks waiting in my queues, taken by hand
+QUEUE_VIEW = desk_queries.QUEUE_VIEW  # the Queue view: routing tasks waiting in my queues, taken by hand
 STATUS_FILTERS = {"open": "Open", "pending": "Pending", "snoozed": "Snoozed", "resolved": "Resolved", "any": "Any"}
 
 
@@ -87,7 +81,8 @@ async def login_submit(request: Request, services: ServicesDep, email: str = For
     if not _same_origin(request):
         return render(request, "login.html", {"error": "Cross-site login refused.", "email": email}, 403)
     try:
-        _, token, _ = await do_login(services, email, password, request)
+        _, token, _ = await auth_queries.login(services, email, password, client_ip(request),
+                                               request.headers.get("user-agent", ""))
     except DomainError as exc:
         return render(request, "login.html", {"error": exc.message, "email": email}, exc.status)
     response = RedirectResponse("/", status_code=303)
@@ -154,7 +149,7 @@ class ListParams:
         flt = conv_repo.ConversationFilter(
             status=statuses, priority=[self.priority] if self.priority else [], label=self.label or None,
             channel_instance_id=self.channel,
-            visible_to=None if actor.sees_everything else (actor.user_id, actor.queue_ids, actor.team_ids))
+            visible_to=actor.visibility)
         if self.view == "mine":
             flt.assignee_id = actor.user_id
         elif self.view == "unassigned":
@@ -164,34 +159,10 @@ class ListParams:
         return flt
 
 
-def _visible(actor: Actor) -> tuple[int, list[int], list[int]] | None:
-    return None if actor.sees_everything else (actor.user_id, actor.queue_ids, actor.team_ids)
-
-
-async def _counts(session: AsyncSession, actor: Actor) -> dict[str, Any]:
-    open_ = list(desk_repo.OPEN_STATUSES)
-    vis = _visible(actor)
+async def _base_ctx(session: Session, actor: Actor, csrf: str | None, *, counts: bool = True) -> dict[str, Any]:
     return {
-        "mine": await desk_repo.count_conversations(
-            session, conv_repo.ConversationFilter(status=open_, assignee_id=actor.user_id, visible_to=vis)),
-        "unassigned": await desk_repo.count_conversations(
-            session, conv_repo.ConversationFilter(status=open_, unassigned=True, visible_to=vis)),
-        "all": await desk_repo.count_conversations(session, conv_repo.ConversationFilter(status=open_, visible_to=vis)),
-        "queues": await desk_repo.open_counts_by_queue(session, vis),
-        QUEUE_VIEW: await queue_count(session, actor),
-    }
-
-
-async def _base_ctx(session: AsyncSession, actor: Actor, csrf: str | None, *, counts: bool = True) -> dict[str, Any]:
-    me = await users_repo.get_user(session, actor.user_id)
-    queues = {q.id: q for q in await users_repo.list_queues(session)}
-    return {
-        "actor": actor, "me": me, "csrf": csrf or "",
-        "users": {u.id: u for u in await users_repo.list_users(session)},
-        "queues": queues, "teams": {t.id: t for t in await users_repo.list_teams(session)},
-        "my_queues": [q for qid, q in queues.items() if actor.sees_everything or qid in actor.queue_ids],
-        "channels": {c.id: c for c in await channels_repo.list_channels(session)},
-        "counts": await _counts(session, actor) if counts else {},
+        "actor": actor, "csrf": csrf or "", **await desk_queries.directory(session, actor),
+        "counts": await desk_queries.view_counts(session, actor) if counts else {},
         "now": datetime.now(UTC),
         "typing_enabled": hasattr(domain_events, "ConversationTyping"),
     }
@@ -209,7 +180,7 @@ def _refresh_limit(request: Request) -> int:
     return min(pages * PAGE_SIZE, MAX_REFRESH_ROWS)
 
 
-async def _list_ctx(session: AsyncSession, actor: Actor, params: ListParams, *, cursor: str | None = None,
+async def _list_ctx(session: Session, actor: Actor, params: ListParams, *, cursor: str | None = None,
                     limit: int | None = None) -> dict[str, Any]:
     """One page of the list: the first (``cursor`` None) or the one after ``cursor`` (an appended page:
     rows and the next "Load more" only). ``next_cursor`` is None on the last page."""
@@ -221,64 +192,11 @@ async def _list_ctx(session: AsyncSession, actor: Actor, params: ListParams, *, 
             "labels": [] if cursor else await desk_repo.all_labels(session)}
 
 
-async def _queue_ctx(session: AsyncSession, actor: Actor, params: ListParams) -> dict[str, Any]:
+async def _queue_ctx(session: Session, actor: Actor, params: ListParams) -> dict[str, Any]:
     """The Queue view's rows: what waits in the actor's queues (a queue filter only narrows it)."""
-    queue = params.queue if params.queue is not None and (actor.sees_everything or params.queue in actor.queue_ids) \
-        else None
-    return {"items": await queue_items(session, actor, queue), "params": params, "now_ts": time.time()}
-
-
-async def _wrapups_ctx(session: AsyncSession, actor: Actor) -> dict[str, Any]:
-    """The agent's wrap-ups still running (a wrap-up ended by "Ready" waits for the router: not shown)."""
-    now = time.time()
-    running = [w for w in await routing_actions.my_wrap_ups(session, actor) if w.until is None or w.until > now]
-    names = await routing_repo.contact_names(session, [w.conversation_id for w in running]) if running else {}
-    return {"wrapups": running, "wrapup_names": names, "now_ts": now}
-
-
-def _channel_title(kind: str) -> str:
-    cls = get_adapter_class(kind)
-    return cls.title if cls else kind
-
-
-async def _conversation_ctx(session: AsyncSession, actor: Actor, conversation_id: int) -> dict[str, Any]:
-    conv = actor.check_can_see(await conv_repo.get_conversation(session, conversation_id), conversation_id)
-    view = await conversation_view(session, conv)
-    msgs, _ = await conv_repo.list_messages(session, conv.id, None, 500)
-    contact = await contacts_repo.get_contact(session, conv.contact_id)
-    identities = (await contacts_repo.identities_of(session, [conv.contact_id]))[conv.contact_id]
-    ident_by_id = {i.id: i for i in identities}
-    used = await desk_repo.channels_used_by_identities(session, list(ident_by_id))
-    channels = {c.id: c for c in await channels_repo.list_channels(session)}
-    targets = []  # where a reply can go: (channel, identity) pairs the customer has written through
-    for ident_id, chan_ids in used.items():
-        for chan_id in sorted(chan_ids):
-            chan = channels.get(chan_id)
-            if chan is not None and chan.enabled:
-                targets.append({"value": f"{chan_id}:{ident_id}", "channel": chan, "identity": ident_by_id[ident_id],
-                                "last": chan_id == conv.last_channel_instance_id
-                                and ident_id == conv.last_identity_id})
-    history = [c for c in await desk_repo.conversations_of_contact(session, conv.contact_id) if c.id != conv.id]
-    history_visible = [c for c in history if actor.can_see(c)]
-    # an e-mail conversation's subject (its first mail's), shown in the header
-    subject = next((str(m.meta["email"].get("subject") or "") for m in msgs
-                    if m.direction == "in" and isinstance((m.meta or {}).get("email"), dict)
-                    and m.meta["email"].get("subject")), "")
-    return {
-        "current": view, "messages": [message_view(m) for m in msgs], "contact": contact, "subject": subject,
-        "identities": identities, "ident_by_id": ident_by_id, "targets": targets,
-        "history": await conversation_views(session, history_visible),
-        "history_previews": await desk_repo.last_messages(session, [c.id for c in history_visible]),
-        "csat": await csat_actions.contact_csat(session, actor, conv.contact_id),
-        "journey": await continuity_repo.activity_of(session, conv.contact_id, 8),
-        "suggestions": await continuity_repo.suggestions_for(session, conv.contact_id),
-        "canned": [{"shortcut": c.shortcut, "title": c.title, "text": c.text}
-                   for c in await desk_repo.list_canned(session)],
-        "channel_titles": {c.id: _channel_title(c.kind) for c in channels.values()},
-        # opt-outs per channel kind and dead addresses: shown, never edited by hand (the channels keep them)
-        "consent": messaging_actions.consent_view(contact.attributes if contact else None),
-        "reserved_attributes": contact_actions.RESERVED_ATTRIBUTES,
-    }
+    queue = params.queue if actor.visibility.serves(params.queue) else None
+    return {"items": await queue_view.queue_items(session, actor.visibility, queue), "params": params,
+            "now_ts": time.time()}
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -308,13 +226,13 @@ async def desk(request: Request, services: ServicesDep, conversation_id: Id | No
         status = 200
         if conversation_id is not None:
             try:
-                ctx.update(await _conversation_ctx(session, actor, conversation_id))
+                ctx.update(await desk_queries.conversation_page(session, actor, conversation_id))
             except NotFound:
                 ctx["error"], status = "That conversation does not exist, or it is not yours to see.", 404
         if is_htmx(request, "pane"):
             return render(request, "partials/pane.html", ctx, status)
         ctx.update(await (_queue_ctx if waiting else _list_ctx)(session, actor, params))
-        ctx.update(await _wrapups_ctx(session, actor))
+        ctx.update(await desk_queries.running_wrap_ups(session, actor))
     return render(request, "desk.html", ctx, status)
 
 
@@ -341,7 +259,7 @@ async def wrapups_partial(request: Request, services: ServicesDep) -> Response:
     """The wrap-up indicator next to the presence control (live.js refetches it on routing.wrap_up)."""
     actor, csrf = await _page_actor(request, services)
     async with services.db.transaction(write=False) as session:
-        ctx = {"csrf": csrf or "", **await _wrapups_ctx(session, actor)}
+        ctx = {"csrf": csrf or "", **await desk_queries.running_wrap_ups(session, actor)}
     return render(request, "partials/wrapups.html", ctx)
 
 
@@ -361,9 +279,9 @@ async def conversation_part(conversation_id: Id, part: str, request: Request, se
             ctx["prev_channel_id"] = await desk_repo.last_channel_before(session, conv.id, after) if after else None
             ctx["ident_by_id"] = {i.id: i for i in
                                   (await contacts_repo.identities_of(session, [conv.contact_id]))[conv.contact_id]}
-            ctx["channel_titles"] = {c.id: _channel_title(c.kind) for c in ctx["channels"].values()}
+            ctx["channel_titles"] = {c.id: desk_queries.channel_title(c.kind) for c in ctx["channels"].values()}
             return render(request, "partials/messages.html", ctx)
-        ctx.update(await _conversation_ctx(session, actor, conversation_id))
+        ctx.update(await desk_queries.conversation_page(session, actor, conversation_id))
     return render(request, f"partials/{part}.html", ctx)
 
 
@@ -379,7 +297,7 @@ async def message_partial(message_id: Id, request: Request, services: ServicesDe
         ctx.update(current=await conversation_view(session, conv), messages=[message_view(msg)],
                    ident_by_id={i.id: i for i in
                                 (await contacts_repo.identities_of(session, [conv.contact_id]))[conv.contact_id]},
-                   channel_titles={c.id: _channel_title(c.kind) for c in ctx["channels"].values()})
+                   channel_titles={c.id: desk_queries.channel_title(c.kind) for c in ctx["channels"].values()})
     return render(request, "partials/messages.html", ctx)
 
 

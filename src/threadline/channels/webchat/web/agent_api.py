@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict
 
-from threadline.actions.permissions import Actor
 from threadline.channels.webchat import actions
+from threadline.domain.access import Actor
 from threadline.domain.ids import Id
 from threadline.plugins.host import Host
 
