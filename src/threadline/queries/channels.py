@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
+from threadline import net
 from threadline.actions import channels as channel_actions
 from threadline.channels.base import ChannelAdapter, ChannelError
 from threadline.channels.registry import get_adapter_class
 from threadline.db.repos import channels as repo
 from threadline.domain.errors import NotFound, ValidationFailed
 from threadline.services import Services
-from threadline import net
 
 
 class ChannelTestOut(BaseModel):
