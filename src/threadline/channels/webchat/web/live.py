@@ -17,9 +17,13 @@ visitor follows, and only while visitors are connected here), applies back-press
 module decides what a visitor wants and how an event looks to the widget. The hub follows
 ``routing.state`` (``Host.subscribe``) only while visitors are connected to this process.
 
-Which conversation is "its own" is learnt from the events themselves: the visitor's messages carry the
-visitor's identity (or a provider id prefixed with the visitor id), and a conversation that received
-one is followed from then on, so a new conversation after a resolve is picked up without a reconnect.
+Whose events a visitor sees is decided by the action that emitted them: the event's audience names the
+customer contacts it is for (never on notes, activity lines or alerts) and the conversations it belongs to.
+A visitor is its contact (found from its identity when it connects; a new visitor learns it from the
+``contact.created`` that its first message brings, which comes before that message, matched on the
+identity, as after a merge from ``contact.merged``). It is shown its contact's messages on its own channel,
+and follows the conversations they are in, so a new conversation after a resolve is picked up without a
+reconnect; status, delivery and typing events are shown for the conversations it follows.
 ``?after=<seq>`` resumes after the last frame the widget saw: the backlog comes from the outbox table,
 then live frames, none twice (frames at or below the last sent seq are dropped), none lost.
 
@@ -49,6 +53,9 @@ from pydantic import ValidationError
 from threadline.channels.webchat import repo
 from threadline.db.types import utcnow
 from threadline.domain.events import (
+    ContactCreated,
+    ContactMerged,
+    ContactUpdated,
     ConversationCreated,
     ConversationTyping,
     ConversationUpdated,
@@ -67,6 +74,9 @@ REFRESH_SECONDS = 0.5  # at most one positions query per this interval and proce
 NOT_WAITING: dict[str, Any] = {"type": "queue", "waiting": False}
 FOLLOWED = (MessageCreated, MessageStatusChanged, ConversationCreated, ConversationUpdated, ConversationTyping)
 FOLLOWED_NAMES = frozenset(cls.model_fields["name"].default for cls in FOLLOWED)
+# the events that say which contact owns an identity: a new visitor's contact, a merge
+CONTACT_NAMES = frozenset(cls.model_fields["name"].default for cls in (ContactCreated, ContactUpdated, ContactMerged))
+IdentityKey = tuple[str, str, str]  # (kind, value, scope) of the visitor's identity
 
 
 @dataclass(eq=False)
@@ -75,7 +85,8 @@ class Visitor:
 
     channel_id: int
     visitor_id: str
-    identity_id: int | None
+    identity: IdentityKey
+    contact_id: int | None  # None until its first message made it a contact
     conversations: set[int] = field(default_factory=set)
     conn: LiveConnection | None = None  # its connection of the live stream core, once added to the hub
     # conversations that may be waiting for an agent (open, unassigned, not answered): the pre-filter
@@ -101,40 +112,39 @@ class Visitor:
             self.conn.push(item)
 
     def wants(self, ev: LiveEvent) -> bool:
-        """Whether the event concerns this visitor (learning its conversations as it goes)."""
-        if ev.name not in FOLLOWED_NAMES:
-            return False  # never decoded
+        """Whether the event is for this visitor: its audience names the visitor's contact (learning the
+        contact and the conversations as it goes)."""
+        if ev.name in CONTACT_NAMES:
+            self._learn_contact(ev)
+            return False
+        if ev.name not in FOLLOWED_NAMES or self.contact_id is None or self.contact_id not in ev.audience.contacts:
+            return False  # not for this customer, or for agents only (notes, activity lines, alerts)
         event = ev.event
         if isinstance(event, MessageCreated):
             m = event.message
-            if m.channel_instance_id != self.channel_id:
+            if m.channel_instance_id != self.channel_id:  # the contact's conversation on another channel
                 if m.direction == "out" and m.conversation_id in self.conversations:
-                    self._may_wait(m.conversation_id, False)  # answered on another channel
+                    self._may_wait(m.conversation_id, False)  # answered there
                 return False
-            if m.direction == "in":
-                mine = (self.identity_id is not None and m.identity_id == self.identity_id) or \
-                    str(m.provider_id or "").startswith(self.visitor_id + ":")
-                if mine:
-                    self.conversations.add(m.conversation_id)
-                    self._may_wait(m.conversation_id, True)
-                    if self.identity_id is None:
-                        self.identity_id = m.identity_id
-                return mine
-            if m.direction == "out" and m.conversation_id in self.conversations:
-                self._may_wait(m.conversation_id, False)
-                return True
+            self.conversations.add(m.conversation_id)
+            self._may_wait(m.conversation_id, m.direction == "in")
+            return True
+        if not self.conversations.intersection(ev.audience.conversations):
             return False
         if isinstance(event, ConversationCreated | ConversationUpdated):
             c = event.conversation
-            if c.id not in self.conversations:
-                return False
             self._may_wait(c.id, c.status == "open" and c.assignee_id is None)
-            return True
-        if isinstance(event, MessageStatusChanged):
-            return event.conversation_id in self.conversations
-        if isinstance(event, ConversationTyping):
-            return event.who == "agent" and event.conversation_id in self.conversations
-        return False
+        return event is not None
+
+    def _learn_contact(self, ev: LiveEvent) -> None:
+        """The contact that owns this visitor's identity: a new visitor's (its first message created it), or
+        the one it was merged into."""
+        if self.contact_id is not None and ev.name != ContactMerged.model_fields["name"].default:
+            return  # known, and only a merge moves an identity to another contact (never decoded)
+        event = ev.event
+        contact = getattr(event, "contact", None)
+        if contact is not None and any((i.kind, i.value, i.scope) == self.identity for i in contact.identities):
+            self.contact_id = contact.id
 
 
 def wait_minutes(ewt: float | None) -> int | None:
