@@ -32,6 +32,7 @@ from threadline.db.session import Database
 from threadline.domain.events import ChannelChanged
 from threadline.domain.stream import Published
 from threadline.files.store import FileStore
+from threadline.livestream import LiveStream
 from threadline.loop import Lifecycle
 from threadline.plugins.base import Integration, PluginError
 from threadline.plugins.host import Channel, JobHandler
@@ -69,6 +70,7 @@ class Runtime:
     factory: AdapterFactory
     directory: ChannelDirectory
     events: TypedSubscriptions
+    live: LiveStream
     files: FileStore
     http: httpx.AsyncClient
     current_actor: Callable[..., Awaitable[Actor]] = no_web_layer
@@ -84,6 +86,7 @@ class IntegrationHost:
         self.settings = runtime.settings
         self.files = runtime.files
         self.http = runtime.http
+        self.live = runtime.live
         self.current_actor = runtime.current_actor
         self.routes: list[RouteSet] = []
         self.loops: list[Lifecycle] = []

@@ -29,6 +29,7 @@ from threadline.domain.scheduler import JobRetry
 from threadline.files.links import link_key
 from threadline.files.store import FileStore
 from threadline.hosting import PluggedIn, RouteSet, Runtime, no_web_layer, plug_in
+from threadline.livestream import LiveStream
 from threadline.loop import BackgroundLoop, Lifecycle
 from threadline.plugins import registry
 from threadline.security import SecretBox
@@ -52,6 +53,7 @@ class Services:
     db: Database
     bus: Bus
     events: TypedSubscriptions  # typed subscriptions on the bus (bus/typed.py)
+    live: LiveStream  # fans events out to this process's websockets (desk and widget; livestream.py)
     box: SecretBox
     http: httpx.AsyncClient
     factory: AdapterFactory
@@ -106,14 +108,15 @@ class Services:
         register_core_jobs(timers, settings.retention, logs=Webhooks.retained)
         sla = SlaFollower(db)
         bus.subscribe(sla.on_event)
-        services = cls(settings, db, bus, events, box, http, factory, channels, files,
+        live = LiveStream(bus, db)
+        services = cls(settings, db, bus, events, live, box, http, factory, channels, files,
                        relay=Relay(db, bus, poll_seconds=settings.relay_poll_seconds), inbox=inbox, sender=sender,
                        router=RoutingWorker(db, events), media=MediaWorker(db, factory, files),
                        webhooks=Webhooks(settings, db, bus, box), timers=timers, sla=sla, crm=crm)
         services.loops = [services.relay, inbox, sender, services.router, services.media,
                           *([crm] if crm is not None else []), services.webhooks, timers, sla]
         services.integrations = plug_in(found.entries, Runtime(settings, db, inbox, factory, channels, events,
-                                                               files, http, current_actor, timers))
+                                                               live, files, http, current_actor, timers))
         for plugged in services.integrations.values():
             services.loops.extend(plugged.host.loops)
         for loop in _wakeable(services.loops):

@@ -196,3 +196,29 @@ async def test_a_provider_id_given_twice_does_not_make_the_sender_retry_forever(
         assert rows[one.id].provider_id == "provider-42" and rows[two.id].provider_id is None
         assert rows[two.id].meta["duplicate_provider_id"] == "provider-42"
         assert rows[two.id].delivery_status == "sent"
+
+
+async def test_the_action_decides_which_events_the_customer_sees(services) -> None:
+    """The audience names the conversation's contact on what the customer may see (their message, our
+    reply, a status change) and never on what only agents see (a note, an activity line); every event
+    about a conversation names it."""
+    ids = await seed_basics(services)
+    sup = Actor(ids["sup"], Role.SUPERVISOR, "Sup")
+    async with services.db.transaction() as s:
+        channel = await channels_repo.get_channel(s, ids["channel"])
+        with capture_events() as events:
+            msg = await message_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "hi"))
+            assert msg is not None
+            cid = msg.conversation_id
+            await message_actions.send_reply(s, sup, cid, "hello")
+            await message_actions.add_note(s, sup, cid, "internal")
+            await conv_actions.update_conversation(s, sup, cid, status="resolved")
+        contact_id = (await conv_repo.get_conversation(s, cid)).contact_id
+    seen = [(e.name, getattr(getattr(e, "message", None), "direction", None), a) for e, a in events]
+    for name, direction, audience in seen:
+        if name == "contact.created":
+            continue
+        assert audience.conversations == [cid], name
+        customer = name in ("conversation.created", "conversation.updated") or direction in ("in", "out")
+        assert audience.contacts == ([contact_id] if customer else []), (name, direction)
+    assert {d for n, d, _ in seen if n == "message.created"} == {"in", "out", "note", "activity"}

@@ -218,7 +218,10 @@ async def test_the_live_board_follows_the_stream_and_is_for_supervisors(sqlite_s
         assert f'<tr data-queue="{ids["general"]}" data-name="general"' in board  # the queue row partial
         assert f'data-conversation="{conv}"' in board and "data-since=" in board and "data-now=" in board
         script = await sup.get("/static/desk/admin_live.js")
-        assert script.status_code == 200 and "/api/v1/stream" in script.text
+        assert script.status_code == 200 and "tlStream.on(" in script.text
+        assert "/static/desk/stream.js" in page.text  # the tab's one socket (stream.js)
+        stream = await sup.get("/static/desk/stream.js")
+        assert stream.status_code == 200 and "/api/v1/stream" in stream.text
     async with httpx.AsyncClient(base_url=sqlite_server.url) as agent:
         await page_login(agent, "alice@example.com")
         assert (await agent.get("/admin/live")).status_code == 403

@@ -149,7 +149,7 @@ async def _announce_moved(session: AsyncSession, conversation_ids: list[int], te
         add_activity(session, conv, text, actor.user_id)
         await session.flush()
         emit(session, ConversationUpdated(conversation=await conversation_view(session, conv), changes=["contact_id"],
-                                          actor_id=actor.user_id), audience_for(conv))
+                                          actor_id=actor.user_id), audience_for(conv, customer=True))
 
 
 async def merge_conversations(session: AsyncSession, actor: Actor, source_id: int, target_id: int
@@ -178,7 +178,7 @@ async def merge_conversations(session: AsyncSession, actor: Actor, source_id: in
     await session.flush()
     for conv, changes in ((source, ["status", "merged_into"]), (target, ["messages"])):
         emit(session, ConversationUpdated(conversation=await conversation_view(session, conv), changes=changes,
-                                          actor_id=actor.user_id), audience_for(conv))
+                                          actor_id=actor.user_id), audience_for(conv, customer=True))
     return await conversation_view(session, target)
 
 
@@ -202,9 +202,9 @@ async def split_message(session: AsyncSession, actor: Actor, message_id: int) ->
     old.updated_at = now
     await session.flush()
     view = await conversation_view(session, new)
-    emit(session, ConversationCreated(conversation=view), audience_for(new))
+    emit(session, ConversationCreated(conversation=view), audience_for(new, customer=True))
     emit(session, ConversationUpdated(conversation=await conversation_view(session, old), changes=["messages"],
-                                      actor_id=actor.user_id), audience_for(old))
+                                      actor_id=actor.user_id), audience_for(old, customer=True))
     return view
 
 

@@ -32,11 +32,19 @@ WAKE = "conversation.wake"  # the scheduled job that ends a snooze (key: the con
 WOKEN = "The snooze ended: the conversation is open again"
 
 
-def audience_for(*rows: ConversationRow | None, extra_users: tuple[int | None, ...] = ()) -> Audience:
-    users, queues, teams = set(), set(), set()
+def audience_for(*rows: ConversationRow | None, extra_users: tuple[int | None, ...] = (),
+                 customer: bool = False) -> Audience:
+    """Who sees an event about these conversations: their assignees, queues and teams (and supervisors),
+    and, when the event is for the ``customer`` too (their messages and our replies, status, delivery,
+    an agent typing; never notes or activity lines), the conversations' contacts."""
+    users, queues, teams, contacts, conversations = set(), set(), set(), set(), set()
     for row in rows:
         if row is None:
             continue
+        if row.id is not None:  # (a snapshot of the assignment before a change has none)
+            conversations.add(row.id)
+        if customer and row.contact_id is not None:
+            contacts.add(row.contact_id)
         if row.assignee_id:
             users.add(row.assignee_id)
         if row.queue_id:
@@ -44,7 +52,8 @@ def audience_for(*rows: ConversationRow | None, extra_users: tuple[int | None, .
         if row.team_id:
             teams.add(row.team_id)
     users.update(u for u in extra_users if u)
-    return Audience(users=sorted(users), queues=sorted(queues), teams=sorted(teams))
+    return Audience(users=sorted(users), queues=sorted(queues), teams=sorted(teams), contacts=sorted(contacts),
+                    conversations=sorted(conversations))
 
 
 def add_activity(session: AsyncSession, conv: ConversationRow, text: str, actor_id: int | None) -> MessageRow:
@@ -164,7 +173,8 @@ async def update_conversation(
     for msg in activity:
         emit(session, MessageCreated(message=message_view(msg)), audience)
     view = await conversation_view(session, conv)
-    emit(session, ConversationUpdated(conversation=view, changes=changes, actor_id=actor_id), audience)
+    emit(session, ConversationUpdated(conversation=view, changes=changes, actor_id=actor_id),
+         audience_for(before, conv, customer=True))
     return view
 
 
@@ -194,7 +204,7 @@ async def wake_conversation(session: AsyncSession, conversation_id: int, now: da
     await session.flush()
     emit(session, MessageCreated(message=message_view(msg)), audience)
     view = await conversation_view(session, conv)
-    emit(session, ConversationUpdated(conversation=view, changes=["status"]), audience)
+    emit(session, ConversationUpdated(conversation=view, changes=["status"]), audience_for(conv, customer=True))
     return view
 
 

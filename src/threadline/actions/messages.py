@@ -143,7 +143,7 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
                      strict=True))
     announced: set[int] = set()
     for idx, conv, _, changes in plan:
-        audience, view, row = audience_for(conv), views[id(conv)], out[idx]
+        audience, view, row = audience_for(conv, customer=True), views[id(conv)], out[idx]
         assert row is not None
         is_new = id(conv) in created
         if is_new and id(conv) not in announced:
@@ -248,7 +248,7 @@ async def send_reply(session: AsyncSession, actor: Actor, conversation_id: int, 
                                next_attempt_at=now))
     mark_written(session, "jobs")
     view = message_view(row)
-    emit(session, MessageCreated(message=view), audience_for(conv))
+    emit(session, MessageCreated(message=view), audience_for(conv, customer=True))
     return view
 
 
@@ -279,7 +279,7 @@ async def _set_status(session: AsyncSession, msg: MessageRow, status: DeliverySt
     msg.error = (error or "")[:1000] or None if new is DeliveryStatus.FAILED else None
     conv = await repo.get_conversation(session, msg.conversation_id)
     emit(session, MessageStatusChanged(message_id=msg.id, conversation_id=msg.conversation_id,
-                                       status=new.value, error=msg.error), audience_for(conv))
+                                       status=new.value, error=msg.error), audience_for(conv, customer=True))
     return True
 
 

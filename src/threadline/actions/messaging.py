@@ -351,7 +351,8 @@ async def attach_media(session: AsyncSession, files: FileStore, download_id: int
     msg.meta = meta
     job.status, job.error, job.attempts = "done", None, job.attempts + 1
     conv = await conv_repo.get_conversation(session, msg.conversation_id)
-    emit(session, MessageUpdated(message=message_view(msg), changes=["attachments"]), audience_for(conv))
+    emit(session, MessageUpdated(message=message_view(msg), changes=["attachments"]),
+         audience_for(conv, customer=msg.direction in ("in", "out")))
     return True
 
 
@@ -372,4 +373,5 @@ async def media_failed(session: AsyncSession, download_id: int, reason: str, *, 
         atts[job.position] = {**atts[job.position], "error": f"could not be downloaded: {reason}"[:300]}
         msg.attachments = atts
         conv = await conv_repo.get_conversation(session, msg.conversation_id)
-        emit(session, MessageUpdated(message=message_view(msg), changes=["attachments"]), audience_for(conv))
+        emit(session, MessageUpdated(message=message_view(msg), changes=["attachments"]),
+         audience_for(conv, customer=msg.direction in ("in", "out")))

@@ -169,4 +169,4 @@ async def _announce(session: AsyncSession, convs: list[ConversationRow]) -> None
     """What these conversations show of their SLA changed: a ``conversation.updated`` each."""
     await session.flush()
     for conv, view in zip(convs, await conversation_views(session, convs), strict=True):
-        emit(session, ConversationUpdated(conversation=view, changes=["sla"]), audience_for(conv))
+        emit(session, ConversationUpdated(conversation=view, changes=["sla"]), audience_for(conv, customer=True))

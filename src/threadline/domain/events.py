@@ -29,8 +29,13 @@ from threadline.domain.users import Presence
 
 
 class Audience(BaseModel):
-    """Who receives an event on the live stream. Supervisors and admins see every event with
-    ``supervisors=True``; agents see it when they are named, serve the queue, or are in the team."""
+    """Who receives an event on the live stream, decided by the action that emits it.
+
+    The desk: supervisors and admins see every event with ``supervisors=True``; agents see it when they are
+    named, serve the queue, or are in the team. The customer side: ``contacts`` are the customers the event
+    may be shown to (the web chat widget shows it to a visitor who is that contact; empty for what only
+    agents see: notes, activity lines, alerts, the customer's own typing), and ``conversations`` are the
+    conversations it belongs to, so a live view follows a conversation without reading the payload."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -38,6 +43,8 @@ class Audience(BaseModel):
     queues: list[int] = Field(default_factory=list)
     teams: list[int] = Field(default_factory=list)
     supervisors: bool = True
+    contacts: list[int] = Field(default_factory=list)
+    conversations: list[int] = Field(default_factory=list)
 
 
 class IdentityView(BaseModel):

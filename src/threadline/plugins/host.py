@@ -14,6 +14,9 @@ needs from the running process comes through its ``Host``:
 - contributions: ``add_routes`` (HTTP routes, mounted on the app), ``add_loop`` (background loops and
   servers, started with the process's workers in order and stopped in reverse), ``leader`` (a lock so a
   loop runs in one process only);
+- live: ``live`` is the process's live stream core (livestream.py): ``connect(wants)`` a connection that
+  receives the events ``wants`` accepts (a ``LiveEvent``: typed audience, the event decoded once), ``serve``
+  an accepted websocket with it (ready frame, backlog on resume, live frames, back-pressure);
 - ``settings``, ``files`` (the file store), ``http`` (the shared HTTP client), and ``current_actor``: the
   FastAPI dependency that authenticates a desk user or API token (``Annotated[Actor, Depends(...)]``).
 """
@@ -30,12 +33,12 @@ from pydantic import BaseModel
 
 from threadline.channels.base import ChannelAdapter, RawRequest
 from threadline.config import Settings
-from threadline.domain.stream import Published
+from threadline.domain.stream import LiveEvent, Published
 from threadline.files.store import FileStore
 from threadline.loop import Lifecycle
 
 if TYPE_CHECKING:  # types only: the plugins package sits below the storage and action layers
-    from fastapi import APIRouter
+    from fastapi import APIRouter, WebSocket
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from threadline.actions.scheduler import Claimed
@@ -86,12 +89,37 @@ class Leadership(Protocol):
     async def release(self) -> None: ...
 
 
+class LiveConnection(Protocol):
+    """One live connection (livestream.Connection)."""
+
+    @property
+    def overflowed(self) -> bool: ...
+
+    def push(self, item: LiveEvent | dict[str, Any]) -> None:
+        """Queue an event, or a ready-made state frame (sent as JSON, no seq)."""
+        ...
+
+
+class LiveFeed(Protocol):
+    """The process's live stream core (livestream.LiveStream), as a package sees it."""
+
+    def connect(self, wants: Callable[[LiveEvent], bool], *, queue_max: int = ...,
+                after: Callable[[LiveEvent], None] | None = None) -> LiveConnection: ...
+
+    def disconnect(self, conn: LiveConnection) -> None: ...
+
+    async def serve(self, ws: WebSocket, conn: LiveConnection, after: int | None,
+                    frame: Callable[[LiveEvent], Awaitable[str | None]], *, ready: Callable[[int, int], str],
+                    answer: Callable[[str], str | None] | None = None) -> None: ...
+
+
 class Host(Protocol):
     name: str  # the integration this host serves
     settings: Settings
     files: FileStore
     http: httpx.AsyncClient
     current_actor: Callable[..., Awaitable[Actor]]
+    live: LiveFeed
 
     async def store_inbound(self, req: RawRequest, channel: Channel, dedupe_key: str) -> int | None:
         """Persist (and normally process) a provider request; its inbox id, or None when the dedupe key
@@ -143,4 +171,5 @@ class Host(Protocol):
     async def cancel(self, kind: str, key: str | int) -> bool: ...
 
 
-__all__ = ["Channel", "Host", "InboxFull", "JobHandler", "Leadership", "Published"]
+__all__ = ["Channel", "Host", "InboxFull", "JobHandler", "Leadership", "LiveConnection", "LiveEvent", "LiveFeed",
+           "Published"]

@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.build(settings, current_actor=deps.current_actor)
         app.state.services = services
-        app.state.hub = live.Hub(services.bus)
+        app.state.live = services.live  # the live stream core: the desk's socket and the widget's
         core_routes = list(app.router.routes)
         for contributed in services.routes:
             app.include_router(contributed.router)

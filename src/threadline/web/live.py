@@ -1,93 +1,46 @@
 """The live event stream: ``/api/v1/stream`` (websocket).
 
 Each connection receives only the events whose audience includes it (named user, a queue it serves,
-a team it is in; supervisors and admins everything). ``?after=<seq>`` resumes after the last event the
-client saw: the backlog is read from the outbox table, then live events follow, with no gap and no
-duplicate (events are delivered in seq order and anything at or below the last sent seq is dropped).
-A client too slow to keep up is disconnected with code 4008 and resumes with ``after``.
+a team it is in; supervisors and admins everything): ``visible`` is that check, the one place the desk
+decides per event. ``?after=<seq>`` resumes after the last event the client saw: the backlog is read from
+the outbox table, then live events follow, with no gap and no duplicate. A client too slow to keep up is
+disconnected with code 4008 and resumes with ``after``. The fan-out, back-pressure and resume are the
+live stream core's (livestream.py), shared with the web chat widget's socket.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from dataclasses import dataclass, field
-from typing import Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from starlette.websockets import WebSocketState
+from fastapi import APIRouter, WebSocket
 
-from threadline.actions.permissions import Actor
-from threadline.bus.base import Bus, Envelope
-from threadline.db.repos import plumbing as plumbing_repo
-from threadline.db.session import Database
+from threadline.domain.access import Actor
 from threadline.domain.errors import DomainError
+from threadline.domain.events import Audience
+from threadline.domain.stream import LiveEvent
+from threadline.livestream import LiveStream
 from threadline.metrics import STREAM_CLIENTS
 from threadline.web.deps import SESSION_COOKIE, authenticate
 
 router = APIRouter()
-QUEUE_MAX = 5000
 
 
-def audience_includes(actor: Actor, audience: dict[str, Any]) -> bool:
+def audience_includes(actor: Actor, audience: Audience) -> bool:
     return actor.visibility.allows(audience)  # the one access rule: domain/access.py
 
 
-@dataclass(eq=False)
-class Client:
-    actor: Actor
-    queue: asyncio.Queue[Envelope | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
-    overflowed: bool = False
+def visible(actor: Actor, ev: LiveEvent) -> bool:
+    """Whether a desk user may receive this event: the desk's one per-event visibility check."""
+    return audience_includes(actor, ev.audience)
 
 
-class Hub:
-    """Fans bus events out to the connections of this process."""
-
-    def __init__(self, bus: Bus) -> None:
-        self.clients: set[Client] = set()
-        bus.subscribe(self._on_event)
-
-    def _on_event(self, env: Envelope) -> None:
-        for client in list(self.clients):
-            if client.overflowed or not audience_includes(client.actor, env.audience):
-                continue
-            try:
-                client.queue.put_nowait(env)
-            except asyncio.QueueFull:
-                # Drop everything queued (not just the oldest): the client resumes after the last event
-                # it really received, so nothing is skipped.
-                client.overflowed = True
-                while not client.queue.empty():
-                    client.queue.get_nowait()
-                client.queue.put_nowait(None)  # tells the sender loop to disconnect
-
-    def register(self, actor: Actor) -> Client:
-        client = Client(actor)
-        self.clients.add(client)
-        return client
-
-    def unregister(self, client: Client) -> None:
-        self.clients.discard(client)
+async def frame(ev: LiveEvent) -> str:
+    return json.dumps({"seq": ev.seq, "name": ev.name, "data": ev.payload,
+                       "created_at": ev.created_at.isoformat()}, separators=(",", ":"))
 
 
-def frame(env: Envelope) -> str:
-    return json.dumps({"seq": env.seq, "name": env.name, "data": env.payload,
-                       "created_at": env.created_at.isoformat()}, separators=(",", ":"))
-
-
-async def backlog(db: Database, actor: Actor, after: int) -> list[Envelope]:
-    out: list[Envelope] = []
-    cursor = after
-    while True:
-        async with db.transaction(write=False) as session:
-            rows = await plumbing_repo.events_after(session, cursor, 1000)
-        for r in rows:
-            cursor = r.seq or cursor
-            if audience_includes(actor, r.audience):
-                out.append(Envelope(r.seq or 0, r.name, r.payload, r.audience, r.created_at))
-        if len(rows) < 1000:
-            return out
+def ready(seq: int, backlog: int) -> str:
+    return json.dumps({"name": "stream.ready", "seq": seq, "backlog": backlog})
 
 
 def _allowed_origin(ws: WebSocket, public_base_url: str) -> bool:
@@ -101,7 +54,7 @@ def _allowed_origin(ws: WebSocket, public_base_url: str) -> bool:
 @router.websocket("/api/v1/stream")
 async def stream(ws: WebSocket) -> None:
     services = ws.app.state.services
-    hub: Hub = ws.app.state.hub
+    live: LiveStream = ws.app.state.live
     token = ws.query_params.get("token")
     auth = ws.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
@@ -123,62 +76,10 @@ async def stream(ws: WebSocket) -> None:
         return
     await ws.accept()
     STREAM_CLIENTS.inc()
-    client = hub.register(actor)
-    try:
-        if after_raw is None:
-            async with services.db.transaction(write=False) as session:
-                last = await plumbing_repo.max_seq(session)
-            pending: list[Envelope] = []
-        else:
-            last = int(after_raw)
-            pending = await backlog(services.db, actor, last)
-        await ws.send_text(json.dumps({"name": "stream.ready", "seq": last, "backlog": len(pending)}))
-        for env in pending:
-            if env.seq > last:
-                await ws.send_text(frame(env))
-                last = env.seq
-        receiver = asyncio.create_task(_drain_incoming(ws))
-        try:
-            while True:
-                if client.queue.empty():
-                    getter = asyncio.create_task(client.queue.get())
-                    done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-                    if receiver in done:
-                        getter.cancel()
-                        return
-                    batch = [getter.result()]
-                else:
-                    batch = []
-                # Send everything already queued in one go: waiting a loop turn per event would let a
-                # busy process (a long database batch between turns) fall behind the event rate.
-                while not client.queue.empty():
-                    batch.append(client.queue.get_nowait())
-                for env in batch:
-                    if env is None:
-                        await ws.close(code=4008, reason=f"too slow; reconnect with after={last}")
-                        return
-                    if env.seq <= last:
-                        continue
-                    await ws.send_text(frame(env))
-                    last = env.seq
-        finally:
-            receiver.cancel()
-    except WebSocketDisconnect:
-        pass
-    finally:
-        hub.unregister(client)
-        if ws.client_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await ws.close()
+    conn = live.connect(lambda ev: visible(actor, ev))
+    await live.serve(ws, conn, int(after_raw) if after_raw is not None else None, frame, ready=ready)
 
 
 async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
     await ws.accept()
     await ws.close(code=code, reason=reason[:120])
-
-
-async def _drain_incoming(ws: WebSocket) -> None:
-    """Read (and ignore) what the client sends, to notice when it goes away."""
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        while True:
-            await ws.receive_text()

@@ -17,7 +17,7 @@ async def agent_typing(session: AsyncSession, actor: Actor, conversation_id: int
     """An agent started or stopped typing a reply: the visitor's widget shows it."""
     conv = actor.check_can_see(await conv_repo.get_conversation(session, conversation_id), conversation_id)
     emit(session, ConversationTyping(conversation_id=conv.id, who="agent", user_id=actor.user_id, typing=typing),
-         audience_for(conv))
+         audience_for(conv, customer=True))
 
 
 async def visitor_typing(session: AsyncSession, conversation_id: int, contact_id: int, typing: bool) -> None:
@@ -33,7 +33,7 @@ async def mark_read(session: AsyncSession, actor: Actor, conversation_id: int, u
     ``message.status_changed`` event, so the web chat visitor sees "Seen". Returns the ids marked."""
     conv = actor.check_can_see(await conv_repo.get_conversation(session, conversation_id), conversation_id)
     rows = await repo.unread_inbound(session, conv.id, up_to)
-    audience = audience_for(conv)
+    audience = audience_for(conv, customer=True)
     for row in rows:
         row.delivery_status = "read"
         emit(session, MessageStatusChanged(message_id=row.id, conversation_id=conv.id, status="read"), audience)

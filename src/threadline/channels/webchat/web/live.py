@@ -11,12 +11,19 @@ other people or raw event payloads):
   (``position``, ``ewt`` in seconds or null, ``closed`` outside the queue's business hours), or
   ``waiting: false`` once it no longer waits. These frames carry no ``seq``: they are a state, not an event.
 
-The hub follows the typed events it needs through the web chat package's host (``Host.subscribe``), and
-only while visitors are connected to this process, so a process without visitors parses nothing.
+Each visitor connection is a connection of the process's live stream core, reached through the package's
+host (``Host.live``): the core fans events out, decodes them through the event union (only the kinds a
+visitor follows, and only while visitors are connected here), applies back-pressure and resumes; this
+module decides what a visitor wants and how an event looks to the widget. The hub follows
+``routing.state`` (``Host.subscribe``) only while visitors are connected to this process.
 
-Which conversation is "its own" is learnt from the events themselves: the visitor's messages carry the
-visitor's identity (or a provider id prefixed with the visitor id), and a conversation that received
-one is followed from then on, so a new conversation after a resolve is picked up without a reconnect.
+Whose events a visitor sees is decided by the action that emitted them: the event's audience names the
+customer contacts it is for (never on notes, activity lines or alerts) and the conversations it belongs to.
+A visitor is its contact (found from its identity when it connects; a new visitor learns it from the
+``contact.created`` that its first message brings, which comes before that message, matched on the
+identity, as after a merge from ``contact.merged``). It is shown its contact's messages on its own channel,
+and follows the conversations they are in, so a new conversation after a resolve is picked up without a
+reconnect; status, delivery and typing events are shown for the conversations it follows.
 ``?after=<seq>`` resumes after the last frame the widget saw: the backlog comes from the outbox table,
 then live frames, none twice (frames at or below the last sent seq are dropped), none lost.
 
@@ -33,32 +40,31 @@ then decides (an agent's reply counts until the conversation is given back, move
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from fastapi import WebSocket, WebSocketDisconnect
+from fastapi import WebSocket
 from pydantic import ValidationError
-from starlette.websockets import WebSocketState
 
 from threadline.channels.webchat import repo
-from threadline.db.repos import plumbing as plumbing_repo
 from threadline.db.types import utcnow
 from threadline.domain.events import (
+    ContactCreated,
+    ContactMerged,
+    ContactUpdated,
     ConversationCreated,
     ConversationTyping,
     ConversationUpdated,
     MessageCreated,
     MessageStatusChanged,
     RoutingState,
-    parse_event,
 )
 from threadline.domain.queues import QueueSettings
-from threadline.plugins.host import Host, Published
+from threadline.plugins.host import Host, LiveConnection, LiveEvent, Published
 
 log = structlog.get_logger(__name__)
 
@@ -66,9 +72,11 @@ QUEUE_MAX = 1000
 API_ATTACHMENTS = "/api/v1/attachments/"
 REFRESH_SECONDS = 0.5  # at most one positions query per this interval and process
 NOT_WAITING: dict[str, Any] = {"type": "queue", "waiting": False}
-Item = Published[Any] | dict[str, Any] | None  # an event, a ready-made frame, or None: "too slow, reconnect"
 FOLLOWED = (MessageCreated, MessageStatusChanged, ConversationCreated, ConversationUpdated, ConversationTyping)
 FOLLOWED_NAMES = frozenset(cls.model_fields["name"].default for cls in FOLLOWED)
+# the events that say which contact owns an identity: a new visitor's contact, a merge
+CONTACT_NAMES = frozenset(cls.model_fields["name"].default for cls in (ContactCreated, ContactUpdated, ContactMerged))
+IdentityKey = tuple[str, str, str]  # (kind, value, scope) of the visitor's identity
 
 
 @dataclass(eq=False)
@@ -77,10 +85,10 @@ class Visitor:
 
     channel_id: int
     visitor_id: str
-    identity_id: int | None
+    identity: IdentityKey
+    contact_id: int | None  # None until its first message made it a contact
     conversations: set[int] = field(default_factory=set)
-    queue: asyncio.Queue[Item] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
-    overflowed: bool = False
+    conn: LiveConnection | None = None  # its connection of the live stream core, once added to the hub
     # conversations that may be waiting for an agent (open, unassigned, not answered): the pre-filter
     # of the positions query; the query decides
     maybe_waiting: set[int] = field(default_factory=set)
@@ -95,49 +103,48 @@ class Visitor:
         (self.maybe_waiting.add if yes else self.maybe_waiting.discard)(conversation_id)
         self.epoch += 1  # even without a change: a query running now may have read an older state
 
-    def relevant(self, published: Published[Any]) -> bool:
-        """Whether the event concerns this visitor (learning its conversations as it goes)."""
-        event = published.event
+    @property
+    def overflowed(self) -> bool:
+        return self.conn is not None and self.conn.overflowed
+
+    def push(self, item: LiveEvent | dict[str, Any]) -> None:
+        if self.conn is not None:
+            self.conn.push(item)
+
+    def wants(self, ev: LiveEvent) -> bool:
+        """Whether the event is for this visitor: its audience names the visitor's contact (learning the
+        contact and the conversations as it goes)."""
+        if ev.name in CONTACT_NAMES:
+            self._learn_contact(ev)
+            return False
+        if ev.name not in FOLLOWED_NAMES or self.contact_id is None or self.contact_id not in ev.audience.contacts:
+            return False  # not for this customer, or for agents only (notes, activity lines, alerts)
+        event = ev.event
         if isinstance(event, MessageCreated):
             m = event.message
-            if m.channel_instance_id != self.channel_id:
+            if m.channel_instance_id != self.channel_id:  # the contact's conversation on another channel
                 if m.direction == "out" and m.conversation_id in self.conversations:
-                    self._may_wait(m.conversation_id, False)  # answered on another channel
+                    self._may_wait(m.conversation_id, False)  # answered there
                 return False
-            if m.direction == "in":
-                mine = (self.identity_id is not None and m.identity_id == self.identity_id) or \
-                    str(m.provider_id or "").startswith(self.visitor_id + ":")
-                if mine:
-                    self.conversations.add(m.conversation_id)
-                    self._may_wait(m.conversation_id, True)
-                    if self.identity_id is None:
-                        self.identity_id = m.identity_id
-                return mine
-            if m.direction == "out" and m.conversation_id in self.conversations:
-                self._may_wait(m.conversation_id, False)
-                return True
+            self.conversations.add(m.conversation_id)
+            self._may_wait(m.conversation_id, m.direction == "in")
+            return True
+        if not self.conversations.intersection(ev.audience.conversations):
             return False
         if isinstance(event, ConversationCreated | ConversationUpdated):
             c = event.conversation
-            if c.id not in self.conversations:
-                return False
             self._may_wait(c.id, c.status == "open" and c.assignee_id is None)
-            return True
-        if isinstance(event, MessageStatusChanged):
-            return event.conversation_id in self.conversations
-        if isinstance(event, ConversationTyping):
-            return event.who == "agent" and event.conversation_id in self.conversations
-        return False
+        return event is not None
 
-
-def _put(v: Visitor, item: Item) -> None:
-    try:
-        v.queue.put_nowait(item)
-    except asyncio.QueueFull:
-        v.overflowed = True
-        with contextlib.suppress(asyncio.QueueEmpty):
-            v.queue.get_nowait()
-        v.queue.put_nowait(None)
+    def _learn_contact(self, ev: LiveEvent) -> None:
+        """The contact that owns this visitor's identity: a new visitor's (its first message created it), or
+        the one it was merged into."""
+        if self.contact_id is not None and ev.name != ContactMerged.model_fields["name"].default:
+            return  # known, and only a merge moves an identity to another contact (never decoded)
+        event = ev.event
+        contact = getattr(event, "contact", None)
+        if contact is not None and any((i.kind, i.value, i.scope) == self.identity for i in contact.identities):
+            self.contact_id = contact.id
 
 
 def wait_minutes(ewt: float | None) -> int | None:
@@ -163,10 +170,9 @@ class VisitorHub:
         self._unsubscribe: list[Callable[[], None]] = []
 
     def _follow(self, on: bool) -> None:
-        """Subscribe to the events visitors need while some are connected here; drop them when none is."""
+        """Follow the routing state while visitors are connected here; drop it when none is."""
         if on and not self._unsubscribe:
-            self._unsubscribe = [self.host.subscribe(cls, self.on_event) for cls in FOLLOWED]
-            self._unsubscribe.append(self.host.subscribe(RoutingState, self.on_routing_state))
+            self._unsubscribe = [self.host.subscribe(RoutingState, self.on_routing_state)]
         elif not on:
             for unsubscribe in self._unsubscribe:
                 unsubscribe()
@@ -176,25 +182,25 @@ class VisitorHub:
         if any(v.maybe_waiting for v in self.visitors):
             self.schedule()
 
-    def on_event(self, published: Published[Any]) -> None:
-        for v in list(self.visitors):
-            if v.overflowed:
-                continue
-            if v.relevant(published):
-                _put(v, published)
+    def _followed_up(self, v: Visitor) -> Callable[[LiveEvent], None]:
+        def after(ev: LiveEvent) -> None:  # the core offered the visitor an event (and queued it if wanted)
             if v.notice is not None and v.notice[0] not in v.maybe_waiting:  # assigned, answered, resolved
                 self._show(v, None)
+        return after
 
     # ------------------------------------------------------------------ queue notices
 
     def add(self, visitor: Visitor) -> None:
         """A new connection: it gets its current notice with the next refresh."""
+        visitor.conn = self.host.live.connect(visitor.wants, queue_max=QUEUE_MAX, after=self._followed_up(visitor))
         self.visitors.add(visitor)
         self._follow(True)
         self.schedule()
 
     def remove(self, visitor: Visitor) -> None:
         self.visitors.discard(visitor)
+        if visitor.conn is not None:
+            self.host.live.disconnect(visitor.conn)
         if not self.visitors:
             self._follow(False)
             if self._refresher is not None:
@@ -278,10 +284,10 @@ class VisitorHub:
             return
         v.notice, v.notice_sent = key, True
         if notice is None:
-            _put(v, NOT_WAITING)
+            v.push(NOT_WAITING)
             return
         cid, position, ewt, closed = notice
-        _put(v, {"type": "queue", "waiting": True, "conversation_id": cid, "closed": closed,
+        v.push({"type": "queue", "waiting": True, "conversation_id": cid, "closed": closed,
                  "position": position, "ewt": None if ewt is None else round(ewt)})
 
 
@@ -317,6 +323,11 @@ class FrameMaker:
         self.visitor_id = visitor_id
         self.names: dict[int, str] = {}
 
+    async def text(self, ev: LiveEvent) -> str | None:
+        published = ev.published()
+        f = None if published is None else await self.frame(published)
+        return None if f is None else json.dumps(f)
+
     async def frame(self, published: Published[Any]) -> dict[str, Any] | None:
         event, seq = published.event, published.seq
         if isinstance(event, MessageCreated):
@@ -340,86 +351,21 @@ class FrameMaker:
         return None
 
 
-async def backlog(host: Host, visitor: Visitor, after: int) -> list[Published[Any]]:
-    """The events after ``after`` that concern the visitor, from the outbox table (typed)."""
-    out: list[Published[Any]] = []
-    cursor = after
-    while True:
-        rows = await host.read(plumbing_repo.events_after, cursor, 1000)
-        for r in rows:
-            cursor = r.seq or cursor
-            if r.name not in FOLLOWED_NAMES:
-                continue
-            try:
-                published = Published(parse_event(r.payload), r.seq or 0, r.created_at)
-            except ValidationError:  # an event stored by an older version in another shape: skipped
-                log.warning("webchat_backlog_event_unreadable", seq=r.seq, name=r.name)
-                continue
-            if visitor.relevant(published):
-                out.append(published)
-        if len(rows) < 1000:
-            return out
+def _pong(text: str) -> str | None:
+    """The widget pings now and then to notice a dead connection; anything else is ignored."""
+    return '{"type":"pong"}' if text == "ping" else None
+
+
+def _ready(seq: int, backlog: int) -> str:
+    return json.dumps({"type": "ready", "seq": seq})
 
 
 async def serve(ws: WebSocket, hub: VisitorHub, visitor: Visitor, after: int | None) -> None:
     """Run one accepted visitor connection until it closes."""
     maker = FrameMaker(hub.host, visitor.visitor_id)
-    lock = asyncio.Lock()  # the pong answers and the frames share the socket
-
-    async def send(text: str) -> None:
-        async with lock:
-            await ws.send_text(text)
-
     hub.add(visitor)
     try:
-        if after is None:
-            last = await hub.host.read(plumbing_repo.max_seq)
-            pending: list[Published[Any]] = []
-        else:
-            last = after
-            pending = await backlog(hub.host, visitor, last)
-        await send(json.dumps({"type": "ready", "seq": last}))
-        for published in pending:
-            if published.seq > last:
-                f = await maker.frame(published)
-                if f is not None:
-                    await send(json.dumps(f))
-                last = published.seq
-        receiver = asyncio.create_task(_answer_pings(ws, send))
-        try:
-            while True:
-                getter = asyncio.create_task(visitor.queue.get())
-                done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-                if receiver in done:
-                    getter.cancel()
-                    return
-                item = getter.result()
-                if item is None:
-                    await ws.close(code=4008, reason=f"too slow; reconnect with after={last}")
-                    return
-                if isinstance(item, dict):  # a queue notice: a state, no seq
-                    await send(json.dumps(item))
-                    continue
-                if item.seq <= last:
-                    continue
-                f = await maker.frame(item)
-                if f is not None:
-                    await send(json.dumps(f))
-                last = item.seq
-        finally:
-            receiver.cancel()
-    except WebSocketDisconnect:
-        pass
+        assert visitor.conn is not None
+        await hub.host.live.serve(ws, visitor.conn, after, maker.text, ready=_ready, answer=_pong)
     finally:
         hub.remove(visitor)
-        if ws.client_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await ws.close()
-
-
-async def _answer_pings(ws: WebSocket, send: Callable[[str], Awaitable[None]]) -> None:
-    """The widget pings now and then to notice a dead connection; anything else is ignored."""
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        while True:
-            if await ws.receive_text() == "ping":
-                await send('{"type":"pong"}')

@@ -551,6 +551,7 @@ async def widget_ws(ws: WebSocket) -> None:
         return
     ctx = Ctx(web, channel, adapter, None, web.limiter)
     st = await web.host.read(_state, ctx, vs)
-    visitor = live.Visitor(channel.id, vs.visitor_id, st.identity_id,
+    ident = adapter.visitor_identity(vs)
+    visitor = live.Visitor(channel.id, vs.visitor_id, (ident.kind.value, ident.value, ident.scope), st.contact_id,
                            {st.conversation_id} if st.conversation_id else set())
     await live.serve(ws, web.hub, visitor, int(after_raw) if after_raw is not None else None)

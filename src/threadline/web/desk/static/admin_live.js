@@ -1,16 +1,16 @@
-// Threadline supervisors' live view (/admin/live): follows /api/v1/stream like the desk's live.js
-// (resumes after the last seq, reconnects with backoff) and redraws the board, a partial the server
+// Threadline supervisors' live view (/admin/live): follows /api/v1/stream through the tab's one socket
+// (stream.js: resumes after the last seq, reconnects with backoff) and redraws the board, a partial the server
 // renders, when routing or conversations move. Redraws are coalesced: at most one every 400 ms, and
 // one asked for while another runs is made after it. A slow poll runs only while the stream is down.
 // SLA alerts flash as a toast and highlight their rows. Text from the server goes in as text.
 (function () {
   "use strict";
   var board = document.getElementById("live-board");
-  if (!board) return;
+  if (!board || !window.tlStream) return;
   var boardUrl = board.dataset.boardUrl || "/admin/live/board";
   var MIN_GAP = 400, FALLBACK_POLL = 15000, ALERT_MS = 60000;
   var EVENTS = /^(routing\.(state|sla_alert|task_unroutable|offer|offer_ended|task_picked|wrap_up)|user\.presence_changed|conversation\.(created|updated))$/;
-  var lastSeq = null, retry = 500, live = false, redraws = 0;
+  var live = false, redraws = 0;
   var lastRun = 0, inFlight = false, wanted = false, timer = null;
   var alerts = {};  // conversation id -> {state, queue, until}
 
@@ -96,30 +96,20 @@
 
   // ---- the live stream --------------------------------------------------------------------------------
   function setLive(on) { live = on; document.body.dataset.live = on ? "on" : "off"; }
-  function connect() {
-    var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/api/v1/stream" +
-      (lastSeq !== null ? "?after=" + lastSeq : ""));
-    ws.onmessage = function (ev) {
-      var msg; try { msg = JSON.parse(ev.data); } catch (e) { return; }
-      if (msg.name === "stream.ready") {
-        var resumed = lastSeq !== null;
-        lastSeq = msg.seq; retry = 500; setLive(true);
-        if (resumed) refresh();  // what moved while the stream was down
-        return;
-      }
-      if (typeof msg.seq === "number") lastSeq = msg.seq;
-      if (msg.name === "routing.sla_alert" && msg.data) onAlert(msg.data);
-      if (EVENTS.test(msg.name)) refresh();
-    };
-    ws.onclose = function (ev) {
-      setLive(false);
-      if (ev.code === 4001) { location.href = "/login"; return; }
-      setTimeout(connect, retry); retry = Math.min(retry * 2, 10000);
-    };
-  }
+  window.tlStream.onReady(function (resumed) {
+    setLive(true);
+    if (resumed) refresh();  // what moved while the stream was down
+  });
+  window.tlStream.onClose(function (code) {
+    setLive(false);
+    if (code === 4001) location.href = "/login";
+  });
 
   primeClock();
   setInterval(tick, 1000);
   setInterval(function () { if (!live && !document.hidden) refresh(); }, FALLBACK_POLL);
-  connect();
+  window.tlStream.on(function (msg) {
+    if (msg.name === "routing.sla_alert" && msg.data) onAlert(msg.data);
+    if (EVENTS.test(msg.name)) refresh();
+  });
 })();

@@ -1,4 +1,4 @@
-// Threadline desk: live updates from /api/v1/stream, keyboard shortcuts, the composer (canned responses,
+// Threadline desk: live updates from /api/v1/stream (the tab's one socket, stream.js), keyboard shortcuts, the composer (canned responses,
 // attachments, reply/note), toasts, the Queue view's clocks and the wrap-up countdown. The server
 // renders every piece of HTML; this file only decides which partial to fetch and where it goes.
 // Nothing here reloads the page.
@@ -7,7 +7,6 @@
   var app = document.getElementById("app");
   if (!app) return;
   var me = Number(app.dataset.me);
-  var lastSeq = null, retry = 500, socket = null;
 
   // ---- helpers --------------------------------------------------------------------------------------
   function $(sel, root) { return (root || document).querySelector(sel); }
@@ -239,28 +238,16 @@
     t.hidden = !on;
     if (on) { scrollDown(false); typingTimer = setTimeout(function () { t.hidden = true; }, 8000); }
   }
-  function connect() {
-    var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/api/v1/stream" +
-      (lastSeq !== null ? "?after=" + lastSeq : "");
-    socket = new WebSocket(url);
-    socket.onmessage = function (ev) {
-      var msg; try { msg = JSON.parse(ev.data); } catch (e) { return; }
-      if (msg.name === "stream.ready") {
-        var resumed = lastSeq !== null;
-        lastSeq = msg.seq; retry = 500; document.body.dataset.live = "on";
-        if (resumed) { refreshList(); refreshCounts(); reloadTimeline(); refreshHeader(); refreshSidebar(); refreshWrapups(); }
-        return;
-      }
-      if (typeof msg.seq === "number") lastSeq = msg.seq;
-      onEvent(msg);
-    };
-    socket.onclose = function (ev) {
-      document.body.dataset.live = "off";
-      if (ev.code === 4001) { location.href = "/login"; return; }
-      setTimeout(connect, retry); retry = Math.min(retry * 2, 10000);
-    };
-  }
-  connect();
+  // the tab's one live stream (stream.js): resumes after a drop, reconnects with backoff
+  window.tlStream.onReady(function (resumed) {
+    document.body.dataset.live = "on";
+    if (resumed) { refreshList(); refreshCounts(); reloadTimeline(); refreshHeader(); refreshSidebar(); refreshWrapups(); }
+  });
+  window.tlStream.onClose(function (code) {
+    document.body.dataset.live = "off";
+    if (code === 4001) location.href = "/login";
+  });
+  window.tlStream.on(onEvent);
 
   // ---- htmx glue: CSRF header is on <body>; errors become toasts; actions refresh what they touched ----
   document.body.addEventListener("htmx:configRequest", function (e) {

@@ -1,14 +1,14 @@
-// Threadline routing offers: listens on /api/v1/stream for "routing.offer" events addressed to the
-// logged-in agent and shows an accept / reject popup with a countdown. Self-contained (no other
-// script needed); include it once on desk pages:
+// Threadline routing offers: listens on /api/v1/stream (the tab's one socket, stream.js) for
+// "routing.offer" events addressed to the logged-in agent and shows an accept / reject popup with a
+// countdown. Include it once on desk pages, after stream.js (base.html does):
 //   <script src="/static/desk/offers.js" defer></script>
 // Accepting opens the conversation (/conversations/<id>, or dispatches "threadline:offer-accepted").
 (function () {
   "use strict";
-  if (window.__tlOffers) return;
+  if (window.__tlOffers || !window.tlStream) return;
   window.__tlOffers = true;
   var popups = {};  // offer id -> {el, timer}
-  var csrf = null, lastSeq = null, retry = 500;
+  var csrf = null;
   // the offer's clock is the server's Unix time; correct for this machine's clock offset
   var skew = 0;
 
@@ -80,26 +80,14 @@
     accept.focus();
   }
 
-  function connect() {
-    var proto = location.protocol === "https:" ? "wss://" : "ws://";
-    var ws = new WebSocket(proto + location.host + "/api/v1/stream" + (lastSeq !== null ? "?after=" + lastSeq : ""));
-    ws.onopen = function () { retry = 500; };
-    ws.onmessage = function (m) {
-      var msg; try { msg = JSON.parse(m.data); } catch (e) { return; }
-      if (typeof msg.seq === "number") lastSeq = msg.seq;
-      if (msg.name === "routing.offer") {
-        skew = Date.now() / 1000 - msg.data.offered_at;  // delivery takes milliseconds: good enough
-        if (Math.abs(skew) < 2) skew = 0;
-        show(msg.data);
-      } else if (msg.name === "routing.offer_ended") {
-        close(msg.data.offer_id);
-      }
-    };
-    ws.onclose = function (e) {
-      if (e.code === 4001 || e.code === 4003) return;  // not logged in / origin refused: stay quiet
-      setTimeout(connect, retry);
-      retry = Math.min(retry * 2, 10000);
-    };
+  function onEvent(msg) {
+    if (msg.name === "routing.offer") {
+      skew = Date.now() / 1000 - msg.data.offered_at;  // delivery takes milliseconds: good enough
+      if (Math.abs(skew) < 2) skew = 0;
+      show(msg.data);
+    } else if (msg.name === "routing.offer_ended") {
+      close(msg.data.offer_id);
+    }
   }
 
   function start() {
@@ -109,7 +97,7 @@
         list.forEach(function (o) { show({ offer_id: o.offer_id, conversation_id: o.conversation_id, channel: o.channel,
           contact_name: "", waited_seconds: 0, expires_at: o.expires_at, offered_at: Date.now() / 1000 }); });
       }).catch(function () {});
-    connect();
+    window.tlStream.on(onEvent);  // not logged in (4001): the stream stays quiet
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
 })();
