@@ -3,7 +3,7 @@ activity line in the timeline and one ``conversation.updated`` event for everyon
 
 A snooze with an end schedules a ``conversation.wake`` job at that time in the same transaction
 (snoozing again moves it; any other status cancels it); when it is due, ``wake_conversation`` opens the
-conversation again. A customer writing to a snoozed conversation opens it at once (actions/messages.py);
+conversation again. A customer writing to a snoozed conversation opens it at once (actions/inbound/receive.py);
 the job then finds nothing to wake."""
 
 from __future__ import annotations
@@ -24,7 +24,14 @@ from threadline.db.repos import users as users_repo
 from threadline.db.types import utcnow
 from threadline.domain.conversations import Conversation, ConversationStatus, Priority, normalise_labels
 from threadline.domain.errors import NotFound, PermissionDenied, ValidationFailed
-from threadline.domain.events import Audience, ConversationUpdated, ConversationView, MessageCreated
+from threadline.domain.events import (
+    Audience,
+    ConversationUpdated,
+    ConversationView,
+    MessageCreated,
+    MessageView,
+)
+from threadline.domain.messages import MAX_TEXT
 from threadline.domain.users import Role
 
 UNSET: Any = object()
@@ -52,6 +59,25 @@ def add_activity(session: AsyncSession, conv: ConversationRow, text: str, actor_
                      attachments=[], meta={})
     session.add(msg)
     return msg
+
+
+async def add_note(session: AsyncSession, actor: Actor, conversation_id: int, text: str) -> MessageView:
+    """An internal note: shown to agents in the timeline, never sent to the customer."""
+    conv = actor.check_can_see(await repo.get_conversation(session, conversation_id), conversation_id)
+    text = text.strip()
+    if not text:
+        raise ValidationFailed("a note needs text", field="text")
+    if len(text) > MAX_TEXT:
+        raise ValidationFailed(f"a note is at most {MAX_TEXT} characters", field="text")
+    now = utcnow()
+    row = MessageRow(conversation_id=conv.id, direction="note", text=text, author_id=actor.user_id,
+                     attachments=[], meta={}, created_at=now)
+    session.add(row)
+    conv.updated_at = now
+    await session.flush()
+    view = message_view(row)
+    emit(session, MessageCreated(message=view), audience_for(conv))
+    return view
 
 
 async def _user_name(session: AsyncSession, user_id: int | None) -> str:

@@ -22,8 +22,8 @@ from functools import partial
 
 import structlog
 
-from threadline.actions import messages as message_actions
-from threadline.actions import messaging as messaging_actions
+from threadline.actions import consent as consent_actions
+from threadline.actions import outbound as outbound_actions
 from threadline.actions import sending as actions
 from threadline.adapters import AdapterFactory
 from threadline.channels.base import PermanentSendError, RetryableSendError
@@ -156,7 +156,7 @@ class SenderWorker(LeasedWorker[SendResult]):
             # this channel's consent scope: SMS, or WhatsApp)
             cls = get_adapter_class(channel.kind) if channel else None
             scope = cls.capabilities.consent_scope if cls is not None else None
-            opted_out = await messaging_actions.opted_out(session, ident.id, scope) \
+            opted_out = await consent_actions.opted_out(session, ident.id, scope) \
                 if ident is not None and scope else None
         error: str | None = None
         retry_after: float | None = None
@@ -205,18 +205,18 @@ class SenderWorker(LeasedWorker[SendResult]):
                         or job.next_attempt_at != r.lease_until:
                     continue  # recorded already, or claimed again since (its lease ran out): that attempt decides
                 if r.receipt is not None:
-                    await message_actions.record_sent(session, job, r.receipt.provider_id, r.receipt.status)
+                    await outbound_actions.record_sent(session, job, r.receipt.provider_id, r.receipt.status)
                     outcomes.append((r.kind, "sent"))
                 elif r.permanent or job.attempts + 1 >= self.max_attempts:
                     reason = r.error or "failed"
                     if not r.permanent:
                         reason = f"gave up after {job.attempts + 1} attempts: {reason}"
-                    await message_actions.record_failed(session, job, reason)
+                    await outbound_actions.record_failed(session, job, reason)
                     outcomes.append((r.kind, "failed"))
                 else:
                     delay = r.retry_after if r.retry_after is not None else backoff(
                         job.attempts, self.backoff_base, self.backoff_max, self.rng)
-                    message_actions.record_retry(job, r.error or "retry", min(delay, self.backoff_max), now)
+                    outbound_actions.record_retry(job, r.error or "retry", min(delay, self.backoff_max), now)
                     outcomes.append((r.kind, "retry"))
         for kind, outcome in outcomes:
             OUTBOUND_RESULTS.labels(kind, outcome).inc()

@@ -23,12 +23,12 @@ from starlette.datastructures import UploadFile
 
 from threadline.actions import attachments as attachment_actions
 from threadline.actions import auth as auth_actions
+from threadline.actions import consent as consent_actions
 from threadline.actions import contacts as contact_actions
 from threadline.actions import continuity as continuity_actions
 from threadline.actions import conversations as conv_actions
 from threadline.actions import csat as csat_actions
-from threadline.actions import messages as message_actions
-from threadline.actions import messaging as messaging_actions
+from threadline.actions import outbound as outbound_actions
 from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
 from threadline.actions.permissions import Actor
@@ -276,7 +276,7 @@ async def _conversation_ctx(session: AsyncSession, actor: Actor, conversation_id
                    for c in await desk_repo.list_canned(session)],
         "channel_titles": {c.id: _channel_title(c.kind) for c in channels.values()},
         # opt-outs per channel kind and dead addresses: shown, never edited by hand (the channels keep them)
-        "consent": messaging_actions.consent_view(contact.attributes if contact else None),
+        "consent": consent_actions.consent_view(contact.attributes if contact else None),
         "reserved_attributes": contact_actions.RESERVED_ATTRIBUTES,
     }
 
@@ -419,7 +419,7 @@ async def desk_reply(conversation_id: Id, request: Request, services: ServicesDe
         if kind == "note":
             if files:
                 raise ValidationFailed("notes cannot carry attachments; send them as a reply", field="files")
-            await message_actions.add_note(session, actor, conversation_id, text)
+            await conv_actions.add_note(session, actor, conversation_id, text)
         else:
             actor.check_can_see(await conv_repo.get_conversation(session, conversation_id), conversation_id)
             if len(files) > DESK_FILES:
@@ -439,8 +439,8 @@ async def desk_reply(conversation_id: Id, request: Request, services: ServicesDe
                     content_type=upload.content_type or "application/octet-stream",
                     conversation_id=conversation_id, max_bytes=DESK_FILE_BYTES)
                 stored.append(attachment_actions.describe(row))
-            await message_actions.send_reply(session, actor, conversation_id, text, attachments=stored,
-                                             channel_instance_id=channel_id, identity_id=identity_id)
+            await outbound_actions.send_reply(session, actor, conversation_id, text, attachments=stored,
+                                              channel_instance_id=channel_id, identity_id=identity_id)
     return _changed(conversation_id)
 
 

@@ -1,5 +1,5 @@
-"""Inbound files and bounced addresses: writes the email channel brought, kept generic (any channel whose
-``parse`` returns attachment bytes gets them stored, any ``identity_flag`` is recorded on the contact).
+"""Inbound files: a write the email channel brought, kept generic (any channel whose ``parse`` returns
+attachment bytes gets them stored; the bounce flag went to actions/outbound/delivery.py).
 The email channel's own state (IMAP progress) lives in its package (channels/email/actions.py).
 
 Files: an adapter's ``parse`` is pure, so it returns attachment bytes in ``Attachment.data``;
@@ -22,20 +22,15 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.actions import messages as message_actions
 from threadline.actions.attachments import attach, describe, store_attachment
-from threadline.actions.contacts import update_contact
+from threadline.actions.inbound.receive import receive_inbound_batch
 from threadline.db.models import ChannelInstanceRow, MessageRow
-from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import conversations as conv_repo
 from threadline.domain.messages import Attachment, InboundMessage
 from threadline.files.store import FileStore
-
-BOUNCED = "undeliverable_addresses"
 
 
 async def receive_with_files(session: AsyncSession, files: FileStore | None,
@@ -44,8 +39,8 @@ async def receive_with_files(session: AsyncSession, files: FileStore | None,
     """``receive_inbound_batch`` for messages that may carry attachment bytes."""
     items = await _distinct_message_ids(session, items)
     if files is None or not any(a.data is not None for _, m in items for a in m.attachments):
-        return await message_actions.receive_inbound_batch(session, [(c, _inline_out(m)) for c, m in items],
-                                                           reopen_within=reopen_within)
+        return await receive_inbound_batch(session, [(c, _inline_out(m)) for c, m in items],
+                                           reopen_within=reopen_within)
     prepared: list[tuple[ChannelInstanceRow, InboundMessage]] = []
     stored_ids: list[list[str]] = []
     for channel, msg in items:
@@ -67,7 +62,7 @@ async def receive_with_files(session: AsyncSession, files: FileStore | None,
             msg = dataclasses.replace(msg, attachments=tuple(atts), extra=_point_cids(msg.extra, cids))
         prepared.append((channel, _inline_out(msg)))
         stored_ids.append(ids)
-    rows = await message_actions.receive_inbound_batch(session, prepared, reopen_within=reopen_within)
+    rows = await receive_inbound_batch(session, prepared, reopen_within=reopen_within)
     for row, ids in zip(rows, stored_ids, strict=True):
         if row is not None and ids:
             await attach(session, ids, row.conversation_id)
@@ -118,18 +113,3 @@ def _point_cids(extra: dict[str, object], cids: dict[str, str]) -> dict[str, obj
         html = re.sub(rf'(["\'])cid:{re.escape(cid)}\1', lambda m, u=url: f"{m.group(1)}{u}{m.group(1)}", html,
                       flags=re.I)
     return {**extra, "email": {**email, "html": html}}
-
-
-async def flag_undeliverable(session: AsyncSession, identity_id: int, reason: str) -> None:
-    """A hard bounce: record on the contact that this address does not receive mail."""
-    ident = await contacts_repo.get_identity(session, identity_id)
-    if ident is None:
-        return
-    contact = await contacts_repo.get_contact(session, ident.contact_id)
-    if contact is None:
-        return
-    current: dict[str, Any] = dict((contact.attributes or {}).get(BOUNCED) or {})
-    if current.get(ident.value) == reason[:300]:
-        return
-    current[ident.value] = reason[:300]
-    await update_contact(session, contact.id, attributes={BOUNCED: current}, system=True)

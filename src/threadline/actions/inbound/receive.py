@@ -1,35 +1,29 @@
-"""Messages in and out: receive a customer's message, reply, add a note, track delivery."""
+"""Receive customers' messages: each joins the right conversation (or starts one), in batches."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.contacts import resolve_senders
 from threadline.actions.conversations import audience_for
 from threadline.actions.events import emit
-from threadline.actions.permissions import Actor
+from threadline.actions.inbound.consent import record_consent
+from threadline.actions.inbound.media import queue_media
 from threadline.actions.views import conversation_views, message_view
-from threadline.channels.registry import get_adapter_class
-from threadline.db.models import ChannelInstanceRow, ConversationRow, IdentityRow, MessageRow, OutboundJobRow
-from threadline.db.repos import channels as channels_repo
-from threadline.db.repos import contacts as contacts_repo
+from threadline.db.models import ChannelInstanceRow, ConversationRow, IdentityRow, MessageRow
 from threadline.db.repos import continuity as continuity_repo
 from threadline.db.repos import conversations as repo
-from threadline.db.session import mark_written
 from threadline.db.types import utcnow
 from threadline.domain.conversations import Conversation, ConversationStatus
-from threadline.domain.errors import ValidationFailed
 from threadline.domain.events import (
     ConversationCreated,
     ConversationUpdated,
     MessageCreated,
-    MessageStatusChanged,
-    MessageView,
 )
-from threadline.domain.messages import MAX_TEXT, DeliveryStatus, InboundMessage, StatusUpdate, advance_status
+from threadline.domain.messages import MAX_TEXT, InboundMessage
 
 
 async def receive_inbound(session: AsyncSession, channel: ChannelInstanceRow, msg: InboundMessage
@@ -154,13 +148,9 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
             emit(session, ConversationUpdated(conversation=view, changes=changes), audience)
     consents = [(out[idx], items[idx][1], items[idx][0]) for idx, *_ in plan if "consent" in items[idx][1].extra]
     if consents:  # STOP/START keywords (SMS, WhatsApp): rare, so a batch without one runs no extra query
-        from threadline.actions.messaging import record_consent
-
         await record_consent(session, consents)  # type: ignore[arg-type]
     media = [(out[idx], items[idx][1]) for idx, *_ in plan if "media_pending" in items[idx][1].extra]
     if media:  # linked provider media (MMS, WhatsApp, Telegram…): queued for workers/media.py, no query here
-        from threadline.actions.messaging import queue_media
-
         queue_media(session, media)  # type: ignore[arg-type]
     return out
 
@@ -190,134 +180,3 @@ async def _hinted_conversations(session: AsyncSession, items: Sequence[tuple[Cha
                     break
         out.append(conv)
     return out
-
-
-async def _pick_target(session: AsyncSession, conv: ConversationRow, channel_instance_id: int | None,
-                       identity_id: int | None) -> tuple[ChannelInstanceRow, int]:
-    """Reply on the channel the customer last used, unless the agent picked another identity/channel."""
-    if identity_id is not None:
-        ident = await contacts_repo.get_identity(session, identity_id)
-        if ident is None or ident.contact_id != conv.contact_id:
-            raise ValidationFailed(f"identity {identity_id} is not one of this customer's", field="identity_id")
-    if channel_instance_id is None:
-        last = await repo.last_inbound(session, conv.id)
-        channel_instance_id = conv.last_channel_instance_id or (last.channel_instance_id if last else None)
-        if identity_id is None:
-            identity_id = conv.last_identity_id or (last.identity_id if last else None)
-    if channel_instance_id is None or identity_id is None:
-        raise ValidationFailed("this customer has not written on any channel yet: pick a channel and identity",
-                               field="channel_instance_id")
-    channel = await channels_repo.get_channel(session, channel_instance_id)
-    if channel is None:
-        raise ValidationFailed(f"channel {channel_instance_id} does not exist", field="channel_instance_id")
-    if not channel.enabled:
-        raise ValidationFailed(f"channel {channel.name} is disabled", field="channel_instance_id")
-    return channel, identity_id
-
-
-async def send_reply(session: AsyncSession, actor: Actor, conversation_id: int, text: str, *,
-                     attachments: list[dict[str, object]] | None = None,
-                     channel_instance_id: int | None = None, identity_id: int | None = None,
-                     meta: dict[str, object] | None = None) -> MessageView:
-    """Queue a reply. ``meta`` travels to the adapter (e.g. ``{"template": …}`` from
-    actions/messaging.send_template, which may go out when the channel's reply window is closed)."""
-    from threadline.actions.messaging import check_send_rules
-
-    conv = actor.check_can_see(await repo.get_conversation(session, conversation_id), conversation_id)
-    text = text.strip()
-    if not text and not attachments:
-        raise ValidationFailed("a reply needs text or an attachment", field="text")
-    channel, identity_id = await _pick_target(session, conv, channel_instance_id, identity_id)
-    adapter_cls = get_adapter_class(channel.kind)
-    if adapter_cls is None:
-        raise ValidationFailed(f"channel kind {channel.kind!r} is not installed", field="channel_instance_id")
-    limit = adapter_cls.capabilities.max_text_length
-    if len(text) > limit:
-        raise ValidationFailed(f"{adapter_cls.title} messages are at most {limit} characters; this one has "
-                               f"{len(text)}", field="text")
-    await check_send_rules(session, conv, channel, identity_id, adapter_cls,  # opt-outs, windows, media
-                           template=bool((meta or {}).get("template")), attachments=attachments)
-    now = utcnow()
-    row = MessageRow(conversation_id=conv.id, direction="out", text=text, attachments=attachments or [],
-                     channel_instance_id=channel.id, identity_id=identity_id, author_id=actor.user_id,
-                     delivery_status=DeliveryStatus.QUEUED.value, meta=dict(meta or {}), created_at=now)
-    session.add(row)
-    conv.last_activity_at = conv.updated_at = now
-    await session.flush()
-    session.add(OutboundJobRow(message_id=row.id, channel_instance_id=channel.id, status="pending",
-                               next_attempt_at=now))
-    mark_written(session, "jobs")
-    view = message_view(row)
-    emit(session, MessageCreated(message=view), audience_for(conv))
-    return view
-
-
-async def add_note(session: AsyncSession, actor: Actor, conversation_id: int, text: str) -> MessageView:
-    conv = actor.check_can_see(await repo.get_conversation(session, conversation_id), conversation_id)
-    text = text.strip()
-    if not text:
-        raise ValidationFailed("a note needs text", field="text")
-    if len(text) > MAX_TEXT:
-        raise ValidationFailed(f"a note is at most {MAX_TEXT} characters", field="text")
-    now = utcnow()
-    row = MessageRow(conversation_id=conv.id, direction="note", text=text, author_id=actor.user_id,
-                     attachments=[], meta={}, created_at=now)
-    session.add(row)
-    conv.updated_at = now
-    await session.flush()
-    view = message_view(row)
-    emit(session, MessageCreated(message=view), audience_for(conv))
-    return view
-
-
-async def _set_status(session: AsyncSession, msg: MessageRow, status: DeliveryStatus, error: str | None) -> bool:
-    current = DeliveryStatus(msg.delivery_status) if msg.delivery_status else None
-    new = advance_status(current, status)
-    if new is None:
-        return False
-    msg.delivery_status = new.value
-    msg.error = (error or "")[:1000] or None if new is DeliveryStatus.FAILED else None
-    conv = await repo.get_conversation(session, msg.conversation_id)
-    emit(session, MessageStatusChanged(message_id=msg.id, conversation_id=msg.conversation_id,
-                                       status=new.value, error=msg.error), audience_for(conv))
-    return True
-
-
-async def apply_status(session: AsyncSession, channel: ChannelInstanceRow, update: StatusUpdate) -> bool:
-    """A provider's delivery receipt; applied by rank, so late or repeated receipts change nothing."""
-    msg = await repo.message_by_provider_id(session, channel.id, update.provider_id)
-    if msg is None or msg.direction != "out":
-        return False
-    changed = await _set_status(session, msg, update.status, update.error)
-    if update.identity_flag and msg.identity_id is not None:  # e.g. an email hard bounce
-        from threadline.actions.mail import flag_undeliverable
-
-        await flag_undeliverable(session, msg.identity_id, update.identity_flag)
-    return changed
-
-
-async def record_sent(session: AsyncSession, job: OutboundJobRow, provider_id: str, status: DeliveryStatus) -> None:
-    msg = await repo.get_message(session, job.message_id)
-    job.status, job.attempts = "done", job.attempts + 1
-    if msg is None:
-        return
-    if provider_id and await repo.message_by_provider_id(session, msg.channel_instance_id, provider_id) is not None:
-        # A provider that answers with an id it already gave (a bug on its side, or a retried request it
-        # had accepted): the message went out; keep the id in meta rather than retrying forever.
-        msg.meta = {**(msg.meta or {}), "duplicate_provider_id": provider_id}
-        provider_id = None
-    msg.provider_id = provider_id
-    await _set_status(session, msg, status, None)
-
-
-async def record_failed(session: AsyncSession, job: OutboundJobRow, reason: str) -> None:
-    msg = await repo.get_message(session, job.message_id)
-    job.status, job.attempts, job.last_error = "failed", job.attempts + 1, reason[:2000]
-    if msg is not None:
-        await _set_status(session, msg, DeliveryStatus.FAILED, reason)
-
-
-def record_retry(job: OutboundJobRow, reason: str, delay_seconds: float, now: datetime) -> None:
-    job.attempts += 1
-    job.last_error = reason[:2000]
-    job.next_attempt_at = now + timedelta(seconds=delay_seconds)
