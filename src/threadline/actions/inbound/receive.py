@@ -17,12 +17,16 @@ from threadline.db.models import ChannelInstanceRow, ConversationRow, IdentityRo
 from threadline.db.repos import continuity as continuity_repo
 from threadline.db.repos import conversations as repo
 from threadline.db.types import utcnow
-from threadline.domain.conversations import Conversation, ConversationStatus
-from threadline.domain.events import (
-    ConversationCreated,
-    ConversationUpdated,
-    MessageCreated,
+from threadline.domain.conversations import (
+    Arrival,
+    ConversationFacts,
+    ConversationRef,
+    ConversationStatus,
+    NewConversation,
+    Placement,
+    place_messages,
 )
+from threadline.domain.events import ConversationCreated, ConversationUpdated, MessageCreated
 from threadline.domain.messages import MAX_TEXT, InboundMessage
 
 
@@ -35,7 +39,10 @@ async def receive_inbound(session: AsyncSession, channel: ChannelInstanceRow, ms
 async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[ChannelInstanceRow, InboundMessage]],
                                 *, reopen_within: timedelta | None = None) -> list[MessageRow | None]:
     """Store customers' messages, each in the right conversation, with a fixed number of queries for
-    the whole batch (the inbox worker hands over everything that arrived since its last round).
+    the whole batch (the inbox worker hands over everything that arrived since its last round). The
+    decisions are two pure planners, ``domain.contacts.plan_identities`` (who wrote) and
+    ``domain.conversations.place_messages`` (where it goes); this function reads their facts and applies
+    their plans.
 
     Per message, in order: a provider id seen before is skipped (None); the sender is recognised or
     created; the message joins the contact's open conversation, reopening a pending or snoozed one,
@@ -62,62 +69,55 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
     now = utcnow()
     senders = await resolve_senders(session, [items[i][1].sender for i in todo])
     open_convs = await repo.latest_open_for_contacts(session, [c.id for c, _, _ in senders])
-    hinted = await _hinted_conversations(session, [items[i] for i in todo])
+    bound, referenced, hinted = await _hinted_conversations(session, [items[i] for i in todo])
     recent: dict[int, ConversationRow] = {}
     if reopen_within:
         lonely = [c.id for c, _, _ in senders if c.id not in open_convs]
         recent = await continuity_repo.latest_resolved_for_contacts(session, lonely, now - reopen_within)
-    created: set[int] = set()  # id() of conversations this batch starts
-    switches: list[tuple[ConversationRow, ChannelInstanceRow]] = []
-    plan: list[tuple[int, ConversationRow, IdentityRow, list[str]]] = []
-    for k, (idx, (contact, identity, _)) in enumerate(zip(todo, senders, strict=True)):
+    rows = {c.id: c for c in (*hinted.values(), *open_convs.values(), *recent.values())}
+    arrivals = []
+    for k, (idx, (contact, _, _)) in enumerate(zip(todo, senders, strict=True)):
         channel, msg = items[idx]
-        conv = hinted[k]
-        if conv is None or conv.contact_id != contact.id:  # a hint never moves a message to someone else
-            conv = open_convs.get(contact.id)
-            if conv is None and not msg.conversation_id and not msg.automatic:  # a bound session starts anew
-                conv = recent.get(contact.id)
-                if conv is not None:
-                    open_convs[contact.id] = conv
-        if msg.automatic:  # recorded quietly: see the docstring
-            if conv is None:
-                conv = ConversationRow(contact_id=contact.id, status=ConversationStatus.RESOLVED.value,
-                                       priority="normal", resolved_at=now, attributes={}, last_activity_at=now,
-                                       queue_id=msg.queue_id if msg.queue_id is not None else channel.default_queue_id,
-                                       last_channel_instance_id=channel.id)
-                session.add(conv)
-                created.add(id(conv))
-            plan.append((idx, conv, identity, []))
-            continue
-        changes: list[str] = []
-        if conv is None:
-            queue_id = msg.queue_id if msg.queue_id is not None else channel.default_queue_id
-            conv = ConversationRow(contact_id=contact.id, status="open", priority="normal",
-                                   queue_id=queue_id, attributes={}, last_activity_at=now)
-            session.add(conv)
-            open_convs[contact.id] = conv
-            created.add(id(conv))
-        else:
-            domain = Conversation(contact_id=conv.contact_id, status=ConversationStatus(conv.status),
-                                  snoozed_until=conv.snoozed_until)
-            if domain.on_customer_message(now):
-                conv.status, conv.snoozed_until, conv.resolved_at = domain.status.value, None, None
-                changes.append("status")
-        if conv.last_channel_instance_id != channel.id:
-            changes.append("last_channel_instance_id")
-            if conv.last_channel_instance_id is not None and id(conv) not in created:
-                switches.append((conv, channel))  # shown in the timeline: the customer changed channel
-        conv.last_channel_instance_id = channel.id
-        conv.last_activity_at = conv.updated_at = now
-        plan.append((idx, conv, identity, changes))
+        arrivals.append(Arrival(contact_id=contact.id, channel_id=channel.id, automatic=msg.automatic,
+                                queue_id=msg.queue_id if msg.queue_id is not None else channel.default_queue_id,
+                                bound_to=bound[k], references=referenced[k]))
+    placed = place_messages(arrivals, {cid: _facts(row) for cid, row in rows.items()},
+                            open_by_contact={cid: c.id for cid, c in open_convs.items()},
+                            recent_by_contact={cid: c.id for cid, c in recent.items()}, now=now)
+    created: list[ConversationRow] = []
+    for new in placed.new:
+        conv = ConversationRow(contact_id=new.contact_id, priority="normal", attributes={}, queue_id=new.queue_id,
+                               last_activity_at=now, status=ConversationStatus.OPEN.value)
+        if new.resolved:
+            conv.status, conv.resolved_at = ConversationStatus.RESOLVED.value, now
+            conv.last_channel_instance_id = new.channel_id
+        session.add(conv)
+        created.append(conv)
+
+    def row_of(ref: ConversationRef) -> ConversationRow:
+        return created[ref.index] if isinstance(ref, NewConversation) else rows[ref]
+
+    switches: list[tuple[ConversationRow, ChannelInstanceRow]] = []
+    plan: list[tuple[int, ConversationRow, IdentityRow, Placement]] = []
+    for idx, (_, identity, _), placement in zip(todo, senders, placed.placements, strict=True):
+        channel = items[idx][0]
+        conv = row_of(placement.conversation)
+        if placement.reopen:
+            conv.status, conv.snoozed_until, conv.resolved_at = ConversationStatus.OPEN.value, None, None
+        if placement.switched_channel:
+            switches.append((conv, channel))  # shown in the timeline: the customer changed channel
+        if placement.touch:
+            conv.last_channel_instance_id = channel.id
+            conv.last_activity_at = conv.updated_at = now
+        plan.append((idx, conv, identity, placement))
     await session.flush()  # new conversations get their ids
     for conv, channel in switches:
         session.add(MessageRow(conversation_id=conv.id, direction="activity", text=f"The customer continued on "
                                f"{channel.name} ({channel.kind})", attachments=[], meta={"channel_switch": channel.id},
                                channel_instance_id=channel.id, created_at=now))
-    for idx, conv, identity, _ in plan:
+    for idx, conv, identity, placement in plan:
         channel, msg = items[idx]
-        if not msg.automatic or conv.last_identity_id is None:
+        if placement.sets_last_identity:
             conv.last_identity_id = identity.id
         out[idx] = MessageRow(
             conversation_id=conv.id, direction="in", text=msg.text[:MAX_TEXT],
@@ -132,20 +132,19 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
     await session.flush()
     convs = list({id(c): c for _, c, _, _ in plan}.values())
     names = {contact.id: contact.name for contact, _, _ in senders}
-    fresh = {c.id for c in convs if id(c) in created}
+    fresh = {c.id for c in created}
     views = dict(zip((id(c) for c in convs), await conversation_views(session, convs, names=names, unlabelled=fresh),
                      strict=True))
     announced: set[int] = set()
-    for idx, conv, _, changes in plan:
+    for idx, conv, _, placement in plan:
         audience, view, row = audience_for(conv), views[id(conv)], out[idx]
         assert row is not None
-        is_new = id(conv) in created
-        if is_new and id(conv) not in announced:
+        if placement.is_new and id(conv) not in announced:
             announced.add(id(conv))
             emit(session, ConversationCreated(conversation=view), audience)
         emit(session, MessageCreated(message=message_view(row)), audience)
-        if changes and not is_new:
-            emit(session, ConversationUpdated(conversation=view, changes=changes), audience)
+        if placement.changes and not placement.is_new:
+            emit(session, ConversationUpdated(conversation=view, changes=list(placement.changes)), audience)
     consents = [(out[idx], items[idx][1], items[idx][0]) for idx, *_ in plan if "consent" in items[idx][1].extra]
     if consents:  # STOP/START keywords (SMS, WhatsApp): rare, so a batch without one runs no extra query
         await record_consent(session, consents)  # type: ignore[arg-type]
@@ -155,28 +154,24 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
     return out
 
 
-async def _hinted_conversations(session: AsyncSession, items: Sequence[tuple[ChannelInstanceRow, InboundMessage]]
-                                ) -> list[ConversationRow | None]:
-    """The conversation each message's channel points at, if any (two queries for the batch):
+def _facts(row: ConversationRow) -> ConversationFacts:
+    return ConversationFacts(id=row.id, contact_id=row.contact_id, status=ConversationStatus(row.status),
+                             snoozed_until=row.snoozed_until, last_channel_instance_id=row.last_channel_instance_id,
+                             has_last_identity=row.last_identity_id is not None)
 
-    - ``conversation_id``: the channel's session is bound to it (web chat); ignored once resolved, so a
-      new message after the end of an issue starts a new conversation;
-    - ``references``: the message answers earlier messages of this channel (email References /
-      In-Reply-To); it joins their conversation, reopening it if it was resolved.
-    """
+
+async def _hinted_conversations(session: AsyncSession, items: Sequence[tuple[ChannelInstanceRow, InboundMessage]]
+                                ) -> tuple[list[int | None], list[tuple[int, ...]], dict[int, ConversationRow]]:
+    """What each message's channel points at (two queries for the batch): the conversation its session is
+    bound to (web chat), the conversations of the earlier messages it answers (email References /
+    In-Reply-To, strongest first), and those conversations. ``domain.conversations.place_messages``
+    decides which hint holds."""
     refs = [(ch.id, ref) for ch, m in items for ref in m.references]
     by_ref = await repo.conversations_of_provider_ids(session, refs) if refs else {}
     wanted = {m.conversation_id for _, m in items if m.conversation_id} | set(by_ref.values())
     convs = await repo.get_conversations(session, wanted) if wanted else {}
-    out: list[ConversationRow | None] = []
-    for ch, m in items:
-        conv = convs.get(m.conversation_id) if m.conversation_id else None
-        if conv is not None and conv.status == ConversationStatus.RESOLVED.value and not m.automatic:
-            conv = None
-        if conv is None:
-            for ref in m.references:  # strongest first: the message it directly replies to
-                conv = convs.get(by_ref.get((ch.id, ref), -1))
-                if conv is not None:
-                    break
-        out.append(conv)
-    return out
+    bound = [m.conversation_id or None for _, m in items]
+    referenced = [tuple(by_ref[(ch.id, ref)] for ref in m.references if (ch.id, ref) in by_ref) for ch, m in items]
+    return bound, referenced, convs
+
+
