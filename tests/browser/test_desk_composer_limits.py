@@ -9,6 +9,7 @@ from threadline.actions import channels as channel_actions
 from threadline.actions import inbound as inbound_actions
 from threadline.domain.contacts import normalise_identity
 from threadline.domain.messages import InboundMessage, Sender
+from threadline.domain.messaging import Consent
 
 
 async def test_the_composer_counts_sms_segments_and_warns_before_sending_to_an_opted_out_number(
@@ -29,7 +30,7 @@ async def test_the_composer_counts_sms_segments_and_warns_before_sending_to_an_o
     async with svc.db.transaction() as s:
         # what the Twilio adapter makes of a "STOP" text (tests/channels cover the parsing itself)
         await inbound_actions.receive_inbound(s, sms, InboundMessage("SM2", Sender((phone,), "Tom"), "STOP",
-                                                                     extra={"consent": "opt_out"}))
+                                                                     consent=Consent.OPT_OUT))
     await page.fill("#composer-text", "one more thing")
     await page.wait_for_function(
         "() => document.getElementById('composer-limits').classList.contains('bad')", timeout=WAIT)

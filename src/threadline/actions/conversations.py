@@ -31,7 +31,7 @@ from threadline.domain.events import (
     MessageCreated,
     MessageView,
 )
-from threadline.domain.messages import MAX_TEXT
+from threadline.domain.messages import MAX_TEXT, Direction
 from threadline.domain.users import Role
 
 UNSET: Any = object()
@@ -55,7 +55,7 @@ def audience_for(*rows: ConversationRow | None, extra_users: tuple[int | None, .
 
 
 def add_activity(session: AsyncSession, conv: ConversationRow, text: str, actor_id: int | None) -> MessageRow:
-    msg = MessageRow(conversation_id=conv.id, direction="activity", text=text, author_id=actor_id,
+    msg = MessageRow(conversation_id=conv.id, direction=Direction.ACTIVITY.value, text=text, author_id=actor_id,
                      attachments=[], meta={})
     session.add(msg)
     return msg
@@ -70,7 +70,7 @@ async def add_note(session: AsyncSession, actor: Actor, conversation_id: int, te
     if len(text) > MAX_TEXT:
         raise ValidationFailed(f"a note is at most {MAX_TEXT} characters", field="text")
     now = utcnow()
-    row = MessageRow(conversation_id=conv.id, direction="note", text=text, author_id=actor.user_id,
+    row = MessageRow(conversation_id=conv.id, direction=Direction.NOTE.value, text=text, author_id=actor.user_id,
                      attachments=[], meta={}, created_at=now)
     session.add(row)
     conv.updated_at = now

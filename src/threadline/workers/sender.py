@@ -38,7 +38,7 @@ from threadline.db.repos import users as users_repo
 from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.domain.contacts import IdentityKind, IdentityValue
-from threadline.domain.messages import Attachment, OutboundMessage, SendReceipt
+from threadline.domain.messages import Attachment, OutboundMessage, SendReceipt, TemplateSend
 from threadline.files.store import FileStore
 from threadline.metrics import OUTBOUND_RESULTS
 from threadline.workers.leased import LeasedWorker
@@ -180,7 +180,7 @@ class SenderWorker(LeasedWorker[SendResult]):
                 author_name=author.name if author else "",
                 reply_to_provider_id=parent.provider_id if parent else None,
                 reply_to_meta=dict(parent.meta or {}) if parent else {},
-                meta=dict(msg.meta or {}),
+                template=TemplateSend.from_meta((msg.meta or {}).get("template")),
             )
             try:
                 receipt = await self.factory.for_row(channel).send(out)

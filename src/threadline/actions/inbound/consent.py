@@ -29,16 +29,16 @@ async def record_consent(session: AsyncSession,
     scope of the channel it came on. Only messages whose whole text is a keyword get here (the adapter marks
     them), so a batch without one costs nothing."""
     for row, msg, channel in stored:
-        consent = msg.extra.get("consent")
+        consent = msg.consent
         cls = get_adapter_class(channel.kind)
         scope = cls.capabilities.consent_scope if cls else None
-        if consent not in (Consent.OPT_OUT.value, Consent.OPT_IN.value) or row.identity_id is None or not scope:
+        if consent not in (Consent.OPT_OUT, Consent.OPT_IN) or row.identity_id is None or not scope:
             continue
         ident = await contacts_repo.get_identity(session, row.identity_id)
         contact = await contacts_repo.get_contact(session, ident.contact_id) if ident else None
         if ident is None or contact is None:
             continue
-        status = OPTED_OUT if consent == Consent.OPT_OUT.value else OPTED_IN
+        status = OPTED_OUT if consent is Consent.OPT_OUT else OPTED_IN
         entries = consent_entries(contact.attributes, ident.value)
         if (entries.get(scope) or {}).get("status") == status:
             continue

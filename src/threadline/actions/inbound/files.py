@@ -59,7 +59,7 @@ async def receive_with_files(session: AsyncSession, files: FileStore | None,
                                        content_id=a.content_id, inline=a.inline))
                 if a.content_id:
                     cids[a.content_id] = d["url"]
-            msg = dataclasses.replace(msg, attachments=tuple(atts), extra=_point_cids(msg.extra, cids))
+            msg = dataclasses.replace(msg, attachments=tuple(atts), email=_point_cids(msg.email, cids))
         prepared.append((channel, _inline_out(msg)))
         stored_ids.append(ids)
     rows = await receive_inbound_batch(session, prepared, reopen_within=reopen_within)
@@ -72,13 +72,13 @@ async def receive_with_files(session: AsyncSession, files: FileStore | None,
 def _inline_out(msg: InboundMessage) -> InboundMessage:
     """Inline images leave the attachment list for ``meta.email.inline`` (still stored and downloadable)."""
     inline = [a for a in msg.attachments if a.inline]
-    email = msg.extra.get("email")
-    if not inline or not isinstance(email, dict):
+    email = msg.email
+    if not inline or email is None:
         return msg
     listed = [{"url": a.url, "content_type": a.content_type, "name": a.name, "size": a.size,
                "content_id": a.content_id} for a in inline]
     return dataclasses.replace(msg, attachments=tuple(a for a in msg.attachments if not a.inline),
-                               extra={**msg.extra, "email": {**email, "inline": listed}})
+                               email={**email, "inline": listed})
 
 
 async def _distinct_message_ids(session: AsyncSession, items: Sequence[tuple[ChannelInstanceRow, InboundMessage]]
@@ -86,8 +86,7 @@ async def _distinct_message_ids(session: AsyncSession, items: Sequence[tuple[Cha
     """Give a mail that reuses a stored (or an earlier one in this batch) Message-ID with another
     fingerprint a provider id of its own, so it is stored rather than dropped as a duplicate."""
     def fingerprint(msg: InboundMessage) -> str:
-        email = msg.extra.get("email")
-        return str(email.get("fingerprint") or "") if isinstance(email, dict) else ""
+        return str(msg.email.get("fingerprint") or "") if msg.email is not None else ""
 
     keys = {(c.id, m.provider_id) for c, m in items if fingerprint(m)}
     if not keys:
@@ -104,12 +103,12 @@ async def _distinct_message_ids(session: AsyncSession, items: Sequence[tuple[Cha
     return out
 
 
-def _point_cids(extra: dict[str, object], cids: dict[str, str]) -> dict[str, object]:
-    email = extra.get("email")
-    if not cids or not isinstance(email, dict) or not isinstance(email.get("html"), str):
-        return extra
-    html = email["html"]
+def _point_cids(email: dict[str, object] | None, cids: dict[str, str]) -> dict[str, object] | None:
+    """The email's HTML with its ``cid:`` links pointing at the stored inline images."""
+    if not cids or email is None or not isinstance(email.get("html"), str):
+        return email
+    html = str(email["html"])
     for cid, url in cids.items():
         html = re.sub(rf'(["\'])cid:{re.escape(cid)}\1', lambda m, u=url: f"{m.group(1)}{u}{m.group(1)}", html,
                       flags=re.I)
-    return {**extra, "email": {**email, "html": html}}
+    return {**email, "html": html}

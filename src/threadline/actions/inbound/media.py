@@ -28,9 +28,7 @@ def queue_media(session: AsyncSession, stored: Sequence[tuple[MessageRow, Inboun
     """One download row per linked attachment of the messages just stored (no query: rows are added to
     the batch's flush). Called by receive_inbound_batch only when a message has ``media_pending``."""
     for row, msg in stored:
-        pending = msg.extra.get("media_pending")
-        if not isinstance(pending, list):
-            continue
+        pending = msg.media_pending
         for position, att in enumerate(msg.attachments):
             if att.url in pending:
                 session.add(MediaDownloadRow(message_id=row.id, channel_instance_id=row.channel_instance_id,

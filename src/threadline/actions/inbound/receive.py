@@ -27,7 +27,7 @@ from threadline.domain.conversations import (
     place_messages,
 )
 from threadline.domain.events import ConversationCreated, ConversationUpdated, MessageCreated
-from threadline.domain.messages import MAX_TEXT, InboundMessage
+from threadline.domain.messages import MAX_TEXT, Direction, InboundMessage
 
 
 async def receive_inbound(session: AsyncSession, channel: ChannelInstanceRow, msg: InboundMessage
@@ -112,7 +112,7 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
         plan.append((idx, conv, identity, placement))
     await session.flush()  # new conversations get their ids
     for conv, channel in switches:
-        session.add(MessageRow(conversation_id=conv.id, direction="activity", text=f"The customer continued on "
+        session.add(MessageRow(conversation_id=conv.id, direction=Direction.ACTIVITY.value, text=f"The customer continued on "
                                f"{channel.name} ({channel.kind})", attachments=[], meta={"channel_switch": channel.id},
                                channel_instance_id=channel.id, created_at=now))
     for idx, conv, identity, placement in plan:
@@ -120,12 +120,11 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
         if placement.sets_last_identity:
             conv.last_identity_id = identity.id
         out[idx] = MessageRow(
-            conversation_id=conv.id, direction="in", text=msg.text[:MAX_TEXT],
+            conversation_id=conv.id, direction=Direction.IN.value, text=msg.text[:MAX_TEXT],
             attachments=[{"url": a.url, "content_type": a.content_type, "name": a.name, "size": a.size}
                          for a in msg.attachments],
             channel_instance_id=channel.id, identity_id=identity.id, provider_id=msg.provider_id,
-            meta={**msg.extra, **({"thread": msg.thread_hint} if msg.thread_hint else {}),
-                  **({"automatic": True} if msg.automatic else {})},
+            meta=msg.stored_meta(),
             created_at=now,
         )
         session.add(out[idx])
@@ -145,10 +144,10 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
         emit(session, MessageCreated(message=message_view(row)), audience)
         if placement.changes and not placement.is_new:
             emit(session, ConversationUpdated(conversation=view, changes=list(placement.changes)), audience)
-    consents = [(out[idx], items[idx][1], items[idx][0]) for idx, *_ in plan if "consent" in items[idx][1].extra]
+    consents = [(out[idx], items[idx][1], items[idx][0]) for idx, *_ in plan if items[idx][1].consent is not None]
     if consents:  # STOP/START keywords (SMS, WhatsApp): rare, so a batch without one runs no extra query
         await record_consent(session, consents)  # type: ignore[arg-type]
-    media = [(out[idx], items[idx][1]) for idx, *_ in plan if "media_pending" in items[idx][1].extra]
+    media = [(out[idx], items[idx][1]) for idx, *_ in plan if items[idx][1].media_pending]
     if media:  # linked provider media (MMS, WhatsApp, Telegram…): queued for workers/media.py, no query here
         queue_media(session, media)  # type: ignore[arg-type]
     return out

@@ -16,7 +16,7 @@ from threadline.db.models import ChannelInstanceRow, MessageRow, OutboundJobRow
 from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import conversations as repo
 from threadline.domain.events import MessageStatusChanged
-from threadline.domain.messages import DeliveryStatus, StatusUpdate, advance_status
+from threadline.domain.messages import DeliveryStatus, Direction, StatusUpdate, advance_status
 
 
 async def _set_status(session: AsyncSession, msg: MessageRow, status: DeliveryStatus, error: str | None) -> bool:
@@ -28,14 +28,14 @@ async def _set_status(session: AsyncSession, msg: MessageRow, status: DeliverySt
     msg.error = (error or "")[:1000] or None if new is DeliveryStatus.FAILED else None
     conv = await repo.get_conversation(session, msg.conversation_id)
     emit(session, MessageStatusChanged(message_id=msg.id, conversation_id=msg.conversation_id,
-                                       status=new.value, error=msg.error), audience_for(conv))
+                                       status=new, error=msg.error), audience_for(conv))
     return True
 
 
 async def apply_status(session: AsyncSession, channel: ChannelInstanceRow, update: StatusUpdate) -> bool:
     """A provider's delivery receipt; applied by rank, so late or repeated receipts change nothing."""
     msg = await repo.message_by_provider_id(session, channel.id, update.provider_id)
-    if msg is None or msg.direction != "out":
+    if msg is None or msg.direction != Direction.OUT:
         return False
     changed = await _set_status(session, msg, update.status, update.error)
     if update.identity_flag and msg.identity_id is not None:  # e.g. an email hard bounce

@@ -19,7 +19,7 @@ from threadline.db.session import mark_written
 from threadline.db.types import utcnow
 from threadline.domain.errors import ValidationFailed
 from threadline.domain.events import MessageCreated, MessageView
-from threadline.domain.messages import DeliveryStatus
+from threadline.domain.messages import DeliveryStatus, Direction, TemplateSend
 
 
 async def _pick_target(session: AsyncSession, conv: ConversationRow, channel_instance_id: int | None,
@@ -48,9 +48,9 @@ async def _pick_target(session: AsyncSession, conv: ConversationRow, channel_ins
 async def send_reply(session: AsyncSession, actor: Actor, conversation_id: int, text: str, *,
                      attachments: list[dict[str, object]] | None = None,
                      channel_instance_id: int | None = None, identity_id: int | None = None,
-                     meta: dict[str, object] | None = None) -> MessageView:
-    """Queue a reply. ``meta`` travels to the adapter (e.g. ``{"template": …}`` from
-    actions/outbound/templates.send_template, which may go out when the channel's reply window is closed)."""
+                     template: TemplateSend | None = None) -> MessageView:
+    """Queue a reply. A ``template`` (from actions/outbound/templates.send_template) travels to the adapter
+    in the message's meta; it may go out when the channel's reply window is closed."""
     conv = actor.check_can_see(await repo.get_conversation(session, conversation_id), conversation_id)
     text = text.strip()
     if not text and not attachments:
@@ -64,11 +64,12 @@ async def send_reply(session: AsyncSession, actor: Actor, conversation_id: int, 
         raise ValidationFailed(f"{adapter_cls.title} messages are at most {limit} characters; this one has "
                                f"{len(text)}", field="text")
     await check_send_rules(session, conv, channel, identity_id, adapter_cls,  # opt-outs, windows, media
-                           template=bool((meta or {}).get("template")), attachments=attachments)
+                           template=template is not None, attachments=attachments)
     now = utcnow()
-    row = MessageRow(conversation_id=conv.id, direction="out", text=text, attachments=attachments or [],
+    row = MessageRow(conversation_id=conv.id, direction=Direction.OUT.value, text=text, attachments=attachments or [],
                      channel_instance_id=channel.id, identity_id=identity_id, author_id=actor.user_id,
-                     delivery_status=DeliveryStatus.QUEUED.value, meta=dict(meta or {}), created_at=now)
+                     delivery_status=DeliveryStatus.QUEUED.value,
+                     meta={"template": template.as_meta()} if template else {}, created_at=now)
     session.add(row)
     conv.last_activity_at = conv.updated_at = now
     await session.flush()

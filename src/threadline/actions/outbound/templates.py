@@ -17,6 +17,7 @@ from threadline.db.repos import conversations as conv_repo
 from threadline.db.repos import messaging as repo
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import MessageView
+from threadline.domain.messages import TemplateSend
 from threadline.domain.messaging import render_template, template_variables
 
 
@@ -71,12 +72,12 @@ async def send_template(session: AsyncSession, actor: Actor, conversation_id: in
     except KeyError as exc:
         raise ValidationFailed(f"template {row.name!r} needs a value for {{{{{exc.args[0]}}}}}",
                                field="variables") from None
-    meta = {"template": {"id": row.id, "name": row.name, "language": row.language, "provider_ref": row.provider_ref,
-                         "order": template_variables(row.body),
-                         "variables": {k: str(variables[k]) for k in template_variables(row.body)}}}
+    order = template_variables(row.body)
+    template = TemplateSend(provider_ref=row.provider_ref, name=row.name, language=row.language, id=row.id,
+                            order=tuple(order), variables={k: str(variables[k]) for k in order})
     if identity_id is None:  # the customer's address on the template's channel, if they wrote there last
         conv = await conv_repo.get_conversation(session, conversation_id)
         if conv is not None and conv.last_channel_instance_id == row.channel_instance_id:
             identity_id = conv.last_identity_id
     return await send_reply(session, actor, conversation_id, text, channel_instance_id=row.channel_instance_id,
-                            identity_id=identity_id, meta=meta)
+                            identity_id=identity_id, template=template)
