@@ -21,7 +21,8 @@ import uvicorn
 
 from threadline.actions import channels as channel_actions
 from threadline.actions import conversations as conv_actions
-from threadline.actions import messages as message_actions
+from threadline.actions import inbound as inbound_actions
+from threadline.actions import outbound as outbound_actions
 from threadline.actions.permissions import Actor
 from threadline.config import Settings
 from threadline.db.migrate import upgrade
@@ -59,11 +60,11 @@ async def enrich(services) -> int:  # type: ignore[no-untyped-def]
                                                  default_queue_id=channel.default_queue_id)
         a_alice = Actor(user_id=alice.id, role=Role.SUPERVISOR, name=alice.name)
         # Priya had an earlier conversation, resolved and rated: the sidebar shows history and CSAT
-        old = await message_actions.receive_inbound(s, channel, InboundMessage(
+        old = await inbound_actions.receive_inbound(s, channel, InboundMessage(
             provider_id="shot-old", sender=Sender(identities=(normalise_identity("email", EXTRA[0][1]),),
                                                   name=EXTRA[0][0]), text="How do I download last year's invoices?"))
         assert old is not None
-        await message_actions.send_reply(s, a_alice, old.conversation_id, "Under Billing > History > Export.")
+        await outbound_actions.send_reply(s, a_alice, old.conversation_id, "Under Billing > History > Export.")
         await conv_actions.update_conversation(s, a_alice, old.conversation_id, status="resolved")
         from threadline.actions import csat as csat_actions
 
@@ -71,7 +72,7 @@ async def enrich(services) -> int:  # type: ignore[no-untyped-def]
                                        rating=5, comment="Quick and clear, thanks!")
         first = None
         for i, (name, email, text) in enumerate(EXTRA):
-            msg = await message_actions.receive_inbound(s, channel, InboundMessage(
+            msg = await inbound_actions.receive_inbound(s, channel, InboundMessage(
                 provider_id=f"shot-{i}", sender=Sender(identities=(normalise_identity("email", email),), name=name),
                 text=text))
             assert msg is not None
@@ -79,11 +80,11 @@ async def enrich(services) -> int:  # type: ignore[no-untyped-def]
         assert first is not None
         await conv_actions.update_conversation(s, a_alice, first, assignee_id=alice.id, labels=["account"],
                                                priority="high")
-        await message_actions.add_note(s, a_alice, first, "Checked: the old address bounces. Billing can change it.")
-        await message_actions.send_reply(s, a_alice, first, "Hi Priya! Yes - I can update it for you. "
-                                         "Which address should the invoices go to?")
+        await conv_actions.add_note(s, a_alice, first, "Checked: the old address bounces. Billing can change it.")
+        await outbound_actions.send_reply(s, a_alice, first, "Hi Priya! Yes - I can update it for you. "
+                                          "Which address should the invoices go to?")
     async with services.db.transaction(write=True) as s:
-        await message_actions.receive_inbound(s, channel, InboundMessage(
+        await inbound_actions.receive_inbound(s, channel, InboundMessage(
             provider_id="shot-follow", sender=Sender(identities=(normalise_identity("email", EXTRA[0][1]),),
                                                      name=EXTRA[0][0]), text="priya.n@newmail.example, thank you!"))
     return first

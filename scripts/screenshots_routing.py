@@ -15,7 +15,7 @@ import time
 from screenshots import CHROMIUM, OUT, enrich, login, serving
 
 from threadline.actions import conversations as conv_actions
-from threadline.actions import messages as message_actions
+from threadline.actions import inbound as inbound_actions
 from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
 from threadline.actions.permissions import Actor
@@ -53,7 +53,7 @@ async def stage(services, showcase: int) -> None:  # type: ignore[no-untyped-def
         alice = await users_repo.get_user_by_email(s, "alice@demo.threadline.dev")
     for i, (name, email, text, prio) in enumerate(WAITING):
         async with services.db.transaction(write=True) as s:
-            msg = await message_actions.receive_inbound(s, channel, InboundMessage(
+            msg = await inbound_actions.receive_inbound(s, channel, InboundMessage(
                 provider_id=f"q-{i}", sender=Sender(identities=(normalise_identity("email", email),), name=name),
                 text=text))
             if prio:

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions import channels as channel_actions
 from threadline.actions import conversations as conv_actions
-from threadline.actions import messages as message_actions
+from threadline.actions import inbound as inbound_actions
 from threadline.actions import users as user_actions
 from threadline.db.repos import users as users_repo
 from threadline.domain.access import Actor
@@ -88,7 +88,7 @@ async def seed(services: Services) -> DemoResult:
                             name=name)
             msg = None
             for j, text in enumerate(texts):
-                msg = await message_actions.receive_inbound(
+                msg = await inbound_actions.receive_inbound(
                     session, channel, InboundMessage(provider_id=f"demo-{i}-{j}", sender=sender, text=text))
             assert msg is not None
             if queue:

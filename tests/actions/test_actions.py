@@ -8,7 +8,8 @@ from tests.conftest import seed_basics
 
 from threadline.actions import contacts as contact_actions
 from threadline.actions import conversations as conv_actions
-from threadline.actions import messages as message_actions
+from threadline.actions import inbound as inbound_actions
+from threadline.actions import outbound as outbound_actions
 from threadline.actions import users as user_actions
 from threadline.actions.events import capture_events
 from threadline.actions.permissions import Actor
@@ -34,7 +35,7 @@ async def test_inbound_creates_contact_and_conversation_with_events_for_the_queu
     async with services.db.transaction() as s:
         channel = await channels_repo.get_channel(s, ids["channel"])
         with capture_events() as events:
-            msg = await message_actions.receive_inbound(
+            msg = await inbound_actions.receive_inbound(
                 s, channel, InboundMessage("p-1", sender(channel.id, "c-1", email="M@Example.com"), "hello"))
     assert msg is not None
     names = [e.name for e, _ in events]
@@ -53,9 +54,9 @@ async def test_same_provider_id_is_stored_once_and_next_message_joins_the_open_c
     ids = await seed_basics(services)
     async with services.db.transaction() as s:
         channel = await channels_repo.get_channel(s, ids["channel"])
-        first = await message_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
-        again = await message_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
-        second = await message_actions.receive_inbound(s, channel, InboundMessage("p-2", sender(channel.id, "c"), "b"))
+        first = await inbound_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
+        again = await inbound_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
+        second = await inbound_actions.receive_inbound(s, channel, InboundMessage("p-2", sender(channel.id, "c"), "b"))
     assert first is not None and again is None and second is not None
     assert second.conversation_id == first.conversation_id
 
@@ -65,11 +66,11 @@ async def test_resolved_conversation_reopens_when_the_customer_writes(services) 
     sup = Actor(ids["sup"], Role.SUPERVISOR, "Sup")
     async with services.db.transaction() as s:
         channel = await channels_repo.get_channel(s, ids["channel"])
-        first = await message_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
+        first = await inbound_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
         await conv_actions.update_conversation(s, sup, first.conversation_id, status="resolved")
     async with services.db.transaction() as s:
         with capture_events() as events:
-            nxt = await message_actions.receive_inbound(s, channel, InboundMessage("p-2", sender(channel.id, "c"), "b"))
+            nxt = await inbound_actions.receive_inbound(s, channel, InboundMessage("p-2", sender(channel.id, "c"), "b"))
         conv = await conv_repo.get_conversation(s, nxt.conversation_id)
     # The last resolved conversation is not reused by default: a new issue starts a new conversation.
     assert nxt.conversation_id != first.conversation_id and conv.status == "open"
@@ -82,7 +83,7 @@ async def test_agent_permissions_on_conversations(services) -> None:
     bob = Actor(ids["bob"], Role.AGENT, "Bob", queue_ids=[ids["billing"]])
     async with services.db.transaction() as s:
         channel = await channels_repo.get_channel(s, ids["channel"])
-        msg = await message_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
+        msg = await inbound_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
     cid = msg.conversation_id
     async with services.db.transaction() as s:
         with pytest.raises(NotFound):  # Bob does not serve the general queue
@@ -110,20 +111,20 @@ async def test_reply_queues_an_outbound_job_and_status_only_moves_forward(servic
     alice = Actor(ids["alice"], Role.AGENT, "Alice", queue_ids=[ids["general"]])
     async with services.db.transaction() as s:
         channel = await channels_repo.get_channel(s, ids["channel"])
-        msg = await message_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
-        reply = await message_actions.send_reply(s, alice, msg.conversation_id, "Hi, on it")
+        msg = await inbound_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
+        reply = await outbound_actions.send_reply(s, alice, msg.conversation_id, "Hi, on it")
         job = await plumbing_repo.job_for_message(s, reply.id)
         assert reply.delivery_status == "queued" and job is not None and job.status == "pending"
-        await message_actions.record_sent(s, job, "prov-9", DeliveryStatus.SENT)
+        await outbound_actions.record_sent(s, job, "prov-9", DeliveryStatus.SENT)
     async with services.db.transaction() as s:
-        assert await message_actions.apply_status(s, channel, StatusUpdate("prov-9", DeliveryStatus.READ))
-        assert not await message_actions.apply_status(s, channel, StatusUpdate("prov-9", DeliveryStatus.DELIVERED))
-        assert not await message_actions.apply_status(s, channel, StatusUpdate("unknown", DeliveryStatus.READ))
+        assert await outbound_actions.apply_status(s, channel, StatusUpdate("prov-9", DeliveryStatus.READ))
+        assert not await outbound_actions.apply_status(s, channel, StatusUpdate("prov-9", DeliveryStatus.DELIVERED))
+        assert not await outbound_actions.apply_status(s, channel, StatusUpdate("unknown", DeliveryStatus.READ))
         stored = await conv_repo.get_message(s, reply.id)
         assert stored.delivery_status == "read"
     async with services.db.transaction() as s:
         with pytest.raises(ValidationFailed, match="at most"):
-            await message_actions.send_reply(s, alice, msg.conversation_id, "x" * 70_000)
+            await outbound_actions.send_reply(s, alice, msg.conversation_id, "x" * 70_000)
 
 
 async def test_users_teams_queues_and_contacts_validation(services) -> None:
@@ -152,26 +153,26 @@ async def test_channel_hints_place_a_message_in_the_right_conversation(services)
     ids = await seed_basics(services)
     async with services.db.transaction() as s:
         channel = await channels_repo.get_channel(s, ids["channel"])
-        first = await message_actions.receive_inbound(
+        first = await inbound_actions.receive_inbound(
             s, channel, InboundMessage("m-1", sender(channel.id, "c"), "billing question", queue_id=ids["billing"]))
         conv = await conv_repo.get_conversation(s, first.conversation_id)
         assert conv.queue_id == ids["billing"]  # the pre-chat topic picked the queue
         await conv_actions.update_conversation(s, None, conv.id, status="resolved")
         # A reply to a resolved conversation's message (email References) reopens it...
-        reply = await message_actions.receive_inbound(
+        reply = await inbound_actions.receive_inbound(
             s, channel, InboundMessage("m-2", sender(channel.id, "c"), "re: billing", references=("nope", "m-1")))
         assert reply.conversation_id == conv.id and conv.status == "open"
         await conv_actions.update_conversation(s, None, conv.id, status="resolved")
         # ...but a session bound to a resolved conversation starts a new one (a new issue).
-        fresh = await message_actions.receive_inbound(
+        fresh = await inbound_actions.receive_inbound(
             s, channel, InboundMessage("m-3", sender(channel.id, "c"), "another thing", conversation_id=conv.id))
         assert fresh.conversation_id != conv.id
         # A hint that points at someone else's conversation is ignored.
-        other = await message_actions.receive_inbound(
+        other = await inbound_actions.receive_inbound(
             s, channel, InboundMessage("m-4", sender(channel.id, "d"), "hi", conversation_id=fresh.conversation_id))
         assert other.conversation_id not in (fresh.conversation_id, conv.id)
         # A batch: two messages from one new customer land in one new conversation, in order.
-        both = await message_actions.receive_inbound_batch(s, [
+        both = await inbound_actions.receive_inbound_batch(s, [
             (channel, InboundMessage("m-5", sender(channel.id, "e"), "one")),
             (channel, InboundMessage("m-6", sender(channel.id, "e"), "two")),
             (channel, InboundMessage("m-5", sender(channel.id, "e"), "one again"))])
@@ -184,13 +185,13 @@ async def test_a_provider_id_given_twice_does_not_make_the_sender_retry_forever(
     ids = await seed_basics(services)
     async with services.db.transaction() as s:
         channel = await channels_repo.get_channel(s, ids["channel"])
-        first = await message_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
+        first = await inbound_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "a"))
         actor = Actor(user_id=ids["alice"], role=Role.AGENT, name="Alice", queue_ids=[ids["general"]])
-        one = await message_actions.send_reply(s, actor, first.conversation_id, "first answer")
-        two = await message_actions.send_reply(s, actor, first.conversation_id, "second answer")
+        one = await outbound_actions.send_reply(s, actor, first.conversation_id, "first answer")
+        two = await outbound_actions.send_reply(s, actor, first.conversation_id, "second answer")
         for view in (one, two):
             job = await plumbing_repo.job_for_message(s, view.id)
-            await message_actions.record_sent(s, job, "provider-42", DeliveryStatus.SENT)
+            await outbound_actions.record_sent(s, job, "provider-42", DeliveryStatus.SENT)
         await s.flush()
         rows = {m.id: m for m in (await conv_repo.list_messages(s, first.conversation_id, None, 50))[0]}
         assert rows[one.id].provider_id == "provider-42" and rows[two.id].provider_id is None
@@ -207,11 +208,11 @@ async def test_the_action_decides_which_events_the_customer_sees(services) -> No
     async with services.db.transaction() as s:
         channel = await channels_repo.get_channel(s, ids["channel"])
         with capture_events() as events:
-            msg = await message_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "hi"))
+            msg = await inbound_actions.receive_inbound(s, channel, InboundMessage("p-1", sender(channel.id, "c"), "hi"))
             assert msg is not None
             cid = msg.conversation_id
-            await message_actions.send_reply(s, sup, cid, "hello")
-            await message_actions.add_note(s, sup, cid, "internal")
+            await outbound_actions.send_reply(s, sup, cid, "hello")
+            await conv_actions.add_note(s, sup, cid, "internal")
             await conv_actions.update_conversation(s, sup, cid, status="resolved")
         contact_id = (await conv_repo.get_conversation(s, cid)).contact_id
     seen = [(e.name, getattr(getattr(e, "message", None), "direction", None), a) for e, a in events]

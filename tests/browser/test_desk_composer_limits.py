@@ -6,9 +6,10 @@ from tests.browser.test_desk_live import WAIT, open_desk
 from tests.channels.harness import twilio_config
 from tests.conftest import seed_basics
 from threadline.actions import channels as channel_actions
-from threadline.actions import messages as message_actions
+from threadline.actions import inbound as inbound_actions
 from threadline.domain.contacts import normalise_identity
 from threadline.domain.messages import InboundMessage, Sender
+from threadline.domain.messaging import Consent
 
 
 async def test_the_composer_counts_sms_segments_and_warns_before_sending_to_an_opted_out_number(
@@ -19,7 +20,7 @@ async def test_the_composer_counts_sms_segments_and_warns_before_sending_to_an_o
     async with svc.db.transaction() as s:
         sms = await channel_actions.create_channel(s, svc.box, kind="twilio", name="SMS line", config=twilio_config(),
                                                    default_queue_id=ids["general"])
-        msg = await message_actions.receive_inbound(s, sms, InboundMessage("SM1", Sender((phone,), "Tom"), "hello?"))
+        msg = await inbound_actions.receive_inbound(s, sms, InboundMessage("SM1", Sender((phone,), "Tom"), "hello?"))
     page = await open_desk(browser, sqlite_server, "alice@example.com", f"/conversations/{msg.conversation_id}")
     await page.fill("#composer-text", "x" * 170)  # more than one GSM-7 segment
     await page.wait_for_function(
@@ -28,8 +29,8 @@ async def test_the_composer_counts_sms_segments_and_warns_before_sending_to_an_o
     # The customer texts STOP: the composer says so before the agent sends anything.
     async with svc.db.transaction() as s:
         # what the Twilio adapter makes of a "STOP" text (tests/channels cover the parsing itself)
-        await message_actions.receive_inbound(s, sms, InboundMessage("SM2", Sender((phone,), "Tom"), "STOP",
-                                                                     extra={"consent": "opt_out"}))
+        await inbound_actions.receive_inbound(s, sms, InboundMessage("SM2", Sender((phone,), "Tom"), "STOP",
+                                                                     consent=Consent.OPT_OUT))
     await page.fill("#composer-text", "one more thing")
     await page.wait_for_function(
         "() => document.getElementById('composer-limits').classList.contains('bad')", timeout=WAIT)

@@ -19,8 +19,10 @@ from threadline.domain.messages import (
     InboundMessage,
     OutboundMessage,
     StatusUpdate,
+    TemplateSend,
     Unreadable,
 )
+from threadline.domain.messaging import Consent
 
 from .harness import harnesses
 
@@ -61,7 +63,7 @@ def test_twilio_mms_keeps_every_media_item_for_download() -> None:
     [msg] = parse("twilio", "twilio/fixtures/mms_inbound.form")
     assert isinstance(msg, InboundMessage)
     assert [a.content_type for a in msg.attachments] == ["image/jpeg", "application/pdf"]
-    assert msg.extra["media_pending"] == [a.url for a in msg.attachments]
+    assert msg.media_pending == tuple(a.url for a in msg.attachments)
     assert msg.sender.identities[0].kind is IdentityKind.PHONE and msg.sender.identities[0].value == "+14155551234"
 
 
@@ -76,7 +78,7 @@ def test_twilio_whatsapp_location_button_and_reply_to() -> None:
 
 def test_twilio_stop_keyword_is_marked_and_failures_carry_the_reason() -> None:
     [stop] = parse("twilio", "twilio/fixtures/sms_stop_spanish.form")
-    assert stop.extra["consent"] == "opt_out"
+    assert stop.consent is Consent.OPT_OUT
     [failed] = parse("twilio", "twilio/fixtures/status_undelivered.form")
     assert isinstance(failed, StatusUpdate) and failed.status is DeliveryStatus.FAILED
     assert "30003" in (failed.error or "") and "unreachable" in (failed.error or "")
@@ -86,8 +88,8 @@ async def test_twilio_whatsapp_sends_templates_as_content_sid() -> None:
     h = harnesses()["twilio_whatsapp"]
     cls = adapters()["twilio_whatsapp"]
     adapter = cls(cls.Config.model_validate(h.config), httpx.AsyncClient(), scope="1")
-    form = dict(adapter._form(OutboundMessage(1, 1, h.to, "Hi Ana", meta={"template": {
-        "provider_ref": "HXb5b62575e6e4ff6129ad7c8efe1f983e", "variables": {"1": "Ana"}}})))  # type: ignore[attr-defined]
+    form = dict(adapter._form(OutboundMessage(1, 1, h.to, "Hi Ana", template=TemplateSend(  # type: ignore[attr-defined]
+        provider_ref="HXb5b62575e6e4ff6129ad7c8efe1f983e", variables={"1": "Ana"}))))
     assert form["To"] == "whatsapp:+14155551234" and form["From"] == "whatsapp:+15005550006"
     assert form["ContentSid"].startswith("HX") and form["ContentVariables"] == '{"1": "Ana"}' and "Body" not in form
 

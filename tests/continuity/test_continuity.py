@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import login, seed_basics
 from threadline.actions import channels as channel_actions
-from threadline.actions import messages as message_actions
+from threadline.actions import inbound as inbound_actions
 from threadline.db.repos import channels as channels_repo
 from threadline.domain.contacts import IdentityKind, IdentityValue, normalise_identity
 from threadline.domain.messages import InboundMessage, Sender
@@ -127,10 +127,10 @@ async def test_an_unverified_claim_suggests_a_merge_and_never_merges(services, v
     async with services.db.transaction() as s:
         channel = await channels_repo.get_channel(s, ids["channel"])
         email = normalise_identity("email", "Ana@Example.com")
-        owner = await message_actions.receive_inbound(s, channel, InboundMessage(
+        owner = await inbound_actions.receive_inbound(s, channel, InboundMessage(
             "m-1", Sender((IdentityValue(IdentityKind.HANDLE, "ana", str(channel.id)), email), "Ana"), "hi"))
         # Someone else types Ana's email into a pre-chat form: a claim, not a proof.
-        other = await message_actions.receive_inbound(s, channel, InboundMessage(
+        other = await inbound_actions.receive_inbound(s, channel, InboundMessage(
             "m-2", Sender((IdentityValue(IdentityKind.HANDLE, "stranger", str(channel.id)),), "Eve", claims=(email,)),
             "hello"))
         stranger_conv = other.conversation_id
@@ -138,11 +138,11 @@ async def test_an_unverified_claim_suggests_a_merge_and_never_merges(services, v
         # An unknown claim is kept, unverified, on the claimant; if a channel later vouches for it, the
         # identity goes to the verified sender and the claimant gets a suggestion instead.
         unknown = normalise_identity("email", "eve@example.org")
-        await message_actions.receive_inbound(s, channel, InboundMessage(
+        await inbound_actions.receive_inbound(s, channel, InboundMessage(
             "m-3", Sender((IdentityValue(IdentityKind.HANDLE, "stranger", str(channel.id)),), "Eve", claims=(unknown,)),
             "me again"))
         if verified_later:
-            real = await message_actions.receive_inbound(s, channel, InboundMessage(
+            real = await inbound_actions.receive_inbound(s, channel, InboundMessage(
                 "m-4", Sender((IdentityValue(IdentityKind.HANDLE, "eve-real", str(channel.id)), unknown), "Eve R."),
                 "it's really me"))
             assert real.conversation_id != stranger_conv  # the claimant's conversation is not joined
@@ -378,9 +378,9 @@ async def test_the_desk_shows_possible_duplicates_and_merges_them(sqlite_server)
     async with svc.db.transaction() as s:
         channel = await channels_repo.get_channel(s, ids["channel"])
         email = normalise_identity("email", "ana@example.com")
-        await message_actions.receive_inbound(s, channel, InboundMessage(
+        await inbound_actions.receive_inbound(s, channel, InboundMessage(
             "m-1", Sender((IdentityValue(IdentityKind.HANDLE, "ana", str(channel.id)), email), "Ana"), "hi"))
-        claimant = await message_actions.receive_inbound(s, channel, InboundMessage(
+        claimant = await inbound_actions.receive_inbound(s, channel, InboundMessage(
             "m-2", Sender((IdentityValue(IdentityKind.HANDLE, "visitor-7", str(channel.id)),), "Ana (chat)",
                           claims=(email,)), "hello again"))
     async with httpx.AsyncClient(base_url=sqlite_server.url) as alice:

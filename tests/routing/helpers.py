@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from threadline.actions import messages as message_actions
+from threadline.actions import inbound as inbound_actions
 from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
 from threadline.actions.permissions import Actor
@@ -38,7 +38,7 @@ async def arrive(services: Services, channel_id: int, *, who: str | None = None)
     who = who or f"cust-{n}"
     async with services.db.transaction() as s:
         channel = await channels_repo.get_channel(s, channel_id)
-        msg = await message_actions.receive_inbound(
+        msg = await inbound_actions.receive_inbound(
             s, channel, InboundMessage(f"p-{n}", Sender(identities=(IdentityValue(IdentityKind.HANDLE, who,
                                                                                   str(channel_id)),),
                                                        name=f"Customer {n}"), "hello"))

@@ -111,7 +111,7 @@ async def test_bad_input_gets_clear_4xx_never_500(server) -> None:
 
 async def test_conversations_filters_and_cursor_pagination(server) -> None:
     ids = await seed_basics(server.services)
-    from threadline.actions import messages as message_actions
+    from threadline.actions import inbound as inbound_actions
     from threadline.db.repos import channels as channels_repo
     from threadline.domain.contacts import IdentityKind, IdentityValue
     from threadline.domain.messages import InboundMessage, Sender
@@ -120,7 +120,7 @@ async def test_conversations_filters_and_cursor_pagination(server) -> None:
         channel = await channels_repo.get_channel(s, ids["channel"])
         for i in range(7):
             who = Sender((IdentityValue(IdentityKind.HANDLE, f"c{i}", str(channel.id)),), f"Customer {i}")
-            await message_actions.receive_inbound(s, channel, InboundMessage(f"p{i}", who, f"hi {i}"))
+            await inbound_actions.receive_inbound(s, channel, InboundMessage(f"p{i}", who, f"hi {i}"))
     async with httpx.AsyncClient(base_url=server.url) as c:
         await login(c, "sup@example.com")
         seen, cursor = [], None

@@ -6,7 +6,7 @@ import httpx
 from tests.conftest import login, seed_basics
 
 from threadline.actions import attachments as attachment_actions
-from threadline.actions import messages as message_actions
+from threadline.actions import inbound as inbound_actions
 from threadline.db.repos import channels as channels_repo
 from threadline.domain.contacts import IdentityKind, IdentityValue
 from threadline.domain.messages import InboundMessage, Sender
@@ -18,7 +18,7 @@ async def test_only_people_who_see_the_conversation_download_its_files(sqlite_se
     async with svc.db.transaction() as s:
         channel = await channels_repo.get_channel(s, ids["channel"])
         who = Sender((IdentityValue(IdentityKind.HANDLE, "cust-1", str(channel.id)),), "Cust")
-        msg = await message_actions.receive_inbound(s, channel, InboundMessage("p1", who, "see attached"))
+        msg = await inbound_actions.receive_inbound(s, channel, InboundMessage("p1", who, "see attached"))
         row = await attachment_actions.store_attachment(s, svc.files, b"<script>alert(1)</script>", name="x.html",
                                                         content_type="text/html", conversation_id=msg.conversation_id)
         again = await attachment_actions.store_attachment(s, svc.files, b"<script>alert(1)</script>", name="y.html",

@@ -8,7 +8,7 @@ import re
 import httpx
 from tests.conftest import login, seed_basics
 
-from threadline.actions import messages as message_actions
+from threadline.actions import inbound as inbound_actions
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import conversations as conv_repo
 from threadline.domain.contacts import normalise_identity
@@ -21,7 +21,7 @@ async def inbound(services, channel_id: int, text: str, *, email: str = "maria@e
                   name: str = "Maria Rossi", pid: str | None = None) -> int:
     async with services.db.transaction(write=True) as s:
         channel = await channels_repo.get_channel(s, channel_id)
-        msg = await message_actions.receive_inbound(s, channel, InboundMessage(
+        msg = await inbound_actions.receive_inbound(s, channel, InboundMessage(
             provider_id=pid or f"p-{email}-{text[:20]}", sender=Sender(
                 identities=(normalise_identity("email", email),), name=name), text=text))
         assert msg is not None

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from tests.conftest import make_server, seed_basics
 from tests.web.test_desk_pages import inbound, page_login
 
-from threadline.actions import messages as message_actions
+from threadline.actions import inbound as inbound_actions
 from threadline.db.models import ConversationRow
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import routing as routing_repo
@@ -37,7 +37,7 @@ async def many_conversations(services, channel_id: int, n: int, *, ties: int = 7
         ids = []
         for i in range(n):
             text = f"order {i}" + (" refund please" if i % 3 == 0 else "")
-            msg = await message_actions.receive_inbound(s, channel, InboundMessage(
+            msg = await inbound_actions.receive_inbound(s, channel, InboundMessage(
                 provider_id=f"page-{i}", sender=Sender(identities=(normalise_identity("email", f"c{i}@example.com"),),
                                                       name=f"Customer {i}"), text=text))
             assert msg is not None

@@ -8,7 +8,8 @@ import json
 from sqlalchemy import func, select
 
 from tests.conftest import make_settings, seed_basics
-from threadline.actions import messages as message_actions
+from threadline.actions import inbound as inbound_actions
+from threadline.actions.inbound import files as inbound_files  # where the inbox's batch calls it
 from threadline.channels.base import RawRequest
 from threadline.db.models import InboxItemRow, MessageRow
 from threadline.db.repos import channels as channels_repo
@@ -45,14 +46,14 @@ async def test_a_request_that_fails_is_kept_with_its_error_and_the_others_go_thr
     ids = await seed_basics(services)
     async with services.db.transaction(write=False) as s:
         channel = await channels_repo.get_channel(s, ids["channel"])
-    real = message_actions.receive_inbound_batch
+    real = inbound_actions.receive_inbound_batch
 
     async def flaky(session, items, **kw):  # type: ignore[no-untyped-def]
         if any(m.text == "boom" for _, m in items):
             raise ValueError("the parser choked on this one")
         return await real(session, items, **kw)
 
-    monkeypatch.setattr(message_actions, "receive_inbound_batch", flaky)
+    monkeypatch.setattr(inbound_files, "receive_inbound_batch", flaky)
     got = await asyncio.gather(services.inbox.store(_req("ok-1", "a"), channel, "ok-1"),
                                services.inbox.store(_req("bad", "b", "boom"), channel, "bad"),
                                services.inbox.store(_req("ok-2", "c"), channel, "ok-2"))
@@ -62,7 +63,7 @@ async def test_a_request_that_fails_is_kept_with_its_error_and_the_others_go_thr
         bad = await s.get(InboxItemRow, got[1])
         assert bad.processed_at is None and "parser choked" in bad.error and bad.attempts == 1
     # Fixed (a new release): the sweep processes what was left.
-    monkeypatch.setattr(message_actions, "receive_inbound_batch", real)
+    monkeypatch.setattr(inbound_files, "receive_inbound_batch", real)
     assert await services.inbox.sweep() == 1
     assert await _count(services, MessageRow) == 3
 

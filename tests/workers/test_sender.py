@@ -17,7 +17,8 @@ from sqlalchemy import select
 
 from tests.conftest import make_settings, seed_basics
 from threadline.actions import channels as channel_actions
-from threadline.actions import messages as message_actions
+from threadline.actions import inbound as inbound_actions
+from threadline.actions import outbound as outbound_actions
 from threadline.actions import sending
 from threadline.actions.permissions import Actor
 from threadline.db.models import MessageRow, OutboundJobRow
@@ -60,12 +61,12 @@ async def replies(svc: Services, count: int, *, channels: int = 1) -> list[int]:
                 config={"secret": "s3cret-s3cret-s3cret", "webhook_url": None}))
         for chan in chans:
             await channel_actions.update_channel(s, svc.box, chan.id, config={"webhook_url": "https://partner.test/in"})
-            msg = await message_actions.receive_inbound(s, chan, InboundMessage(
+            msg = await inbound_actions.receive_inbound(s, chan, InboundMessage(
                 f"in-{chan.id}", Sender(identities=(normalise_identity("handle", f"c-{chan.id}", f"api:{chan.id}"),)),
                 "hello"))
             assert msg is not None
             for n in range(count):
-                out.append((await message_actions.send_reply(s, admin, msg.conversation_id, f"reply {n}")).id)
+                out.append((await outbound_actions.send_reply(s, admin, msg.conversation_id, f"reply {n}")).id)
     return out
 
 

@@ -1,4 +1,5 @@
-"""Create and change contacts and their identities; recognise the sender of an inbound message."""
+"""Create and change contacts and their identities; recognise the sender of an inbound message (the
+decision is the pure planner ``domain.contacts.plan_identities``; this module reads its facts and applies it)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from threadline.db.models import ContactActivityRow, ContactRow, IdentityRow
 from threadline.db.repos import contacts as repo
 from threadline.db.repos import continuity as continuity_repo
 from threadline.domain.access import Actor
-from threadline.domain.contacts import IdentityValue, choose_contact, normalise_identity
+from threadline.domain.contacts import (
+    ContactRef,
+    IdentityValue,
+    KnownIdentity,
+    NewContact,
+    normalise_identity,
+    plan_identities,
+)
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import Audience, ContactCreated, ContactUpdated, ContactView
 from threadline.domain.messages import Sender
@@ -167,109 +175,40 @@ async def resolve_senders(session: AsyncSession, senders: Sequence[Sender]
     """Find (or create) the contact each inbound message is from and the identity it came through:
     (contact, identity, created) per sender, in order, with a fixed number of queries for the batch.
 
-    The first identity is the channel's own address (the strongest). Other identities the channel
-    vouches for are attached when nobody owns them; when they point at a different contact nothing
-    is merged (merging is an agent's decision). Senders are resolved in order, so two messages from
-    the same new customer in one batch land on one new contact.
-
-    Claims (what a visitor typed into a form, unverified) never decide who a message is from: an
-    unknown claim is kept as an unverified identity of the sender; one that belongs to someone else
-    becomes a merge suggestion. When a channel later vouches for an identity somebody only claimed,
-    the identity goes to the verified sender and the claimant gets a merge suggestion instead.
+    Reads the facts (the stored identities, their owners, where merged owners went), lets the pure
+    planner ``domain.contacts.plan_identities`` decide (its docstring holds the rules), then applies the
+    plan: new contacts and identities, names, merge suggestions, search text, ``contact.created`` events.
     """
-    for sender in senders:
-        if not sender.identities:
-            raise ValidationFailed("an inbound message needs at least one sender identity")
-    known, owners = await repo.find_identities_and_owners(
+    known, contacts = await repo.find_identities_and_owners(
         session, [i for s in senders for i in (*s.identities, *s.claims)])
-    # Owners are contact ids; a contact created in this batch is -(its index + 1) until it is flushed.
-    owner: dict[IdentityValue, int] = {ident: row.contact_id for ident, row in known.items() if row.verified}
-    new_contacts: list[ContactRow] = []
-    picks: list[tuple[int, bool]] = []
-    conflicts: list[tuple[int, int, str]] = []
-    for sender in senders:
-        candidates = {ident: owner.get(ident) for ident in sender.identities}
-        choice = choose_contact(candidates)
-        created = False
-        if choice == "conflict":
-            primary_owner = candidates[sender.identities[0]]
-            key = primary_owner if primary_owner is not None else next(v for v in candidates.values() if v)
-            conflicts += [(key, other, f"{ident.kind.value} {ident.value} came with a message from contact #{key} "
-                           f"but belongs to contact #{other}")
-                          for ident, other in candidates.items() if other is not None and other != key and other > 0]
-        elif choice is None:
-            new_contacts.append(ContactRow(name=clean_name(sender.name), attributes={}))
-            key, created = -len(new_contacts), True
-        else:
-            key = int(choice)
-        for ident in sender.identities:
-            owner.setdefault(ident, key)
-        picks.append((key, created))
+    survivors = await _survivors(session, contacts)
+    plan = plan_identities(senders, {i: KnownIdentity(row.contact_id, row.verified) for i, row in known.items()},
+                           names={cid: c.name for cid, c in contacts.items()}, survivors=survivors)
+    new_contacts = [ContactRow(name=name, attributes={}) for name in plan.new_contacts]
     if new_contacts:
         session.add_all(new_contacts)
         await session.flush()
+        contacts.update({c.id: c for c in new_contacts})
 
-    def contact_id(key: int) -> int:
-        return new_contacts[-key - 1].id if key < 0 else key
+    def contact_id(ref: ContactRef) -> int:
+        return new_contacts[ref.index].id if isinstance(ref, NewContact) else ref
 
-    contacts = {**owners, **{c.id: c for c in new_contacts}}
-    missing = {contact_id(k) for k, _ in picks} - contacts.keys()
-    if missing:
-        contacts.update(await repo.get_contacts(session, list(missing)))
-    # A contact merged meanwhile (another transaction) stands for the one it was merged into.
-    for _ in range(5):
-        merged = {c.id: c.merged_into_id for c in contacts.values() if c.merged_into_id is not None}
-        if not merged:
-            break
-        survivors = await repo.get_contacts(session, [t for t in merged.values() if t not in contacts])
-        contacts.update(survivors)
-        for i, (key, created) in enumerate(picks):
-            target = merged.get(contact_id(key))
-            if target is not None:
-                picks[i] = (target, created)
-        for ident, key in list(owner.items()):
-            target = merged.get(contact_id(key))
-            if target is not None:
-                owner[ident] = target
-        for cid in merged:
-            contacts[cid] = contacts[merged[cid]] if merged[cid] in contacts else contacts[cid]
-    touched: set[int] = {c.id for c in new_contacts}
-    for sender, (key, _) in zip(senders, picks, strict=True):
-        contact = contacts[contact_id(key)]
-        if clean_name(sender.name) and not contact.name:
-            contact.name = clean_name(sender.name)
-            touched.add(contact.id)
+    for cid, name in plan.names.items():
+        contacts[cid].name = name
     rows: dict[IdentityValue, IdentityRow] = dict(known)
-    suggestions: list[tuple[int, int, str]] = list(conflicts)
-    for ident, key in owner.items():
-        row = rows.get(ident)
-        if row is not None and not row.verified:  # only claimed so far: the verified sender gets it
-            if row.contact_id != contact_id(key):
-                suggestions.append((contact_id(key), row.contact_id, f"{ident.kind.value} {ident.value} was claimed "
-                                    f"by contact #{row.contact_id} and then verified by a channel"))
-                touched.add(row.contact_id)
-            row.contact_id, row.verified = contact_id(key), True
-            touched.add(contact_id(key))
-        elif row is None:
-            rows[ident] = IdentityRow(contact_id=contact_id(key), kind=ident.kind.value, scope=ident.scope,
-                                      value=ident.value, verified=True)
+    for write in plan.writes:
+        ident, cid = write.identity, contact_id(write.contact)
+        if write.new:
+            rows[ident] = IdentityRow(contact_id=cid, kind=ident.kind.value, scope=ident.scope, value=ident.value,
+                                      verified=write.verified)
             session.add(rows[ident])
-            touched.add(contact_id(key))
-    for sender, (key, _) in zip(senders, picks, strict=True):
-        cid = contact_id(key)
-        for claim in sender.claims:
-            row = rows.get(claim)
-            if row is None:
-                rows[claim] = IdentityRow(contact_id=cid, kind=claim.kind.value, scope=claim.scope,
-                                          value=claim.value, verified=False)
-                session.add(rows[claim])
-                touched.add(cid)
-            elif row.contact_id != cid:
-                suggestions.append((cid, row.contact_id, f"contact #{cid} gave {claim.kind.value} {claim.value}, "
-                                    f"which belongs to contact #{row.contact_id}"))
+        else:
+            rows[ident].contact_id, rows[ident].verified = cid, write.verified
     await session.flush()
-    for a, b, reason in suggestions:
-        await suggest_merge(session, a, b, reason)
+    for suggestion in plan.suggestions:
+        a, b = contact_id(suggestion.a), contact_id(suggestion.b)
+        await suggest_merge(session, a, b, suggestion.text(a, b))
+    touched = {contact_id(ref) for ref in plan.touched}
     idents = await repo.identities_of(session, sorted(touched))
     missing = [cid for cid in touched if cid not in contacts]
     contacts.update(await repo.get_contacts(session, missing) if missing else {})
@@ -280,5 +219,23 @@ async def resolve_senders(session: AsyncSession, senders: Sequence[Sender]
         await session.flush()
         for contact in new_contacts:
             emit(session, ContactCreated(contact=contact_view(contact, idents[contact.id])), Audience())
-    return [(contacts[contact_id(key)], rows[sender.identities[0]], created)
-            for sender, (key, created) in zip(senders, picks, strict=True)]
+    return [(contacts[contact_id(pick.contact)], rows[pick.identity], pick.created) for pick in plan.picks]
+
+
+async def _survivors(session: AsyncSession, contacts: dict[int, ContactRow], hops: int = 5) -> dict[int, int]:
+    """The contact each merged one was merged into (meanwhile, by another transaction), following a chain of
+    merges up to ``hops`` long; the survivors are loaded into ``contacts``."""
+    for _ in range(hops):
+        missing = {c.merged_into_id for c in contacts.values()
+                   if c.merged_into_id is not None and c.merged_into_id not in contacts}
+        if not missing:
+            break
+        contacts.update(await repo.get_contacts(session, list(missing)))
+    out: dict[int, int] = {}
+    for cid in contacts:
+        target, steps = cid, 0
+        while (nxt := contacts[target].merged_into_id) is not None and nxt in contacts and steps < hops:
+            target, steps = nxt, steps + 1
+        if target != cid:
+            out[cid] = target
+    return out

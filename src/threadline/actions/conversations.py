@@ -3,7 +3,7 @@ activity line in the timeline and one ``conversation.updated`` event for everyon
 
 A snooze with an end schedules a ``conversation.wake`` job at that time in the same transaction
 (snoozing again moves it; any other status cancels it); when it is due, ``wake_conversation`` opens the
-conversation again. A customer writing to a snoozed conversation opens it at once (actions/messages.py);
+conversation again. A customer writing to a snoozed conversation opens it at once (actions/inbound/receive.py);
 the job then finds nothing to wake."""
 
 from __future__ import annotations
@@ -24,7 +24,14 @@ from threadline.db.types import utcnow
 from threadline.domain.access import Actor
 from threadline.domain.conversations import Conversation, ConversationStatus, Priority, normalise_labels
 from threadline.domain.errors import NotFound, PermissionDenied, ValidationFailed
-from threadline.domain.events import Audience, ConversationUpdated, ConversationView, MessageCreated
+from threadline.domain.events import (
+    Audience,
+    ConversationUpdated,
+    ConversationView,
+    MessageCreated,
+    MessageView,
+)
+from threadline.domain.messages import MAX_TEXT, Direction
 from threadline.domain.users import Role
 
 UNSET: Any = object()
@@ -57,10 +64,29 @@ def audience_for(*rows: ConversationRow | None, extra_users: tuple[int | None, .
 
 
 def add_activity(session: AsyncSession, conv: ConversationRow, text: str, actor_id: int | None) -> MessageRow:
-    msg = MessageRow(conversation_id=conv.id, direction="activity", text=text, author_id=actor_id,
+    msg = MessageRow(conversation_id=conv.id, direction=Direction.ACTIVITY.value, text=text, author_id=actor_id,
                      attachments=[], meta={})
     session.add(msg)
     return msg
+
+
+async def add_note(session: AsyncSession, actor: Actor, conversation_id: int, text: str) -> MessageView:
+    """An internal note: shown to agents in the timeline, never sent to the customer."""
+    conv = actor.check_can_see(await repo.get_conversation(session, conversation_id), conversation_id)
+    text = text.strip()
+    if not text:
+        raise ValidationFailed("a note needs text", field="text")
+    if len(text) > MAX_TEXT:
+        raise ValidationFailed(f"a note is at most {MAX_TEXT} characters", field="text")
+    now = utcnow()
+    row = MessageRow(conversation_id=conv.id, direction=Direction.NOTE.value, text=text, author_id=actor.user_id,
+                     attachments=[], meta={}, created_at=now)
+    session.add(row)
+    conv.updated_at = now
+    await session.flush()
+    view = message_view(row)
+    emit(session, MessageCreated(message=view), audience_for(conv))
+    return view
 
 
 async def _user_name(session: AsyncSession, user_id: int | None) -> str:

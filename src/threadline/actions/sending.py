@@ -1,5 +1,5 @@
 """Outbound jobs taken by the senders of every process (``workers/sender.py``): claimed with a lease,
-fairly across channels. What a finished attempt records is in ``actions/messages.py`` (``record_sent``,
+fairly across channels. What a finished attempt records is in ``actions/outbound/delivery.py`` (``record_sent``,
 ``record_failed``, ``record_retry``)."""
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from threadline.domain.events import (
     Event,
     MessageCreated,
 )
+from threadline.domain.messages import Direction
 from threadline.domain.queues import QueueSettings, SlaTargets
 from threadline.domain.sla import SlaClock, SlaStage, SlaTarget
 
@@ -65,7 +66,8 @@ async def follow(session: AsyncSession, events: Sequence[tuple[Event, datetime]]
     touched: list[tuple[int, datetime | None, datetime | None]] = []  # (conversation, event time, reply time)
     for event, at in events:
         if isinstance(event, MessageCreated):
-            if event.message.direction == "out":  # a reply to the customer; notes and activity lines are not
+            # a reply to the customer; notes and activity lines are not
+            if event.message.direction == Direction.OUT:
                 touched.append((event.message.conversation_id, None, event.message.created_at))
         elif isinstance(event, ConversationCreated) or (
                 isinstance(event, ConversationUpdated) and {"status", "queue_id"} & set(event.changes)):

@@ -186,7 +186,7 @@ class ChannelAdapter(ABC):
 
     async def download(self, url: str, max_bytes: int) -> tuple[bytes, str]:
         """Fetch an inbound attachment the provider only linked (an ``Attachment.url`` that ``parse`` listed in
-        ``extra["media_pending"]``): (bytes, content type). Called by the media worker after the message is
+        ``media_pending``): (bytes, content type). Called by the media worker after the message is
         committed, never inside a transaction; raise RetryableSendError or PermanentSendError."""
         raise PermanentSendError(f"{self.title} attachments cannot be downloaded")
 

@@ -11,11 +11,17 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import phonenumbers
 
 from threadline.domain.errors import ValidationFailed
+from threadline.domain.text import clean_name
+
+if TYPE_CHECKING:  # domain/messages imports this module
+    from threadline.domain.messages import Sender
 
 
 class IdentityKind(enum.StrEnum):
@@ -151,11 +157,11 @@ class Contact:
         return f"Contact #{self.id}" if self.id else "Unknown contact"
 
 
-def choose_contact(candidates: dict[IdentityValue, int | None]) -> int | None | str:
+def choose_contact(candidates: Mapping[IdentityValue, ContactRef | None]) -> ContactRef | None | str:
     """Pick the contact that a set of incoming identities points to.
 
-    ``candidates`` maps each normalised identity of an inbound message to the contact id that owns it
-    (None when unknown). Returns the single contact id they agree on, None when none is known, or the
+    ``candidates`` maps each normalised identity of an inbound message to the contact that owns it
+    (None when unknown). Returns the single contact they agree on, None when none is known, or the
     string ``"conflict"`` when they name two different contacts (the caller keeps the strongest match —
     the channel handle — records a merge suggestion and merges nothing).
     """
@@ -165,6 +171,171 @@ def choose_contact(candidates: dict[IdentityValue, int | None]) -> int | None | 
     if len(owners) == 1:
         return owners.pop()
     return "conflict"
+
+
+# --- which contact an inbound sender is: a pure planner, applied by actions/contacts.resolve_senders ---
+
+@dataclass(frozen=True, slots=True)
+class KnownIdentity:
+    """A stored identity as the planner sees it: who owns it, and whether a channel vouched for it."""
+
+    contact_id: int
+    verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewContact:
+    """A contact the plan creates; ``index`` is its place in ``IdentityPlan.new_contacts``."""
+
+    index: int
+
+
+ContactRef = int | NewContact  # a stored contact's id, or a contact the plan creates
+
+
+class SuggestionReason(enum.Enum):
+    CONFLICT = "conflict"  # a message's identities belong to two contacts
+    CLAIM_VERIFIED = "claim_verified"  # a channel vouched for an identity another contact only claimed
+    CLAIM_TAKEN = "claim_taken"  # a contact claimed an identity that belongs to another
+
+
+@dataclass(frozen=True, slots=True)
+class MergeSuggestion:
+    """Two contacts that may be one person; merging is an agent's decision, never the planner's."""
+
+    a: ContactRef
+    b: ContactRef
+    reason: SuggestionReason
+    identity: IdentityValue
+
+    def text(self, a: int, b: int) -> str:
+        """Why, once both contacts have ids."""
+        what = f"{self.identity.kind.value} {self.identity.value}"
+        if self.reason is SuggestionReason.CONFLICT:
+            return f"{what} came with a message from contact #{a} but belongs to contact #{b}"
+        if self.reason is SuggestionReason.CLAIM_VERIFIED:
+            return f"{what} was claimed by contact #{b} and then verified by a channel"
+        return f"contact #{a} gave {what}, which belongs to contact #{b}"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityWrite:
+    """Store ``identity`` for ``contact``: a new row, or the stored one moved to it and/or confirmed."""
+
+    identity: IdentityValue
+    contact: ContactRef
+    verified: bool
+    new: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SenderPick:
+    """Who one sender is: the contact, whether the plan creates it, and the identity the message came
+    through (the sender's first, the channel's own address)."""
+
+    contact: ContactRef
+    created: bool
+    identity: IdentityValue
+
+
+@dataclass(slots=True)
+class IdentityPlan:
+    picks: list[SenderPick]  # one per sender, in order
+    new_contacts: list[str] = field(default_factory=list)  # the names of the contacts to create
+    names: dict[int, str] = field(default_factory=dict)  # stored contacts without a name that get one
+    writes: list[IdentityWrite] = field(default_factory=list)
+    suggestions: list[MergeSuggestion] = field(default_factory=list)
+    touched: set[ContactRef] = field(default_factory=set)  # contacts whose identities or name changed
+
+
+def plan_identities(senders: Sequence[Sender], known: Mapping[IdentityValue, KnownIdentity], *,
+                    names: Mapping[int, str] | None = None, survivors: Mapping[int, int] | None = None
+                    ) -> IdentityPlan:
+    """Decide which contact each inbound sender is, from what is stored (``known``: the stored rows of the
+    senders' identities and claims; ``names``: their owners' names; ``survivors``: the contact each merged
+    contact was merged into).
+
+    The first identity is the channel's own address (the strongest). Other identities the channel
+    vouches for are attached when nobody owns them; when they point at a different contact nothing
+    is merged (merging is an agent's decision). Senders are planned in order, so two messages from
+    the same new customer in one batch land on one new contact. A contact merged meanwhile stands for
+    the one it was merged into.
+
+    Claims (what a visitor typed into a form, unverified) never decide who a message is from: an
+    unknown claim is kept as an unverified identity of the sender; one that belongs to someone else
+    becomes a merge suggestion. When a channel later vouches for an identity somebody only claimed,
+    the identity goes to the verified sender and the claimant gets a merge suggestion instead.
+    """
+    for sender in senders:
+        if not sender.identities:
+            raise ValidationFailed("an inbound message needs at least one sender identity")
+    survivors = survivors or {}
+    plan = IdentityPlan(picks=[])
+    owner: dict[IdentityValue, ContactRef] = {i: k.contact_id for i, k in known.items() if k.verified}
+    chosen: list[tuple[ContactRef, bool]] = []
+    for sender in senders:
+        candidates = {ident: owner.get(ident) for ident in sender.identities}
+        choice = choose_contact(candidates)
+        created = False
+        if choice == "conflict":
+            primary = candidates[sender.identities[0]]
+            key = primary if primary is not None else next(v for v in candidates.values() if v is not None)
+            plan.suggestions += [MergeSuggestion(key, other, SuggestionReason.CONFLICT, ident)
+                                 for ident, other in candidates.items()
+                                 if isinstance(other, int) and other != key]
+        elif choice is None:
+            key, created = NewContact(len(plan.new_contacts)), True
+            plan.new_contacts.append(clean_name(sender.name))
+            plan.touched.add(key)
+        else:
+            assert not isinstance(choice, str)
+            key = choice
+        for ident in sender.identities:
+            owner.setdefault(ident, key)
+        chosen.append((key, created))
+
+    def final(ref: ContactRef) -> ContactRef:
+        return survivors.get(ref, ref) if isinstance(ref, int) else ref
+
+    chosen = [(final(key), created) for key, created in chosen]
+    owner = {ident: final(key) for ident, key in owner.items()}
+    current = dict(names or {})
+    for sender, (key, _) in zip(senders, chosen, strict=True):
+        name = clean_name(sender.name)
+        if not name:
+            continue
+        if isinstance(key, NewContact):
+            if not plan.new_contacts[key.index]:
+                plan.new_contacts[key.index] = name
+        elif not current.get(key):
+            current[key] = plan.names[key] = name
+            plan.touched.add(key)
+    rows: dict[IdentityValue, tuple[ContactRef, bool]] = {i: (k.contact_id, k.verified) for i, k in known.items()}
+    for ident, key in owner.items():
+        row = rows.get(ident)
+        if row is not None and not row[1]:  # only claimed so far: the verified sender gets it
+            if row[0] != key:
+                plan.suggestions.append(MergeSuggestion(key, row[0], SuggestionReason.CLAIM_VERIFIED, ident))
+                plan.touched.add(row[0])
+            rows[ident] = (key, True)
+            plan.writes.append(IdentityWrite(ident, key, verified=True, new=False))
+            plan.touched.add(key)
+        elif row is None:
+            rows[ident] = (key, True)
+            plan.writes.append(IdentityWrite(ident, key, verified=True, new=True))
+            plan.touched.add(key)
+    for sender, (key, _) in zip(senders, chosen, strict=True):
+        for claim in sender.claims:
+            row = rows.get(claim)
+            if row is None:
+                rows[claim] = (key, False)
+                plan.writes.append(IdentityWrite(claim, key, verified=False, new=True))
+                plan.touched.add(key)
+            elif row[0] != key:
+                plan.suggestions.append(MergeSuggestion(key, row[0], SuggestionReason.CLAIM_TAKEN, claim))
+    plan.picks = [SenderPick(key, created, sender.identities[0])
+                  for sender, (key, created) in zip(senders, chosen, strict=True)]
+    return plan
 
 
 class AttributeType(enum.StrEnum):

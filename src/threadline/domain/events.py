@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from threadline.domain.conversations import ConversationStatus, Priority
+from threadline.domain.messages import DeliveryStatus, Direction
 from threadline.domain.routing.events import (
     OfferCreated,
     OfferEnded,
@@ -106,14 +107,14 @@ class AttachmentView(BaseModel):
 class MessageView(BaseModel):
     id: int
     conversation_id: int
-    direction: str
+    direction: Direction
     text: str
     attachments: list[AttachmentView]
     channel_instance_id: int | None
     identity_id: int | None
     author_id: int | None
     provider_id: str | None
-    delivery_status: str | None
+    delivery_status: DeliveryStatus | None
     error: str | None
     created_at: datetime
     # What the channel kept besides the text: an email's subject, sanitised HTML, full original text,
@@ -169,7 +170,7 @@ class MessageStatusChanged(_Event):
     name: Literal["message.status_changed"] = "message.status_changed"
     message_id: int
     conversation_id: int
-    status: str
+    status: DeliveryStatus
     error: str | None = None
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from threadline.domain.contacts import IdentityValue
+from threadline.domain.messaging import Consent
 
 
 class Direction(enum.StrEnum):
@@ -90,7 +91,12 @@ class InboundMessage:
     attachments: tuple[Attachment, ...] = ()
     sent_at: datetime | None = None
     thread_hint: str | None = None  # e.g. an email's In-Reply-To, an external thread id
+    # Other details the channel gives (a location, a button, the address exactly as the provider wrote it…):
+    # stored in the message's meta and shown, never read by the core, which reads only the typed fields.
     extra: dict[str, object] = field(default_factory=dict)
+    consent: Consent | None = None  # the whole text is an opt-out/opt-in keyword (STOP, START…)
+    media_pending: tuple[str, ...] = ()  # URLs of linked attachments the media worker downloads after the commit
+    email: dict[str, object] | None = None  # an email's own details (subject, addresses, HTML, fingerprint…)
     # Hints the channel may give about where the message belongs, strongest first:
     conversation_id: int | None = None  # the conversation the channel's session is bound to (web chat)
     references: tuple[str, ...] = ()  # provider ids of earlier messages it answers (email References)
@@ -99,6 +105,21 @@ class InboundMessage:
     # conversation it answers without reopening, re-routing or redirecting it, and never the start of a
     # conversation anyone has to handle.
     automatic: bool = False
+
+    def stored_meta(self) -> dict[str, object]:
+        """The message's meta as stored: the channel's details, then the typed ones under their own keys."""
+        meta = dict(self.extra)
+        if self.consent is not None:
+            meta["consent"] = self.consent.value
+        if self.media_pending:
+            meta["media_pending"] = list(self.media_pending)
+        if self.email is not None:
+            meta["email"] = self.email
+        if self.thread_hint:
+            meta["thread"] = self.thread_hint
+        if self.automatic:
+            meta["automatic"] = True
+        return meta
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +146,38 @@ class StatusUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class TemplateSend:
+    """An approved template sent as a message (WhatsApp outside its 24-hour window): the provider's
+    reference, its language and the variables filled in, in the template's order. Stored as the message's
+    ``meta["template"]``."""
+
+    provider_ref: str
+    name: str = ""
+    language: str = "en_US"
+    variables: dict[str, str] = field(default_factory=dict)
+    order: tuple[str, ...] = ()  # the variables in the order the template's body uses them
+    id: int | None = None  # the template row it came from
+
+    def as_meta(self) -> dict[str, object]:
+        return {"id": self.id, "name": self.name, "language": self.language, "provider_ref": self.provider_ref,
+                "order": list(self.order), "variables": dict(self.variables)}
+
+    @classmethod
+    def from_meta(cls, meta: object) -> TemplateSend | None:
+        """Read ``meta["template"]`` back (None when the message is not a template)."""
+        if not isinstance(meta, dict):
+            return None
+        variables = meta.get("variables")
+        order = meta.get("order")
+        template_id = meta.get("id")
+        return cls(provider_ref=str(meta.get("provider_ref") or meta.get("name") or ""),
+                   name=str(meta.get("name") or ""), language=str(meta.get("language") or "en_US"),
+                   variables={str(k): str(v) for k, v in variables.items()} if isinstance(variables, dict) else {},
+                   order=tuple(str(k) for k in order) if isinstance(order, list) else (),
+                   id=template_id if isinstance(template_id, int) else None)
+
+
+@dataclass(frozen=True, slots=True)
 class OutboundMessage:
     """What the sender worker hands to a channel adapter's ``send``."""
 
@@ -138,9 +191,7 @@ class OutboundMessage:
     # The channel's own meta of the customer message being answered (an email's subject, References,
     # CC), so a reply threads the way that channel threads.
     reply_to_meta: dict[str, object] = field(default_factory=dict)
-    # The outbound message's own meta, e.g. ``{"template": {"name", "language", "provider_ref", "variables"}}``
-    # when an approved template is sent (WhatsApp outside its 24-hour window).
-    meta: dict[str, object] = field(default_factory=dict)
+    template: TemplateSend | None = None  # an approved template instead of free text
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.actions import consent as consent_actions
 from threadline.actions import contacts as contact_actions
 from threadline.actions import csat as csat_actions
-from threadline.actions import messaging as messaging_actions
 from threadline.actions import routing as routing_actions
 from threadline.actions.views import conversation_view, conversation_views, message_view
 from threadline.channels.registry import get_adapter_class
@@ -107,6 +107,6 @@ async def conversation_page(session: AsyncSession, actor: Actor, conversation_id
                    for c in await desk_repo.list_canned(session)],
         "channel_titles": {c.id: channel_title(c.kind) for c in channels.values()},
         # opt-outs per channel kind and dead addresses: shown, never edited by hand (the channels keep them)
-        "consent": messaging_actions.consent_view(contact.attributes if contact else None),
+        "consent": consent_actions.consent_view(contact.attributes if contact else None),
         "reserved_attributes": contact_actions.RESERVED_ATTRIBUTES,
     }

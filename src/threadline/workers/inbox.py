@@ -12,8 +12,8 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.actions import mail as mail_actions
-from threadline.actions import messages as message_actions
+from threadline.actions import inbound as inbound_actions
+from threadline.actions import outbound as outbound_actions
 from threadline.actions.events import savepoint
 from threadline.adapters import AdapterFactory
 from threadline.channels.base import ChannelError, RawRequest, storable_headers
@@ -224,9 +224,9 @@ class InboxWorker(BackgroundLoop):
                 log.warning("inbox_items_unreadable", channel_id=channel.id, reasons=unreadable[:10])
             notes.append(f"{len(unreadable)} item(s) of this request could not be read and were skipped: "
                          + "; ".join(unreadable)[:3800] if unreadable else None)
-        await mail_actions.receive_with_files(session, self.files, inbound, reopen_within=self.reopen_within)
+        await inbound_actions.receive_with_files(session, self.files, inbound, reopen_within=self.reopen_within)
         for channel, update in statuses:
-            await message_actions.apply_status(session, channel, update)
+            await outbound_actions.apply_status(session, channel, update)
         return notes
 
     @staticmethod

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import structlog
 
-from threadline.actions import messaging as actions
+from threadline.actions import inbound as inbound_actions
 from threadline.adapters import AdapterFactory
 from threadline.channels.base import PermanentSendError, RetryableSendError
 from threadline.db.leader import LeaderLock
@@ -83,10 +83,10 @@ class MediaWorker(BackgroundLoop):
         async with self.db.transaction(write=True) as session:
             if data is not None and channel is not None:
                 try:
-                    await actions.attach_media(session, self.files, download_id, data, ctype,
+                    await inbound_actions.attach_media(session, self.files, download_id, data, ctype,
                                                self.factory.for_row(channel).capabilities.max_attachment_bytes)
                     return
                 except Exception as exc:  # noqa: BLE001 - e.g. over the size limit: recorded on the row
                     error, permanent = f"{exc.__class__.__name__}: {exc}", True
-            await actions.media_failed(session, download_id, error, permanent=permanent)
+            await inbound_actions.media_failed(session, download_id, error, permanent=permanent)
         log.warning("media_download_failed", download_id=download_id, error=error, permanent=permanent)

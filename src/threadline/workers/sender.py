@@ -22,8 +22,8 @@ from functools import partial
 
 import structlog
 
-from threadline.actions import messages as message_actions
-from threadline.actions import messaging as messaging_actions
+from threadline.actions import consent as consent_actions
+from threadline.actions import outbound as outbound_actions
 from threadline.actions import sending as actions
 from threadline.adapters import AdapterFactory
 from threadline.channels.base import PermanentSendError, RetryableSendError
@@ -38,7 +38,7 @@ from threadline.db.repos import users as users_repo
 from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.domain.contacts import IdentityKind, IdentityValue
-from threadline.domain.messages import Attachment, OutboundMessage, SendReceipt
+from threadline.domain.messages import Attachment, OutboundMessage, SendReceipt, TemplateSend
 from threadline.files.store import FileStore
 from threadline.metrics import OUTBOUND_RESULTS
 from threadline.workers.leased import LeasedWorker
@@ -156,7 +156,7 @@ class SenderWorker(LeasedWorker[SendResult]):
             # this channel's consent scope: SMS, or WhatsApp)
             cls = get_adapter_class(channel.kind) if channel else None
             scope = cls.capabilities.consent_scope if cls is not None else None
-            opted_out = await messaging_actions.opted_out(session, ident.id, scope) \
+            opted_out = await consent_actions.opted_out(session, ident.id, scope) \
                 if ident is not None and scope else None
         error: str | None = None
         retry_after: float | None = None
@@ -180,7 +180,7 @@ class SenderWorker(LeasedWorker[SendResult]):
                 author_name=author.name if author else "",
                 reply_to_provider_id=parent.provider_id if parent else None,
                 reply_to_meta=dict(parent.meta or {}) if parent else {},
-                meta=dict(msg.meta or {}),
+                template=TemplateSend.from_meta((msg.meta or {}).get("template")),
             )
             try:
                 receipt = await self.factory.for_row(channel).send(out)
@@ -205,18 +205,18 @@ class SenderWorker(LeasedWorker[SendResult]):
                         or job.next_attempt_at != r.lease_until:
                     continue  # recorded already, or claimed again since (its lease ran out): that attempt decides
                 if r.receipt is not None:
-                    await message_actions.record_sent(session, job, r.receipt.provider_id, r.receipt.status)
+                    await outbound_actions.record_sent(session, job, r.receipt.provider_id, r.receipt.status)
                     outcomes.append((r.kind, "sent"))
                 elif r.permanent or job.attempts + 1 >= self.max_attempts:
                     reason = r.error or "failed"
                     if not r.permanent:
                         reason = f"gave up after {job.attempts + 1} attempts: {reason}"
-                    await message_actions.record_failed(session, job, reason)
+                    await outbound_actions.record_failed(session, job, reason)
                     outcomes.append((r.kind, "failed"))
                 else:
                     delay = r.retry_after if r.retry_after is not None else backoff(
                         job.attempts, self.backoff_base, self.backoff_max, self.rng)
-                    message_actions.record_retry(job, r.error or "retry", min(delay, self.backoff_max), now)
+                    outbound_actions.record_retry(job, r.error or "retry", min(delay, self.backoff_max), now)
                     outcomes.append((r.kind, "retry"))
         for kind, outcome in outcomes:
             OUTBOUND_RESULTS.labels(kind, outcome).inc()

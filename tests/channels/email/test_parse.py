@@ -71,7 +71,7 @@ def test_each_fixture_becomes_the_expected_timeline_entry(name: str) -> None:
     assert msg.sender.name == display
     if text is not None:
         assert msg.text == text
-    email = msg.extra["email"]
+    email = msg.email
     assert isinstance(email, dict)
     if subject is not None:
         assert email["subject"] == subject
@@ -84,13 +84,13 @@ def test_each_fixture_becomes_the_expected_timeline_entry(name: str) -> None:
 
 def test_quotes_are_cut_but_the_original_stays_available() -> None:
     msg = inbound("gmail_reply.eml")
-    email = msg.extra["email"]
+    email = msg.email
     assert "Please restart it." in email["text_full"] and "Please restart it." not in msg.text
     assert "Please restart it." in email["html"]  # the sanitised HTML keeps the whole mail
     assert msg.thread_hint == "<tl.7.41.aaaaaaaaaaaa@acme.test>"
     outlook = inbound("outlook_reply.eml")
-    assert "Merci, nous regardons." in outlook.extra["email"]["text_full"]
-    assert outlook.extra["email"]["cc"] == ["chloe.martin@contoso.example"]
+    assert "Merci, nous regardons." in outlook.email["text_full"]
+    assert outlook.email["cc"] == ["chloe.martin@contoso.example"]
     assert "Tel. 600" not in inbound("latin1_signature.eml").text  # the "-- " signature is cut
 
 
@@ -102,7 +102,7 @@ def test_forwarded_text_is_kept_whole() -> None:
 
 def test_html_is_sanitised_and_inline_images_keep_their_content_id() -> None:
     msg = inbound("inline_image.eml")
-    html = msg.extra["email"]["html"]
+    html = msg.email["html"]
     assert "<script" not in html and "onclick" not in html and "javascript:" not in html and "<style" not in html
     assert 'src="cid:shot1@cliente.example"' in html
     image = msg.attachments[0]
@@ -175,9 +175,9 @@ def test_oversized_attachments_are_listed_and_left_in_the_raw_mail() -> None:
     msg.add_attachment(b"\0" * 3000, maintype="application", subtype="octet-stream", filename="big.bin")
     item = adapter(max_attachment_bytes=1000).parse(smtp_req(msg.as_bytes()))[0]
     assert isinstance(item, InboundMessage) and item.attachments == ()
-    assert item.extra["email"]["skipped_attachments"] == [
+    assert item.email["skipped_attachments"] == [
         {"name": "big.bin", "content_type": "application/octet-stream", "size": 3000, "reason": "too large"}]
-    assert "attachment_too_large" in item.extra["email"]["flags"]
+    assert "attachment_too_large" in item.email["flags"]
 
 
 def test_a_zip_bomb_is_kept_as_a_small_file_and_never_opened() -> None:
@@ -276,7 +276,7 @@ def test_sendgrid_raw_and_parsed_posts() -> None:
     })
     msg = sg.parse(RawRequest("POST", "https://x/hooks/k", {"content-type": ctype}, parsed_body))[0]
     assert isinstance(msg, InboundMessage) and (msg.provider_id, msg.text) == ("<sg-2@shop.example>", "parsed text")
-    assert msg.extra["email"]["html"].strip() == "<p>parsed <b>text</b></p>"
+    assert msg.email["html"].strip() == "<p>parsed <b>text</b></p>"
 
 
 def test_smtp_channels_refuse_webhook_posts() -> None:
@@ -293,7 +293,7 @@ def test_a_reply_threads_under_the_customer_mail() -> None:
     customer = inbound("outlook_reply.eml")
     out = OutboundMessage(message_id=12, conversation_id=9, to=IdentityValue(IdentityKind.EMAIL,
                           "f.beranger@contoso.example"), text="We fixed it.\n\nSorry <3", author_name="Alice",
-                          reply_to_provider_id=customer.provider_id, reply_to_meta=customer.extra)
+                          reply_to_provider_id=customer.provider_id, reply_to_meta=customer.stored_meta())
     mail = ch.compose(out)
     assert mail["Message-ID"] == ch.message_id_for(out) and mail["Message-ID"].endswith("@acme.test>")
     assert mail["In-Reply-To"] == customer.provider_id
@@ -338,7 +338,7 @@ QUOTED = {
 def test_quoted_history_is_cut_in_every_client_and_language(name: str) -> None:
     msg = inbound(name)
     assert msg.text == QUOTED[name]
-    email = msg.extra["email"]
+    email = msg.email
     assert isinstance(email, dict) and len(str(email["text_full"])) > len(msg.text)  # the whole mail is kept
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from tests.conftest import make_settings, seed_basics
 from threadline.actions import channels as channel_actions
-from threadline.actions import messages as message_actions
+from threadline.actions import outbound as outbound_actions
 from threadline.actions.permissions import Actor
 from threadline.channels.base import RawRequest
 from threadline.db.models import MessageRow
@@ -47,7 +47,7 @@ async def test_stop_after_queuing_blocks_the_send(kind: str, sqlite_url: str, tm
         await receive("SM" + "1" * 32, "is my order late?")
         async with svc.db.transaction() as s:
             conv_id = (await s.execute(select(MessageRow.conversation_id))).scalars().first()
-            reply = await message_actions.send_reply(s, Actor(ids["admin"], Role.ADMIN, "Admin"), conv_id, "Yes")
+            reply = await outbound_actions.send_reply(s, Actor(ids["admin"], Role.ADMIN, "Admin"), conv_id, "Yes")
         await receive("SM" + "2" * 32, "STOP")
         await svc.sender.send_due()
         assert calls == []

@@ -302,7 +302,7 @@ class EmailChannel(ChannelAdapter):
                               for p in mail.parts),
             sent_at=mail.date,
             thread_hint=mail.in_reply_to or None,
-            extra={"email": meta, **({"auto_reply": True} if mail.auto_reply else {})},
+            email=meta, extra={"auto_reply": True} if mail.auto_reply else {},
             conversation_id=conv_hint,
             references=mail.thread_refs,
             automatic=mail.automatic,

@@ -137,8 +137,6 @@ class MessengerChannel(ChannelAdapter):
                     attachments.append(Attachment(url=str(payload["url"]),
                                                   content_type=CONTENT_TYPES.get(kind, "application/octet-stream"),
                                                   name=f"{kind}-{len(attachments) + 1}"))
-            if attachments:
-                extra["media_pending"] = [a.url for a in attachments]
             quick = msg.get("quick_reply")
             if isinstance(quick, dict):
                 extra["button"] = {"payload": quick.get("payload")}
@@ -163,7 +161,7 @@ class MessengerChannel(ChannelAdapter):
         return [InboundMessage(
             provider_id=mid, sender=Sender((IdentityValue(IdentityKind.HANDLE, sender_id, self.scope),)),
             text=text, attachments=tuple(attachments), sent_at=_ms(ev.get("timestamp")), extra=extra,
-            references=references)]
+            references=references, media_pending=tuple(a.url for a in attachments))]  # downloaded after the commit
 
     # --- outbound ------------------------------------------------------------------------------
 

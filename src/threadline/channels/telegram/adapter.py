@@ -155,8 +155,6 @@ class TelegramChannel(ChannelAdapter):
             if isinstance(f, dict) and f.get("file_id"):
                 attachments.append(Attachment(f"telegram-file:{f['file_id']}", str(f.get("mime_type") or ctype),
                                               str(f.get("file_name") or kind), f.get("file_size")))
-        if attachments:
-            extra["media_pending"] = [a.url for a in attachments]
         contact = m.get("contact") if isinstance(m.get("contact"), dict) else None
         if contact:
             extra["contact"] = contact
@@ -179,6 +177,7 @@ class TelegramChannel(ChannelAdapter):
         sent = m.get("edit_date") if edited else m.get("date")
         return InboundMessage(provider_id=key, sender=self._sender(chat, user, contact), text=text,
                               attachments=tuple(attachments), extra=extra, references=references,
+                              media_pending=tuple(a.url for a in attachments),  # downloaded after the commit
                               sent_at=datetime.fromtimestamp(sent, UTC) if isinstance(sent, int) else None)
 
     def _callback(self, cq: dict[str, Any]) -> InboundMessage:

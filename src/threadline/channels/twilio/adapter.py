@@ -264,8 +264,6 @@ class TwilioChannel(ChannelAdapter):
                                     "to": p.first("To"), "from": p.first("From")}
         if p.first("NumSegments"):
             extra["segments"] = p.first("NumSegments")
-        if media:
-            extra["media_pending"] = [a.url for a in media]  # downloaded into storage after the commit
         if p.first("ButtonPayload") or p.first("ButtonText"):
             extra["button"] = {"payload": p.first("ButtonPayload"), "text": p.first("ButtonText")}
             text = text or p.first("ButtonText")
@@ -281,11 +279,10 @@ class TwilioChannel(ChannelAdapter):
             extra["reply_to"] = references[0]
         if not text.strip() and not media:
             raise BadPayload("the message has neither Body nor media")
-        consent = consent_keyword(text) if not media else None
-        if consent is not None:
-            extra["consent"] = consent.value
         return InboundMessage(provider_id=sid, sender=Sender(identities=(sender,), name=p.first("ProfileName")),
-                              text=text, attachments=media, extra=extra, references=references)
+                              text=text, attachments=media, extra=extra, references=references,
+                              consent=consent_keyword(text) if not media else None,
+                              media_pending=tuple(a.url for a in media))  # downloaded into storage after the commit
 
     def ack(self, req: RawRequest) -> Ack:
         return Ack(200, TWIML_EMPTY, "text/xml")
@@ -319,10 +316,10 @@ class TwilioChannel(ChannelAdapter):
         else:
             sender = self.config.from_number or ""
             form.append(("From", f"whatsapp:{sender}" if self.whatsapp else sender))
-        template = msg.meta.get("template") if isinstance(msg.meta.get("template"), dict) else None
+        template = msg.template
         if template:
-            form.append(("ContentSid", str(template.get("provider_ref", ""))))  # type: ignore[union-attr]
-            form.append(("ContentVariables", json.dumps(template.get("variables") or {})))  # type: ignore[union-attr]
+            form.append(("ContentSid", template.provider_ref))
+            form.append(("ContentVariables", json.dumps(template.variables)))
         elif msg.text:
             form.append(("Body", msg.text))
         for a in msg.attachments:

@@ -152,11 +152,10 @@ class WhatsAppChannel(ChannelAdapter):
         kind = str(m.get("type") or "unknown")
         body = m.get(kind) if isinstance(m.get(kind), dict) else {}
         text, attachments, extra = "", [], {"channel": "whatsapp", "type": kind}
+        consent, pending = None, ()
         if kind == "text":
             text = str(body.get("body") or "")
-            consent = consent_keyword(text)
-            if consent is not None:  # STOP/START: the customer's consent to this business's WhatsApp
-                extra["consent"] = consent.value
+            consent = consent_keyword(text)  # STOP/START: the customer's consent to this business's WhatsApp
         elif kind in MEDIA_TYPES:
             media_id = str(body.get("id") or "")
             if not media_id:
@@ -165,7 +164,7 @@ class WhatsAppChannel(ChannelAdapter):
                                           content_type=str(body.get("mime_type") or "application/octet-stream"),
                                           name=str(body.get("filename") or f"{kind}-{media_id}")))
             text = str(body.get("caption") or "")
-            extra["media_pending"] = [f"whatsapp-media:{media_id}"]
+            pending = (f"whatsapp-media:{media_id}",)
         elif kind == "location":
             extra["location"] = {k: body.get(k) for k in ("latitude", "longitude", "name", "address")}
             label = ", ".join(str(body[k]) for k in ("name", "address") if body.get(k))
@@ -204,7 +203,8 @@ class WhatsAppChannel(ChannelAdapter):
         return InboundMessage(provider_id=str(m["id"]), sender=Sender((_identity(sender, self.scope),),
                                                                       names.get(sender, "")),
                               text=text or ("" if attachments else f"[{kind}]"), attachments=tuple(attachments),
-                              sent_at=_ts(m.get("timestamp")), extra=extra, references=references)
+                              sent_at=_ts(m.get("timestamp")), extra=extra, references=references,
+                              consent=consent, media_pending=pending)
 
     def _status(self, st: Any) -> StatusUpdate | None:
         if not isinstance(st, dict) or not st.get("id"):
@@ -246,14 +246,14 @@ class WhatsAppChannel(ChannelAdapter):
     def payload(self, msg: OutboundMessage, media_id: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual",
                                "to": self.recipient(msg.to)}
-        template = msg.meta.get("template")
-        if isinstance(template, dict):
-            variables = template.get("variables") or {}
-            order = template.get("order") or sorted(variables, key=lambda k: (not str(k).isdigit(), str(k).zfill(4)))
+        template = msg.template
+        if template is not None:
+            variables = template.variables
+            order = template.order or sorted(variables, key=lambda k: (not str(k).isdigit(), str(k).zfill(4)))
             params = [{"type": "text", "text": str(variables[k])} for k in order if k in variables]
             out["type"] = "template"
-            out["template"] = {"name": template.get("provider_ref") or template.get("name"),
-                               "language": {"code": template.get("language") or "en_US"},
+            out["template"] = {"name": template.provider_ref or template.name,
+                               "language": {"code": template.language or "en_US"},
                                "components": [{"type": "body", "parameters": params}] if params else []}
             return out
         if len(msg.attachments) > 1:
@@ -289,8 +289,7 @@ class WhatsAppChannel(ChannelAdapter):
 
     async def send(self, msg: OutboundMessage) -> SendReceipt:
         media_id = None
-        if len(msg.attachments) == 1 and msg.attachments[0].data is not None and not isinstance(
-                msg.meta.get("template"), dict):
+        if len(msg.attachments) == 1 and msg.attachments[0].data is not None and msg.template is None:
             a = msg.attachments[0]
             media_id = await self._upload(a.data, a.content_type, a.name)  # type: ignore[arg-type]
         resp = await call(self.http, "POST", self._url(f"{self.config.phone_number_id}/messages"),

@@ -11,6 +11,7 @@ from threadline.db.models import ConversationLabelRow, ConversationRow, MessageR
 from threadline.db.repos.access import conversation_where
 from threadline.db.repos.common import decode_cursor, encode_cursor
 from threadline.domain.access import Visibility
+from threadline.domain.messages import Direction
 
 
 @dataclass
@@ -180,7 +181,7 @@ async def list_messages(
 async def last_inbound(session: AsyncSession, conversation_id: int) -> MessageRow | None:
     stmt = (
         select(MessageRow)
-        .where(MessageRow.conversation_id == conversation_id, MessageRow.direction == "in")
+        .where(MessageRow.conversation_id == conversation_id, MessageRow.direction == Direction.IN.value)
         .order_by(MessageRow.id.desc())
         .limit(1)
     )
@@ -205,5 +206,5 @@ async def stored_mail_fingerprints(session: AsyncSession, keys: set[tuple[int, s
 async def first_reply_at(session: AsyncSession, conversation_id: int) -> datetime | None:
     """When the conversation's first reply to the customer was written (notes and activity lines are not)."""
     stmt = select(func.min(MessageRow.created_at)).where(MessageRow.conversation_id == conversation_id,
-                                                         MessageRow.direction == "out")
+                                                         MessageRow.direction == Direction.OUT.value)
     return (await session.execute(stmt)).scalar_one_or_none()

@@ -22,6 +22,7 @@ from threadline.db.repos.common import decode_cursor, encode_cursor
 from threadline.db.repos.conversations import ConversationFilter
 from threadline.domain.access import Visibility
 from threadline.domain.errors import ValidationFailed
+from threadline.domain.messages import Direction
 
 # The "Open" view: what needs an agent. Snoozed conversations are out of it until they wake (their own
 # "Snoozed" filter lists them); pending ones (waiting on the customer) stay in it.
@@ -56,7 +57,8 @@ def _conditions(flt: ConversationFilter, q: str | None) -> list[Any]:
         needle = q.strip().lower()
         like = f"%{needle.replace('%', '').replace('_', '')}%"
         matches = [exists().where(ContactRow.id == c.contact_id, ContactRow.search_text.like(like)),
-                   exists().where(MessageRow.conversation_id == c.id, MessageRow.direction.in_(("in", "out", "note")),
+                   exists().where(MessageRow.conversation_id == c.id,
+                                  MessageRow.direction.in_((Direction.IN.value, Direction.OUT.value, Direction.NOTE.value)),
                                   func.lower(MessageRow.text).like(like))]
         if needle.lstrip("#").isdigit():
             matches.append(c.id == int(needle.lstrip("#")))
@@ -112,7 +114,8 @@ async def last_messages(session: AsyncSession, conversation_ids: Sequence[int]) 
     if not conversation_ids:
         return {}
     latest = (select(func.max(MessageRow.id))
-              .where(MessageRow.conversation_id.in_(conversation_ids), MessageRow.direction.in_(("in", "out")))
+              .where(MessageRow.conversation_id.in_(conversation_ids),
+                     MessageRow.direction.in_((Direction.IN.value, Direction.OUT.value)))
               .group_by(MessageRow.conversation_id))
     rows = await session.execute(select(MessageRow).where(MessageRow.id.in_(latest)))
     return {m.conversation_id: m for m in rows.scalars()}
@@ -138,7 +141,7 @@ async def channels_used_by_identities(session: AsyncSession, identity_ids: Seque
     if not identity_ids:
         return out
     stmt = (select(MessageRow.identity_id, MessageRow.channel_instance_id)
-            .where(MessageRow.identity_id.in_(identity_ids), MessageRow.direction == "in",
+            .where(MessageRow.identity_id.in_(identity_ids), MessageRow.direction == Direction.IN.value,
                    MessageRow.channel_instance_id.is_not(None)).distinct())
     for ident, chan in (await session.execute(stmt)).all():
         out[ident].add(chan)

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.db.models import MediaDownloadRow, MessageRow, MessageTemplateRow
+from threadline.domain.messages import Direction
 
 
 async def list_templates(session: AsyncSession, channel_id: int) -> list[MessageTemplateRow]:
@@ -33,7 +34,7 @@ async def last_inbound_at(session: AsyncSession, conversation_id: int, channel_i
     here; the conversation index keeps this cheap however many messages the channel has)."""
     stmt = (select(MessageRow.created_at)
             .where(MessageRow.conversation_id == conversation_id, MessageRow.channel_instance_id == channel_id,
-                   MessageRow.identity_id == identity_id, MessageRow.direction == "in")
+                   MessageRow.identity_id == identity_id, MessageRow.direction == Direction.IN.value)
             .order_by(MessageRow.id.desc()).limit(1))
     return (await session.execute(stmt)).scalar_one_or_none()
 
@@ -42,7 +43,7 @@ async def last_inbound_identity(session: AsyncSession, conversation_id: int, cha
     """The address the customer last wrote from in this conversation on this channel, if they did."""
     stmt = (select(MessageRow.identity_id)
             .where(MessageRow.conversation_id == conversation_id, MessageRow.channel_instance_id == channel_id,
-                   MessageRow.direction == "in")
+                   MessageRow.direction == Direction.IN.value)
             .order_by(MessageRow.id.desc()).limit(1))
     return (await session.execute(stmt)).scalar_one_or_none()
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from threadline.actions import conversations as conv_actions
-from threadline.actions import messages as message_actions
+from threadline.actions import outbound as outbound_actions
 from threadline.actions.views import conversation_view, conversation_views, message_view
 from threadline.db.repos import conversations as repo
 from threadline.db.repos.common import decode_cursor
@@ -91,7 +91,7 @@ async def list_messages(conversation_id: Id, actor: CurrentActor, services: Serv
              summary="Reply to the customer (on the channel they last used, unless one is given)")
 async def reply(conversation_id: Id, body: ReplyIn, actor: CurrentActor, services: ServicesDep) -> MessageView:
     async with services.db.transaction(write=True) as session:
-        return await message_actions.send_reply(
+        return await outbound_actions.send_reply(
             session, actor, conversation_id, body.text,
             attachments=[a.model_dump() for a in body.attachments],
             channel_instance_id=body.channel_instance_id, identity_id=body.identity_id)
@@ -101,7 +101,7 @@ async def reply(conversation_id: Id, body: ReplyIn, actor: CurrentActor, service
              summary="Add an internal note (never sent to the customer)")
 async def add_note(conversation_id: Id, body: NoteIn, actor: CurrentActor, services: ServicesDep) -> MessageView:
     async with services.db.transaction(write=True) as session:
-        return await message_actions.add_note(session, actor, conversation_id, body.text)
+        return await conv_actions.add_note(session, actor, conversation_id, body.text)
 
 
 class TransferIn(In):

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from threadline.actions import messaging as actions
+from threadline.actions import outbound as outbound_actions
 from threadline.channels.base import ChannelError
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import messaging as repo
@@ -49,8 +49,8 @@ async def limits(channel_id: Id, actor: CurrentActor, services: ServicesDep, tex
                                                 "(default: the one they last wrote from on this channel)")
                  ) -> dict[str, Any]:
     async with services.db.transaction(write=False) as session:
-        return await actions.composer_limits(session, actor, channel_id, text=text, conversation_id=conversation_id,
-                                             identity_id=identity_id)
+        return await outbound_actions.composer_limits(session, actor, channel_id, text=text,
+                                                      conversation_id=conversation_id, identity_id=identity_id)
 
 
 @router.post("/messaging/segments", summary="SMS segments of a text (GSM-7 160/153 or UCS-2 70/67 per part)")
@@ -87,20 +87,20 @@ async def list_templates(channel_id: Id, actor: CurrentActor, services: Services
     async with services.db.transaction(write=False) as session:
         if await channels_repo.get_channel(session, channel_id) is None:
             raise NotFound(f"channel {channel_id} does not exist")
-        return [actions.template_view(r) for r in await repo.list_templates(session, channel_id)]
+        return [outbound_actions.template_view(r) for r in await repo.list_templates(session, channel_id)]
 
 
 @router.post("/channels/{channel_id}/templates", status_code=201, summary="Add an approved template (admin)")
 async def create_template(channel_id: Id, body: TemplateIn, actor: AdminActor, services: ServicesDep
                           ) -> dict[str, Any]:
     async with services.db.transaction(write=True) as session:
-        return await actions.create_template(session, channel_id, **body.model_dump())
+        return await outbound_actions.create_template(session, channel_id, **body.model_dump())
 
 
 @router.delete("/channels/{channel_id}/templates/{template_id}", status_code=204, summary="Remove a template (admin)")
 async def delete_template(channel_id: Id, template_id: Id, actor: AdminActor, services: ServicesDep) -> Response:
     async with services.db.transaction(write=True) as session:
-        await actions.delete_template(session, channel_id, template_id)
+        await outbound_actions.delete_template(session, channel_id, template_id)
     return Response(status_code=204)
 
 
@@ -109,5 +109,5 @@ async def delete_template(channel_id: Id, template_id: Id, actor: AdminActor, se
 async def send_template(conversation_id: Id, body: TemplateSendIn, actor: CurrentActor, services: ServicesDep
                         ) -> MessageView:
     async with services.db.transaction(write=True) as session:
-        return await actions.send_template(session, actor, conversation_id, body.template_id, body.variables,
-                                           identity_id=body.identity_id)
+        return await outbound_actions.send_template(session, actor, conversation_id, body.template_id,
+                                                    body.variables, identity_id=body.identity_id)

@@ -25,7 +25,7 @@ from threadline.actions import auth as auth_actions
 from threadline.actions import contacts as contact_actions
 from threadline.actions import continuity as continuity_actions
 from threadline.actions import conversations as conv_actions
-from threadline.actions import messages as message_actions
+from threadline.actions import outbound as outbound_actions
 from threadline.actions import routing as routing_actions
 from threadline.actions import users as user_actions
 from threadline.actions.views import conversation_view, conversation_views, message_view
@@ -337,7 +337,7 @@ async def desk_reply(conversation_id: Id, request: Request, services: ServicesDe
         if kind == "note":
             if files:
                 raise ValidationFailed("notes cannot carry attachments; send them as a reply", field="files")
-            await message_actions.add_note(session, actor, conversation_id, text)
+            await conv_actions.add_note(session, actor, conversation_id, text)
         else:
             actor.check_can_see(await conv_repo.get_conversation(session, conversation_id), conversation_id)
             if len(files) > DESK_FILES:
@@ -357,8 +357,8 @@ async def desk_reply(conversation_id: Id, request: Request, services: ServicesDe
                     content_type=upload.content_type or "application/octet-stream",
                     conversation_id=conversation_id, max_bytes=DESK_FILE_BYTES)
                 stored.append(attachment_actions.describe(row))
-            await message_actions.send_reply(session, actor, conversation_id, text, attachments=stored,
-                                             channel_instance_id=channel_id, identity_id=identity_id)
+            await outbound_actions.send_reply(session, actor, conversation_id, text, attachments=stored,
+                                              channel_instance_id=channel_id, identity_id=identity_id)
     return _changed(conversation_id)
 
 

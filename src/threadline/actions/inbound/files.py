@@ -1,5 +1,5 @@
-"""Inbound files and bounced addresses: writes the email channel brought, kept generic (any channel whose
-``parse`` returns attachment bytes gets them stored, any ``identity_flag`` is recorded on the contact).
+"""Inbound files: a write the email channel brought, kept generic (any channel whose ``parse`` returns
+attachment bytes gets them stored; the bounce flag went to actions/outbound/delivery.py).
 The email channel's own state (IMAP progress) lives in its package (channels/email/actions.py).
 
 Files: an adapter's ``parse`` is pure, so it returns attachment bytes in ``Attachment.data``;
@@ -22,20 +22,15 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.actions import messages as message_actions
 from threadline.actions.attachments import attach, describe, store_attachment
-from threadline.actions.contacts import update_contact
+from threadline.actions.inbound.receive import receive_inbound_batch
 from threadline.db.models import ChannelInstanceRow, MessageRow
-from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import conversations as conv_repo
 from threadline.domain.messages import Attachment, InboundMessage
 from threadline.files.store import FileStore
-
-BOUNCED = "undeliverable_addresses"
 
 
 async def receive_with_files(session: AsyncSession, files: FileStore | None,
@@ -44,8 +39,8 @@ async def receive_with_files(session: AsyncSession, files: FileStore | None,
     """``receive_inbound_batch`` for messages that may carry attachment bytes."""
     items = await _distinct_message_ids(session, items)
     if files is None or not any(a.data is not None for _, m in items for a in m.attachments):
-        return await message_actions.receive_inbound_batch(session, [(c, _inline_out(m)) for c, m in items],
-                                                           reopen_within=reopen_within)
+        return await receive_inbound_batch(session, [(c, _inline_out(m)) for c, m in items],
+                                           reopen_within=reopen_within)
     prepared: list[tuple[ChannelInstanceRow, InboundMessage]] = []
     stored_ids: list[list[str]] = []
     for channel, msg in items:
@@ -64,10 +59,10 @@ async def receive_with_files(session: AsyncSession, files: FileStore | None,
                                        content_id=a.content_id, inline=a.inline))
                 if a.content_id:
                     cids[a.content_id] = d["url"]
-            msg = dataclasses.replace(msg, attachments=tuple(atts), extra=_point_cids(msg.extra, cids))
+            msg = dataclasses.replace(msg, attachments=tuple(atts), email=_point_cids(msg.email, cids))
         prepared.append((channel, _inline_out(msg)))
         stored_ids.append(ids)
-    rows = await message_actions.receive_inbound_batch(session, prepared, reopen_within=reopen_within)
+    rows = await receive_inbound_batch(session, prepared, reopen_within=reopen_within)
     for row, ids in zip(rows, stored_ids, strict=True):
         if row is not None and ids:
             await attach(session, ids, row.conversation_id)
@@ -77,13 +72,13 @@ async def receive_with_files(session: AsyncSession, files: FileStore | None,
 def _inline_out(msg: InboundMessage) -> InboundMessage:
     """Inline images leave the attachment list for ``meta.email.inline`` (still stored and downloadable)."""
     inline = [a for a in msg.attachments if a.inline]
-    email = msg.extra.get("email")
-    if not inline or not isinstance(email, dict):
+    email = msg.email
+    if not inline or email is None:
         return msg
     listed = [{"url": a.url, "content_type": a.content_type, "name": a.name, "size": a.size,
                "content_id": a.content_id} for a in inline]
     return dataclasses.replace(msg, attachments=tuple(a for a in msg.attachments if not a.inline),
-                               extra={**msg.extra, "email": {**email, "inline": listed}})
+                               email={**email, "inline": listed})
 
 
 async def _distinct_message_ids(session: AsyncSession, items: Sequence[tuple[ChannelInstanceRow, InboundMessage]]
@@ -91,8 +86,7 @@ async def _distinct_message_ids(session: AsyncSession, items: Sequence[tuple[Cha
     """Give a mail that reuses a stored (or an earlier one in this batch) Message-ID with another
     fingerprint a provider id of its own, so it is stored rather than dropped as a duplicate."""
     def fingerprint(msg: InboundMessage) -> str:
-        email = msg.extra.get("email")
-        return str(email.get("fingerprint") or "") if isinstance(email, dict) else ""
+        return str(msg.email.get("fingerprint") or "") if msg.email is not None else ""
 
     keys = {(c.id, m.provider_id) for c, m in items if fingerprint(m)}
     if not keys:
@@ -109,27 +103,12 @@ async def _distinct_message_ids(session: AsyncSession, items: Sequence[tuple[Cha
     return out
 
 
-def _point_cids(extra: dict[str, object], cids: dict[str, str]) -> dict[str, object]:
-    email = extra.get("email")
-    if not cids or not isinstance(email, dict) or not isinstance(email.get("html"), str):
-        return extra
-    html = email["html"]
+def _point_cids(email: dict[str, object] | None, cids: dict[str, str]) -> dict[str, object] | None:
+    """The email's HTML with its ``cid:`` links pointing at the stored inline images."""
+    if not cids or email is None or not isinstance(email.get("html"), str):
+        return email
+    html = str(email["html"])
     for cid, url in cids.items():
         html = re.sub(rf'(["\'])cid:{re.escape(cid)}\1', lambda m, u=url: f"{m.group(1)}{u}{m.group(1)}", html,
                       flags=re.I)
-    return {**extra, "email": {**email, "html": html}}
-
-
-async def flag_undeliverable(session: AsyncSession, identity_id: int, reason: str) -> None:
-    """A hard bounce: record on the contact that this address does not receive mail."""
-    ident = await contacts_repo.get_identity(session, identity_id)
-    if ident is None:
-        return
-    contact = await contacts_repo.get_contact(session, ident.contact_id)
-    if contact is None:
-        return
-    current: dict[str, Any] = dict((contact.attributes or {}).get(BOUNCED) or {})
-    if current.get(ident.value) == reason[:300]:
-        return
-    current[ident.value] = reason[:300]
-    await update_contact(session, contact.id, attributes={BOUNCED: current}, system=True)
+    return {**email, "html": html}
