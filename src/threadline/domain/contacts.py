@@ -167,6 +167,14 @@ def choose_contact(candidates: dict[IdentityValue, int | None]) -> int | None | 
     return "conflict"
 
 
+class SuggestionStatus(enum.StrEnum):
+    """A merge suggestion's status (``merge_suggestions.status``): open until merged or dismissed."""
+
+    OPEN = "open"
+    MERGED = "merged"
+    DISMISSED = "dismissed"
+
+
 class AttributeType(enum.StrEnum):
     TEXT = "text"
     NUMBER = "number"
