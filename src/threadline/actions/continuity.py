@@ -29,7 +29,8 @@ from threadline.db.repos import continuity as repo
 from threadline.db.repos import conversations as conv_repo
 from threadline.db.types import utcnow
 from threadline.domain.access import Actor
-from threadline.domain.contacts import ATTRIBUTE_KEY, AttributeDef, AttributeType
+from threadline.domain.contacts import ATTRIBUTE_KEY, AttributeDef, AttributeType, SuggestionStatus
+from threadline.domain.conversations import ConversationStatus
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import (
     Audience,
@@ -90,7 +91,7 @@ async def merge_contacts(session: AsyncSession, actor: Actor, source_id: int, ta
                                  "attributes_added": sorted(added), "entries_added": merged_entries,
                                  "took_name": took_name})
     session.add(row)
-    await repo.close_suggestions_between(session, source.id, target.id, "merged")
+    await repo.close_suggestions_between(session, source.id, target.id, SuggestionStatus.MERGED.value)
     await repo.repoint_suggestions(session, source.id, target.id)
     await session.flush()
     idents = await _refresh_search(session, source, target)
@@ -168,7 +169,7 @@ async def merge_conversations(session: AsyncSession, actor: Actor, source_id: in
     if union != labels[target.id]:
         await conv_repo.set_labels(session, target.id, union)
     now = utcnow()
-    source.status, source.resolved_at = "resolved", now
+    source.status, source.resolved_at = ConversationStatus.RESOLVED.value, now
     source.attributes = {**(source.attributes or {}), "merged_into": target.id}
     target.last_activity_at = max(target.last_activity_at, source.last_activity_at)
     source.updated_at = target.updated_at = now
@@ -191,9 +192,10 @@ async def split_message(session: AsyncSession, actor: Actor, message_id: int) ->
     if msg.direction not in ("in", "out"):
         raise ValidationFailed("only customer and agent messages can start a new conversation", field="message_id")
     now = utcnow()
-    new = ConversationRow(contact_id=old.contact_id, status="open", priority=old.priority, queue_id=old.queue_id,
-                          team_id=old.team_id, attributes={"split_from": old.id}, last_activity_at=msg.created_at,
-                          last_channel_instance_id=msg.channel_instance_id, last_identity_id=msg.identity_id)
+    new = ConversationRow(contact_id=old.contact_id, status=ConversationStatus.OPEN.value, priority=old.priority,
+                          queue_id=old.queue_id, team_id=old.team_id, attributes={"split_from": old.id},
+                          last_activity_at=msg.created_at, last_channel_instance_id=msg.channel_instance_id,
+                          last_identity_id=msg.identity_id)
     session.add(new)
     await session.flush()
     await repo.move_messages(session, old.id, new.id, only_id=msg.id)
@@ -214,7 +216,7 @@ async def suggest_merge(session: AsyncSession, contact_id: int, other_contact_id
     if contact_id == other_contact_id or await repo.open_suggestion(session, contact_id, other_contact_id):
         return None
     row = MergeSuggestionRow(contact_id=contact_id, other_contact_id=other_contact_id, reason=reason[:500],
-                             status="open")
+                             status=SuggestionStatus.OPEN.value)
     session.add(row)
     await session.flush()
     emit(session, MergeSuggested(suggestion_id=row.id, contact_id=contact_id, other_contact_id=other_contact_id,
@@ -226,9 +228,9 @@ async def dismiss_suggestion(session: AsyncSession, actor: Actor, suggestion_id:
     row = await session.get(MergeSuggestionRow, suggestion_id)
     if row is None or not await visible_contact_ids(session, actor, [row.contact_id, row.other_contact_id]):
         raise NotFound(f"merge suggestion {suggestion_id} does not exist")
-    if row.status != "open":
+    if row.status != SuggestionStatus.OPEN:
         raise Conflict(f"merge suggestion {suggestion_id} is already {row.status}")
-    row.status = "dismissed"
+    row.status = SuggestionStatus.DISMISSED.value
 
 
 async def record_activity(session: AsyncSession, contact_id: int, *, kind: str, title: str = "", url: str = "",

@@ -13,6 +13,7 @@ from threadline.db.repos import conversations as conv_repo
 from threadline.db.repos import csat as repo
 from threadline.db.types import utcnow
 from threadline.domain.access import Actor
+from threadline.domain.conversations import ConversationStatus
 from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import CsatSubmitted
 
@@ -30,7 +31,7 @@ async def submit_csat(session: AsyncSession, *, conversation_id: int, contact_id
     conv = await conv_repo.get_conversation(session, conversation_id)
     if conv is None or conv.contact_id != contact_id:
         raise NotFound(f"conversation {conversation_id} does not exist")
-    if conv.status != "resolved":
+    if conv.status != ConversationStatus.RESOLVED:
         raise Conflict("a conversation is rated once it is resolved", field="conversation_id")
     row = await repo.csat_for_conversation(session, conversation_id)
     now = utcnow()

@@ -336,6 +336,12 @@ def plan_identities(senders: Sequence[Sender], known: Mapping[IdentityValue, Kno
     plan.picks = [SenderPick(key, created, sender.identities[0])
                   for sender, (key, created) in zip(senders, chosen, strict=True)]
     return plan
+class SuggestionStatus(enum.StrEnum):
+    """A merge suggestion's status (``merge_suggestions.status``): open until merged or dismissed."""
+
+    OPEN = "open"
+    MERGED = "merged"
+    DISMISSED = "dismissed"
 
 
 class AttributeType(enum.StrEnum):

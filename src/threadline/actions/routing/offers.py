@@ -14,12 +14,14 @@ from threadline.actions.events import emit
 from threadline.db.repos import conversations as conv_repo
 from threadline.db.repos import routing as repo
 from threadline.domain.access import Actor
+from threadline.domain.conversations import ConversationStatus
 from threadline.domain.errors import Conflict, NotFound, PermissionDenied
 from threadline.domain.events import Audience
 from threadline.domain.routing import DEFAULT_CAPACITY, Task
 from threadline.domain.routing.events import OfferResult, TaskPicked, WrapUp, WrapUpEndRequested
 from threadline.domain.routing.records import (
     EndedOffer,
+    OfferStatus,
     StoredOffer,
     StoredTask,
     TaskUpdate,
@@ -58,7 +60,7 @@ async def _open_offer_of(session: AsyncSession, actor: Actor, offer_id: int) -> 
     offer = await repo.get_offer(session, offer_id, for_update=True)
     if offer is None or offer.agent_id != actor.user_id:
         raise NotFound(f"offer {offer_id} does not exist")
-    if offer.status != "open":
+    if offer.status != OfferStatus.OPEN:
         raise Conflict(f"offer {offer_id} is no longer open: it was {offer.status.replace('_', ' ')}")
     return offer
 
@@ -69,7 +71,7 @@ async def accept_offer(session: AsyncSession, actor: Actor, offer_id: int, now: 
     now = time.time() if now is None else now
     offer = await _open_offer_of(session, actor, offer_id)
     conv = await conv_repo.get_conversation(session, offer.conversation_id, for_update=True)
-    if conv is None or conv.status != "open" or conv.assignee_id not in (None, actor.user_id):
+    if conv is None or conv.status != ConversationStatus.OPEN or conv.assignee_id not in (None, actor.user_id):
         await _end_offer(session, offer, OfferResult.RESCINDED, now)
         raise Conflict(f"conversation {offer.conversation_id} no longer needs an agent")
     ended = _ended(offer, OfferResult.ACCEPTED, now)

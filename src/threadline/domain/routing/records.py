@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from ..conversations import ConversationStatus
 from ..queues import QueueSettings
 from .events import OfferCreated, OfferEnded, OfferResult, RoutingState, SlaAlert, TaskUnroutable, WrapUp
 from .models import DEFAULT_BLOCKED_BY, DEFAULT_CAPACITY, Agent, EngineConfig, QueueConfig, Task
@@ -76,7 +77,7 @@ class ConversationState:
 
     @property
     def needs_human(self) -> bool:
-        return self.status == "open" and self.assignee_id is None and self.queue_id is not None
+        return self.status == ConversationStatus.OPEN and self.assignee_id is None and self.queue_id is not None
 
 
 class ConversationKeys(NamedTuple):
