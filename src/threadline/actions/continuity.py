@@ -17,13 +17,16 @@ from threadline.actions.events import emit
 from threadline.actions.permissions import Actor, visible_contact, visible_contact_ids
 from threadline.actions.views import contact_view, conversation_view
 from threadline.db.models import (
+    ChannelInstanceRow,
     ContactActivityRow,
     ContactAttributeDefRow,
     ContactMergeRow,
     ContactRow,
     ConversationRow,
     MergeSuggestionRow,
+    MessageRow,
 )
+from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import continuity as repo
 from threadline.db.repos import conversations as conv_repo
@@ -175,10 +178,43 @@ async def merge_conversations(session: AsyncSession, actor: Actor, source_id: in
                  actor.user_id)
     add_activity(session, source, f"{actor.name} merged this conversation into #{target.id}", actor.user_id)
     await session.flush()
-    for conv, changes in ((source, ["status", "merged_into"]), (target, ["messages"])):
+    switched = await continue_where_last_written(session, target)
+    for conv, changes in ((source, ["status", "merged_into"]),
+                          (target, ["messages", *(["last_channel_instance_id"] if switched else [])])):
         emit(session, ConversationUpdated(conversation=await conversation_view(session, conv), changes=changes,
                                           actor_id=actor.user_id), audience_for(conv))
     return await conversation_view(session, target)
+
+
+def continued_on(session: AsyncSession, conv: ConversationRow, channel: ChannelInstanceRow) -> MessageRow:
+    """The timeline line that says the conversation now goes on through another channel (the default
+    reply goes there)."""
+    row = MessageRow(conversation_id=conv.id, direction="activity",
+                     text=f"The customer continued on {channel.name} ({channel.kind})", attachments=[],
+                     meta={"channel_switch": channel.id}, channel_instance_id=channel.id, created_at=utcnow())
+    session.add(row)
+    return row
+
+
+async def continue_where_last_written(session: AsyncSession, conv: ConversationRow) -> bool:
+    """After messages joined a conversation (a merge), replies go where the customer wrote last, not
+    where the target conversation happened to be (an abandoned web chat): the conversation's reply
+    channel and identity follow the latest customer message, with a "continued on" line when the channel
+    changes. Returns whether it changed."""
+    last = await repo.latest_customer_message(session, conv.id)
+    if last is None or last.channel_instance_id is None:
+        return False
+    if last.identity_id is not None:
+        conv.last_identity_id = last.identity_id
+    if conv.last_channel_instance_id == last.channel_instance_id:
+        return False
+    channel = await channels_repo.get_channel(session, last.channel_instance_id)
+    if channel is None:
+        return False
+    conv.last_channel_instance_id = channel.id
+    continued_on(session, conv, channel)
+    await session.flush()
+    return True
 
 
 async def split_message(session: AsyncSession, actor: Actor, message_id: int) -> ConversationView:
