@@ -137,3 +137,44 @@ async def test_after_a_merge_the_reply_goes_where_the_customer_wrote_last(db_url
         assert reply.json()["channel_instance_id"] == s.email_id
         _, rcpts, out = await s.sink.next()
         assert rcpts == [OLGA] and out["In-Reply-To"] == "<p-1@cliente.example>"
+
+
+async def test_the_customer_answering_our_email_from_the_typed_address_continues_the_chat(
+        db_url: str, tmp_path: Path) -> None:
+    async with site(db_url, tmp_path) as s:
+        chat = await leave_offline_message(s, "Please call me about the invoice")
+        conv_id = chat["conversation_id"]
+        contact_id = (await s.sup.get(f"/api/v1/conversations/{conv_id}")).json()["contact_id"]
+        assert (await identities(s, contact_id))[OLGA] is False  # typed in a form: a claim
+        claimed = next(i for i in (await s.sup.get(f"/api/v1/contacts/{contact_id}")).json()["identities"]
+                       if i["value"] == OLGA)
+
+        # we answer by e-mail, as the offline form promised
+        reply = await s.sup.post(f"/api/v1/conversations/{conv_id}/messages", json={
+            "text": "Here is your invoice.", "channel_instance_id": s.email_id, "identity_id": claimed["id"]})
+        assert reply.status_code == 201, reply.text
+        _, rcpts, out = await s.sink.next()
+        assert rcpts == [OLGA]
+        ours = out["Message-ID"]
+
+        # someone else quoting our Message-ID proves nothing: their own contact and conversation
+        forged = await mail_in(s, mail("Re: invoice", "me too", sender="mallory@evil.example",
+                                       message_id="<m-1@evil.example>", answers=ours), sender="mallory@evil.example")
+        assert forged["conversation_id"] != conv_id
+        assert (await identities(s, contact_id))[OLGA] is False
+
+        # Olga answers our mail from the address she typed: the claim is proven
+        answer = await mail_in(s, mail("Re: invoice", "Thanks, but the amount is wrong.",
+                                       message_id="<a-1@cliente.example>", answers=ours))
+        assert answer["conversation_id"] == conv_id
+        conv = (await s.sup.get(f"/api/v1/conversations/{conv_id}")).json()
+        assert conv["contact_id"] == contact_id and conv["last_channel_instance_id"] == s.email_id
+        assert (await identities(s, contact_id))[OLGA] is True
+        suggestions = (await s.sup.get("/api/v1/merge-suggestions", params={"contact_id": contact_id})).json()
+        assert suggestions == []
+        texts = [m["text"] for m in await timeline(s, conv_id)]
+        assert f"The customer confirmed {OLGA} by answering our e-mail" in texts
+        assert texts[-1] == "Thanks, but the amount is wrong."
+        # and her next new mail (no threading) finds the same customer
+        later = await mail_in(s, mail("Another thing", "One more question.", message_id="<a-2@cliente.example>"))
+        assert later["conversation_id"] == conv_id

@@ -7,6 +7,7 @@ anybody: they become suggestions an agent accepts or dismisses.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -36,11 +37,13 @@ from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import (
     Audience,
     ContactMerged,
+    ContactUpdated,
     ConversationCreated,
     ConversationUpdated,
     ConversationView,
     MergeSuggested,
 )
+from threadline.domain.messages import InboundMessage
 from threadline.domain.users import Role
 
 ACTIVITY_KINDS = {"page_view", "article_read", "crm", "purchase", "signup", "custom"}
@@ -184,6 +187,44 @@ async def merge_conversations(session: AsyncSession, actor: Actor, source_id: in
         emit(session, ConversationUpdated(conversation=await conversation_view(session, conv), changes=changes,
                                           actor_id=actor.user_id), audience_for(conv))
     return await conversation_view(session, target)
+
+
+async def confirm_answered_claims(session: AsyncSession,
+                                  items: Sequence[tuple[ChannelInstanceRow, InboundMessage]]) -> list[int]:
+    """A claimed address proven by an answer: we wrote to an identity a customer only claimed (the e-mail
+    typed into the web chat's offline form), and a mail now comes from that very address answering our
+    message (its In-Reply-To/References name our Message-ID). The address received our mail and answered
+    it, so the claim is confirmed: the identity becomes verified where it is, and the sender resolves to
+    the contact and conversation we promised to continue (instead of taking the address away to a new
+    contact). Anything else (another sender quoting our Message-ID, an automatic reply) proves nothing.
+    Runs before the senders are resolved; one query, none when no message answers anything. Returns the
+    identities confirmed."""
+    keys = [(ch.id, ref) for ch, m in items if not m.automatic for ref in m.references]
+    found = await repo.claimed_recipients(session, keys) if keys else []
+    if not found:
+        return []
+    by_key = {(c, p): (msg, ident) for c, p, msg, ident in found}
+    confirmed: list[int] = []
+    for ch, m in items:
+        sender = m.sender.identities[0] if m.sender.identities else None
+        for ref in m.references if sender is not None and not m.automatic else ():
+            msg, ident = by_key.get((ch.id, ref), (None, None))
+            if msg is None or ident is None or ident.verified or \
+                    (ident.kind, ident.scope, ident.value) != (sender.kind.value, sender.scope, sender.value):
+                continue
+            ident.verified = True
+            confirmed.append(ident.id)
+            conv = await conv_repo.get_conversation(session, msg.conversation_id)
+            if conv is not None:
+                add_activity(session, conv, f"The customer confirmed {ident.value} by answering our e-mail", None)
+            contact = await contacts_repo.get_contact(session, ident.contact_id)
+            if contact is not None:
+                await session.flush()
+                idents = await contacts_repo.identities_of(session, [contact.id])
+                emit(session, ContactUpdated(contact=contact_view(contact, idents[contact.id]),
+                                             changes=["identities"]), Audience())
+            break
+    return confirmed
 
 
 def continued_on(session: AsyncSession, conv: ConversationRow, channel: ChannelInstanceRow) -> MessageRow:

@@ -91,6 +91,21 @@ async def latest_customer_message(session: AsyncSession, conversation_id: int) -
     return next((r for r in rows if not (r.meta or {}).get("automatic")), rows[0] if rows else None)
 
 
+async def claimed_recipients(session: AsyncSession, keys: Sequence[tuple[int, str]]
+                             ) -> list[tuple[int, str, MessageRow, IdentityRow]]:
+    """Of these (channel instance, provider id) pairs, our outbound messages that went to an identity
+    only claimed so far (unverified): (channel, provider id, message, identity). One query."""
+    if not keys:
+        return []
+    stmt = (select(MessageRow, IdentityRow).join(IdentityRow, IdentityRow.id == MessageRow.identity_id)
+            .where(MessageRow.channel_instance_id.in_({c for c, _ in keys}),
+                   MessageRow.provider_id.in_({p for _, p in keys}), MessageRow.direction == "out",
+                   IdentityRow.verified.is_(False)))
+    wanted = set(keys)
+    return [(m.channel_instance_id, m.provider_id, m, i) for m, i in (await session.execute(stmt)).all()
+            if (m.channel_instance_id, m.provider_id) in wanted]
+
+
 async def get_merge(session: AsyncSession, merge_id: int) -> ContactMergeRow | None:
     return await session.get(ContactMergeRow, merge_id)
 
