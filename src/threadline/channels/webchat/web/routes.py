@@ -499,7 +499,7 @@ async def _receipts(ctx: Ctx, request: Request) -> Response:
         req = ctx.adapter.signed_request(str(request.url), {"type": "receipts", "visitor_id": vs.visitor_id,
                                                              "status": body.status, "message_ids": mine})
         items = ctx.adapter.parse(req)
-        await ctx.web.host.store_inbound(req, ctx.channel, ctx.adapter.dedupe_key(items, req))
+        await ctx.web.host.store_inbound(req, ctx.channel, ctx.adapter.dedupe_key(items, req), items)
     return ctx.answer({"ok": True, "applied": mine})
 
 
