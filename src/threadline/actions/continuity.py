@@ -67,12 +67,14 @@ async def _refresh_search(session: AsyncSession, *contacts: ContactRow) -> dict[
     return idents
 
 
-async def merge_contacts(session: AsyncSession, actor: Actor, source_id: int, target_id: int) -> ContactMergeRow:
-    """Move everything of ``source`` onto ``target``: identities, conversations, attributes it lacks."""
+async def merge_contacts(session: AsyncSession, actor: Actor | None, source_id: int, target_id: int,
+                         *, reason: str = "") -> ContactMergeRow:
+    """Move everything of ``source`` onto ``target``: identities, conversations, attributes it lacks.
+    ``actor`` None: Threadline itself merges, for ``reason`` (a visitor proved an address with a code)."""
     if source_id == target_id:
         raise ValidationFailed("a contact cannot be merged into itself", field="source_id")
     await repo.lock_contacts(session, [source_id, target_id])
-    for contact_id in (target_id, source_id):  # an agent merges only what they fully see
+    for contact_id in (target_id, source_id) if actor is not None else ():  # an agent merges only what they see
         await visible_contact(session, actor, contact_id, all_conversations=True)
     source = await _live_contact(session, source_id, "source")
     target = await _live_contact(session, target_id, "target")
@@ -90,7 +92,8 @@ async def merge_contacts(session: AsyncSession, actor: Actor, source_id: int, ta
         target.name = source.name
     source.merged_into_id = target.id
     target.updated_at = source.updated_at = utcnow()
-    row = ContactMergeRow(source_id=source.id, target_id=target.id, actor_id=actor.user_id,
+    actor_id = actor.user_id if actor is not None else None
+    row = ContactMergeRow(source_id=source.id, target_id=target.id, actor_id=actor_id,
                           moved={"identities": identities, "conversations": conversations,
                                  "attributes_added": sorted(added), "entries_added": merged_entries,
                                  "took_name": took_name})
@@ -100,9 +103,10 @@ async def merge_contacts(session: AsyncSession, actor: Actor, source_id: int, ta
     await session.flush()
     idents = await _refresh_search(session, source, target)
     emit(session, ContactMerged(contact=contact_view(target, idents[target.id]), source_id=source.id, merge_id=row.id,
-                                actor_id=actor.user_id), Audience())
-    await _announce_moved(session, conversations, f"{actor.name} merged contact #{source.id} into #{target.id}",
-                          actor)
+                                actor_id=actor_id), Audience())
+    who = actor.name if actor is not None else "Threadline"
+    await _announce_moved(session, conversations, f"{who} merged contact #{source.id} into #{target.id}"
+                          + (f" ({reason})" if reason else ""), actor_id)
     return row
 
 
@@ -142,19 +146,20 @@ async def undo_merge(session: AsyncSession, actor: Actor, merge_id: int) -> Cont
     emit(session, ContactMerged(contact=contact_view(target, idents[target.id]), source_id=source.id, merge_id=row.id,
                                 actor_id=actor.user_id, undone=True), Audience())
     await _announce_moved(session, moved.get("conversations", []), f"{actor.name} undid the merge of contact "
-                          f"#{source.id} into #{target.id}", actor)
+                          f"#{source.id} into #{target.id}", actor.user_id)
     return row
 
 
-async def _announce_moved(session: AsyncSession, conversation_ids: list[int], text: str, actor: Actor) -> None:
+async def _announce_moved(session: AsyncSession, conversation_ids: list[int], text: str, actor_id: int | None
+                          ) -> None:
     for conv_id in sorted(conversation_ids)[-50:]:  # the newest matter; an event each keeps desks right
         conv = await conv_repo.get_conversation(session, conv_id)
         if conv is None:
             continue
-        add_activity(session, conv, text, actor.user_id)
+        add_activity(session, conv, text, actor_id)
         await session.flush()
         emit(session, ConversationUpdated(conversation=await conversation_view(session, conv), changes=["contact_id"],
-                                          actor_id=actor.user_id), audience_for(conv))
+                                          actor_id=actor_id), audience_for(conv))
 
 
 async def merge_conversations(session: AsyncSession, actor: Actor, source_id: int, target_id: int
