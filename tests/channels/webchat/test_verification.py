@@ -148,6 +148,16 @@ async def test_expired_exhausted_and_flooded_codes_are_refused(db_url: str, tmp_
             assert (await v.post("/widget/verify/start", start)).status_code == 202
             flood = await v.post("/widget/verify/start", start)
             assert flood.status_code == 429, flood.text
+            # many visitor sessions cannot flood one address either
+            async with server.services.db.transaction() as s:
+                s.add_all([VerificationRow(channel_instance_id=ids["channel"], visitor_id=f"x{i}", kind="email",
+                                           value="new@example.org", status="replaced", attempts=0)
+                           for i in range(10)])
+            other = Visitor(server, key)
+            await other.start()
+            flooded = await other.post("/widget/verify/start", {**start, "token": other.token})
+            assert flooded.status_code == 429 and "sent to this e-mail address" in flooded.json()["detail"]
+            await other.aclose()
             # the address was never confirmed: it stays a claim of nobody's
             sup = await agent(server, "sup@example.com")
             found = (await sup.get("/api/v1/contacts", params={"q": "new@example.org"})).json()["items"]

@@ -39,6 +39,7 @@ JOB = "webchat.verify_send"
 CODE_TTL = timedelta(minutes=10)
 MAX_ATTEMPTS = 5  # wrong codes per request
 MAX_REQUESTS = 5  # requests per visitor per hour (beside the per-minute limit of the endpoint)
+MAX_PER_ADDRESS = 10  # codes sent to one address per hour, whoever asks
 SENDER_KINDS = {"email": "email", "phone": "twilio"}  # who carries the code: e-mail, SMS
 LANGUAGES = ("en", "es", "it")
 SUBJECTS = {"en": "Your confirmation code", "es": "Tu código de confirmación", "it": "Il tuo codice di conferma"}
@@ -97,6 +98,12 @@ async def start(session: AsyncSession, channel_id: int, visitor_id: str, kind: s
         VerificationRow.created_at > now - timedelta(hours=1)))).scalar_one()
     if recent >= MAX_REQUESTS:
         raise TooMany("You asked for too many codes; please try again later.")
+    # per address too, whoever asks: many visitor sessions cannot flood someone's inbox or phone
+    to_address = (await session.execute(select(func.count()).select_from(VerificationRow).where(
+        VerificationRow.kind == kind, VerificationRow.value == ident.value,
+        VerificationRow.created_at > now - timedelta(hours=1)))).scalar_one()
+    if to_address >= MAX_PER_ADDRESS:
+        raise TooMany(f"Too many codes were sent to this {_what(kind)}; please try again later.")
     await session.execute(update(VerificationRow).where(
         VerificationRow.channel_instance_id == channel_id, VerificationRow.visitor_id == visitor_id,
         VerificationRow.status.in_(("pending", "sent"))).values(status="replaced"))
