@@ -173,3 +173,41 @@ async def code_from_any(sink: Sink, outcomes: asyncio.Queue[str]) -> str:
     found = re.search(r"\b(\d{6})\b", mail.get_body(("plain",)).get_content())
     assert found is not None
     return found.group(1)
+
+
+async def test_a_phone_number_is_confirmed_with_a_code_sent_by_sms(sqlite_server) -> None:
+    """The code goes through the workspace's Twilio SMS channel (a fake Twilio REST API on loopback)."""
+    from contextlib import aclosing
+
+    from tests.channels.e2e import FakeProvider, setup
+    from tests.channels.harness import TWILIO_OK, twilio_config
+    from tests.conftest import run_server
+
+    fake = FakeProvider(TWILIO_OK)
+    async with run_server(fake.app()) as api:
+        ids, admin, _ = await setup(sqlite_server, "twilio", twilio_config(api.url))
+        async with aclosing(admin):
+            key = await make_channel(sqlite_server, ids)
+            outcomes = job_outcomes(sqlite_server)
+            v = Visitor(sqlite_server, key)
+            try:
+                await v.start()
+                assert "phone" in (await v.http.get("/widget/config", params={"channel": key})).json()["verify"]
+                sent = await v.say("call me", "c1", profile={"phone": "+1 415-555-1234"})
+                start = {"token": v.token, "kind": "phone", "value": "+1 (415) 555 1234", "language": "it"}
+                r = await v.post("/widget/verify/start", start)
+                assert r.status_code == 202 and r.json()["value"] == "+14155551234"
+                [call] = await fake.wait_calls(1)
+                assert call.form["To"] == ["+14155551234"]
+                body = call.form["Body"][0]
+                assert "è il tuo codice" in body
+                code = re.search(r"\b(\d{6})\b", body).group(1)  # type: ignore[union-attr]
+                await committed(outcomes)
+                ok = await v.post("/widget/verify/check", {"token": v.token, "code": code})
+                assert ok.status_code == 200 and ok.json()["verified"] == "+14155551234"
+                conv = (await admin.get(f"/api/v1/conversations/{sent.json()['conversation_id']}")).json()
+                identities = (await admin.get(f"/api/v1/contacts/{conv['contact_id']}")).json()["identities"]
+                assert {"kind": "phone", "value": "+14155551234", "verified": True}.items() <= next(
+                    i for i in identities if i["kind"] == "phone").items()
+            finally:
+                await v.aclose()
