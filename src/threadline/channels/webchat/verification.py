@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.scheduler import schedule_job
@@ -40,6 +40,7 @@ CODE_TTL = timedelta(minutes=10)
 MAX_ATTEMPTS = 5  # wrong codes per request
 MAX_REQUESTS = 5  # requests per visitor per hour (beside the per-minute limit of the endpoint)
 MAX_PER_ADDRESS = 10  # codes sent to one address per hour, whoever asks
+KEEP_FOR = timedelta(days=1)  # then a request is deleted (by the next request, whoever makes it)
 SENDER_KINDS = {"email": "email", "phone": "twilio"}  # who carries the code: e-mail, SMS
 LANGUAGES = ("en", "es", "it")
 SUBJECTS = {"en": "Your confirmation code", "es": "Tu código de confirmación", "it": "Il tuo codice di conferma"}
@@ -93,6 +94,8 @@ async def start(session: AsyncSession, channel_id: int, visitor_id: str, kind: s
     if await sender_channel(session, kind) is None:
         raise Conflict(f"Confirming a {_what(kind)} with a code is not available here.")
     now = utcnow()
+    # requests older than a day serve no limit any more: forgotten (they hold addresses people typed)
+    await session.execute(delete(VerificationRow).where(VerificationRow.created_at < now - KEEP_FOR))
     recent = (await session.execute(select(func.count()).select_from(VerificationRow).where(
         VerificationRow.channel_instance_id == channel_id, VerificationRow.visitor_id == visitor_id,
         VerificationRow.created_at > now - timedelta(hours=1)))).scalar_one()
