@@ -9,7 +9,7 @@ only through ``read``/``write`` (one transaction around its own function) and th
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from threadline.actions.scheduler import cancel_job, schedule_job
 from threadline.adapters import AdapterFactory, ChannelDirectory
 from threadline.bus.typed import TypedSubscriptions
-from threadline.channels.base import ChannelAdapter, RawRequest
+from threadline.channels.base import ChannelAdapter, Parsed, RawRequest
 from threadline.config import Settings
 from threadline.db.leader import LeaderLock
 from threadline.db.models import ChannelInstanceRow
@@ -91,8 +91,9 @@ class IntegrationHost:
         self.routes: list[RouteSet] = []
         self.loops: list[Lifecycle] = []
 
-    async def store_inbound(self, req: RawRequest, channel: Channel, dedupe_key: str) -> int | None:
-        return await self._rt.inbox.store(req, channel.row, dedupe_key)
+    async def store_inbound(self, req: RawRequest, channel: Channel, dedupe_key: str,
+                            items: Sequence[Parsed] | None = None) -> int | None:
+        return await self._rt.inbox.store(req, channel.row, dedupe_key, items)
 
     async def channels_of_kind(self, kind: str) -> list[Channel]:
         found = []

@@ -7,6 +7,7 @@ anybody: they become suggestions an agent accepts or dismisses.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,13 +18,16 @@ from threadline.actions.events import emit
 from threadline.actions.permissions import visible_contact, visible_contact_ids
 from threadline.actions.views import contact_view, conversation_view
 from threadline.db.models import (
+    ChannelInstanceRow,
     ContactActivityRow,
     ContactAttributeDefRow,
     ContactMergeRow,
     ContactRow,
     ConversationRow,
     MergeSuggestionRow,
+    MessageRow,
 )
+from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import continuity as repo
 from threadline.db.repos import conversations as conv_repo
@@ -35,11 +39,13 @@ from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import (
     Audience,
     ContactMerged,
+    ContactUpdated,
     ConversationCreated,
     ConversationUpdated,
     ConversationView,
     MergeSuggested,
 )
+from threadline.domain.messages import InboundMessage
 from threadline.domain.users import Role
 
 ACTIVITY_KINDS = {"page_view", "article_read", "crm", "purchase", "signup", "custom"}
@@ -63,12 +69,14 @@ async def _refresh_search(session: AsyncSession, *contacts: ContactRow) -> dict[
     return idents
 
 
-async def merge_contacts(session: AsyncSession, actor: Actor, source_id: int, target_id: int) -> ContactMergeRow:
-    """Move everything of ``source`` onto ``target``: identities, conversations, attributes it lacks."""
+async def merge_contacts(session: AsyncSession, actor: Actor | None, source_id: int, target_id: int,
+                         *, reason: str = "") -> ContactMergeRow:
+    """Move everything of ``source`` onto ``target``: identities, conversations, attributes it lacks.
+    ``actor`` None: Threadline itself merges, for ``reason`` (a visitor proved an address with a code)."""
     if source_id == target_id:
         raise ValidationFailed("a contact cannot be merged into itself", field="source_id")
     await repo.lock_contacts(session, [source_id, target_id])
-    for contact_id in (target_id, source_id):  # an agent merges only what they fully see
+    for contact_id in (target_id, source_id) if actor is not None else ():  # an agent merges only what they see
         await visible_contact(session, actor, contact_id, all_conversations=True)
     source = await _live_contact(session, source_id, "source")
     target = await _live_contact(session, target_id, "target")
@@ -86,7 +94,8 @@ async def merge_contacts(session: AsyncSession, actor: Actor, source_id: int, ta
         target.name = source.name
     source.merged_into_id = target.id
     target.updated_at = source.updated_at = utcnow()
-    row = ContactMergeRow(source_id=source.id, target_id=target.id, actor_id=actor.user_id,
+    actor_id = actor.user_id if actor is not None else None
+    row = ContactMergeRow(source_id=source.id, target_id=target.id, actor_id=actor_id,
                           moved={"identities": identities, "conversations": conversations,
                                  "attributes_added": sorted(added), "entries_added": merged_entries,
                                  "took_name": took_name})
@@ -96,9 +105,10 @@ async def merge_contacts(session: AsyncSession, actor: Actor, source_id: int, ta
     await session.flush()
     idents = await _refresh_search(session, source, target)
     emit(session, ContactMerged(contact=contact_view(target, idents[target.id]), source_id=source.id, merge_id=row.id,
-                                actor_id=actor.user_id), Audience())
-    await _announce_moved(session, conversations, f"{actor.name} merged contact #{source.id} into #{target.id}",
-                          actor)
+                                actor_id=actor_id), Audience())
+    who = actor.name if actor is not None else "Threadline"
+    await _announce_moved(session, conversations, f"{who} merged contact #{source.id} into #{target.id}"
+                          + (f" ({reason})" if reason else ""), actor_id)
     return row
 
 
@@ -138,19 +148,20 @@ async def undo_merge(session: AsyncSession, actor: Actor, merge_id: int) -> Cont
     emit(session, ContactMerged(contact=contact_view(target, idents[target.id]), source_id=source.id, merge_id=row.id,
                                 actor_id=actor.user_id, undone=True), Audience())
     await _announce_moved(session, moved.get("conversations", []), f"{actor.name} undid the merge of contact "
-                          f"#{source.id} into #{target.id}", actor)
+                          f"#{source.id} into #{target.id}", actor.user_id)
     return row
 
 
-async def _announce_moved(session: AsyncSession, conversation_ids: list[int], text: str, actor: Actor) -> None:
+async def _announce_moved(session: AsyncSession, conversation_ids: list[int], text: str, actor_id: int | None
+                          ) -> None:
     for conv_id in sorted(conversation_ids)[-50:]:  # the newest matter; an event each keeps desks right
         conv = await conv_repo.get_conversation(session, conv_id)
         if conv is None:
             continue
-        add_activity(session, conv, text, actor.user_id)
+        add_activity(session, conv, text, actor_id)
         await session.flush()
         emit(session, ConversationUpdated(conversation=await conversation_view(session, conv), changes=["contact_id"],
-                                          actor_id=actor.user_id), audience_for(conv, customer=True))
+                                          actor_id=actor_id), audience_for(conv, customer=True))
 
 
 async def merge_conversations(session: AsyncSession, actor: Actor, source_id: int, target_id: int
@@ -177,10 +188,81 @@ async def merge_conversations(session: AsyncSession, actor: Actor, source_id: in
                  actor.user_id)
     add_activity(session, source, f"{actor.name} merged this conversation into #{target.id}", actor.user_id)
     await session.flush()
-    for conv, changes in ((source, ["status", "merged_into"]), (target, ["messages"])):
+    switched = await continue_where_last_written(session, target)
+    for conv, changes in ((source, ["status", "merged_into"]),
+                          (target, ["messages", *(["last_channel_instance_id"] if switched else [])])):
         emit(session, ConversationUpdated(conversation=await conversation_view(session, conv), changes=changes,
                                           actor_id=actor.user_id), audience_for(conv, customer=True))
     return await conversation_view(session, target)
+
+
+async def confirm_answered_claims(session: AsyncSession,
+                                  items: Sequence[tuple[ChannelInstanceRow, InboundMessage]]) -> list[int]:
+    """A claimed address proven by an answer: we wrote to an identity a customer only claimed (the e-mail
+    typed into the web chat's offline form), and a mail now comes from that very address answering our
+    message (its In-Reply-To/References name our Message-ID). The address received our mail and answered
+    it, so the claim is confirmed: the identity becomes verified where it is, and the sender resolves to
+    the contact and conversation we promised to continue (instead of taking the address away to a new
+    contact). Anything else (another sender quoting our Message-ID, an automatic reply) proves nothing.
+    Runs before the senders are resolved; one query, none when no message answers anything. Returns the
+    identities confirmed."""
+    keys = [(ch.id, ref) for ch, m in items if not m.automatic for ref in m.references]
+    found = await repo.claimed_recipients(session, keys) if keys else []
+    if not found:
+        return []
+    by_key = {(c, p): (msg, ident) for c, p, msg, ident in found}
+    confirmed: list[int] = []
+    for ch, m in items:
+        sender = m.sender.identities[0] if m.sender.identities else None
+        for ref in m.references if sender is not None and not m.automatic else ():
+            msg, ident = by_key.get((ch.id, ref), (None, None))
+            if msg is None or ident is None or ident.verified or \
+                    (ident.kind, ident.scope, ident.value) != (sender.kind.value, sender.scope, sender.value):
+                continue
+            ident.verified = True
+            confirmed.append(ident.id)
+            conv = await conv_repo.get_conversation(session, msg.conversation_id)
+            if conv is not None:
+                add_activity(session, conv, f"The customer confirmed {ident.value} by answering our e-mail", None)
+            contact = await contacts_repo.get_contact(session, ident.contact_id)
+            if contact is not None:
+                await session.flush()
+                idents = await contacts_repo.identities_of(session, [contact.id])
+                emit(session, ContactUpdated(contact=contact_view(contact, idents[contact.id]),
+                                             changes=["identities"]), Audience())
+            break
+    return confirmed
+
+
+def continued_on(session: AsyncSession, conv: ConversationRow, channel: ChannelInstanceRow) -> MessageRow:
+    """The timeline line that says the conversation now goes on through another channel (the default
+    reply goes there)."""
+    row = MessageRow(conversation_id=conv.id, direction="activity",
+                     text=f"The customer continued on {channel.name} ({channel.kind})", attachments=[],
+                     meta={"channel_switch": channel.id}, channel_instance_id=channel.id, created_at=utcnow())
+    session.add(row)
+    return row
+
+
+async def continue_where_last_written(session: AsyncSession, conv: ConversationRow) -> bool:
+    """After messages joined a conversation (a merge), replies go where the customer wrote last, not
+    where the target conversation happened to be (an abandoned web chat): the conversation's reply
+    channel and identity follow the latest customer message, with a "continued on" line when the channel
+    changes. Returns whether it changed."""
+    last = await repo.latest_customer_message(session, conv.id)
+    if last is None or last.channel_instance_id is None:
+        return False
+    if last.identity_id is not None:
+        conv.last_identity_id = last.identity_id
+    if conv.last_channel_instance_id == last.channel_instance_id:
+        return False
+    channel = await channels_repo.get_channel(session, last.channel_instance_id)
+    if channel is None:
+        return False
+    conv.last_channel_instance_id = channel.id
+    continued_on(session, conv, channel)
+    await session.flush()
+    return True
 
 
 async def split_message(session: AsyncSession, actor: Actor, message_id: int) -> ConversationView:

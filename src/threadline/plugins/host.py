@@ -23,7 +23,7 @@ needs from the running process comes through its ``Host``:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from threadline.channels.base import ChannelAdapter, RawRequest
+from threadline.channels.base import ChannelAdapter, Parsed, RawRequest
 from threadline.config import Settings
 from threadline.domain.stream import LiveEvent, Published
 from threadline.files.store import FileStore
@@ -121,9 +121,11 @@ class Host(Protocol):
     current_actor: Callable[..., Awaitable[Actor]]
     live: LiveFeed
 
-    async def store_inbound(self, req: RawRequest, channel: Channel, dedupe_key: str) -> int | None:
+    async def store_inbound(self, req: RawRequest, channel: Channel, dedupe_key: str,
+                            items: Sequence[Parsed] | None = None) -> int | None:
         """Persist (and normally process) a provider request; its inbox id, or None when the dedupe key
-        was stored before. Raises ``InboxFull`` when overloaded."""
+        was stored before. Raises ``InboxFull`` when overloaded. ``items``: the request as the caller's
+        ``adapter.parse`` gave it, so it is not parsed again (the raw request is stored all the same)."""
         ...
 
     async def channels_of_kind(self, kind: str) -> list[Channel]:

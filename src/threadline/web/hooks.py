@@ -1,8 +1,9 @@
 """``POST /hooks/{key}``: the one inbound route for every channel.
 
 find the channel (cached) → verify the signature (401, nothing stored) → parse (400 with the reason)
-→ store the raw request in the inbox, deduplicated by the provider's id, and process it (requests
-arriving together share one transaction, workers/inbox.py) → commit → acknowledge. A failure after the
+→ store the raw request in the inbox, deduplicated by the provider's id, and process the parsed items
+(handed over with it, so the request is parsed once; requests arriving together share one transaction,
+workers/inbox.py) → commit → acknowledge. A failure after the
 commit leaves the stored item for the inbox sweep, so a crash at any point loses nothing.
 
 Provider traffic is the busiest path, so ``HookFastPath`` answers it as a bare ASGI app in front of the
@@ -88,7 +89,7 @@ async def handle(services: Services, key: str, req: RawRequest) -> tuple[int, by
             return _problem(401, "signature check failed: this signed token was already used for another "
                             "request", "replayed_token")
     try:
-        item_id = await services.inbox.store(req, channel, dedupe_key)
+        item_id = await services.inbox.store(req, channel, dedupe_key, items)  # parsed once: handed over
     except InboxFull as exc:  # overloaded (or the database is down): nothing acknowledged, the provider retries
         INBOUND_REJECTED.labels(channel.kind, "busy").inc()
         return _problem(503, str(exc), "busy")

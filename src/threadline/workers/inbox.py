@@ -1,10 +1,16 @@
 """Store provider requests and turn them into messages, in batches, one transaction per batch. An item
 that fails is kept with its error and retried, never lost; at start-up every unprocessed item is picked
-up again, so a crash at any point loses nothing."""
+up again, so a crash at any point loses nothing.
+
+Each request is parsed once: a caller that already parsed it (the hook parses to validate and to answer
+the provider) hands the parsed items to ``store`` with the raw request, and the same transaction turns
+them into messages. The raw request is stored all the same: the sweep parses it again only when it was
+not processed with the request (a failed attempt, a crash, a restart) or when it is replayed."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +22,7 @@ from threadline.actions import inbound as inbound_actions
 from threadline.actions import outbound as outbound_actions
 from threadline.actions.events import savepoint
 from threadline.adapters import AdapterFactory
-from threadline.channels.base import ChannelError, RawRequest, storable_headers
+from threadline.channels.base import ChannelError, Parsed, RawRequest, storable_headers
 from threadline.channels.registry import get_adapter_class
 from threadline.db.models import ChannelInstanceRow, InboxItemRow
 from threadline.db.repos import channels as channels_repo
@@ -31,6 +37,8 @@ from threadline.plugins.host import InboxFull  # part of the store contract: cal
 log = structlog.get_logger(__name__)
 MAX_ATTEMPTS = 5
 BATCH = 200
+# A request to process: the raw request, its channel, and its parsed items when the caller has them.
+Work = tuple[RawRequest, ChannelInstanceRow, Sequence[Parsed] | None]
 
 
 class InboxWorker(BackgroundLoop):
@@ -51,17 +59,21 @@ class InboxWorker(BackgroundLoop):
         self.batch_size = batch_size
         self.files: FileStore | None = None  # set by Services: where attachment bytes from parse() go
         self.max_waiting = max_waiting  # beyond this, refuse (503) rather than queue without bound
-        self._to_store: list[tuple[RawRequest, ChannelInstanceRow, str, asyncio.Future[int | None]]] = []
+        self._to_store: list[tuple[RawRequest, ChannelInstanceRow, str, Sequence[Parsed] | None,
+                                   asyncio.Future[int | None]]] = []
+        self.parses = 0  # requests parsed here (tests: a request handed over parsed is not parsed again)
         self._storer: asyncio.Task[None] | None = None
 
-    async def store(self, req: RawRequest, channel: ChannelInstanceRow, dedupe_key: str) -> int | None:
+    async def store(self, req: RawRequest, channel: ChannelInstanceRow, dedupe_key: str,
+                    items: Sequence[Parsed] | None = None) -> int | None:
         """Persist a provider's request; return its id, or None when the same dedupe key was stored
         before. Returns once the request is committed (normally processed too), so the caller may
-        then acknowledge it."""
+        then acknowledge it. ``items``: what the caller's ``adapter.parse(req)`` gave, so the request
+        is not parsed again (None: it is parsed here)."""
         if len(self._to_store) >= self.max_waiting:
             raise InboxFull(f"{len(self._to_store)} requests are waiting to be stored; retry in a moment")
         future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        self._to_store.append((req, channel, dedupe_key, future))
+        self._to_store.append((req, channel, dedupe_key, None if items is None else list(items), future))
         if self._storer is None or self._storer.done():
             self._storer = asyncio.create_task(self._store_pending(), name="inbox-store")
         # shielded: a client that hangs up does not cancel a write that other requests share
@@ -71,12 +83,12 @@ class InboxWorker(BackgroundLoop):
         while self._to_store:
             batch = self._to_store[:self.batch_size]
             del self._to_store[:len(batch)]
-            rows = [_row(req, channel, key) for req, channel, key, _ in batch]
+            rows = [_row(req, channel, key) for req, channel, key, _, _ in batch]
             results: list[int | None | BaseException]
             try:
                 async with self.db.transaction(write=True) as session:
                     fresh = await repo.new_inbox_keys(session, rows)
-                    outcomes = await self._process(session, [(batch[i][0], batch[i][1]) for i in fresh],
+                    outcomes = await self._process(session, [batch[i][:2] + (batch[i][3],) for i in fresh],
                                                    fail_fast=True)
                     now = utcnow()
                     for i, (done, error) in zip(fresh, outcomes, strict=True):
@@ -155,8 +167,8 @@ class InboxWorker(BackgroundLoop):
                         item.processed_at, item.error = now, "channel deleted"
                     else:
                         work.append((item, channel))
-                outcomes = await self._process(session, [
-                    (RawRequest(i.method, i.url, i.headers, i.body), channel) for i, channel in work])
+                outcomes = await self._process(session, [  # stored raw: parsed from it
+                    (RawRequest(i.method, i.url, i.headers, i.body), channel, None) for i, channel in work])
                 for (item, _), (done, error) in zip(work, outcomes, strict=True):
                     item.error = error
                     item.processed_at = now if done else None
@@ -170,7 +182,7 @@ class InboxWorker(BackgroundLoop):
             else:
                 await self._record_failure(item_ids[0], "the batch could not be committed")
 
-    async def _process(self, session: AsyncSession, work: list[tuple[RawRequest, ChannelInstanceRow]], *,
+    async def _process(self, session: AsyncSession, work: list[Work], *,
                        fail_fast: bool = False) -> list[tuple[bool, str | None]]:
         """Turn requests into messages inside the caller's transaction; per request (done, error): not done
         with why it failed (retried later), or done, with what could not be read of it (an ``Unreadable``
@@ -203,16 +215,19 @@ class InboxWorker(BackgroundLoop):
                 outcomes.append((False, self._describe(exc)))
         return outcomes
 
-    async def _apply(self, session: AsyncSession, work: list[tuple[RawRequest, ChannelInstanceRow]]
-                     ) -> list[str | None]:
+    async def _apply(self, session: AsyncSession, work: list[Work]) -> list[str | None]:
         """Turn requests into messages (all of them in one batch) and delivery updates; per request, the
-        items it had that could not be read (None when every item was read)."""
+        items it had that could not be read (None when every item was read). A request comes with its
+        parsed items when the caller parsed it already; otherwise it is parsed here."""
         inbound: list[tuple[ChannelInstanceRow, InboundMessage]] = []
         statuses: list[tuple[ChannelInstanceRow, StatusUpdate]] = []
         notes: list[str | None] = []
-        for req, channel in work:
+        for req, channel, items in work:
             unreadable: list[str] = []
-            for parsed in self.factory.for_row(channel).parse(req):
+            if items is None:
+                self.parses += 1
+                items = self.factory.for_row(channel).parse(req)
+            for parsed in items:
                 if isinstance(parsed, InboundMessage):
                     inbound.append((channel, parsed))
                 elif isinstance(parsed, StatusUpdate):

@@ -432,6 +432,39 @@ async def test_offline_form_needs_an_email_and_reaches_the_inbox(server) -> None
         await v.aclose()
 
 
+async def test_a_message_left_with_the_offline_form_shows_no_place_in_the_queue(server) -> None:
+    """Issue 12 item 17: it is answered by e-mail; a chat visitor in the same queue still sees their place."""
+    ids = await seed_basics(server.services)
+    key = await make_channel(server, ids)
+    async with server.services.db.transaction() as s:
+        await user_actions.set_presence(s, ids["alice"], "offline")
+    olga, chat = Visitor(server, key), Visitor(server, key)
+    try:
+        await olga.start()
+        await chat.start()
+        left = await olga.say("call me back", "o1", offline=True, profile={"name": "Olga", "email": "olga@example.com"})
+        assert left.status_code == 201, left.text
+        async with olga.ws() as ws1, chat.ws() as ws2:
+            await frame(ws1, "ready")
+            assert await queue_frame(ws1) == {"type": "queue", "waiting": False}
+            # the chat visitor writes in the same queue and gets a place: the router has ranked both
+            c = (await chat.say("hello?", "c1")).json()["conversation_id"]
+            placed = await queue_frame(ws2, lambda f: f["waiting"])
+            assert placed["conversation_id"] == c
+        async with olga.ws() as again:  # a new connection after the router's rounds: still no place
+            assert await queue_frame(again) == {"type": "queue", "waiting": False}
+            # a follow-up in the chat does not put the offline message in line either
+            await olga.say("it is about order 42", "o2")
+            await frame(again, "message")
+            hub = server.services.integrations["webchat"].runtime.hub
+            await hub.refresh()
+            conv_id = left.json()["conversation_id"]
+            assert all(conv_id not in v.maybe_waiting for v in hub.visitors)
+    finally:
+        await olga.aclose()
+        await chat.aclose()
+
+
 async def test_a_foreign_origin_websocket_is_refused(server) -> None:
     ids = await seed_basics(server.services)
     key = await make_channel(server, ids)

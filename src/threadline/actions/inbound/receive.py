@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.contacts import resolve_senders
+from threadline.actions.continuity import confirm_answered_claims
 from threadline.actions.conversations import audience_for
 from threadline.actions.events import emit
 from threadline.actions.inbound.consent import record_consent
@@ -67,6 +68,7 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
     if not todo:
         return out
     now = utcnow()
+    await confirm_answered_claims(session, [items[i] for i in todo])  # an e-mail answer proves a claimed address
     senders = await resolve_senders(session, [items[i][1].sender for i in todo])
     open_convs = await repo.latest_open_for_contacts(session, [c.id for c, _, _ in senders])
     bound, referenced, hinted = await _hinted_conversations(session, [items[i] for i in todo])

@@ -343,10 +343,12 @@ class EmailChannel(ChannelAdapter):
                   and not a.lower().startswith(cfg.local_part + "+")]
             if cc:
                 out["Cc"] = ", ".join(dict.fromkeys(cc))
-        subject = str(meta.get("subject") or "").strip() or "Your request"
-        if not re.match(r"^(re|aw|sv|antw)\s*:", subject, re.I):
+        standalone = not msg.conversation_id  # a message of no conversation (a verification code): no threading
+        subject = str(msg.meta.get("subject") or "") if standalone else ""
+        subject = subject or str(meta.get("subject") or "").strip() or "Your request"
+        if not standalone and not re.match(r"^(re|aw|sv|antw)\s*:", subject, re.I):
             subject = f"Re: {subject}"
-        if cfg.subject_tag and f"[#{msg.conversation_id}]" not in subject:
+        if cfg.subject_tag and not standalone and f"[#{msg.conversation_id}]" not in subject:
             subject = f"{subject} [#{msg.conversation_id}]"
         out["Subject"] = subject
         out["Date"] = format_datetime(now or datetime.now(UTC))
@@ -367,7 +369,7 @@ class EmailChannel(ChannelAdapter):
             out["In-Reply-To"] = parent
         if refs:
             out["References"] = " ".join(refs)
-        if cfg.plus_addressing:
+        if cfg.plus_addressing and not standalone:
             out["Reply-To"] = formataddr((name, f"{cfg.local_part}+c{msg.conversation_id}@{cfg.domain}"))
         out["X-Auto-Response-Suppress"] = "OOF, AutoReply"
         body = msg.text + (f"\n\n-- \n{cfg.signature}" if cfg.signature else "")

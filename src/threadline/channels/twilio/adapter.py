@@ -140,10 +140,9 @@ def form_params(req: RawRequest) -> _Params:
     return _form(req.body)
 
 
-@lru_cache(maxsize=1024)
 def _form(body: bytes) -> _Params:
-    """Parsed once per body: the same request is verified, parsed, then parsed again by the inbox (callers
-    never mutate the result)."""
+    """The form's parameters (cheap: the hook reads them to verify and to parse; the inbox takes the parsed
+    items from the hook and does not parse the request again)."""
     out = _Params()
     try:
         text = body.decode("utf-8")

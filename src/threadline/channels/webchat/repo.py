@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.db.models import (
@@ -94,6 +94,7 @@ class QueueWait:
     ewt_seconds: float | None
     queue_id: int | None
     queue_settings: dict[str, Any] | None
+    left_offline: bool = False  # the visitor left a message with the offline form: answered by e-mail
 
     @property
     def answered(self) -> bool:
@@ -104,6 +105,14 @@ class QueueWait:
         if self.last_activity_id is not None and self.last_activity_id > self.last_reply_id:
             return False
         return self.enqueued_at is None or self.last_reply_at >= self.enqueued_at
+
+
+def _left_offline() -> Any:
+    """Whether the conversation holds a message the visitor left with the offline form: it is answered
+    by e-mail later, so the widget shows no place in the queue for it."""
+    return (exists().where(MessageRow.conversation_id == ConversationRow.id, MessageRow.direction == "in",
+                           MessageRow.meta["offline"].as_boolean().is_(True))
+            .correlate(ConversationRow))
 
 
 def _latest(column: Any, direction: str) -> Any:
@@ -126,7 +135,7 @@ async def _queue_waits(session: AsyncSession, conversation_ids: Sequence[int]) -
         select(ConversationRow.id, ConversationRow.status, ConversationRow.assignee_id, ConversationRow.queue_id,
                _latest(MessageRow.id, "out"), _latest(MessageRow.created_at, "out"), _latest(MessageRow.id, "activity"),
                RoutingTaskRow.status, RoutingTaskRow.enqueued_at, RoutingTaskRow.position, RoutingTaskRow.ewt_seconds,
-               RoutingTaskRow.queue_id, QueueRow.settings)
+               RoutingTaskRow.queue_id, QueueRow.settings, _left_offline())
         .select_from(ConversationRow)
         .outerjoin(RoutingTaskRow, RoutingTaskRow.conversation_id == ConversationRow.id)
         .outerjoin(QueueRow, QueueRow.id == RoutingTaskRow.queue_id)

@@ -3,6 +3,7 @@ agents' typing and read-receipt API, and the larger body the visitors' uploads n
 
 from __future__ import annotations
 
+from threadline.channels.webchat import verification
 from threadline.channels.webchat.web import agent_api, routes
 from threadline.channels.webchat.web.live import VisitorHub
 from threadline.channels.webchat.web.ratelimit import RateLimiter
@@ -15,4 +16,5 @@ def setup(host: Host) -> routes.WebChat:
     web = routes.WebChat(host, VisitorHub(host), RateLimiter())
     host.add_routes(routes.bound(web), body_limits={"/widget/attachments": UPLOAD_BODY_BYTES})
     host.add_routes(agent_api.router(host))
+    host.on_job(verification.JOB, verification.send_handler(host))  # one-time codes (verification by code)
     return web

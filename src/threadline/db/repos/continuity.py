@@ -80,6 +80,32 @@ async def move_messages(session: AsyncSession, from_conversation: int, to_conver
     return (await session.execute(stmt.values(conversation_id=to_conversation))).rowcount or 0
 
 
+async def latest_customer_message(session: AsyncSession, conversation_id: int) -> MessageRow | None:
+    """The customer's latest message in a conversation that came through a channel, automatic replies
+    (out-of-office, bounces) left out: where the customer last wrote."""
+    stmt = (select(MessageRow)
+            .where(MessageRow.conversation_id == conversation_id, MessageRow.direction == "in",
+                   MessageRow.channel_instance_id.is_not(None))
+            .order_by(MessageRow.id.desc()).limit(20))
+    rows = (await session.execute(stmt)).scalars().all()
+    return next((r for r in rows if not (r.meta or {}).get("automatic")), rows[0] if rows else None)
+
+
+async def claimed_recipients(session: AsyncSession, keys: Sequence[tuple[int, str]]
+                             ) -> list[tuple[int, str, MessageRow, IdentityRow]]:
+    """Of these (channel instance, provider id) pairs, our outbound messages that went to an identity
+    only claimed so far (unverified): (channel, provider id, message, identity). One query."""
+    if not keys:
+        return []
+    stmt = (select(MessageRow, IdentityRow).join(IdentityRow, IdentityRow.id == MessageRow.identity_id)
+            .where(MessageRow.channel_instance_id.in_({c for c, _ in keys}),
+                   MessageRow.provider_id.in_({p for _, p in keys}), MessageRow.direction == "out",
+                   IdentityRow.verified.is_(False)))
+    wanted = set(keys)
+    return [(m.channel_instance_id, m.provider_id, m, i) for m, i in (await session.execute(stmt)).all()
+            if (m.channel_instance_id, m.provider_id) in wanted]
+
+
 async def get_merge(session: AsyncSession, merge_id: int) -> ContactMergeRow | None:
     return await session.get(ContactMergeRow, merge_id)
 

@@ -9,7 +9,9 @@ other people or raw event payloads):
 - ``typing``: an agent is typing;
 - ``queue``: while the conversation waits for an agent, its place in the routing queue and estimated wait
   (``position``, ``ewt`` in seconds or null, ``closed`` outside the queue's business hours), or
-  ``waiting: false`` once it no longer waits. These frames carry no ``seq``: they are a state, not an event.
+  ``waiting: false`` once it no longer waits (or never: a conversation in which the visitor left a message
+  with the offline form is answered by e-mail, so it shows no place in the queue). These frames carry no
+  ``seq``: they are a state, not an event.
 
 Each visitor connection is a connection of the process's live stream core, reached through the package's
 host (``Host.live``): the core fans events out, decodes them through the event union (only the kinds a
@@ -92,6 +94,7 @@ class Visitor:
     # conversations that may be waiting for an agent (open, unassigned, not answered): the pre-filter
     # of the positions query; the query decides
     maybe_waiting: set[int] = field(default_factory=set)
+    left_offline: set[int] = field(default_factory=set)  # conversations with an offline-form message
     epoch: int = 0  # bumped whenever maybe_waiting changes (a query result older than that is dropped)
     notice: tuple[Any, ...] | None = None  # what the widget shows now: (conversation, position, minutes, closed)
     notice_sent: bool = False  # nothing sent yet: the first refresh always sends (a reconnect may show stale)
@@ -127,13 +130,15 @@ class Visitor:
                     self._may_wait(m.conversation_id, False)  # answered there
                 return False
             self.conversations.add(m.conversation_id)
-            self._may_wait(m.conversation_id, m.direction == "in")
+            if m.direction == "in" and m.meta.get("offline"):  # left with the offline form: answered by e-mail
+                self.left_offline.add(m.conversation_id)
+            self._may_wait(m.conversation_id, m.direction == "in" and m.conversation_id not in self.left_offline)
             return True
         if not self.conversations.intersection(ev.audience.conversations):
             return False
         if isinstance(event, ConversationCreated | ConversationUpdated):
             c = event.conversation
-            self._may_wait(c.id, c.status == "open" and c.assignee_id is None)
+            self._may_wait(c.id, c.status == "open" and c.assignee_id is None and c.id not in self.left_offline)
         return event is not None
 
     def _learn_contact(self, ev: LiveEvent) -> None:
@@ -254,7 +259,10 @@ class VisitorHub:
             notice = None
             for cid in sorted(v.maybe_waiting & waits.keys(), reverse=True):  # the newest conversation first
                 w = waits[cid]
-                if w.status != "open" or w.assignee_id is not None or w.conversation_queue_id is None or w.answered:
+                if w.left_offline:
+                    v.left_offline.add(cid)
+                if w.status != "open" or w.assignee_id is not None or w.conversation_queue_id is None or w.answered \
+                        or w.left_offline:
                     v.maybe_waiting.discard(cid)  # not waiting, until an event says otherwise
                     continue
                 if w.task_status not in ("waiting", "offered"):

@@ -31,7 +31,7 @@ from threadline.actions import continuity as continuity_actions
 from threadline.actions import csat as csat_actions
 from threadline.channels.base import InvalidSignature
 from threadline.channels.webchat import actions as webchat_actions
-from threadline.channels.webchat import repo
+from threadline.channels.webchat import repo, verification
 from threadline.channels.webchat.adapter import VisitorSession, WebChatChannel
 from threadline.channels.webchat.web import live
 from threadline.channels.webchat.web.ratelimit import RateLimiter
@@ -231,6 +231,7 @@ async def _config(ctx: Ctx, request: Request) -> Response:
         "topics": [t["label"] for t in cfg.topics], "languages": cfg.languages, "offline_form": cfg.offline_form,
         "attachments": {"types": cfg.allowed_attachment_types, "max_bytes": cfg.max_attachment_bytes},
         "online": online, "signed_identity": cfg.identity_secret is not None,
+        "verify": await ctx.web.host.read(verification.available_kinds),  # confirm a typed address by code
     })
 
 
@@ -499,7 +500,7 @@ async def _receipts(ctx: Ctx, request: Request) -> Response:
         req = ctx.adapter.signed_request(str(request.url), {"type": "receipts", "visitor_id": vs.visitor_id,
                                                              "status": body.status, "message_ids": mine})
         items = ctx.adapter.parse(req)
-        await ctx.web.host.store_inbound(req, ctx.channel, ctx.adapter.dedupe_key(items, req))
+        await ctx.web.host.store_inbound(req, ctx.channel, ctx.adapter.dedupe_key(items, req), items)
     return ctx.answer({"ok": True, "applied": mine})
 
 
@@ -529,6 +530,54 @@ async def _csat(ctx: Ctx, request: Request) -> Response:
                                               channel_instance_id=ctx.channel.id)
     row = await ctx.web.host.write(rate)
     return ctx.answer({"ok": True, "rating": row.rating}, 201)
+
+
+class VerifyStartIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    token: str = Field(max_length=1000)
+    kind: str = Field(pattern=r"^(email|phone)$")
+    value: str = Field(min_length=1, max_length=320)
+    language: str = Field(default="en", max_length=8)
+
+
+class VerifyCheckIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    token: str = Field(max_length=1000)
+    code: str = Field(pattern=r"^[0-9]{6}$")
+
+
+@router.post("/widget/verify/start", summary="The visitor asks for a one-time code to confirm an e-mail address "
+             "or phone number (sent there)", status_code=202)
+async def widget_verify_start(request: Request) -> Response:
+    return await guarded(request, _verify_start)
+
+
+async def _verify_start(ctx: Ctx, request: Request) -> Response:
+    body: VerifyStartIn = _body(await request.body(), VerifyStartIn)
+    vs = _session(ctx, body.token)
+    _limit(ctx, ("verify", vs.visitor_id), 3, "asking for codes")
+    row = await ctx.web.host.write(verification.start, ctx.channel.id, vs.visitor_id, body.kind, body.value,
+                                   body.language)
+    return ctx.answer({"kind": row.kind, "value": row.value,
+                       "expires_in": int(verification.CODE_TTL.total_seconds())}, 202)
+
+
+@router.post("/widget/verify/check", summary="The visitor enters the code they received: the address is "
+             "confirmed and joins their customer record")
+async def widget_verify_check(request: Request) -> Response:
+    return await guarded(request, _verify_check)
+
+
+async def _verify_check(ctx: Ctx, request: Request) -> Response:
+    body: VerifyCheckIn = _body(await request.body(), VerifyCheckIn)
+    vs = _session(ctx, body.token)
+    _limit(ctx, ("verify-check", vs.visitor_id), 10, "checking codes")
+    result = await ctx.web.host.write(verification.check, ctx.channel.id, ctx.adapter.visitor_identity(vs),
+                                      vs.visitor_id, body.code, ctx.web.host.settings.resolved_secret_key)
+    if not result.ok:  # counted (committed) first
+        more = f"{result.tries_left} tries left." if result.tries_left else "Ask for a new one."
+        raise Refused(422, f"That code is not right. {more}", "wrong_code")
+    return ctx.answer({"ok": True, "verified": result.value})
 
 
 @router.websocket("/widget/ws")

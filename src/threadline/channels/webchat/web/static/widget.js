@@ -34,7 +34,12 @@
       badType: "This type of file can't be sent here.", seen: "Seen", delivered: "Delivered",
       rate: ["Very bad", "Bad", "Okay", "Good", "Excellent"], powered: "Powered by Threadline",
       queue: "You are number {n} in the queue", next: "You're next in the queue", wait: "about {m} min",
-      closed: "We're closed right now; we'll answer when we open"
+      closed: "We're closed right now; we'll answer when we open",
+      verifyEmail: "Confirm your email with a code", verifyPhone: "Confirm your phone number with a code",
+      verifySent: "We sent a 6-digit code to {value}.", verifyCode: "Code", verifyCheck: "Confirm",
+      verifyDone: "Thanks! {value} is confirmed.", verifyWrong: "That code is not right. Please try again.",
+      verifyExpired: "This code has expired. Ask for a new one.", verifyTooMany: "Too many attempts. Please try again later.",
+      verifyAgain: "Send a new code"
     },
     es: {
       open: "Abrir chat", close: "Cerrar chat", online: "Solemos responder en pocos minutos",
@@ -53,7 +58,12 @@
       badType: "Este tipo de archivo no se puede enviar aquí.", seen: "Visto", delivered: "Entregado",
       rate: ["Muy mal", "Mal", "Regular", "Bien", "Excelente"], powered: "Con la tecnología de Threadline",
       queue: "Eres el número {n} en la cola", next: "Eres el siguiente en la cola", wait: "unos {m} min",
-      closed: "Ahora estamos cerrados; te responderemos cuando abramos"
+      closed: "Ahora estamos cerrados; te responderemos cuando abramos",
+      verifyEmail: "Confirma tu correo con un código", verifyPhone: "Confirma tu teléfono con un código",
+      verifySent: "Hemos enviado un código de 6 cifras a {value}.", verifyCode: "Código", verifyCheck: "Confirmar",
+      verifyDone: "¡Gracias! {value} está confirmado.", verifyWrong: "El código no es correcto. Inténtalo de nuevo.",
+      verifyExpired: "El código ha caducado. Pide uno nuevo.", verifyTooMany: "Demasiados intentos. Inténtalo más tarde.",
+      verifyAgain: "Enviar un código nuevo"
     },
     it: {
       open: "Apri la chat", close: "Chiudi la chat", online: "Di solito rispondiamo in pochi minuti",
@@ -72,10 +82,15 @@
       badType: "Questo tipo di file non può essere inviato qui.", seen: "Visto", delivered: "Consegnato",
       rate: ["Pessima", "Scarsa", "Discreta", "Buona", "Ottima"], powered: "Realizzato con Threadline",
       queue: "Sei il numero {n} in coda", next: "Sei il prossimo in coda", wait: "circa {m} min",
-      closed: "Al momento siamo chiusi; ti risponderemo all'apertura"
+      closed: "Al momento siamo chiusi; ti risponderemo all'apertura",
+      verifyEmail: "Conferma la tua email con un codice", verifyPhone: "Conferma il tuo telefono con un codice",
+      verifySent: "Abbiamo inviato un codice di 6 cifre a {value}.", verifyCode: "Codice", verifyCheck: "Conferma",
+      verifyDone: "Grazie! {value} è confermato.", verifyWrong: "Il codice non è corretto. Riprova.",
+      verifyExpired: "Il codice è scaduto. Chiedine uno nuovo.", verifyTooMany: "Troppi tentativi. Riprova più tardi.",
+      verifyAgain: "Invia un nuovo codice"
     }
   };
-  var T = STRINGS.en;
+  var T = STRINGS.en, LANG = "en";
   function pickLanguage(allowed) {
     var wanted = (SETTINGS.language ? [SETTINGS.language] : []).concat(navigator.languages || [navigator.language || "en"]);
     for (var i = 0; i < wanted.length; i++) {
@@ -205,6 +220,8 @@
     ".tl-send{width:40px;height:40px;border:0;border-radius:50%;background:var(--tl-accent);color:var(--tl-accent-ink);display:flex;align-items:center;justify-content:center;flex:none;transition:opacity .15s}",
     ".tl-send:disabled{opacity:.4;cursor:default}",
     ".tl-form{padding:16px 18px 18px;display:flex;flex-direction:column;gap:10px}",
+    ".tl-verify{padding:0 14px 10px;font-size:12.5px}.tl-verify .tl-form{padding:4px 0 0}",
+    ".tl-link{border:0;background:transparent;color:var(--tl-accent);padding:2px 0;font:inherit;font-weight:600;cursor:pointer;text-decoration:underline}",
     ".tl-form p{margin:0 0 2px;color:#4b5070;font-size:13.5px}",
     ".tl-form label{display:flex;flex-direction:column;gap:4px;font-size:12.5px;font-weight:600;color:#3b4055}",
     ".tl-form input,.tl-form select,.tl-form textarea{font:inherit;font-weight:400;color:#1f2330;border:1px solid #e1e2ec;border-radius:10px;padding:9px 12px;background:#fafafd;outline:none;width:100%}",
@@ -238,7 +255,8 @@
   function start() {
     api("GET", "/widget/config").then(function (c) {
       cfg = c;
-      T = STRINGS[pickLanguage(c.languages || ["en"])];
+      LANG = pickLanguage(c.languages || ["en"]);
+      T = STRINGS[LANG];
       build();
       return startSession();
     }).catch(function (err) {
@@ -752,6 +770,60 @@
     send.onclick = go;
     box.appendChild(file); box.appendChild(clip); box.appendChild(ta); box.appendChild(send);
     ui.foot.appendChild(box);
+    verifyOffer();
+  }
+
+  // Verification by code: the visitor confirms the e-mail (or phone) they typed with a code sent there;
+  // the server then joins them to the customer record of that address.
+  function verifyOffer() {
+    var kind = store.profile.email ? "email" : store.profile.phone ? "phone" : null;
+    var value = kind && store.profile[kind];
+    if (!kind || store.confirmed === value || !cfg.verify || cfg.verify.indexOf(kind) < 0) return;
+    var bar = el("div", "tl-verify");
+    var offer = el("button", "tl-link", kind === "email" ? T.verifyEmail : T.verifyPhone);
+    offer.type = "button";
+    var msg = el("span", "tl-err");
+    function ask() {
+      offer.disabled = true;
+      api("POST", "/widget/verify/start", { token: store.token, kind: kind, value: value, language: LANG })
+        .then(function (r) { codeForm(r.value); })
+        .catch(function (err) { offer.disabled = false; msg.textContent = verifyError(err); });
+    }
+    function codeForm(shown) {
+      bar.textContent = "";
+      var form = el("form", "tl-form tl-verify-form");
+      form.noValidate = true;
+      form.appendChild(el("p", null, fmt(T.verifySent, { value: shown })));
+      var input = field(form, "code", T.verifyCode, "text", true, "");
+      input.inputMode = "numeric"; input.autocomplete = "one-time-code"; input.maxLength = 6;
+      var ok = el("button", "tl-primary", T.verifyCheck);
+      ok.type = "submit";
+      var again = el("button", "tl-link", T.verifyAgain);
+      again.type = "button";
+      again.onclick = function () { bar.textContent = ""; bar.appendChild(offer); bar.appendChild(msg); ask(); };
+      form.appendChild(ok); form.appendChild(again);
+      form.onsubmit = function (e) {
+        e.preventDefault();
+        var code = input.value.replace(/\s/g, "");
+        if (!/^[0-9]{6}$/.test(code)) { input._err.textContent = T.verifyWrong; return; }
+        ok.disabled = true;
+        api("POST", "/widget/verify/check", { token: store.token, code: code }).then(function () {
+          store.confirmed = value; save();
+          bar.remove();
+          system(fmt(T.verifyDone, { value: shown }));
+        }).catch(function (err) { ok.disabled = false; input._err.textContent = verifyError(err); });
+      };
+      bar.appendChild(form);
+      input.focus();
+    }
+    offer.onclick = ask;
+    bar.appendChild(offer); bar.appendChild(msg);
+    ui.foot.appendChild(bar);
+  }
+  function verifyError(err) {
+    var code = err.data && err.data.code;
+    return code === "wrong_code" ? T.verifyWrong : code === "expired" ? T.verifyExpired
+      : code === "rate_limited" ? T.verifyTooMany : err.message;
   }
 
   function csatForm() {
