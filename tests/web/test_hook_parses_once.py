@@ -11,7 +11,9 @@ import httpx
 from sqlalchemy import select
 from tests.conftest import seed_basics
 
-from threadline.actions.inbound import files as message_actions  # where the inbox worker calls receive_inbound_batch
+from threadline.actions.inbound import (
+    files as message_actions,  # where the inbox worker calls receive_inbound_batch
+)
 from threadline.channels.api.adapter import ApiChannel
 from threadline.db.models import InboxItemRow, MessageRow
 from threadline.db.repos import channels as channels_repo
