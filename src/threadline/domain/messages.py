@@ -192,6 +192,9 @@ class OutboundMessage:
     # CC), so a reply threads the way that channel threads.
     reply_to_meta: dict[str, object] = field(default_factory=dict)
     template: TemplateSend | None = None  # an approved template instead of free text
+    # A message of no conversation (conversation_id 0, e.g. a verification code) has its own subject where
+    # the channel has subjects; a reply takes the thread's.
+    subject: str = ""
 
 
 @dataclass(frozen=True, slots=True)

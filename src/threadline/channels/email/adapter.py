@@ -344,7 +344,7 @@ class EmailChannel(ChannelAdapter):
             if cc:
                 out["Cc"] = ", ".join(dict.fromkeys(cc))
         standalone = not msg.conversation_id  # a message of no conversation (a verification code): no threading
-        subject = str(msg.meta.get("subject") or "") if standalone else ""
+        subject = msg.subject if standalone else ""
         subject = subject or str(meta.get("subject") or "").strip() or "Your request"
         if not standalone and not re.match(r"^(re|aw|sv|antw)\s*:", subject, re.I):
             subject = f"Re: {subject}"

@@ -170,7 +170,7 @@ def send_handler(host: Any) -> Any:
         text = TEXTS[row.language if row.language in TEXTS else "en"].format(code=code, title=title or "our")
         await host.adapter(carrier).send(OutboundMessage(
             message_id=row.id, conversation_id=0, to=IdentityValue(IdentityKind(row.kind), row.value, ""), text=text,
-            meta={"subject": SUBJECTS.get(row.language, SUBJECTS["en"]), "verification": True}))
+            subject=SUBJECTS.get(row.language, SUBJECTS["en"])))
         row.code_hash = code_hash(host.settings.resolved_secret_key, row.id, code)
         row.status, row.expires_at, row.error = "sent", now + CODE_TTL, None
 
