@@ -1,8 +1,8 @@
 """web chat: one-time codes a visitor uses to confirm a typed e-mail address or phone number
 (``webchat_verifications``; only a keyed hash of each code is stored)
 
-Revision ID: 0014_webchat_verifications
-Revises: 0013_security
+Revision ID: 0015_webchat_verifications
+Revises: 0014_routing_times
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from alembic import op
 
 import threadline.db.types
 
-revision = "0014_webchat_verifications"
-down_revision = "0013_security"
+revision = "0015_webchat_verifications"
+down_revision = "0014_routing_times"
 branch_labels = None
 depends_on = None
 
