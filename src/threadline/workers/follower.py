@@ -15,6 +15,7 @@ it. The webhook dispatcher and the conversation SLA clock are followers.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from abc import abstractmethod
 from collections.abc import Callable
@@ -36,6 +37,9 @@ from threadline.loop import BackgroundLoop
 
 BATCH = 500
 STORE_CURSOR_EVERY = 5.0  # seconds: how often a cursor moved past unwanted events is stored
+# Seconds a woken follower waits before reading, so that a burst of commits is handled in one batch (one
+# write transaction) instead of one transaction per commit competing with the inbox for the writer.
+SETTLE_SECONDS = 0.1
 
 Clock = Callable[[], datetime]
 EventHead = repo.EventHead
@@ -60,6 +64,7 @@ class OutboxFollower(BackgroundLoop):
     name = "outbox-follower"
     needs_payload = True  # False: handle() gets heads only (seq, name, time), which are cheaper to read
     follows: tuple[type[BaseModel], ...] = ()  # the event classes it handles (none: every event, or see wants)
+    settle_seconds = SETTLE_SECONDS
 
     def __init__(self, db: Database, follower: str, *, batch: int = BATCH, poll_seconds: float = 2.0,
                  clock: Clock = utcnow) -> None:
@@ -101,8 +106,12 @@ class OutboxFollower(BackgroundLoop):
         if not await self.leader.try_acquire():
             self._seen = self._stored = None  # another process leads: re-read the cursor when we do
             return None
-        while not self._stopping.is_set() and await self.follow_once():
-            pass
+        if self.settle_seconds:
+            await asyncio.sleep(self.settle_seconds)
+        while not self._stopping.is_set():
+            looked = await self.follow_once()
+            if looked < self.batch:  # caught up (a full batch means more are waiting: go on at once)
+                break
         return None
 
     async def on_stop(self) -> None:
