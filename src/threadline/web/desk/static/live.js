@@ -154,14 +154,18 @@
     }).catch(function () {});
   }
   var pendingHeader = false;
+  function headerBusy(head) {
+    return $("details[open]", head) || head.contains(document.activeElement) && document.activeElement.tagName !== "BUTTON";
+  }
   function refreshHeader() {
     var id = openId(), head = $("#conv-head"); if (!id || !head) return;
-    if ($("details[open]", head) || head.contains(document.activeElement) && document.activeElement.tagName !== "BUTTON") {
-      pendingHeader = true; return;  // never yank a menu out from under the agent
-    }
+    if (headerBusy(head)) { pendingHeader = true; return; }  // never yank a menu out from under the agent
     pendingHeader = false;
-    getHTML("/desk/p/conversations/" + id + "/header").then(function (html) { if (openId() === id) swapInto(head, html); })
-      .catch(function () {});
+    getHTML("/desk/p/conversations/" + id + "/header").then(function (html) {
+      if (openId() !== id) return;
+      if (headerBusy(head)) { pendingHeader = true; return; }  // a menu opened while the partial was on its way
+      swapInto(head, html);
+    }).catch(function () {});
   }
   var pendingSidebar = false;
   function refreshSidebar() {
@@ -170,8 +174,13 @@
       pendingSidebar = true; return;  // the agent is editing an attribute
     }
     pendingSidebar = false;
-    getHTML("/desk/p/conversations/" + id + "/sidebar").then(function (html) { if (openId() === id) swapInto(side, html); })
-      .catch(function () {});
+    getHTML("/desk/p/conversations/" + id + "/sidebar").then(function (html) {
+      if (openId() !== id) return;
+      if (side.contains(document.activeElement) && /INPUT|TEXTAREA|SELECT/.test(document.activeElement.tagName)) {
+        pendingSidebar = true; return;  // editing began while the partial was on its way
+      }
+      swapInto(side, html);
+    }).catch(function () {});
   }
   document.addEventListener("toggle", function (e) {
     if (e.target.tagName === "DETAILS" && !e.target.open && pendingHeader) setTimeout(refreshHeader, 50);
