@@ -92,6 +92,9 @@ async def test_a_visitor_confirms_an_email_with_a_code_and_joins_the_customer(db
 
             miss = await v.post("/widget/verify/check", {"token": v.token, "code": wrong(code)})
             assert miss.status_code == 422 and "4 tries left" in miss.json()["detail"]
+            # the widget's errors are RFC 9457 problem documents like the rest of the API (its code kept)
+            assert miss.headers["content-type"].startswith("application/problem+json")
+            assert {"type", "title", "status", "detail", "code"} <= miss.json().keys() and miss.json()["status"] == 422
             ok = await v.post("/widget/verify/check", {"token": v.token, "code": code})
             assert ok.status_code == 200, ok.text
             assert ok.json() == {"ok": True, "verified": VERA}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -142,9 +143,19 @@ async def guarded(request: Request, handler: Any) -> Response:
         return await handler(ctx, request)
     except Refused as exc:
         # readable by the refused site too, so its console says why the chat does not show
-        return JSONResponse({"detail": exc.detail, "code": exc.code}, status_code=exc.status, headers=cors(origin))
+        return problem(exc.status, exc.detail, exc.code, origin)
     except DomainError as exc:
-        return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=exc.status, headers=cors(origin))
+        return problem(exc.status, exc.message, exc.code, origin)
+
+
+def problem(status: int, detail: str, code: str, origin: str | None) -> JSONResponse:
+    """An RFC 9457 problem document, as the rest of the API answers, with the widget's ``code`` kept."""
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    body = {"type": f"/problems/{code}", "title": title, "status": status, "detail": detail, "code": code}
+    return JSONResponse(body, status_code=status, headers=cors(origin), media_type="application/problem+json")
 
 
 def _body(raw: bytes, model: type[BaseModel]) -> Any:
