@@ -12,8 +12,8 @@ Revises: 0002_files, 0003_webchat, 0004_desk, 0005_email, 0006_messaging, 0007_c
 from __future__ import annotations
 
 revision = "0010_one_head"
-down_revision = ("0002_files", "0003_webchat", "0004_desk", "0005_email", "0006_messaging", "0007_continuity",
-                 "0008_routing_outcomes", "0009_webhooks")
+# on one line, so that tools reading revisions line by line see every parent
+down_revision = ("0002_files", "0003_webchat", "0004_desk", "0005_email", "0006_messaging", "0007_continuity", "0008_routing_outcomes", "0009_webhooks")  # noqa: E501
 branch_labels = None
 depends_on = None
 
