@@ -11,7 +11,7 @@ from threadline.db.models import ApiTokenRow, LoginAttemptRow, SessionRow, UserR
 from threadline.db.repos import auth as repo
 from threadline.db.repos import users as users_repo
 from threadline.db.types import utcnow
-from threadline.domain.errors import DomainError, NotFound, ValidationFailed
+from threadline.domain.errors import DomainError, NotFound, RateLimited, ValidationFailed
 from threadline.security import hash_token, new_token, verify_password
 
 
@@ -20,8 +20,7 @@ class LoginFailed(DomainError):
     code = "login_failed"
 
 
-class TooManyAttempts(DomainError):
-    status = 429
+class TooManyAttempts(RateLimited):
     code = "too_many_attempts"
 
     def __init__(self, message: str, retry_after: int) -> None:

@@ -37,3 +37,10 @@ class PermissionDenied(DomainError):
 
 class InvalidTransition(Conflict):
     code = "invalid_transition"
+
+
+class RateLimited(DomainError):
+    """Too many attempts in too short a time; the message says when to try again."""
+
+    status = 429
+    code = "rate_limited"

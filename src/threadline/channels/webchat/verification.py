@@ -32,7 +32,7 @@ from threadline.db.models import ChannelInstanceRow
 from threadline.db.repos import channels as channels_repo
 from threadline.db.types import utcnow
 from threadline.domain.contacts import IdentityKind, IdentityValue, normalise_identity
-from threadline.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
+from threadline.domain.errors import Conflict, DomainError, NotFound, RateLimited, ValidationFailed
 from threadline.domain.messages import OutboundMessage
 
 JOB = "webchat.verify_send"
@@ -52,11 +52,6 @@ TEXTS = {
     "it": "{code} è il tuo codice per confermare questo indirizzo nella chat di {title}. Scade tra 10 minuti. "
           "Se non l'hai richiesto, ignora questo messaggio.",
 }
-
-
-class TooMany(DomainError):
-    status = 429
-    code = "rate_limited"
 
 
 class Expired(DomainError):
@@ -100,13 +95,13 @@ async def start(session: AsyncSession, channel_id: int, visitor_id: str, kind: s
         VerificationRow.channel_instance_id == channel_id, VerificationRow.visitor_id == visitor_id,
         VerificationRow.created_at > now - timedelta(hours=1)))).scalar_one()
     if recent >= MAX_REQUESTS:
-        raise TooMany("You asked for too many codes; please try again later.")
+        raise RateLimited("You asked for too many codes; please try again later.")
     # per address too, whoever asks: many visitor sessions cannot flood someone's inbox or phone
     to_address = (await session.execute(select(func.count()).select_from(VerificationRow).where(
         VerificationRow.kind == kind, VerificationRow.value == ident.value,
         VerificationRow.created_at > now - timedelta(hours=1)))).scalar_one()
     if to_address >= MAX_PER_ADDRESS:
-        raise TooMany(f"Too many codes were sent to this {_what(kind)}; please try again later.")
+        raise RateLimited(f"Too many codes were sent to this {_what(kind)}; please try again later.")
     await session.execute(update(VerificationRow).where(
         VerificationRow.channel_instance_id == channel_id, VerificationRow.visitor_id == visitor_id,
         VerificationRow.status.in_(("pending", "sent"))).values(status="replaced"))
@@ -137,7 +132,7 @@ async def check(session: AsyncSession, channel_id: int, visitor: IdentityValue, 
     if row is None or row.status == "verified":
         raise NotFound("There is no code to check; ask for a new one.")
     if row.status == "failed" or row.attempts >= MAX_ATTEMPTS:
-        raise TooMany("Too many wrong codes; ask for a new one.")
+        raise RateLimited("Too many wrong codes; ask for a new one.")
     if row.code_hash is None:
         raise Conflict("The code is on its way; please try again in a moment.")
     if row.expires_at is None or row.expires_at <= utcnow():
