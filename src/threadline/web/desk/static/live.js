@@ -147,10 +147,15 @@
     }).catch(function () {});
   }
   function refreshMessage(messageId) {
-    var el = document.getElementById("msg-" + messageId); if (!el) return;
-    getHTML("/desk/p/messages/" + messageId).then(function (html) {
-      var tmp = document.createElement("ol"); tmp.innerHTML = html;
-      var li = tmp.querySelector("li"); if (li && el.parentNode) { el.replaceWith(li); localTimes(li); }
+    // behind any append on its way: a reply's delivery state can change before the append that draws the
+    // reply has landed, and that append may carry the older state
+    appendChain = appendChain.then(function () {
+      var el = document.getElementById("msg-" + messageId); if (!el) return;
+      return getHTML("/desk/p/messages/" + messageId).then(function (html) {
+        var tmp = document.createElement("ol"); tmp.innerHTML = html;
+        var li = tmp.querySelector("li"), now = document.getElementById("msg-" + messageId);
+        if (li && now && now.parentNode) { now.replaceWith(li); localTimes(li); }
+      });
     }).catch(function () {});
   }
   var pendingHeader = false;
