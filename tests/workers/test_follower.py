@@ -95,6 +95,31 @@ async def test_a_follower_handles_each_event_once_with_its_side_effects(db_url: 
         await svc.stop()
 
 
+class OnlyVips(Recorder):
+    """Wants every contact.created, but only those named VIP* need handling."""
+
+    def relevant(self, event: Followed) -> bool:
+        return event.payload["contact"]["name"].startswith("VIP")
+
+
+async def test_events_that_are_not_relevant_move_the_cursor_without_a_write(db_url: str, tmp_path: Path) -> None:
+    svc = Services.build(make_settings(db_url, tmp_path, run_workers=False))
+    await svc.start()
+    try:
+        rec = OnlyVips(svc.db)
+        assert await rec.follow_once() == 0
+        await contacts(svc, "a", "b", "c", "d")
+        await follow_all(rec)
+        assert rec.batches == [] and await seen(svc) == []  # handle() never ran: no write transaction
+        await contacts(svc, "e", "VIP f", "g")
+        await follow_all(rec)
+        assert [len(b) for b in rec.batches] == [1] and await seen(svc) == ["VIP f"]
+        async with svc.db.transaction(write=False) as s:  # the cursor stored with the batch, past it
+            assert await plumbing_repo.get_cursor(s, "test-recorder") == await plumbing_repo.max_seq(s)
+    finally:
+        await svc.stop()
+
+
 async def test_one_process_follows_a_name_and_another_takes_over_where_it_stopped(db_url: str,
                                                                                    tmp_path: Path) -> None:
     settings = make_settings(db_url, tmp_path, run_workers=False)

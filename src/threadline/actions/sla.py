@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,6 +42,17 @@ from threadline.domain.sla import SlaClock, SlaStage, SlaTarget
 
 JOB_KINDS = {SlaTarget.FIRST_RESPONSE: "sla.first_response", SlaTarget.RESOLUTION: "sla.resolution"}
 FOLLOWED = (ConversationCreated, ConversationUpdated, MessageCreated)  # what the SLA follower reads
+
+
+def moves_clock(name: str, payload: dict[str, Any]) -> bool:
+    """Whether an event of ``FOLLOWED`` can move a conversation's SLA clock, read off its payload without
+    decoding it (the follower reads every message and conversation event; most are neither replies
+    nor status or queue changes): the same cases ``follow`` acts on."""
+    if name == MessageCreated.model_fields["name"].default:
+        return (payload.get("message") or {}).get("direction") == Direction.OUT.value
+    if name == ConversationUpdated.model_fields["name"].default:
+        return bool({"status", "queue_id"} & set(payload.get("changes") or ()))
+    return True
 
 
 def _clock(conv: ConversationRow) -> SlaClock:

@@ -86,6 +86,12 @@ class OutboxFollower(BackgroundLoop):
         classes in ``follows`` (every event when it names none)."""
         return not self._follows or head.name in self._follows
 
+    def relevant(self, event: Followed) -> bool:
+        """Whether a wanted event, with its payload, needs handling (the rest only move the cursor, as
+        unwanted ones do): a follower whose events matter only sometimes (the SLA clock reads every
+        ``message.created`` for the replies among them) spares a write transaction for a batch of none."""
+        return True
+
     async def prepare(self, session: AsyncSession) -> bool:
         """Read what ``wants`` needs, in each step's read transaction (e.g. the subscriptions); False:
         nothing can be wanted now, so the cursor skips to the log's end."""
@@ -131,6 +137,9 @@ class OutboxFollower(BackgroundLoop):
             active = await self.prepare(session)
             heads = await repo.event_heads_after(session, self._seen, self.batch) \
                 if self._seen is not None and active and last > self._seen else []
+            wanted = [h for h in heads if self.wants(h)]
+            bodies = await repo.events_by_seqs(session, {h.seq for h in wanted}) \
+                if wanted and self.needs_payload else {}
         if self._seen is None:  # never ran: start at the log's end
             async with self.db.transaction(write=True) as session:
                 self._seen = self._stored = await actions.start_cursor(session, self.follower, self.clock())
@@ -143,8 +152,10 @@ class OutboxFollower(BackgroundLoop):
         if not heads:
             await self._maybe_store_cursor()
             return 0
-        wanted = [h for h in heads if self.wants(h)]
-        if not wanted:
+        # outbox rows never change once written: the payloads read above are the ones to handle
+        events = [e for e in (Followed(h.seq, h.name, h.created_at, bodies[h.seq].payload if h.seq in bodies else {})
+                              for h in wanted) if self.relevant(e)]
+        if not events:
             self._seen = heads[-1].seq
             await self._maybe_store_cursor()
             return len(heads)
@@ -153,9 +164,6 @@ class OutboxFollower(BackgroundLoop):
             if stored != self._stored:  # another process led meanwhile: go on from where it stopped
                 self._seen = self._stored = stored
                 return 1
-            bodies = await repo.events_by_seqs(session, {h.seq for h in wanted}) if self.needs_payload else {}
-            events = [Followed(h.seq, h.name, h.created_at, bodies[h.seq].payload if h.seq in bodies else {})
-                      for h in wanted]
             await self.handle(session, events)
             await actions.move_cursor(session, self.follower, heads[-1].seq, self.clock())
         self._seen = self._stored = heads[-1].seq

@@ -20,5 +20,8 @@ class SlaFollower(OutboxFollower):
     def __init__(self, db: Database, *, poll_seconds: float = 2.0, clock: Clock = utcnow) -> None:
         super().__init__(db, "sla", poll_seconds=poll_seconds, clock=clock)
 
+    def relevant(self, event: Followed) -> bool:
+        return actions.moves_clock(event.name, event.payload)
+
     async def handle(self, session: AsyncSession, events: list[Followed]) -> None:
         await actions.follow(session, [(e.event(), e.created_at) for e in events], self.clock())
