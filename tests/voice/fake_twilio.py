@@ -27,13 +27,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import io
 import itertools
 import re
 import socket
+import ssl
 import wave
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -69,6 +71,11 @@ def _rewrite(url: str, base_url: str) -> str:
     return url
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    return ssl.create_default_context()  # built once: a fresh one per request costs ~20 ms
+
+
 class RewritingAsyncHttpClient(AsyncHttpClient):
     """A twilio ``AsyncHttpClient`` on httpx that sends ``https://*.twilio.com/...`` to ``base_url``."""
 
@@ -82,7 +89,7 @@ class RewritingAsyncHttpClient(AsyncHttpClient):
                       data: dict[str, object] | None = None, headers: dict[str, str] | None = None,
                       auth: tuple[str, str] | None = None, timeout: float | None = None,
                       allow_redirects: bool = False) -> TwilioResponse:
-        async with httpx.AsyncClient(timeout=timeout or self.timeout) as http:
+        async with httpx.AsyncClient(timeout=timeout or self.timeout, verify=_ssl_context()) as http:
             r = await http.request(method.upper(), _rewrite(url, self.base_url), params=params, data=data,
                                    headers=headers, auth=auth, follow_redirects=allow_redirects)
         self._test_only_last_response = TwilioResponse(r.status_code, r.text, r.headers)
@@ -106,6 +113,32 @@ def rewrite_http_client(base_url: str, *, is_async: bool = True,
     if is_async:
         return RewritingAsyncHttpClient(base_url, timeout)
     return RewritingHttpClient(base_url, timeout=timeout)
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1 (a free port); yields its base URL.
+
+    Starts and stops the server without uvicorn's main loop, whose 0.1 s ticks and shutdown sleep would
+    dominate these tests (uses ``Server.startup``, ``servers`` and ``server_state``, uvicorn 0.30+)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    await server.startup(sockets=[sock])
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        for srv in server.servers:
+            srv.close()
+        for connection in list(server.server_state.connections):
+            connection.shutdown()
+        tasks = list(server.server_state.tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=3)
+        sock.close()
 
 
 def _bool(value: str | None, default: bool) -> bool:
@@ -400,7 +433,10 @@ class FakeCall:
         await self.tw._resume(self, _Input(speech=speech))
 
     async def tick_wait(self) -> None:
-        """One more iteration of the Enqueue waitUrl (or Conference waitUrl) loop."""
+        """One more iteration of the Enqueue waitUrl loop: a Gather of the wait document pending times
+        out (the rest of the document runs), then the waitUrl is requested again."""
+        if self.pending == "gather" and self.state == "queued":
+            await self.tw.timeout(self)
         self._expect("enqueue-wait", "tick_wait")
         await self.tw._resume(self, None)
 
@@ -439,25 +475,14 @@ class FakeTwilio:
         self._chains: dict[str, asyncio.Task[Any]] = {}
         self._change = asyncio.Event()
         self._http: httpx.AsyncClient | None = None
-        self._server: uvicorn.Server | None = None
-        self._server_task: asyncio.Task[None] | None = None
-        self._sock: socket.socket | None = None
+        self._serving: contextlib.AbstractAsyncContextManager[str] | None = None
 
     # -------------------------------------------------------------------------------- lifecycle
 
     async def __aenter__(self) -> FakeTwilio:
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        port = self._sock.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{port}"
         app = Starlette(routes=[Route("/{path:path}", self._rest, methods=["GET", "POST", "DELETE"])])
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._server_task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
-        while not self._server.started:
-            if self._server_task.done():
-                self._server_task.result()
-            await asyncio.sleep(0.005)
+        self._serving = serve_app(app)
+        self.base_url = await self._serving.__aenter__()
         self._http = httpx.AsyncClient(timeout=10.0)
         return self
 
@@ -475,11 +500,8 @@ class FakeTwilio:
             await asyncio.gather(*(c._task for c in self.calls if c._task), *self._bg, return_exceptions=True)
             if self._http:
                 await self._http.aclose()
-            if self._server and self._server_task:
-                self._server.should_exit = True
-                await asyncio.wait_for(self._server_task, 5)
-            if self._sock:
-                self._sock.close()
+            if self._serving is not None:
+                await self._serving.__aexit__(None, None, None)
         if exc[0] is None:
             self._raise_errors()
 
@@ -1712,5 +1734,5 @@ def _wav_bytes(seconds: float = 0.1, rate: int = 8000) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["API_VERSION", "Exchange", "FakeCall", "FakeConference", "FakeQueue", "FakeTwilio", "Heard",
+__all__ = ["API_VERSION", "serve_app", "Exchange", "FakeCall", "FakeConference", "FakeQueue", "FakeTwilio", "Heard",
            "Participant", "Recording", "RewritingAsyncHttpClient", "RewritingHttpClient", "rewrite_http_client"]
