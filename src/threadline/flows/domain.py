@@ -45,6 +45,7 @@ MAX_DIGITS = 64
 MAX_PATTERN = 200
 INPUT_TYPES = frozenset({"menu", "collect", "verify", "language"})
 TERMINAL_TYPES = frozenset({"queue", "voicemail", "handoff", "hangup"})
+NODE_TYPES = INPUT_TYPES | TERMINAL_TYPES | {"say", "hours", "branch", "set"}
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 NodeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
@@ -482,7 +483,10 @@ def _pydantic_problems(exc: ValidationError) -> list[Problem]:
     for err in exc.errors()[:50]:
         loc = [str(p) for p in err.get("loc", ())]
         node = loc[1] if len(loc) > 1 and loc[0] == "nodes" else None
-        where = ".".join(loc[2:] if node else loc)
+        rest = loc[2:] if node else loc
+        if node and rest and isinstance(data_type := rest[0], str) and data_type in NODE_TYPES:
+            rest = rest[1:]  # the union's tag: "nodes.x.queue.queue_id" reads "x: queue_id"
+        where = ".".join(rest)
         msg = "unknown field" if err.get("type") == "extra_forbidden" else err.get("msg", "invalid")
         out.append(Problem(node, f"{where}: {msg}" if where else msg))
     return out
