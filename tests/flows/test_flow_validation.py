@@ -169,3 +169,12 @@ def test_check_and_parse_raise_one_422_naming_every_reason() -> None:
     with pytest.raises(ValidationFailed, match="nodes"):
         parse({"start": "x"})
     assert validate(FlowDefinition.model_validate(ivr())) == []
+
+
+def test_the_guides_example_is_valid() -> None:
+    import json
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "flows.md").read_text()
+    example = json.loads(text.split("```json\n", 1)[1].split("```", 1)[0])
+    assert problems(example) == []
