@@ -18,8 +18,13 @@ from __future__ import annotations
 
 import importlib
 
-FEATURES = ("threadline.webhooks",)  # outgoing webhooks, the worked example
-LAYERS = ("api", "worker", "actions", "repo", "models", "domain")  # inside each package, top to bottom
+FEATURES = (
+    "threadline.webhooks",  # outgoing webhooks, the worked example
+    "threadline.flows",     # IVR and chat-bot flows: versioned definitions, the pure engine
+)
+# Inside each package, top to bottom; in parentheses the layers a package may go without (import-linter's
+# optional layers): a package has a worker, an api or both (tests/test_feature_packages.py).
+LAYERS = ("(api)", "(worker)", "actions", "repo", "models", "domain")
 
 
 def import_models() -> None:

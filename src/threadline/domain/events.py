@@ -256,13 +256,24 @@ class WebhookDisabled(_Event):
     consecutive_failures: int
 
 
+class FlowSaved(_Event):
+    """An admin saved a new version of a flow (an IVR or a chat bot); calls and chats started before keep
+    the version they pinned."""
+
+    name: Literal["flow.saved"] = "flow.saved"
+    flow_id: int
+    flow_name: str
+    version: int
+    actor_id: int | None = None
+
+
 Event = Annotated[
     ContactMerged | MergeSuggested | ConversationCreated | ConversationUpdated | ConversationSlaAlert | MessageCreated
     | MessageStatusChanged
     | MessageUpdated | ContactCreated | ContactUpdated | PresenceChanged | ChannelChanged
     | ConversationTyping | CsatSubmitted
     | OfferCreated | OfferEnded | TaskPicked | TaskUnroutable | SlaAlert | RoutingState | RoutingSettingsChanged
-    | WrapUp | WrapUpEndRequested | WebhookDisabled,
+    | WrapUp | WrapUpEndRequested | WebhookDisabled | FlowSaved,
     Field(discriminator="name"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

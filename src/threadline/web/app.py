@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from threadline import __version__
 from threadline.config import Settings, get_settings
+from threadline.flows import api as flows_api  # a feature package (threadline/features.py)
 from threadline.logging import configure as configure_logging
 from threadline.plugins import registry
 from threadline.services import Services
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app)
     app.include_router(api_router)
     app.include_router(webhooks_api.router, prefix=api_router.prefix)  # feature packages' routers
+    app.include_router(flows_api.router, prefix=api_router.prefix)
     app.include_router(hooks.router)
     app.include_router(live.router)
     app.include_router(ops.router)
