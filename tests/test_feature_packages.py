@@ -27,7 +27,8 @@ def contract(name_start: str) -> dict:
 
 def test_every_package_with_the_layout_is_listed() -> None:
     laid_out = {f"threadline.{m.name}" for m in pkgutil.iter_modules(threadline.__path__) if m.ispkg
-                and all((Path(threadline.__path__[0]) / m.name / f"{layer}.py").exists() for layer in LAYOUT)}
+                and all((Path(threadline.__path__[0]) / m.name / f"{layer}.py").exists()
+                        or (Path(threadline.__path__[0]) / m.name / layer / "__init__.py").exists() for layer in LAYOUT)}
     assert "threadline.webhooks" in laid_out
     assert laid_out == set(features.FEATURES)
 

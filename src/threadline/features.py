@@ -21,6 +21,7 @@ import importlib
 FEATURES = (
     "threadline.webhooks",  # outgoing webhooks, the worked example
     "threadline.flows",     # IVR and chat-bot flows: versioned definitions, the pure engine
+    "threadline.voice",     # calls: the call model, Twilio call control, the CTI endpoint (uses flows)
 )
 # Inside each package, top to bottom; in parentheses the layers a package may go without (import-linter's
 # optional layers): a package has a worker, an api or both (tests/test_feature_packages.py).

@@ -33,6 +33,7 @@ from threadline.livestream import LiveStream
 from threadline.loop import BackgroundLoop, Lifecycle
 from threadline.plugins import registry
 from threadline.security import SecretBox
+from threadline.voice.worker import Voice
 from threadline.webhooks.worker import Webhooks
 from threadline.workers.crm import CrmLookupWorker
 from threadline.workers.inbox import InboxWorker
@@ -64,6 +65,7 @@ class Services:
     sender: SenderWorker
     router: RoutingWorker  # the routing worker (ACD), leader-elected like the relay
     media: MediaWorker  # downloads media that messaging providers only link (workers/media.py)
+    voice: Voice  # calls, a feature package: the connector (voice/worker.py) and its job
     webhooks: Webhooks  # outgoing webhooks, a feature package: dispatcher (leader) and sender (webhooks/worker.py)
     timers: TimerWorker  # durable timers: runs due scheduled jobs (workers/scheduler.py)
     sla: SlaFollower  # conversation SLA deadlines: an outbox follower (workers/sla.py)
@@ -108,13 +110,15 @@ class Services:
         register_core_jobs(timers, settings.retention, logs=Webhooks.retained)
         sla = SlaFollower(db)
         bus.subscribe(sla.on_event)
+        voice = Voice(db, factory, timers)
+        bus.subscribe(voice.on_event)
         live = LiveStream(bus, db)
         services = cls(settings, db, bus, events, live, box, http, factory, channels, files,
                        relay=Relay(db, bus, poll_seconds=settings.relay_poll_seconds), inbox=inbox, sender=sender,
                        router=RoutingWorker(db, events), media=MediaWorker(db, factory, files),
-                       webhooks=Webhooks(settings, db, bus, box), timers=timers, sla=sla, crm=crm)
+                       webhooks=Webhooks(settings, db, bus, box), timers=timers, sla=sla, crm=crm, voice=voice)
         services.loops = [services.relay, inbox, sender, services.router, services.media,
-                          *([crm] if crm is not None else []), services.webhooks, timers, sla]
+                          *([crm] if crm is not None else []), services.webhooks, timers, sla, voice]
         services.integrations = plug_in(found.entries, Runtime(settings, db, inbox, factory, channels, events,
                                                                live, files, http, current_actor, timers))
         for plugged in services.integrations.values():

@@ -23,7 +23,9 @@ from .harness import Harness, Reply, body_of, harnesses
 
 HOOK = "https://support.example.com/hooks/abc123"
 # Channels that are not HTTP-signed providers and keep their contract in their own test folders.
-ELSEWHERE = {"email": "tests/channels/email", "webchat": "tests/channels/webchat"}
+ELSEWHERE = {"email": "tests/channels/email", "webchat": "tests/channels/webchat",
+             # phone lines: call control and CTI events over real HTTP with FakeTwilio and a scripted PBX
+             "twilio_voice": "tests/voice", "pbx": "tests/voice"}
 KINDS = sorted(adapters())
 
 
@@ -54,7 +56,7 @@ def test_every_messaging_kind_is_registered() -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_capabilities_are_sane(kind: str) -> None:
     caps = adapters()[kind].capabilities
-    assert caps.max_text_length > 0 and caps.identity_kinds
+    assert (caps.max_text_length > 0 or caps.work_class == "voice") and caps.identity_kinds  # a phone line: no text
     assert all(k in {i.value for i in IdentityKind} for k in caps.identity_kinds)
     assert caps.reply_window_seconds is None or caps.reply_window_seconds > 0
     assert not caps.templates or caps.reply_window_seconds  # templates exist for the closed window

@@ -462,7 +462,7 @@ class FakeTwilio:
         self.api_keys = dict(api_keys or {})
         self.settle_timeout = settle_timeout
         self.validator = RequestValidator(auth_token)
-        self.now = datetime(2025, 1, 6, 9, 0, 0, tzinfo=UTC)
+        self.now = datetime.now(UTC).replace(microsecond=0)  # a virtual clock from the real time (advance() moves it)
         self.calls: list[FakeCall] = []
         self.conferences: dict[str, FakeConference] = {}
         self.queues: dict[str, FakeQueue] = {}

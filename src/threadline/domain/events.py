@@ -267,13 +267,29 @@ class FlowSaved(_Event):
     actor_id: int | None = None
 
 
+class CallChanged(_Event):
+    """A call moved (ringing, queued, answered by an agent, ended): the desk pops the caller's
+    conversation for the agent who answers, and the live view follows calls (``threadline/voice``)."""
+
+    name: Literal["call.changed"] = "call.changed"
+    call_id: int
+    conversation_id: int
+    contact_id: int | None
+    state: str
+    direction: str
+    number: str
+    agent_id: int | None = None
+    end_cause: str | None = None
+    verified_by: str | None = None
+
+
 Event = Annotated[
     ContactMerged | MergeSuggested | ConversationCreated | ConversationUpdated | ConversationSlaAlert | MessageCreated
     | MessageStatusChanged
     | MessageUpdated | ContactCreated | ContactUpdated | PresenceChanged | ChannelChanged
     | ConversationTyping | CsatSubmitted
     | OfferCreated | OfferEnded | TaskPicked | TaskUnroutable | SlaAlert | RoutingState | RoutingSettingsChanged
-    | WrapUp | WrapUpEndRequested | WebhookDisabled | FlowSaved,
+    | WrapUp | WrapUpEndRequested | WebhookDisabled | FlowSaved | CallChanged,
     Field(discriminator="name"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -20,6 +20,7 @@ from threadline.flows import api as flows_api  # a feature package (threadline/f
 from threadline.logging import configure as configure_logging
 from threadline.plugins import registry
 from threadline.services import Services
+from threadline.voice import api as voice_api  # a feature package (threadline/features.py)
 from threadline.web import csp, deps, errors, hooks, live, openapi, ops
 from threadline.web.api import router as api_router
 from threadline.web.desk import router as desk_router
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router)
     app.include_router(webhooks_api.router, prefix=api_router.prefix)  # feature packages' routers
     app.include_router(flows_api.router, prefix=api_router.prefix)
+    app.include_router(voice_api.router, prefix=api_router.prefix)
+    app.include_router(voice_api.hooks)  # call control under the channels' hook URLs
     app.include_router(hooks.router)
     app.include_router(live.router)
     app.include_router(ops.router)

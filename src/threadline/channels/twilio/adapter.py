@@ -178,6 +178,49 @@ def describe_error(code: str, message: str = "") -> str:
     return f"Twilio error {code}: {text}" if code else text
 
 
+def _candidate_urls(req: RawRequest, hook_url: str) -> list[str]:
+    parts = urlsplit(req.url)
+    query = f"?{parts.query}" if parts.query else ""
+    urls: list[str] = []
+    if hook_url:
+        urls.append(hook_url + query)
+    proto, host = req.header("x-forwarded-proto"), req.header("x-forwarded-host")
+    if proto or host:
+        urls.append(f"{(proto or parts.scheme).split(',')[0].strip()}://"
+                    f"{(host or parts.netloc).split(',')[0].strip()}{parts.path}{query}")
+    urls.append(req.url)
+    return list(dict.fromkeys(urls))
+
+
+def verify_signature(req: RawRequest, auth_token: SecretStr, shared_key: SecretStr | None, hook_url: str) -> None:
+    """Raise InvalidSignature unless ``X-Twilio-Signature`` signs this request: checked against the public
+    URL (``hook_url`` plus the query) first, then the forwarded and the received URL. Messaging and voice
+    webhooks alike."""
+    signature = req.header("x-twilio-signature")
+    if not signature:
+        raise InvalidSignature("missing X-Twilio-Signature header")
+    try:
+        params = form_params(req)
+    except BadPayload:
+        raise InvalidSignature("the body is not a form Twilio could have signed") from None
+    settings = req.header("x-twilio-webhooks-signature-settings")
+    algorithm = get_signature_algorithm(settings)
+    if settings:  # SharedKey signing (twilio >= 9): its own secret and algorithm
+        if shared_key is None:
+            raise InvalidSignature("the request is signed with a Twilio SharedKey; set webhook_shared_key")
+        validator = RequestValidator(shared_key.get_secret_value())
+    else:
+        validator = RequestValidator(auth_token.get_secret_value())
+    urls = _candidate_urls(req, hook_url)
+    # the URL exactly as configured first (one HMAC); then the library's full check of every candidate,
+    # which also tries each with and without the default port
+    if hmac.compare_digest(validator.compute_signature(urls[0], params, algorithm), signature):
+        return
+    if not any(validator.validate(url, params, signature, algorithm) for url in urls):
+        raise InvalidSignature("X-Twilio-Signature does not match the URL and parameters (check "
+                               "THREADLINE_PUBLIC_BASE_URL and the channel's auth token)")
+
+
 class TwilioChannel(ChannelAdapter):
     kind = "twilio"
     title = "SMS / MMS (Twilio)"
@@ -192,43 +235,8 @@ class TwilioChannel(ChannelAdapter):
 
     # --- inbound -------------------------------------------------------------------------------
 
-    def _candidate_urls(self, req: RawRequest) -> list[str]:
-        parts = urlsplit(req.url)
-        query = f"?{parts.query}" if parts.query else ""
-        urls: list[str] = []
-        if self.hook_url:
-            urls.append(self.hook_url + query)
-        proto, host = req.header("x-forwarded-proto"), req.header("x-forwarded-host")
-        if proto or host:
-            urls.append(f"{(proto or parts.scheme).split(',')[0].strip()}://"
-                        f"{(host or parts.netloc).split(',')[0].strip()}{parts.path}{query}")
-        urls.append(req.url)
-        return list(dict.fromkeys(urls))
-
     def verify(self, req: RawRequest) -> None:
-        signature = req.header("x-twilio-signature")
-        if not signature:
-            raise InvalidSignature("missing X-Twilio-Signature header")
-        try:
-            params = form_params(req)
-        except BadPayload:
-            raise InvalidSignature("the body is not a form Twilio could have signed") from None
-        settings = req.header("x-twilio-webhooks-signature-settings")
-        algorithm = get_signature_algorithm(settings)
-        if settings:  # SharedKey signing (twilio >= 9): its own secret and algorithm
-            if self.config.webhook_shared_key is None:
-                raise InvalidSignature("the request is signed with a Twilio SharedKey; set webhook_shared_key")
-            validator = RequestValidator(self.config.webhook_shared_key.get_secret_value())
-        else:
-            validator = RequestValidator(self.config.auth_token.get_secret_value())
-        urls = self._candidate_urls(req)
-        # the URL exactly as configured first (one HMAC); then the library's full check of every candidate,
-        # which also tries each with and without the default port
-        if hmac.compare_digest(validator.compute_signature(urls[0], params, algorithm), signature):
-            return
-        if not any(validator.validate(url, params, signature, algorithm) for url in urls):
-            raise InvalidSignature("X-Twilio-Signature does not match the URL and parameters (check "
-                                   "THREADLINE_PUBLIC_BASE_URL and the channel's auth token)")
+        verify_signature(req, self.config.auth_token, self.config.webhook_shared_key, self.hook_url)
 
     def parse(self, req: RawRequest) -> list[Parsed]:
         p = form_params(req)

@@ -149,8 +149,10 @@ def _conv_select() -> Any:
 
 
 def _state(r: Any) -> ConversationState:
-    return ConversationState(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6], dict(r[7] or {}), dict(r[8] or {}),
-                             r[9], r[10])
+    attributes = dict(r[7] or {})
+    # a caller who hung up while waiting: the voice package resolves the conversation with abandoned_at
+    return ConversationState(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6], attributes, dict(r[8] or {}),
+                             r[9], r[10], abandoned="abandoned_at" in attributes)
 
 
 async def conversations(session: AsyncSession, ids: Sequence[int]) -> dict[int, ConversationState]:

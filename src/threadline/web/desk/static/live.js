@@ -236,6 +236,7 @@
       refreshSidebar();
     }
     if (name === "csat.submitted" && d.contact_id === openContact()) refreshSidebar();
+    if (name === "call.changed") callPop(d);
     if (name === "user.presence_changed" && d.user_id === me) {
       var sel = $("#presence");
       if (sel && document.activeElement !== sel) {
@@ -246,6 +247,36 @@
       }
     }
   }
+  // A call for me (answered on the PBX, connected from a queue): a pop with the caller and how far they
+  // are verified, opening their conversation; the conversation opens by itself when none is open.
+  function callPop(d, restored) {
+    var pop = document.getElementById("call-pop");
+    if (d.state === "ended") {
+      if (pop && Number(pop.dataset.call) === d.call_id) pop.remove();
+      try { var kept = JSON.parse(sessionStorage.getItem("tl-call-pop") || "null");
+            if (kept && kept.call_id === d.call_id) sessionStorage.removeItem("tl-call-pop"); } catch (e) {}
+      return;
+    }
+    if (d.agent_id !== me || (d.state !== "connected" && d.state !== "offered")) return;
+    try { sessionStorage.setItem("tl-call-pop", JSON.stringify(d)); } catch (e) {}  // survives opening the conversation
+    if (!pop) {
+      pop = document.createElement("div"); pop.id = "call-pop"; pop.className = "call-pop"; pop.setAttribute("role", "status");
+      document.body.appendChild(pop);
+    }
+    pop.dataset.call = d.call_id;
+    pop.textContent = "";
+    var who = document.createElement("strong"); who.textContent = "Call with " + d.number;  // text, never HTML
+    var ver = document.createElement("span"); ver.className = "call-verified " + (d.verified_by ? "yes" : "no");
+    ver.textContent = d.verified_by ? "verified by " + d.verified_by : "unverified";
+    var open = document.createElement("a"); open.href = "/conversations/" + d.conversation_id; open.textContent = "Open";
+    var close = document.createElement("button"); close.type = "button"; close.textContent = "×"; close.title = "Dismiss";
+    close.addEventListener("click", function () { pop.remove(); sessionStorage.removeItem("tl-call-pop"); });
+    pop.append(who, " ", ver, " ", open, close);
+    if (!restored && !openId() && d.state === "connected") location.assign(open.href);
+  }
+  try { var keptPop = JSON.parse(sessionStorage.getItem("tl-call-pop") || "null");
+        if (keptPop) callPop(keptPop, true); } catch (e) {}
+
   function showTyping(on) {
     var t = $("#typing"); if (!t) return;
     clearTimeout(typingTimer);

@@ -1,0 +1,520 @@
+"""Voice actions: the only code that writes calls, and what a call changes in the conversation core.
+
+* ``open_call``: a call from (or to) a number becomes a timeline entry of the caller's open conversation
+  (or of a new one): the caller is recognised by the E.164 identity of their number (a hint, never
+  proof of who speaks), exactly as an SMS from that number would be.
+* ``run_flow``: the IVR (``threadline.flows``: the same engine as the chat bot) talks with the caller;
+  its instructions that touch the core are applied here (contact attributes, verification, the queue).
+* ``enqueue``: the conversation gets the queue (and priority) the flow chose, so the routing engine
+  offers it as a ``voice`` task (the channel declares the work class); the caller waits in music and
+  hears their place and estimated wait from the routing task (``wait_figures``).
+* ``provider_event``: the provider's status and conference events, each applied once and in the
+  provider's order (``call_events`` keeps their keys); a caller who hangs up while queued is
+  **abandoned**: the conversation is resolved with ``abandoned_at`` so routing drops the task as
+  abandoned (SL, abandonment rate), and the timeline says "Missed call (hung up after waiting 1 min 5 s)".
+* ``finish``: the timeline entry becomes "Call, 4 min 12 s, answered by Alice" (``message.updated``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from threadline.actions import conversations as conversation_actions
+from threadline.actions.contacts import resolve_senders
+from threadline.actions.conversations import audience_for
+from threadline.actions.events import emit
+from threadline.actions.scheduler import schedule_job
+from threadline.actions.views import conversation_views, message_view
+from threadline.db.models import ChannelInstanceRow, ConversationRow, MessageRow
+from threadline.db.repos import contacts as contacts_repo
+from threadline.db.repos import conversations as conversation_repo
+from threadline.db.repos import routing as routing_repo
+from threadline.db.repos import users as users_repo
+from threadline.domain.contacts import IdentityKind, IdentityValue, normalise_phone
+from threadline.domain.conversations import ConversationStatus, Priority
+from threadline.domain.errors import NotFound, ValidationFailed
+from threadline.domain.events import (
+    CallChanged,
+    ConversationCreated,
+    ConversationUpdated,
+    MessageCreated,
+    MessageUpdated,
+)
+from threadline.domain.messages import Direction as MessageDirection
+from threadline.domain.messages import Sender
+from threadline.flows import actions as flows
+from threadline.flows import domain as flow
+from threadline.voice import repo
+from threadline.voice.domain.calls import (
+    TWILIO_END,
+    CallFacts,
+    CallState,
+    CtiEvent,
+    Direction,
+    EndCause,
+    locale_of,
+    timeline_text,
+)
+from threadline.voice.models import CallRow
+
+CONNECT_JOB = "voice.connect"  # connect a waiting call (or a callback) to the agent who accepted it
+CALLBACK_ATTEMPTS = 3  # a callback nobody answers is tried this many times
+CALLBACK_RETRY = timedelta(minutes=2)
+
+
+def facts(call: CallRow, agent_name: str | None = None) -> CallFacts:
+    return CallFacts(state=CallState(call.state), direction=Direction(call.direction), started_at=call.started_at,
+                     enqueued_at=call.enqueued_at, answered_at=call.answered_at, ended_at=call.ended_at,
+                     end_cause=EndCause(call.end_cause) if call.end_cause else None, last_seq=call.last_seq,
+                     agent_name=agent_name, voicemail_seconds=call.recording_seconds,
+                     callback=call.callback_requested)
+
+
+def _store(call: CallRow, f: CallFacts) -> None:
+    call.state, call.last_seq = f.state.value, f.last_seq
+    call.enqueued_at, call.answered_at, call.ended_at = f.enqueued_at, f.answered_at, f.ended_at
+    call.end_cause = f.end_cause.value if f.end_cause else None
+
+
+def customer_number(call: CallRow) -> str:
+    return call.from_number if call.direction == Direction.INBOUND else call.to_number
+
+
+def _priority(rank: int) -> str:
+    """A flow's 0–100 priority as the conversation's level."""
+    if rank >= 75:
+        return Priority.URGENT.value
+    if rank >= 50:
+        return Priority.HIGH.value
+    if rank >= 25:
+        return Priority.NORMAL.value
+    return Priority.LOW.value if rank > 0 else Priority.NORMAL.value
+
+
+# --------------------------------------------------------------------------- a call begins
+
+
+async def open_call(session: AsyncSession, channel: ChannelInstanceRow, *, ref: str, direction: Direction,
+                    customer: str, ours: str, locale: str, now: datetime, name: str = "",
+                    details: dict[str, Any] | None = None) -> tuple[CallRow, bool]:
+    """The call with this provider reference on this channel, created with its timeline entry when new
+    (``True``). The customer's number must be a phone number (E.164 after normalising): an anonymous
+    or withheld caller gets a contact of their own per call."""
+    existing = await repo.by_ref(session, channel.id, ref, for_update=True)
+    if existing is not None:
+        return existing, False
+    try:
+        number = normalise_phone(customer)
+        ident = IdentityValue(IdentityKind.PHONE, number)
+    except ValidationFailed:  # "anonymous", "+266696687" withheld, a SIP URI…
+        number = customer.strip()[:60] or "unknown"
+        ident = IdentityValue(IdentityKind.HANDLE, f"call:{ref}"[:300], str(channel.id))
+    [(contact, identity, _)] = await resolve_senders(session, [Sender((ident,), name=name)])
+    open_convs = await conversation_repo.latest_open_for_contacts(session, [contact.id])
+    conv = open_convs.get(contact.id)
+    created = conv is None
+    if conv is None:
+        conv = ConversationRow(contact_id=contact.id, priority=Priority.NORMAL.value, attributes={}, queue_id=None,
+                               status=ConversationStatus.OPEN.value, last_activity_at=now)
+        session.add(conv)
+    conv.last_channel_instance_id, conv.last_identity_id = channel.id, identity.id
+    conv.last_activity_at = conv.updated_at = now
+    await session.flush()
+    call = CallRow(channel_instance_id=channel.id, provider=channel.kind, provider_ref=ref[:200],
+                   conversation_id=conv.id, contact_id=contact.id, direction=direction.value,
+                   from_number=number if direction is Direction.INBOUND else ours,
+                   to_number=ours if direction is Direction.INBOUND else number, state=CallState.RINGING.value,
+                   locale=locale_of(locale), started_at=now, details=dict(details or {}), last_seq=-1,
+                   callback_requested=False)
+    msg = MessageRow(conversation_id=conv.id, direction=MessageDirection.IN.value if direction is Direction.INBOUND
+                     else MessageDirection.ACTIVITY.value, text=timeline_text(facts(call), number),
+                     attachments=[], channel_instance_id=channel.id, identity_id=identity.id,
+                     provider_id=f"call:{ref}"[:200], meta={}, created_at=now)
+    session.add_all([call, msg])
+    await session.flush()
+    call.message_id = msg.id
+    msg.meta = {"call": {"id": call.id, "state": call.state, "direction": call.direction}}
+    [view] = await conversation_views(session, [conv], unlabelled=[conv.id] if created else ())
+    audience = audience_for(conv, customer=True)
+    if created:
+        emit(session, ConversationCreated(conversation=view), audience)
+    emit(session, MessageCreated(message=message_view(msg)), audience)
+    if not created:
+        emit(session, ConversationUpdated(conversation=view, changes=["last_activity_at"]), audience)
+    return call, True
+
+
+async def get_call(session: AsyncSession, call_id: int, channel_id: int, *, lock: bool = True) -> CallRow:
+    call = await repo.get(session, call_id, for_update=lock)
+    if call is None or call.channel_instance_id != channel_id:
+        raise NotFound(f"call {call_id} does not exist on this channel")
+    return call
+
+
+# --------------------------------------------------------------------------- the IVR
+
+
+@dataclass
+class FlowTurn:
+    """What the caller hears next: sayings, then a question, a queue, a voicemail or the end."""
+
+    says: list[flow.Say]
+    ask: flow.Ask | None = None
+    enqueue: flow.Enqueue | None = None
+    voicemail: flow.Voicemail | None = None
+    hangup: flow.Hangup | None = None
+    locale: str = "en"
+
+
+async def load_flow(session: AsyncSession, call: CallRow, flow_id: int | None) -> flow.FlowDefinition | None:
+    """The call's flow, pinned on its first turn to the version current then."""
+    if call.flow_id is not None and call.flow_version is not None:
+        return await flows.get_version(session, call.flow_id, call.flow_version)
+    if flow_id is None:
+        return None
+    version, definition = await flows.current_definition(session, flow_id)
+    call.flow_id, call.flow_version = flow_id, version
+    return definition
+
+
+async def run_flow(session: AsyncSession, call: CallRow, definition: flow.FlowDefinition, reply: flow.Reply | None,
+                   now: datetime) -> FlowTurn:
+    """One turn of the IVR: the first (``reply`` None) or the answer to its last question."""
+    conv = await conversation_repo.get_conversation(session, call.conversation_id, for_update=True)
+    contact_attrs: dict[str, Any] = {}
+    if call.contact_id is not None:
+        contact = await contacts_repo.get_contact(session, call.contact_id)
+        contact_attrs = dict(contact.attributes or {}) if contact is not None else {}
+    ctx = flow.FlowContext(now=now, attributes={**contact_attrs, **((conv.attributes or {}) if conv else {})},
+                           locale=call.locale)
+    if reply is None or call.flow_state is None:
+        turn = flow.start(definition, ctx)
+    else:
+        turn = flow.answer(definition, flow.FlowState.model_validate(call.flow_state), reply, ctx)
+    call.flow_state = turn.state.model_dump(mode="json")
+    call.locale = locale_of(turn.state.locale)
+    if call.state == CallState.RINGING:
+        _store(call, facts(call).move(CallState.IN_FLOW, now))
+    out = FlowTurn(says=[], locale=call.locale)
+    for ins in turn.instructions:
+        if isinstance(ins, flow.Say):
+            out.says.append(ins)
+        elif isinstance(ins, flow.Ask):
+            out.ask = ins
+        elif isinstance(ins, flow.SetAttributes) and conv is not None:
+            conv.attributes = {**(conv.attributes or {}), **ins.attributes}
+        elif isinstance(ins, flow.Verified):
+            call.verified_by = ins.attribute if ins.ok else None
+            call.details = {**call.details, "verification": {"attribute": ins.attribute, "ok": ins.ok}}
+        elif isinstance(ins, flow.Enqueue):
+            out.enqueue = ins
+        elif isinstance(ins, flow.Handoff):
+            out.enqueue = flow.Enqueue(queue_id=ins.queue_id or 0, skills=[], priority=0, callback_after_seconds=None,
+                                       callback_key=None, variables={})
+        elif isinstance(ins, flow.Voicemail):
+            out.voicemail = ins
+        elif isinstance(ins, flow.Hangup):
+            out.hangup = ins
+    return out
+
+
+# --------------------------------------------------------------------------- waiting for an agent
+
+
+async def enqueue(session: AsyncSession, call: CallRow, queue_id: int | None, now: datetime, *, priority: int = 0,
+                  callback_key: str | None = None) -> bool:
+    """Put the call's conversation in ``queue_id`` for routing; False when there is no such queue (the
+    caller is then offered voicemail). A conversation assigned to an agent is given back to routing,
+    which prefers the customer's last agent when they are free."""
+    if queue_id is None or await users_repo.get_queue(session, queue_id) is None:
+        return False
+    _store(call, facts(call).move(CallState.QUEUED, now))
+    call.queue_id = queue_id
+    if callback_key:
+        call.details = {**call.details, "callback_key": callback_key}
+    conv = await conversation_repo.get_conversation(session, call.conversation_id, for_update=True)
+    if conv is not None and conv.attributes and "abandoned_at" in conv.attributes:
+        conv.attributes = {k: v for k, v in conv.attributes.items() if k != "abandoned_at"}
+    changes: dict[str, Any] = {"queue_id": queue_id, "assignee_id": None, "status": ConversationStatus.OPEN.value}
+    if priority:
+        changes["priority"] = _priority(priority)
+    await conversation_actions.update_conversation(session, None, call.conversation_id, **changes)
+    return True
+
+
+@dataclass(frozen=True)
+class WaitFigures:
+    position: int | None
+    ewt_seconds: float | None
+
+
+async def wait_figures(session: AsyncSession, call: CallRow) -> WaitFigures:
+    """The caller's place and estimated wait, as the routing engine last computed them."""
+    task = await routing_repo.get_task(session, call.conversation_id)
+    if task is None:
+        return WaitFigures(None, None)
+    position = task.position
+    if position is None and task.status in ("waiting", "offered"):
+        # the router stores positions every few seconds: until then, count who entered the queue first
+        ahead = [t for t in await routing_repo.tasks(session, task.queue_id, limit=2000)
+                 if t.status in ("waiting", "offered") and t.enqueued_at < task.enqueued_at]
+        position = len(ahead) + 1
+    return WaitFigures(position, task.ewt_seconds)
+
+
+async def request_callback(session: AsyncSession, call: CallRow, now: datetime) -> None:
+    """The caller prefers to be called back: their task keeps its place; when an agent accepts it,
+    Threadline calls them (``CONNECT_JOB``)."""
+    call.callback_requested = True
+    call.details = {**call.details, "callback_requested_at": now.isoformat()}
+
+
+async def accepted(session: AsyncSession, conversation_ids: list[int], agent_of: dict[int, int], now: datetime) -> int:
+    """Agents took these conversations: each waiting call of theirs is connected (by a job, which
+    retries, so a provider hiccup does not lose the caller). Returns how many were scheduled."""
+    n = 0
+    for call in await repo.live_for_conversations(session, conversation_ids, waiting=True):
+        agent = agent_of.get(call.conversation_id)
+        if agent is None:
+            continue
+        if call.state != CallState.QUEUED and not (call.callback_requested and call.state == CallState.ENDED):
+            continue
+        _store(call, facts(call).move(CallState.OFFERED, now))
+        call.agent_id = agent
+        await schedule_job(session, CONNECT_JOB, call.id, now, {"agent_id": agent})
+        n += 1
+    # callbacks: the customer's leg ended while they kept their place
+    for call in await _callbacks_for(session, conversation_ids):
+        agent = agent_of.get(call.conversation_id)
+        if agent is None:
+            continue
+        call.agent_id = agent
+        call.details = {**call.details, "callback_agent": agent}
+        await schedule_job(session, CONNECT_JOB, call.id, now, {"agent_id": agent, "callback": True})
+        n += 1
+    return n
+
+
+async def _callbacks_for(session: AsyncSession, conversation_ids: list[int]) -> list[CallRow]:
+    calls = []
+    for cid in conversation_ids:
+        for call in await repo.for_conversation(session, cid, limit=5):
+            if call.callback_requested and call.state == CallState.ENDED and not call.details.get("callback_done"):
+                calls.append(call)
+                break
+    return calls
+
+
+# --------------------------------------------------------------------------- provider events
+
+
+async def provider_event(session: AsyncSession, call: CallRow, *, key: str, kind: str, seq: int | None,
+                         data: dict[str, Any], now: datetime) -> bool:
+    """Record a provider event once; False for a repeat (then nothing else may change)."""
+    return await repo.record_event(session, call.id, key, kind, seq, data)
+
+
+async def call_status(session: AsyncSession, call: CallRow, status: str, seq: int | None, now: datetime, *,
+                      duration_seconds: int | None = None) -> None:
+    """Twilio's CallStatus for the customer's leg (ringing, in-progress, completed, busy…), in order."""
+    f = facts(call)
+    if not f.fresh(seq):
+        return
+    if status in TWILIO_END:
+        await hang_up(session, call, now, seq=seq, cause=TWILIO_END[status])
+        return
+    _store(call, f.move(f.state, now, seq))
+
+
+async def agent_joined(session: AsyncSession, call: CallRow, now: datetime, seq: int | None = None) -> None:
+    f = facts(call)
+    if f.state is CallState.ENDED:
+        return
+    _store(call, f.move(CallState.CONNECTED, now, seq))
+    await _refresh_entry(session, call)
+
+
+async def hold(session: AsyncSession, call: CallRow, on: bool, now: datetime) -> None:
+    f = facts(call)
+    _store(call, f.move(CallState.ON_HOLD if on else CallState.CONNECTED, now))
+
+
+async def hang_up(session: AsyncSession, call: CallRow, now: datetime, *, seq: int | None = None,
+                  cause: EndCause | None = None) -> None:
+    """The customer's leg ended. While waiting, it was abandoned: the conversation is resolved (routing
+    drops the task as abandoned) unless the caller asked to be called back, which keeps their place."""
+    f = facts(call)
+    if f.state is CallState.ENDED:
+        return
+    ended = f.hang_up(now, seq, cause)
+    _store(call, ended)
+    if ended.abandoned and not call.callback_requested:
+        conv = await conversation_repo.get_conversation(session, call.conversation_id, for_update=True)
+        if conv is not None and conv.status != ConversationStatus.RESOLVED.value:
+            conv.attributes = {**(conv.attributes or {}), "abandoned_at": now.isoformat()}
+            await conversation_actions.update_conversation(session, None, conv.id,
+                                                           status=ConversationStatus.RESOLVED.value)
+    await _refresh_entry(session, call)
+
+
+async def recording(session: AsyncSession, call: CallRow, *, url: str, seconds: int | None,
+                    gaps: list[list[float]] | None = None) -> None:
+    """A recording of the call (or its voicemail) is ready at the provider."""
+    call.recording_url, call.recording_seconds = url, seconds
+    if gaps:
+        call.details = {**call.details, "recording_gaps": gaps}
+    await _refresh_entry(session, call)
+
+
+async def start_voicemail(session: AsyncSession, call: CallRow, now: datetime) -> None:
+    _store(call, facts(call).move(CallState.VOICEMAIL, now))
+
+
+async def _refresh_entry(session: AsyncSession, call: CallRow) -> None:
+    """The call's timeline entry says what the call is now (and carries its facts for the desk)."""
+    if call.message_id is None:
+        return
+    msg = await session.get(MessageRow, call.message_id)
+    if msg is None:
+        return
+    agent_name = None
+    if call.agent_id is not None:
+        user = await users_repo.get_user(session, call.agent_id)
+        agent_name = user.name if user is not None else None
+    f = facts(call, agent_name)
+    new_text = timeline_text(f, customer_number(call))
+    meta = {"call": {"id": call.id, "state": call.state, "direction": call.direction, "end_cause": call.end_cause,
+                     "agent": agent_name, "talk_seconds": f.talk_seconds, "wait_seconds": f.wait_seconds,
+                     "recording": bool(call.recording_url), "recording_seconds": call.recording_seconds,
+                     "verified_by": call.verified_by, "callback": call.callback_requested}}
+    if msg.text == new_text and msg.meta == meta:
+        return
+    msg.text, msg.meta = new_text, meta
+    await session.flush()
+    conv = await conversation_repo.get_conversation(session, call.conversation_id)
+    emit(session, MessageUpdated(message=message_view(msg), changes=["text", "meta"]),
+         audience_for(conv, customer=True))
+    emit(session, CallChanged(call_id=call.id, conversation_id=call.conversation_id, contact_id=call.contact_id,
+                              state=call.state, direction=call.direction, number=customer_number(call),
+                              agent_id=call.agent_id, end_cause=call.end_cause, verified_by=call.verified_by),
+         audience_for(conv, extra_users=(call.agent_id,)))
+
+
+async def _note(session: AsyncSession, call: CallRow, line: str) -> None:
+    """A line in the conversation's timeline (activity, not sent to anyone)."""
+    conv = await conversation_repo.get_conversation(session, call.conversation_id)
+    if conv is None:
+        return
+    msg = conversation_actions.add_activity(session, conv, line, None)
+    await session.flush()
+    emit(session, MessageCreated(message=message_view(msg)), audience_for(conv, customer=True))
+
+
+async def agent_missed(session: AsyncSession, call: CallRow, now: datetime, status: str) -> None:
+    """The agent who accepted did not pick up their leg: the caller goes back to waiting (still in the
+    conference's music) and routing offers the call again."""
+    agent = call.agent_id
+    call.agent_id = None
+    _store(call, facts(call).move(CallState.QUEUED, now))
+    await _note(session, call, f"The agent's phone did not answer ({status}): the call waits for the next agent")
+    if agent is not None:
+        await conversation_actions.update_conversation(session, None, call.conversation_id, assignee_id=None)
+
+
+async def callback_failed(session: AsyncSession, call: CallRow, now: datetime, status: str) -> None:
+    """The customer did not answer our callback: try again later, up to ``CALLBACK_ATTEMPTS``; then
+    the conversation says so and stays with the agent."""
+    tries = int(call.details.get("callback_attempts", 0)) + 1
+    call.details = {**call.details, "callback_attempts": tries, "callback_done": False,
+                    "callback_last": status}
+    if tries < CALLBACK_ATTEMPTS and call.agent_id is not None:
+        await _note(session, call, f"Callback not answered ({status}), attempt {tries} of {CALLBACK_ATTEMPTS}: "
+                                   f"trying again in {int(CALLBACK_RETRY.total_seconds() // 60)} min")
+        await schedule_job(session, CONNECT_JOB, call.id, now + CALLBACK_RETRY,
+                           {"agent_id": call.agent_id, "callback": True})
+    else:
+        call.details = {**call.details, "callback_done": True, "callback_failed": True}
+        await _note(session, call, f"Callback failed after {tries} attempts ({status})")
+
+
+async def voicemail_left(session: AsyncSession, call: CallRow, now: datetime) -> None:
+    """A voicemail becomes a task: the conversation waits in the channel's queue for someone to listen
+    and call back."""
+    call.details = {**call.details, "voicemail": True}
+    channel = await session.get(ChannelInstanceRow, call.channel_instance_id)
+    queue = call.queue_id or (channel.default_queue_id if channel is not None else None)
+    if queue is not None:
+        await conversation_actions.update_conversation(session, None, call.conversation_id, queue_id=queue,
+                                                       status=ConversationStatus.OPEN.value)
+
+
+# --------------------------------------------------------------------------- any PBX (generic CTI)
+
+
+async def cti_event(session: AsyncSession, channel: ChannelInstanceRow, event: CtiEvent,
+                    now: datetime) -> dict[str, Any]:
+    """Apply a PBX's newCall / answer / hangup. Each kind is applied once per call (a repeat is
+    acknowledged as a duplicate); an answer or a hangup for a call never announced creates it; events
+    carry their own time, so an answer that arrives after the hangup still records who answered."""
+    at = event.timestamp or now
+    direction = Direction.INBOUND if event.direction == "in" else Direction.OUTBOUND
+    call, _ = await open_call(session, channel, ref=event.call_id, direction=direction,
+                              customer=event.customer_number, ours=event.to if direction is Direction.INBOUND
+                              else event.from_, locale="en", now=at)
+    fresh = await repo.record_event(session, call.id, f"cti:{event.event}", event.event, None,
+                                    event.model_dump(mode="json", by_alias=True))
+    out = {"call_id": call.id, "conversation_id": call.conversation_id, "state": call.state, "duplicate": not fresh}
+    if not fresh:
+        return out
+    f = facts(call)
+    if event.event == "answer":
+        agent = await _user_by_names(session, event.user)
+        if agent is not None:
+            call.agent_id = agent
+            conv = await conversation_repo.get_conversation(session, call.conversation_id)
+            if conv is not None and conv.assignee_id is None:  # the agent on the phone has the conversation
+                await conversation_actions.update_conversation(session, None, conv.id, assignee_id=agent)
+        if f.state is CallState.ENDED:  # the answer arrived late: the call was answered after all
+            call.answered_at = call.answered_at or at
+            if call.end_cause in (EndCause.ABANDONED.value, EndCause.NO_ANSWER.value):
+                call.end_cause = EndCause.COMPLETED.value
+        else:
+            _store(call, f.move(CallState.CONNECTED, at))
+    elif event.event == "hangup":
+        named = event.end_cause()
+        await hang_up(session, call, at, cause=EndCause.COMPLETED if call.answered_at is not None
+                      else EndCause(named) if named else None)
+        if call.answered_at is None and direction is Direction.INBOUND and call.end_cause != EndCause.VOICEMAIL:
+            await _missed_becomes_task(session, channel, call)
+        out["state"] = call.state
+        return out
+    await _refresh_entry(session, call)
+    out["state"] = call.state
+    return out
+
+
+async def _missed_becomes_task(session: AsyncSession, channel: ChannelInstanceRow, call: CallRow) -> None:
+    """A missed call (the PBX rang nobody free) becomes a callback task in the channel's queue."""
+    call.callback_requested = True
+    conv = await conversation_repo.get_conversation(session, call.conversation_id, for_update=True)
+    if conv is not None and conv.attributes and "abandoned_at" in conv.attributes:
+        conv.attributes = {k: v for k, v in conv.attributes.items() if k != "abandoned_at"}
+    await _note(session, call, f"Missed call from {customer_number(call)}: call the customer back")
+    if channel.default_queue_id is not None:
+        await conversation_actions.update_conversation(session, None, call.conversation_id,
+                                                       queue_id=channel.default_queue_id, assignee_id=None,
+                                                       status=ConversationStatus.OPEN.value)
+    await _refresh_entry(session, call)
+
+
+async def _user_by_names(session: AsyncSession, names: list[str]) -> int | None:
+    """The desk user a PBX names (their e-mail address; the first one known)."""
+    for name in names:
+        user = await users_repo.get_user_by_email(session, name.strip().lower()) if "@" in name else None
+        if user is not None:
+            return user.id
+    return None

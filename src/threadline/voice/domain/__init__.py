@@ -1,0 +1,1 @@
+"""The voice package's pure rules: the call model (``calls``) and TwiML rendering (``twiml``)."""

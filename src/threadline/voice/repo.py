@@ -1,0 +1,57 @@
+"""Voice queries: calls by provider reference, by conversation, and the live ones waiting for an agent."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from threadline.voice.domain.calls import LIVE, WAITING
+from threadline.voice.models import CallEventRow, CallRow
+
+
+async def by_ref(session: AsyncSession, channel_id: int, ref: str, *, for_update: bool = False) -> CallRow | None:
+    stmt = select(CallRow).where(CallRow.channel_instance_id == channel_id, CallRow.provider_ref == ref)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get(session: AsyncSession, call_id: int, *, for_update: bool = False) -> CallRow | None:
+    stmt = select(CallRow).where(CallRow.id == call_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def for_conversation(session: AsyncSession, conversation_id: int, limit: int = 100) -> list[CallRow]:
+    stmt = select(CallRow).where(CallRow.conversation_id == conversation_id).order_by(CallRow.id.desc()).limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def live_for_conversations(session: AsyncSession, ids: Sequence[int], *, waiting: bool = False) -> list[CallRow]:
+    """The calls still in progress (or only those waiting for an agent) of these conversations."""
+    if not ids:
+        return []
+    states = WAITING if waiting else LIVE
+    stmt = (select(CallRow).where(CallRow.conversation_id.in_(list(ids)), CallRow.state.in_([s.value for s in states]))
+            .order_by(CallRow.id))
+    return list((await session.execute(stmt)).scalars())
+
+
+async def record_event(session: AsyncSession, call_id: int, key: str, kind: str, seq: int | None,
+                       data: dict[str, object]) -> bool:
+    """Store a provider event once: False when this call already has an event with this key (a retry)."""
+    values = {"call_id": call_id, "key": key[:200], "kind": kind[:40], "seq": seq, "data": data}
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(CallEventRow).values(**values).on_conflict_do_nothing(index_elements=["call_id", "key"])
+    result = await session.execute(stmt)
+    return bool(result.rowcount)
+
+
+async def events(session: AsyncSession, call_id: int) -> list[CallEventRow]:
+    stmt = select(CallEventRow).where(CallEventRow.call_id == call_id).order_by(CallEventRow.id)
+    return list((await session.execute(stmt)).scalars())

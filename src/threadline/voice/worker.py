@@ -1,0 +1,115 @@
+"""Voice loops: the connector follows the outbox for conversations an agent has just taken (an offer
+accepted, a pick, an assignment by hand) and schedules the ``voice.connect`` job for each waiting call of
+theirs; the job tells the provider to bring the caller and the agent together (a named conference per
+call: the caller is redirected into it, the agent's softphone or phone is added as a participant) or,
+for a callback, dials the customer into it. A job retries with backoff, so a provider that is down for
+a moment does not lose the caller, and a restart between the accept and the REST call loses nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from threadline.adapters import AdapterFactory
+from threadline.db.models import ChannelInstanceRow
+from threadline.db.session import Database
+from threadline.db.types import utcnow
+from threadline.domain.events import ConversationUpdated
+from threadline.voice import actions
+from threadline.voice import repo as voice_repo
+from threadline.voice.domain import twiml
+from threadline.voice.domain.calls import CallState, conference_name
+from threadline.workers.follower import Clock, Followed, OutboxFollower
+from threadline.workers.scheduler import Job, TimerWorker
+
+log = structlog.get_logger(__name__)
+
+
+class VoiceConnector(OutboxFollower):
+    """Follows ``conversation.updated`` events that give a conversation an agent."""
+
+    name = "voice-connector"
+    follows = (ConversationUpdated,)
+
+    def __init__(self, db: Database, *, poll_seconds: float = 2.0, clock: Clock = utcnow) -> None:
+        super().__init__(db, "voice", poll_seconds=poll_seconds, clock=clock)
+
+    def relevant(self, event: Followed) -> bool:
+        conv = event.payload.get("conversation") or {}
+        return "assignee_id" in (event.payload.get("changes") or ()) and conv.get("assignee_id") is not None
+
+    async def handle(self, session: AsyncSession, events: list[Followed]) -> None:
+        agent_of: dict[int, int] = {}
+        for e in events:
+            conv = e.payload["conversation"]
+            agent_of[int(conv["id"])] = int(conv["assignee_id"])
+        await actions.accepted(session, sorted(agent_of), agent_of, self.clock())
+
+
+def agent_endpoint(config: Any, agent_id: int) -> str:
+    """Where the agent takes the call: the desk's softphone (a Twilio Client identity)."""
+    return f"client:agent-{agent_id}"
+
+
+def connect_job(factory: AdapterFactory):  # type: ignore[no-untyped-def]
+    async def connect(session: AsyncSession, job: Job, now: datetime) -> None:
+        call = await voice_repo.get(session, int(job.key), for_update=True)
+        if call is None:
+            return
+        channel = await session.get(ChannelInstanceRow, call.channel_instance_id)
+        if channel is None or not channel.enabled:
+            return
+        adapter: Any = factory.for_row(channel)
+        agent_id = int(job.payload["agent_id"])
+        urls = twiml.Urls(adapter.hook_url + "/voice", call.id)
+        name = conference_name(call.conversation_id, call.id)
+        record = getattr(adapter.config, "record", "never") == "always"
+        if job.payload.get("callback"):
+            if call.details.get("callback_done"):
+                return
+            sid = await adapter.dial(actions.customer_number(call),
+                                     twiml.conference(urls, name, customer=True, record=record,
+                                                      music_url=adapter.config.hold_music_url),
+                                     urls.callback_status)
+            call.details = {**call.details, "callback_done": True, "callback_sid": sid}
+        else:
+            if call.state not in (CallState.QUEUED, CallState.OFFERED):
+                return  # the caller left meanwhile
+            await adapter.redirect(call.provider_ref, twiml.conference(urls, name, customer=True, record=record,
+                                                                        music_url=adapter.config.hold_music_url))
+        agent_sid = await adapter.add_participant(name, agent_endpoint(adapter.config, agent_id), label="agent",
+                                                  status_callback=urls.agent_status)
+        call.details = {**call.details, "conference": name, "agent_call_sid": agent_sid, "agent_id": agent_id}
+        log.info("voice_connect", call_id=call.id, agent_id=agent_id, conference=name)
+
+    return connect
+
+
+class Voice:
+    """The voice loops of one process."""
+
+    name = "voice"
+
+    def __init__(self, db: Database, factory: AdapterFactory, timers: TimerWorker) -> None:
+        self.connector = VoiceConnector(db)
+        timers.register(actions.CONNECT_JOB, connect_job(factory))
+
+    def on_event(self, env: Any) -> None:
+        self.connector.on_event(env)
+
+    @property
+    def parts(self) -> tuple[OutboxFollower, ...]:
+        return (self.connector,)
+
+    def wake(self) -> None:
+        self.connector.wake()
+
+    async def start(self) -> None:
+        await self.connector.start()
+
+    async def stop(self) -> None:
+        await self.connector.stop()

@@ -1,0 +1,196 @@
+"""Twilio voice through the real interface: FakeTwilio (tests/voice/fake_twilio.py) places calls to the
+running server, walks the TwiML it answers and sends signed callbacks; the app's REST calls go to the
+fake. Inbound call → IVR → queue with announcements → offer on the agent's stream → accept over HTTP →
+the caller and the agent's softphone meet in a conference → hang-up → "Call, 4 min 12 s, answered by
+Alice" in the timeline; a caller who hangs up while queued is abandoned (and counted so); a callback
+keeps the caller's place and dials them when an agent accepts; forged webhooks change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import websockets
+from sqlalchemy import select
+
+from tests.conftest import seed_basics
+from tests.routing.test_api import next_event, token_for
+from tests.voice.fake_twilio import FakeTwilio
+from threadline.actions import channels as channel_actions
+from threadline.db.models import MessageRow
+from threadline.db.types import utcnow
+from threadline.flows import actions as flow_actions
+from threadline.voice.models import CallRow
+
+SID = "AC" + "a1" * 16
+TOKEN = "twilio-auth-token-0123456789abcdef"
+NUMBER = "+15005550006"
+CALLER = "+34600111222"
+
+
+async def voice_channel(server: Any, ids: dict[str, int], tw: FakeTwilio, **config: Any) -> str:
+    server.services.factory.public_base_url = server.url  # Twilio must reach (and sign) our public URL
+    async with server.services.db.transaction() as s:
+        row = await channel_actions.create_channel(
+            s, server.services.box, kind="twilio_voice", name="Phone", default_queue_id=ids["general"],
+            config={"account_sid": SID, "auth_token": TOKEN, "phone_number": NUMBER, "api_base_url": tw.base_url,
+                    **config})
+    return row.key
+
+
+async def calls(server: Any) -> list[CallRow]:
+    async with server.services.db.transaction(write=False) as s:
+        return list((await s.execute(select(CallRow).order_by(CallRow.id))).scalars())
+
+
+async def entry(server: Any, message_id: int) -> MessageRow:
+    async with server.services.db.transaction(write=False) as s:
+        row = await s.get(MessageRow, message_id)
+        assert row is not None
+        return row
+
+
+async def test_a_call_waits_in_the_queue_is_offered_accepted_and_bridged_then_logged(sqlite_server) -> None:
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    token = await token_for(server, "alice@example.com")
+    async with FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as alice, \
+            websockets.connect(f"{server.ws_url}/api/v1/stream?token={token}") as ws:
+        key = await voice_channel(server, ids, tw, callback_key=None)
+        assert json.loads(await ws.recv())["name"] == "stream.ready"
+        assert (await alice.put("/api/v1/me/presence", json={"status": "available"})).status_code == 200
+
+        call = await tw.incoming_call(from_=CALLER, to=NUMBER, url=f"{server.url}/hooks/{key}/voice")
+        await call.wait_for("queued")
+        assert any("Thank you for calling" in s for s in call.said)
+        offer = (await next_event(ws, "routing.offer"))["data"]
+        [row] = await calls(server)
+        assert row.state == "queued" and row.from_number == CALLER
+        assert offer["conversation_id"] == row.conversation_id
+        await call.tick_wait()  # the wait URL: where the caller stands
+        assert any("number 1" in s for s in call.said), call.said
+
+        r = await alice.post(f"/api/v1/routing/offers/{offer['offer_id']}/accept")
+        assert r.status_code == 200, r.text
+        leg = await tw.outbound_call(to=f"client:agent-{ids['alice']}")  # the softphone rings
+        await tw.answer(leg)
+        await call.wait_for("in-conference")
+        await next_event(ws, "call.changed", lambda e: e["data"]["state"] == "connected")
+        tw.advance(252)
+        await call.hangup()
+        ended = await next_event(ws, "call.changed", lambda e: e["data"]["state"] == "ended")
+        assert ended["data"]["end_cause"] == "completed" and ended["data"]["agent_id"] == ids["alice"]
+        [row] = await calls(server)
+        assert row.agent_id == ids["alice"] and row.answered_at is not None
+        msg = await entry(server, row.message_id)
+        assert msg.text == "Call, 4 min 12 s, answered by Alice", msg.text
+        listed = (await alice.get("/api/v1/calls", params={"conversation_id": row.conversation_id})).json()
+        assert [c["state"] for c in listed] == ["ended"]
+
+
+async def test_a_caller_who_hangs_up_while_queued_is_abandoned_and_leaves_routing(sqlite_server) -> None:
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    sup = await token_for(server, "sup@example.com")
+    async with FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {sup}"}) as client:
+        key = await voice_channel(server, ids, tw)
+        call = await tw.incoming_call(from_=CALLER, to=NUMBER, url=f"{server.url}/hooks/{key}/voice")
+        await call.wait_for("queued")
+        tw.advance(65)
+        await call.hangup()
+        await tw.settle()
+        [row] = await calls(server)
+        assert row.state == "ended" and row.end_cause == "abandoned"
+        assert (await entry(server, row.message_id)).text.startswith("Missed call (hung up after waiting")
+        async with asyncio.timeout(10):  # the router drops the task as abandoned in its next round
+            while True:
+                figures = (await client.get("/api/v1/routing/figures")).json()
+                general = next(f for f in figures if f["queue_id"] == ids["general"])
+                if general["abandoned"] == 1:
+                    break
+                await asyncio.sleep(0.1)
+        task = await client.get(f"/api/v1/routing/tasks/{row.conversation_id}")
+        assert task.status_code == 404
+
+
+async def test_a_forged_or_unsigned_webhook_is_refused_and_changes_nothing(sqlite_server) -> None:
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    async with FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw:
+        key = await voice_channel(server, ids, tw)
+        url = f"{server.url}/hooks/{key}/voice"
+        params = {"CallSid": "CA" + "0" * 32, "AccountSid": SID, "From": CALLER, "To": NUMBER, "CallStatus": "ringing"}
+        forged = await tw.signed_post(url, params, auth_token="not-the-token-0123456789")
+        assert forged.status_code == 401
+        async with httpx.AsyncClient() as c:
+            unsigned = await c.post(url, data=params)
+        assert unsigned.status_code == 401 and "X-Twilio-Signature" in unsigned.json()["detail"]
+        assert await calls(server) == []
+
+
+async def test_a_callback_keeps_the_place_and_dials_the_customer_when_an_agent_accepts(sqlite_server) -> None:
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    token = await token_for(server, "alice@example.com")
+    async with FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as alice, \
+            websockets.connect(f"{server.ws_url}/api/v1/stream?token={token}") as ws:
+        key = await voice_channel(server, ids, tw, callback_key="1")
+        assert json.loads(await ws.recv())["name"] == "stream.ready"
+        call = await tw.incoming_call(from_=CALLER, to=NUMBER, url=f"{server.url}/hooks/{key}/voice")
+        await call.wait_for("queued")
+        await call.tick_wait()
+        assert any("press 1" in s for s in call.said), call.said
+        await call.press("1")
+        await call.wait_for("completed")
+        assert any("call you back" in s for s in call.said)
+        [row] = await calls(server)
+        assert row.callback_requested and row.end_cause != "abandoned"
+        # the task kept its place: Alice comes online, is offered it, accepts; Threadline dials both
+        assert (await alice.put("/api/v1/me/presence", json={"status": "available"})).status_code == 200
+        offer = (await next_event(ws, "routing.offer"))["data"]
+        assert offer["conversation_id"] == row.conversation_id
+        assert (await alice.post(f"/api/v1/routing/offers/{offer['offer_id']}/accept")).status_code == 200
+        customer = await tw.outbound_call(to=CALLER)
+        agent = await tw.outbound_call(to=f"client:agent-{ids['alice']}")
+        await tw.answer(customer)
+        await tw.answer(agent)
+        await customer.wait_for("in-conference")
+        [row] = await calls(server)
+        assert row.details["callback_done"] is True
+
+
+async def test_an_ivr_menu_repeats_on_a_wrong_key_then_routes_with_the_flows_queue(sqlite_server) -> None:
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    flow = {"start": "menu", "locales": ["en", "es"], "nodes": {
+        "menu": {"type": "menu", "prompt": {"en": "For sales press 1, for billing press 2.",
+                                            "es": "Para ventas pulse 1, para facturación pulse 2."},
+                 "options": [{"key": "1", "label": {"en": "Sales", "es": "Ventas"}, "next": "sales"},
+                             {"key": "2", "label": {"en": "Billing", "es": "Facturación"}, "next": "billing"}],
+                 "max_tries": 2, "no_match": "sales"},
+        "sales": {"type": "queue", "queue_id": ids["general"]},
+        "billing": {"type": "queue", "queue_id": ids["billing"], "priority": 80}}}
+    async with server.services.db.transaction() as s:
+        row, _ = await flow_actions.create_flow(s, name="Main IVR", kind="ivr", definition=flow, now=utcnow())
+        flow_id = row.id
+    async with FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw:
+        key = await voice_channel(server, ids, tw, flow_id=flow_id, language="es-ES")
+        call = await tw.incoming_call(from_=CALLER, to=NUMBER, url=f"{server.url}/hooks/{key}/voice")
+        await call.wait_for(lambda c: c.pending == "gather")
+        assert call.heard[-1].language == "es-ES" and "facturación" in call.said[-1]
+        await call.press("7")  # not on the menu: heard again
+        await call.wait_for(lambda c: c.pending == "gather")
+        assert sum("pulse 2" in s for s in call.said) == 2
+        await call.press("2")
+        await call.wait_for("queued")
+        [crow] = await calls(server)
+        assert crow.queue_id == ids["billing"] and crow.flow_version == 1
+        async with server.services.db.transaction(write=False) as s:
+            from threadline.db.repos import conversations as repo
+            conv = await repo.get_conversation(s, crow.conversation_id)
+            assert conv is not None and conv.queue_id == ids["billing"] and conv.priority == "urgent"
