@@ -26,7 +26,8 @@ async def test_loops_start_in_order_and_stop_in_reverse(sqlite_url: str, tmp_pat
     svc = Services.build(make_settings(sqlite_url, tmp_path, run_workers=True, smtp_port=0))
     # the core's loops, then those integrations contribute (the email package's SMTP server and IMAP poller)
     assert [loop.name for loop in svc.loops] == ["outbox-relay", "inbox-worker", "sender", "router", "media",
-                                                 "webhooks", "timers", "sla-clock", "smtp-receiver", "imap-poller"]
+                                                 "webhooks", "timers", "sla-clock", "voice", "smtp-receiver",
+                                                 "imap-poller"]
     log: list[str] = []
     for loop in svc.loops:  # the real ones are covered everywhere else; here: the order only
         await loop.stop()
