@@ -352,7 +352,7 @@ async def hang_up(session: AsyncSession, call: CallRow, now: datetime, *, seq: i
         return
     ended = f.hang_up(now, seq, cause)
     _store(call, ended)
-    if ended.abandoned and not call.callback_requested:
+    if ended.abandoned and f.state in (CallState.QUEUED, CallState.OFFERED) and not call.callback_requested:
         conv = await conversation_repo.get_conversation(session, call.conversation_id, for_update=True)
         if conv is not None and conv.status != ConversationStatus.RESOLVED.value:
             conv.attributes = {**(conv.attributes or {}), "abandoned_at": now.isoformat()}

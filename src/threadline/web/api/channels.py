@@ -30,7 +30,10 @@ def channel_out(row: ChannelInstanceRow, *, admin: bool, box: SecretBox, base_ur
     out = ChannelOut(id=row.id, kind=row.kind, name=row.name, enabled=row.enabled,
                      default_queue_id=row.default_queue_id)
     if admin:
-        out.inbound_url = f"{base_url}/hooks/{row.key}"
+        cls = get_adapter_class(row.kind)
+        hint = cls.connect_hint(base_url, row.key) if cls is not None else None
+        # the URL the provider calls (a phone line's is under the hook URL: /voice, /cti)
+        out.inbound_url = hint.value if hint is not None and not hint.snippet else f"{base_url}/hooks/{row.key}"
         out.config = channel_actions.public_config(channel_actions.load_config(box, row))
         snippet = getattr(get_adapter_class(row.kind), "embed_snippet", None)  # channels embedded in a site
         if snippet is not None:
