@@ -194,3 +194,107 @@ async def test_an_ivr_menu_repeats_on_a_wrong_key_then_routes_with_the_flows_que
             from threadline.db.repos import conversations as repo
             conv = await repo.get_conversation(s, crow.conversation_id)
             assert conv is not None and conv.queue_id == ids["billing"] and conv.priority == "urgent"
+
+
+async def connected_call(server: Any, ids: dict[str, int], tw: FakeTwilio, alice: httpx.AsyncClient, ws: Any,
+                         **config: Any) -> tuple[Any, CallRow]:
+    """A caller queued, offered to Alice, accepted and bridged: (the fake's call, the row)."""
+    key = await voice_channel(server, ids, tw, callback_key=None, **config)
+    assert json.loads(await ws.recv())["name"] == "stream.ready"
+    assert (await alice.put("/api/v1/me/presence", json={"status": "available"})).status_code == 200
+    call = await tw.incoming_call(from_=CALLER, to=NUMBER, url=f"{server.url}/hooks/{key}/voice")
+    await call.wait_for("queued")
+    offer = (await next_event(ws, "routing.offer"))["data"]
+    assert (await alice.post(f"/api/v1/routing/offers/{offer['offer_id']}/accept")).status_code == 200
+    await tw.answer(await tw.outbound_call(to=f"client:agent-{ids['alice']}"))
+    await call.wait_for("in-conference")
+    await next_event(ws, "call.changed", lambda e: e["data"]["state"] == "connected")
+    [row] = await calls(server)
+    return call, row
+
+
+async def test_the_agent_holds_records_with_a_pci_gap_and_wraps_up(sqlite_server) -> None:
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    token = await token_for(server, "alice@example.com")
+    bob_token = await token_for(server, "bob@example.com")
+    async with FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as alice, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {bob_token}"}) as bob, \
+            websockets.connect(f"{server.ws_url}/api/v1/stream?token={token}") as ws:
+        call, row = await connected_call(server, ids, tw, alice, ws, record="on_demand")
+        base = f"/api/v1/calls/{row.id}"
+        assert (await bob.post(f"{base}/hold", json={"hold": True})).status_code in (403, 404)  # not his call
+        r = await alice.post(f"{base}/hold", json={"hold": True})
+        assert r.status_code == 200, r.text
+        conf = tw.conference(call.conference)
+        await call.wait_for(lambda c: conf.participants[c.sid].hold)
+        assert (await alice.post(f"{base}/hold", json={"hold": False})).status_code == 200
+        await call.wait_for(lambda c: not conf.participants[c.sid].hold)
+
+        assert (await alice.post(f"{base}/recording", json={"action": "pause"})).status_code == 409  # not recording
+        assert (await alice.post(f"{base}/recording", json={"action": "start"})).status_code == 200
+        tw.advance(10)
+        assert (await alice.post(f"{base}/recording", json={"action": "pause"})).status_code == 200  # card number
+        tw.advance(5)
+        assert (await alice.post(f"{base}/recording", json={"action": "resume"})).status_code == 200
+        tw.advance(3)
+        [rec] = call.recordings
+        assert [(round(a), round(b), how) for a, b, how in rec.paused_spans] == [(10, 15, "skip")]
+        await call.hangup()
+        await tw.settle()
+        [row] = await calls(server)
+        assert row.recording_url and row.details["recording_gaps"] and row.details["recording_gaps"][0][1] is not None
+        wrapped = await alice.post(f"{base}/wrap-up", json={"disposition": "order-status", "notes": "parcel found"})
+        assert wrapped.status_code == 200, wrapped.text
+        assert (await alice.post(f"{base}/wrap-up", json={"disposition": ""})).status_code == 422
+        assert (await alice.post(f"{base}/hold", json={"hold": True})).status_code == 409  # the call is over
+        assert (await alice.post("/api/v1/calls/99999999999/hold", json={"hold": True})).status_code == 422
+
+
+async def test_a_blind_transfer_hands_the_call_over_and_a_failed_one_comes_back(sqlite_server) -> None:
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    token = await token_for(server, "alice@example.com")
+    bob_token = await token_for(server, "bob@example.com")
+    sup_token = await token_for(server, "sup@example.com")
+    async with FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as alice, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {bob_token}"}) as bob, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {sup_token}"}) as sup, \
+            websockets.connect(f"{server.ws_url}/api/v1/stream?token={token}") as ws:
+        call, row = await connected_call(server, ids, tw, alice, ws)
+        base = f"/api/v1/calls/{row.id}"
+        busy = await alice.post(f"{base}/transfer", json={"agent_id": ids["bob"]})
+        assert busy.status_code == 409 and "offline" in busy.json()["detail"]  # Bob is not available
+        both = await alice.post(f"{base}/transfer", json={"agent_id": ids["bob"], "queue_id": ids["general"]})
+        assert both.status_code == 422
+        # an outside number that does not answer: the call comes back to Alice, with the reason
+        r = await alice.post(f"{base}/transfer", json={"number": "+34 911 222 333", "mode": "blind"})
+        assert r.status_code == 200, r.text
+        leg = await tw.outbound_call(to="+34911222333")
+        await tw.no_answer(leg)
+        conf = tw.conference(call.conference)
+        await call.wait_for(lambda c: not conf.participants[c.sid].hold)  # the worker takes them off hold
+        async with server.services.db.transaction(write=False) as s:
+            notes = [m.text for m in (await s.execute(select(MessageRow).where(
+                MessageRow.conversation_id == row.conversation_id))).scalars()]
+        assert any("Transfer to +34911222333 failed (no-answer)" in n for n in notes), notes
+        # Bob comes online; a blind transfer to him: once he answers, the call is his and Alice leaves
+        assert (await bob.put("/api/v1/me/presence", json={"status": "available"})).status_code == 200
+        assert (await alice.post(f"{base}/transfer", json={"agent_id": ids["bob"]})).status_code == 200
+        await tw.answer(await tw.outbound_call(to=f"client:agent-{ids['bob']}"))
+        await call.wait_for(lambda c: f"agent-{ids['alice']}" not in {p.label for p in conf.participants.values()})
+        labels = {p.label for p in conf.participants.values()}
+        assert f"agent-{ids['bob']}" in labels and f"agent-{ids['alice']}" not in labels, labels
+        [row] = await calls(server)
+        assert row.agent_id == ids["bob"] and row.state == "connected"
+        # a supervisor whispers to Bob: only he hears it (coaching his leg); an agent may not monitor
+        assert (await alice.post(f"{base}/monitor", json={"mode": "listen"})).status_code == 403
+        r = await sup.post(f"{base}/monitor", json={"mode": "whisper"})
+        assert r.status_code == 200, r.text
+        whisper = await tw.outbound_call(to=f"client:supervisor-{ids['sup']}")
+        await tw.answer(whisper)
+        await tw.settle()
+        p = next(p for p in conf.participants.values() if p.label == f"supervisor-{ids['sup']}")
+        assert p.coaching and p.call_sid_to_coach

@@ -44,3 +44,11 @@ class RateLimited(DomainError):
 
     status = 429
     code = "rate_limited"
+
+
+class ProviderFailed(DomainError):
+    """An outside system (a phone provider) refused or failed a command Threadline gave it; the message
+    carries its reason. Nothing changed on our side."""
+
+    status = 502
+    code = "provider_failed"

@@ -34,6 +34,7 @@ from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import conversations as conversation_repo
 from threadline.db.repos import routing as routing_repo
 from threadline.db.repos import users as users_repo
+from threadline.db.types import utcnow
 from threadline.domain.contacts import IdentityKind, IdentityValue, normalise_phone
 from threadline.domain.conversations import ConversationStatus, Priority
 from threadline.domain.errors import NotFound, ValidationFailed
@@ -62,6 +63,7 @@ from threadline.voice.domain.calls import (
 from threadline.voice.models import CallRow
 
 CONNECT_JOB = "voice.connect"  # connect a waiting call (or a callback) to the agent who accepted it
+COMMAND_JOB = "voice.command"  # a provider command that follows from a webhook (record, unhold, remove…)
 CALLBACK_ATTEMPTS = 3  # a callback nobody answers is tried this many times
 CALLBACK_RETRY = timedelta(minutes=2)
 
@@ -307,6 +309,105 @@ async def _callbacks_for(session: AsyncSession, conversation_ids: list[int]) -> 
                 calls.append(call)
                 break
     return calls
+
+
+# --------------------------------------------------------------------------- in the call: the agent's controls
+
+
+async def command(session: AsyncSession, call: CallRow, op: str, now: datetime, **payload: Any) -> None:
+    """Ask the worker to give the provider a command (retried with backoff; never inside a webhook). It is
+    due at once by our clock (``now`` may be the provider's time of the event that asked for it)."""
+    await schedule_job(session, COMMAND_JOB, f"{call.id}:{op}:{payload.get('who', '')}", utcnow(),
+                       {"op": op, **payload})
+
+
+async def participant_joined(session: AsyncSession, call: CallRow, label: str, now: datetime,
+                             record: bool = False) -> None:
+    """Someone joined the call's conference: the agent (connected; the recording starts when the queue's
+    policy records every call), a transfer's target (the call is theirs now), a supervisor (nothing)."""
+    if not label.startswith("agent-") or not label[6:].isdigit():
+        return
+    who = int(label[6:])
+    transfer = call.details.get("transfer")
+    if call.agent_id in (None, who) or transfer is None or int(transfer.get("agent_id") or 0) != who:
+        call.agent_id = who
+        await agent_joined(session, call, now)
+        if record:
+            await command(session, call, "record", now)
+        return
+    # a transfer's target answered: the call is theirs; a blind transfer lets the first agent go
+    before = call.agent_id
+    call.agent_id = who
+    call.details = {**{k: v for k, v in call.details.items() if k != "transfer"}, "agent_id": who}
+    await conversation_actions.update_conversation(session, None, call.conversation_id, assignee_id=who)
+    if transfer.get("mode") == "blind" and before is not None:
+        await command(session, call, "remove", now, who=f"agent-{before}")
+        await command(session, call, "unhold", now)
+        _store(call, facts(call).move(CallState.CONNECTED, now))
+    name = (await users_repo.get_user(session, who))
+    await _note(session, call, f"The call was transferred to {name.name if name else 'another agent'}")
+    await _refresh_entry(session, call)
+
+
+async def participant_left(session: AsyncSession, call: CallRow, label: str, now: datetime) -> None:
+    """The agent who has the call left it with nobody to take over: the call ends for the customer too."""
+    if label == f"agent-{call.agent_id}" and call.details.get("transfer") is None and call.state in (
+            CallState.CONNECTED, CallState.ON_HOLD):
+        await command(session, call, "hangup", now)
+
+
+async def start_transfer(session: AsyncSession, call: CallRow, *, by: int, mode: str, now: datetime,
+                         agent_id: int | None = None, number: str | None = None) -> None:
+    call.details = {**call.details, "transfer": {"by": by, "mode": mode, "agent_id": agent_id, "number": number,
+                                                 "at": now.isoformat()}}
+    if mode == "blind":
+        _store(call, facts(call).move(CallState.ON_HOLD, now))
+
+
+async def transfer_failed(session: AsyncSession, call: CallRow, status: str, now: datetime) -> None:
+    """The target did not answer: the call stays with the agent, who is told why."""
+    transfer = call.details.get("transfer")
+    if transfer is None:
+        return
+    call.details = {k: v for k, v in call.details.items() if k != "transfer"}
+    target = transfer.get("number")
+    if transfer.get("agent_id"):
+        user = await users_repo.get_user(session, int(transfer["agent_id"]))
+        target = user.name if user is not None else "the agent"
+    await _note(session, call, f"Transfer to {target} failed ({status}): the call is back with you")
+    if transfer.get("mode") == "blind":
+        await command(session, call, "unhold", now)
+        _store(call, facts(call).move(CallState.CONNECTED, now))
+    await _refresh_entry(session, call)
+
+
+async def transfer_to_queue(session: AsyncSession, call: CallRow, queue_id: int, now: datetime, *, by: int) -> bool:
+    """A blind transfer to a queue: the customer waits again (routing offers the call anew)."""
+    call.agent_id = None
+    ok = await enqueue(session, call, queue_id, now)  # connected/on hold → queued: the model allows it
+    if ok:
+        await _note(session, call, "The call was transferred to another queue")
+    return ok
+
+
+def recording_marks(call: CallRow, status: str, now: datetime) -> None:
+    """A pause and its resume mark a gap in the recording (seconds from the start of the recording)."""
+    started = call.details.get("recording_started_at")
+    base = datetime.fromisoformat(started) if started else (call.answered_at or now)
+    offset = round((now - base).total_seconds(), 1)
+    gaps = [list(g) for g in call.details.get("recording_gaps", [])]
+    if status == "paused" and (not gaps or gaps[-1][1] is not None):
+        gaps.append([offset, None])
+    elif status == "in-progress" and gaps and gaps[-1][1] is None:
+        gaps[-1][1] = offset
+    call.details = {**call.details, "recording_gaps": gaps, "recording_paused": status == "paused"}
+
+
+async def wrap_up(session: AsyncSession, call: CallRow, *, disposition: str, notes: str, by: int) -> None:
+    """The agent's disposition code and notes for the call, kept with it and shown in the timeline."""
+    call.details = {**call.details, "disposition": disposition, "disposition_notes": notes, "disposition_by": by}
+    line = f"Call disposition: {disposition}" + (f" — {notes}" if notes else "")
+    await _note(session, call, line)
 
 
 # --------------------------------------------------------------------------- provider events

@@ -28,15 +28,23 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
-from threadline.channels.base import BadPayload, InvalidSignature, RawRequest
+from threadline.channels.base import (
+    BadPayload,
+    InvalidSignature,
+    PermanentSendError,
+    RawRequest,
+    RetryableSendError,
+)
+from threadline.db.models import ChannelInstanceRow
 from threadline.db.types import utcnow
-from threadline.domain.errors import NotFound
+from threadline.domain.errors import Conflict, NotFound, PermissionDenied, ProviderFailed, ValidationFailed
+from threadline.domain.users import Role
 from threadline.flows import domain as flow
 from threadline.voice import actions
 from threadline.voice import repo as voice_repo
@@ -46,6 +54,7 @@ from threadline.web.deps import CurrentActor, ServicesDep
 from threadline.web.errors import problem
 
 hooks = APIRouter(tags=["voice"])
+CallId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 router = APIRouter(prefix="/calls", tags=["voice"])
 XML = "text/xml"
 EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response />'
@@ -298,8 +307,9 @@ async def status(key: str, request: Request, services: ServicesDep, call: str | 
     h = await _hook(services, key, request, "/voice/status")
     if isinstance(h, Response):
         return h
-    if leg not in (None, "agent", "callback"):
-        return problem(400, "leg must be 'agent' or 'callback' (or absent: the customer's call)", code="bad_payload")
+    if leg not in (None, "agent", "callback", "transfer", "monitor"):
+        return problem(400, "leg must be agent, callback, transfer or monitor (or absent: the customer's call)",
+                       code="bad_payload")
     sid, state = h.form.get("CallSid", ""), h.form.get("CallStatus", "")
     try:
         async with services.db.transaction(write=True) as session:
@@ -312,7 +322,10 @@ async def status(key: str, request: Request, services: ServicesDep, call: str | 
             key_ = f"status:{leg or 'customer'}:{sid}:{state}:{h.form.get('SequenceNumber', '')}"
             if not await voice_repo.record_event(session, row.id, key_, "status", h.seq(), {"status": state, "leg": leg}):
                 return _xml(EMPTY)
-            if leg == "agent":
+            if leg is not None and leg.startswith("transfer"):
+                if state in ("no-answer", "busy", "failed", "canceled"):
+                    await actions.transfer_failed(session, row, state, h.now)
+            elif leg == "agent":
                 if state in ("no-answer", "busy", "failed", "canceled") and row.state in (CallState.OFFERED,
                                                                                          CallState.QUEUED):
                     await actions.agent_missed(session, row, h.now, state)
@@ -344,8 +357,16 @@ async def conference(key: str, request: Request, services: ServicesDep, call: st
                                                  {"event": event, "call_sid": sid, "label": h.form.get("ParticipantLabel", "")}):
                 return _xml(EMPTY)
             customer = {row.provider_ref, row.details.get("callback_sid")}
-            if event == "participant-join" and sid and sid not in customer:
-                await actions.agent_joined(session, row, h.at())
+            label = h.form.get("ParticipantLabel", "")
+            if h.form.get("ConferenceSid", "").startswith("CF") and not row.details.get("conference_sid"):
+                row.details = {**row.details, "conference_sid": h.form["ConferenceSid"][:64]}
+            if event == "participant-join" and sid and sid not in customer and label != "customer":
+                if not label and row.details.get("agent_call_sid") == sid:
+                    label = f"agent-{row.agent_id}"
+                await actions.participant_joined(session, row, label, h.at(),
+                                                 record=h.adapter.config.record == "always")
+            elif event == "participant-leave" and sid not in customer and label != "customer":
+                await actions.participant_left(session, row, label, h.at())
             elif event == "participant-hold" and sid in customer:
                 await actions.hold(session, row, True, h.at())
             elif event == "participant-unhold" and sid in customer:
@@ -472,3 +493,203 @@ async def list_calls(actor: CurrentActor, services: ServicesDep,
                     callback_requested=r.callback_requested, started_at=r.started_at, enqueued_at=r.enqueued_at,
                     answered_at=r.answered_at, ended_at=r.ended_at, recording_seconds=r.recording_seconds)
             for r in rows]
+
+
+# --------------------------------------------------------------------------- the agent's call controls
+
+class HoldIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hold: bool
+
+
+class RecordingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["start", "pause", "resume"]
+
+
+class TransferIn(BaseModel):
+    """Exactly one target: an agent, a queue or an outside number. ``blind``: the customer waits on hold
+    until the target answers, then the call is theirs and you leave; ``warm``: the target joins you and
+    the customer (three-way) and you leave when you are done."""
+
+    model_config = ConfigDict(extra="forbid")
+    agent_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    queue_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    number: str | None = Field(default=None, max_length=40)
+    mode: Literal["blind", "warm"] = "blind"
+
+
+class MonitorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["listen", "whisper", "barge"]
+
+
+class WrapUpIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    disposition: str = Field(min_length=1, max_length=60)
+    notes: str = Field(default="", max_length=2000)
+
+
+class ControlOut(BaseModel):
+    call_id: int
+    state: str
+    detail: str
+
+
+async def _controlled(services: Any, actor: Any, call_id: int, *, supervise: bool = False) -> tuple[Any, Any]:
+    """The live Twilio call and its adapter, for the agent who has it (or a supervisor); 404/403/409."""
+    from threadline.db.repos import conversations as conversation_repo  # noqa: PLC0415
+    async with services.db.transaction(write=False) as session:
+        row = await voice_repo.get(session, call_id)
+        if row is None:
+            raise NotFound(f"call {call_id} does not exist")
+        actor.check_can_see(await conversation_repo.get_conversation(session, row.conversation_id), row.conversation_id)
+        channel = await session.get(ChannelInstanceRow, row.channel_instance_id)
+    if supervise:
+        actor.require(Role.SUPERVISOR, "listen to, whisper to or join a call")
+    elif row.agent_id != actor.user_id and not actor.role.at_least(Role.SUPERVISOR):
+        raise PermissionDenied("only the agent on this call (or a supervisor) may control it")
+    if row.state not in (CallState.CONNECTED, CallState.ON_HOLD):
+        raise Conflict(f"the call is {row.state.replace('_', ' ')}, not connected")
+    if channel is None or channel.kind != "twilio_voice":
+        raise Conflict("this call's phone system takes no commands from Threadline (CTI only)")
+    return row, services.factory.for_row(channel)
+
+
+async def _provider(step: Any) -> None:
+    try:
+        await step
+    except (PermanentSendError, RetryableSendError) as exc:
+        raise ProviderFailed(f"the phone provider refused: {exc}") from None
+
+
+def _out(row: Any, detail: str) -> ControlOut:
+    return ControlOut(call_id=row.id, state=row.state, detail=detail)
+
+
+def _conf(row: Any) -> str:
+    from threadline.voice.domain.calls import conference_name  # noqa: PLC0415
+    return row.details.get("conference_sid") or row.details.get("conference") or conference_name(
+        row.conversation_id, row.id)
+
+
+@router.post("/{call_id}/hold", response_model=ControlOut, summary="Put the customer on hold (music) or back")
+async def hold(call_id: CallId, body: HoldIn, actor: CurrentActor, services: ServicesDep) -> ControlOut:
+    row, adapter = await _controlled(services, actor, call_id)
+    fields = {"Hold": "true" if body.hold else "false"}
+    if body.hold and adapter.config.hold_music_url:
+        fields["HoldUrl"] = adapter.config.hold_music_url
+    await _provider(adapter.update_participant(_conf(row), "customer", fields))
+    return _out(row, "on hold" if body.hold else "back from hold")
+
+
+@router.post("/{call_id}/recording", response_model=ControlOut,
+             summary="Start, pause (a marked gap, e.g. while a card number is read) or resume the recording")
+async def recording(call_id: CallId, body: RecordingIn, actor: CurrentActor, services: ServicesDep) -> ControlOut:
+    row, adapter = await _controlled(services, actor, call_id)
+    customer = row.details.get("callback_sid") or row.provider_ref
+    now = utcnow()
+    if body.action == "start":
+        if row.details.get("recording_sid"):
+            raise Conflict("the call is being recorded already")
+        if adapter.config.record == "never":
+            raise Conflict("this line does not record calls (its recording policy is 'never')")
+        sid = ""
+
+        async def start() -> None:
+            nonlocal sid
+            sid = await adapter.start_recording(customer, twiml.Urls(adapter.hook_url + "/voice", row.id).recording)
+        await _provider(start())
+        async with services.db.transaction(write=True) as session:
+            fresh = await actions.get_call(session, row.id, row.channel_instance_id)
+            fresh.details = {**fresh.details, "recording_sid": sid, "recording_started_at": now.isoformat()}
+        return _out(row, "recording")
+    if not row.details.get("recording_sid"):
+        raise Conflict("the call is not being recorded")
+    status = "paused" if body.action == "pause" else "in-progress"
+    await _provider(adapter.set_recording(customer, status))
+    async with services.db.transaction(write=True) as session:
+        fresh = await actions.get_call(session, row.id, row.channel_instance_id)
+        actions.recording_marks(fresh, status, now)
+    return _out(row, "recording paused" if status == "paused" else "recording resumed")
+
+
+@router.post("/{call_id}/transfer", response_model=ControlOut, summary="Transfer to an agent, a queue or a number")
+async def transfer(call_id: CallId, body: TransferIn, actor: CurrentActor, services: ServicesDep) -> ControlOut:
+    targets = [t for t in (body.agent_id, body.queue_id, body.number) if t is not None]
+    if len(targets) != 1:
+        raise ValidationFailed("give exactly one of agent_id, queue_id or number", field="body")
+    row, adapter = await _controlled(services, actor, call_id)
+    urls, name, now = twiml.Urls(adapter.hook_url + "/voice", row.id), _conf(row), utcnow()
+    if body.queue_id is not None:
+        async with services.db.transaction(write=True) as session:
+            fresh = await actions.get_call(session, row.id, row.channel_instance_id)
+            if not await actions.transfer_to_queue(session, fresh, body.queue_id, now, by=actor.user_id):
+                raise NotFound(f"queue {body.queue_id} does not exist")
+        # the customer leaves the conference for the queue's music; the agent is free
+        await _provider(adapter.redirect(row.details.get("callback_sid") or row.provider_ref,
+                                         twiml.enqueue(urls, [], row.locale)))
+        return _out(row, "transferred to the queue")
+    if body.agent_id is not None:
+        async with services.db.transaction(write=False) as session:
+            from threadline.db.repos import users as users_repo  # noqa: PLC0415
+            target = await users_repo.get_user(session, body.agent_id)
+        if target is None or not target.active:
+            raise NotFound(f"agent {body.agent_id} does not exist")
+        if body.agent_id == row.agent_id:
+            raise Conflict("the call is yours already")
+        if target.presence != "available":
+            raise Conflict(f"{target.name} is {target.presence}: pick someone available, or a queue")
+        to, label = f"client:agent-{body.agent_id}", f"agent-{body.agent_id}"
+    else:
+        from threadline.domain.contacts import normalise_phone  # noqa: PLC0415
+        to, label = normalise_phone(body.number or ""), "external"
+    async with services.db.transaction(write=True) as session:
+        fresh = await actions.get_call(session, row.id, row.channel_instance_id)
+        await actions.start_transfer(session, fresh, by=actor.user_id, mode=body.mode, now=now,
+                                     agent_id=body.agent_id, number=None if body.agent_id else to)
+    if body.mode == "blind":
+        await _provider(adapter.update_participant(name, "customer", {"Hold": "true"}))
+    await _provider(adapter.add_participant(name, to, label=label, status_callback=urls.leg_status("transfer")))
+    return _out(row, f"calling {to}")
+
+
+@router.post("/{call_id}/monitor", response_model=ControlOut,
+             summary="A supervisor listens, whispers to the agent (only they hear) or joins the call")
+async def monitor(call_id: CallId, body: MonitorIn, actor: CurrentActor, services: ServicesDep) -> ControlOut:
+    row, adapter = await _controlled(services, actor, call_id, supervise=True)
+    urls = twiml.Urls(adapter.hook_url + "/voice", row.id)
+    agent_sid = row.details.get("agent_call_sid")
+    if body.mode == "whisper" and not agent_sid:
+        raise Conflict("no agent leg to whisper to")
+    label = f"supervisor-{actor.user_id}"
+    await _provider(adapter.add_participant(_conf(row), f"client:{label}", label=label,
+                                            status_callback=urls.leg_status("monitor"),
+                                            coach=agent_sid if body.mode == "whisper" else None,
+                                            muted=body.mode == "listen"))
+    async with services.db.transaction(write=True) as session:
+        await voice_repo.record_event(session, row.id, f"monitor:{actor.user_id}:{body.mode}:{utcnow().isoformat()}",
+                                      "monitor", None, {"by": actor.user_id, "mode": body.mode})
+    return _out(row, {"listen": "listening", "whisper": "whispering to the agent", "barge": "in the call"}[body.mode])
+
+
+@router.post("/{call_id}/hangup", response_model=ControlOut, summary="End the call for everyone")
+async def hangup(call_id: CallId, actor: CurrentActor, services: ServicesDep) -> ControlOut:
+    row, adapter = await _controlled(services, actor, call_id)
+    await _provider(adapter.end_call(row.details.get("callback_sid") or row.provider_ref))
+    return _out(row, "hanging up")
+
+
+@router.post("/{call_id}/wrap-up", response_model=ControlOut, summary="The call's disposition code and notes")
+async def wrap_up(call_id: CallId, body: WrapUpIn, actor: CurrentActor, services: ServicesDep) -> ControlOut:
+    from threadline.db.repos import conversations as conversation_repo  # noqa: PLC0415
+    async with services.db.transaction(write=True) as session:
+        row = await voice_repo.get(session, call_id, for_update=True)
+        if row is None:
+            raise NotFound(f"call {call_id} does not exist")
+        actor.check_can_see(await conversation_repo.get_conversation(session, row.conversation_id), row.conversation_id)
+        if row.agent_id != actor.user_id and not actor.role.at_least(Role.SUPERVISOR):
+            raise PermissionDenied("only the agent who took the call (or a supervisor) may wrap it up")
+        await actions.wrap_up(session, row, disposition=body.disposition.strip(), notes=body.notes.strip(),
+                              by=actor.user_id)
+        return _out(row, "wrapped up")

@@ -17,7 +17,7 @@ PROBLEM = "application/problem+json"
 
 TITLES = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden", 404: "Not found",
           405: "Method not allowed", 409: "Conflict", 413: "Payload too large", 415: "Unsupported media type",
-          422: "Invalid input", 429: "Too many requests", 500: "Internal error"}
+          422: "Invalid input", 429: "Too many requests", 500: "Internal error", 502: "Bad gateway"}
 
 
 def problem(status: int, detail: str, *, code: str | None = None, field: str | None = None,

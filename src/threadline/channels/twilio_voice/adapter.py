@@ -46,7 +46,8 @@ class TwilioVoiceConfig(BaseModel):
     agent_endpoint: str = Field(default="client", pattern=r"^(client|phone)$",
                                 description="How agents take calls: 'client' (the desk's softphone) or "
                                 "'phone' (their own number, from their profile)")
-    record: str = Field(default="never", pattern=r"^(never|always)$", description="Record answered calls")
+    record: str = Field(default="never", pattern=r"^(never|always|on_demand)$",
+                        description="Record answered calls: never, always, or on demand (the agent starts it)")
     announce_every_seconds: int = Field(default=30, ge=10, le=600,
                                         description="How often a queued caller hears their place and wait")
     callback_key: str | None = Field(default="1", pattern=r"^[0-9*#]$",
@@ -149,3 +150,32 @@ class TwilioVoiceChannel(ChannelAdapter):
             data.append(("Muted", "true"))
         body = await self._rest(f"/Conferences/{conference}/Participants.json", data)
         return str(body.get("call_sid", ""))
+
+    async def update_participant(self, conference: str, who: str, fields: dict[str, str]) -> None:
+        """Change a participant (``who``: its CallSid or label): Hold/HoldUrl, Muted, Coaching…"""
+        await self._rest(f"/Conferences/{conference}/Participants/{who}.json", fields)
+
+    async def remove_participant(self, conference: str, who: str) -> None:
+        url = (f"{self.config.api_base_url}/2010-04-01/Accounts/{self.config.account_sid}"
+               f"/Conferences/{conference}/Participants/{who}.json")
+        resp = await call(self.http, "DELETE", url, provider="Twilio",
+                          auth=(self.config.account_sid, self.config.auth_token.get_secret_value()))
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise RetryableSendError(f"Twilio answered {resp.status_code}", retry_after(resp))
+        if resp.status_code >= 400 and resp.status_code != 404:  # already gone is fine
+            body = json_or_empty(resp)
+            raise PermanentSendError(describe_error(str(body.get("code", "")), str(body.get("message", ""))))
+
+    async def start_recording(self, call_sid: str, status_callback: str) -> str:
+        """Record a call (both parties); its RecordingSid. Twilio posts the recording when it completes."""
+        body = await self._rest(f"/Calls/{call_sid}/Recordings.json",
+                                [("RecordingStatusCallback", status_callback), ("RecordingStatusCallbackMethod", "POST"),
+                                 ("RecordingStatusCallbackEvent", "completed"), ("RecordingChannels", "dual")])
+        return str(body.get("sid", ""))
+
+    async def set_recording(self, call_sid: str, status: str) -> None:
+        """Pause (leaving a marked gap: nothing of it is kept) or resume the call's current recording."""
+        fields = {"Status": status}
+        if status == "paused":
+            fields["PauseBehavior"] = "skip"
+        await self._rest(f"/Calls/{call_sid}/Recordings/Twilio.CURRENT.json", fields)

@@ -71,6 +71,10 @@ class Urls:
     def agent_status(self) -> str:
         return self._u("status", leg="agent")
 
+    def leg_status(self, leg: str) -> str:
+        """The status callback of a participant we add (a transfer target, a supervisor): ``leg`` names it."""
+        return self._u("status", leg=leg)
+
     def queue_name(self) -> str:
         return f"tl-call-{self.call_id}"
 
@@ -129,19 +133,15 @@ def leave() -> str:
     return str(r.to_xml())
 
 
-def conference(urls: Urls, name: str, *, customer: bool, record: bool, music_url: str | None) -> str:
-    """Join the call's conference: the customer waits in it until the agent arrives (music), and the
-    conference ends when the customer leaves; its events come back to the conference URL."""
+def conference(urls: Urls, name: str, *, music_url: str | None, locale: str = "en") -> str:
+    """The customer joins the call's conference (labelled ``customer``): they hear music until an agent
+    arrives, and the conference ends when they leave; its events come back to the conference URL."""
     r = VoiceResponse()
-    if customer:
-        _say(r, text("connecting", "en"), "en")
+    _say(r, text("connecting", locale), locale)
     d = r.dial()
-    d.conference(name, start_conference_on_enter=not customer, end_conference_on_exit=customer,
-                 wait_url=music_url or "", beep=False,
-                 record="record-from-start" if record and customer else None,
-                 recording_status_callback=urls.recording if record and customer else None,
-                 status_callback=urls.conference_events, status_callback_event="start end join leave hold",
-                 status_callback_method="POST")
+    d.conference(name, start_conference_on_enter=False, end_conference_on_exit=True, wait_url=music_url or "",
+                 beep=False, participant_label="customer", status_callback=urls.conference_events,
+                 status_callback_event="start end join leave hold", status_callback_method="POST")
     return str(r.to_xml())
 
 

@@ -50,9 +50,20 @@ class VoiceConnector(OutboxFollower):
         await actions.accepted(session, sorted(agent_of), agent_of, self.clock())
 
 
-def agent_endpoint(config: Any, agent_id: int) -> str:
-    """Where the agent takes the call: the desk's softphone (a Twilio Client identity)."""
+def agent_endpoint(agent_id: int) -> str:
+    """Where an agent takes calls: the desk's softphone (a Twilio Client identity ``agent-{id}``)."""
     return f"client:agent-{agent_id}"
+
+
+def agent_label(agent_id: int) -> str:
+    return f"agent-{agent_id}"
+
+
+async def _adapter(session: AsyncSession, factory: AdapterFactory, call: Any) -> Any | None:
+    channel = await session.get(ChannelInstanceRow, call.channel_instance_id)
+    if channel is None or not channel.enabled:
+        return None
+    return factory.for_row(channel)
 
 
 def connect_job(factory: AdapterFactory):  # type: ignore[no-untyped-def]
@@ -60,33 +71,54 @@ def connect_job(factory: AdapterFactory):  # type: ignore[no-untyped-def]
         call = await voice_repo.get(session, int(job.key), for_update=True)
         if call is None:
             return
-        channel = await session.get(ChannelInstanceRow, call.channel_instance_id)
-        if channel is None or not channel.enabled:
+        adapter = await _adapter(session, factory, call)
+        if adapter is None:
             return
-        adapter: Any = factory.for_row(channel)
         agent_id = int(job.payload["agent_id"])
         urls = twiml.Urls(adapter.hook_url + "/voice", call.id)
         name = conference_name(call.conversation_id, call.id)
-        record = getattr(adapter.config, "record", "never") == "always"
+        joined = twiml.conference(urls, name, music_url=adapter.config.hold_music_url, locale=call.locale)
         if job.payload.get("callback"):
             if call.details.get("callback_done"):
                 return
-            sid = await adapter.dial(actions.customer_number(call),
-                                     twiml.conference(urls, name, customer=True, record=record,
-                                                      music_url=adapter.config.hold_music_url),
-                                     urls.callback_status)
+            sid = await adapter.dial(actions.customer_number(call), joined, urls.callback_status)
             call.details = {**call.details, "callback_done": True, "callback_sid": sid}
         else:
             if call.state not in (CallState.QUEUED, CallState.OFFERED):
                 return  # the caller left meanwhile
-            await adapter.redirect(call.provider_ref, twiml.conference(urls, name, customer=True, record=record,
-                                                                        music_url=adapter.config.hold_music_url))
-        agent_sid = await adapter.add_participant(name, agent_endpoint(adapter.config, agent_id), label="agent",
+            await adapter.redirect(call.provider_ref, joined)
+        agent_sid = await adapter.add_participant(name, agent_endpoint(agent_id), label=agent_label(agent_id),
                                                   status_callback=urls.agent_status)
         call.details = {**call.details, "conference": name, "agent_call_sid": agent_sid, "agent_id": agent_id}
         log.info("voice_connect", call_id=call.id, agent_id=agent_id, conference=name)
 
     return connect
+
+
+def command_job(factory: AdapterFactory):  # type: ignore[no-untyped-def]
+    """Provider commands that follow from a webhook (they must not wait in it): start the recording when
+    the agent joins, take the customer off hold, remove an agent who handed over, end the call."""
+    async def command(session: AsyncSession, job: Job, now: datetime) -> None:
+        call = await voice_repo.get(session, int(str(job.key).split(":")[0]), for_update=True)
+        if call is None or call.state == CallState.ENDED:
+            return
+        adapter = await _adapter(session, factory, call)
+        if adapter is None:
+            return
+        op, name = job.payload.get("op"), call.details.get("conference") or conference_name(call.conversation_id, call.id)
+        urls = twiml.Urls(adapter.hook_url + "/voice", call.id)
+        customer = call.details.get("callback_sid") or call.provider_ref
+        if op == "record" and not call.details.get("recording_sid"):
+            sid = await adapter.start_recording(customer, urls.recording)
+            call.details = {**call.details, "recording_sid": sid, "recording_started_at": now.isoformat()}
+        elif op == "unhold":
+            await adapter.update_participant(name, "customer", {"Hold": "false"})
+        elif op == "remove":
+            await adapter.remove_participant(name, str(job.payload["who"]))
+        elif op == "hangup":
+            await adapter.end_call(customer)
+
+    return command
 
 
 class Voice:
@@ -97,6 +129,7 @@ class Voice:
     def __init__(self, db: Database, factory: AdapterFactory, timers: TimerWorker) -> None:
         self.connector = VoiceConnector(db)
         timers.register(actions.CONNECT_JOB, connect_job(factory))
+        timers.register(actions.COMMAND_JOB, command_job(factory))
 
     def on_event(self, env: Any) -> None:
         self.connector.on_event(env)
