@@ -478,6 +478,8 @@ class CallOut(BaseModel):
     answered_at: datetime | None
     ended_at: datetime | None
     recording_seconds: int | None
+    recording_state: Literal["off", "recording", "paused"] = "off"
+    disposition: str | None = None
 
 
 @router.get("", summary="The calls of a conversation", response_model=list[CallOut])
@@ -491,7 +493,10 @@ async def list_calls(actor: CurrentActor, services: ServicesDep,
                     direction=r.direction, from_number=r.from_number, to_number=r.to_number, state=r.state,
                     end_cause=r.end_cause, queue_id=r.queue_id, agent_id=r.agent_id, verified_by=r.verified_by,
                     callback_requested=r.callback_requested, started_at=r.started_at, enqueued_at=r.enqueued_at,
-                    answered_at=r.answered_at, ended_at=r.ended_at, recording_seconds=r.recording_seconds)
+                    answered_at=r.answered_at, ended_at=r.ended_at, recording_seconds=r.recording_seconds,
+                    recording_state="off" if not r.details.get("recording_sid") else
+                    "paused" if r.details.get("recording_paused") else "recording",
+                    disposition=r.details.get("disposition"))
             for r in rows]
 
 
@@ -693,3 +698,46 @@ async def wrap_up(call_id: CallId, body: WrapUpIn, actor: CurrentActor, services
         await actions.wrap_up(session, row, disposition=body.disposition.strip(), notes=body.notes.strip(),
                               by=actor.user_id)
         return _out(row, "wrapped up")
+
+
+class TransferTargets(BaseModel):
+    agents: list[dict[str, Any]]
+    queues: list[dict[str, Any]]
+
+
+@router.get("/{call_id}/transfer-targets", response_model=TransferTargets,
+            summary="Who the call can go to: available agents (not you) and the queues")
+async def transfer_targets(call_id: CallId, actor: CurrentActor, services: ServicesDep) -> TransferTargets:
+    row, _ = await _controlled(services, actor, call_id)
+    from threadline.db.repos import users as users_repo  # noqa: PLC0415
+    async with services.db.transaction(write=False) as session:
+        users = await users_repo.list_users(session)
+        queues = await users_repo.list_queues(session)
+    return TransferTargets(
+        agents=[{"id": u.id, "name": u.name} for u in users
+                if u.active and u.presence == "available" and u.id not in (actor.user_id, row.agent_id)],
+        queues=[{"id": q.id, "name": q.name} for q in queues])
+
+
+voice_router = APIRouter(prefix="/voice", tags=["voice"])
+
+
+class SoftphoneToken(BaseModel):
+    token: str
+    identity: str
+    channel_id: int
+    sdk: str = "/static/desk/vendor/twilio-voice-2.18.5.min.js"
+
+
+@voice_router.post("/token", response_model=SoftphoneToken,
+                   summary="An access token for the desk's softphone (Twilio Voice JS SDK), valid one hour")
+async def softphone_token(actor: CurrentActor, services: ServicesDep) -> SoftphoneToken:
+    from threadline.db.repos import channels as channels_repo  # noqa: PLC0415
+    async with services.db.transaction(write=False) as session:
+        rows = [c for c in await channels_repo.list_channels(session) if c.kind == "twilio_voice" and c.enabled]
+    for channel in rows:
+        token = services.factory.for_row(channel).softphone_token(f"agent-{actor.user_id}")
+        if token:
+            return SoftphoneToken(token=token, identity=f"agent-{actor.user_id}", channel_id=channel.id)
+    raise NotFound("no phone line has a softphone API key (set api_key_sid and api_key_secret on a Twilio Voice "
+                   "channel)")

@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks_api.router, prefix=api_router.prefix)  # feature packages' routers
     app.include_router(flows_api.router, prefix=api_router.prefix)
     app.include_router(voice_api.router, prefix=api_router.prefix)
+    app.include_router(voice_api.voice_router, prefix=api_router.prefix)
     app.include_router(voice_api.hooks)  # call control under the channels' hook URLs
     app.include_router(hooks.router)
     app.include_router(live.router)

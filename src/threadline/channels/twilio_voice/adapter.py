@@ -54,6 +54,11 @@ class TwilioVoiceConfig(BaseModel):
                                      description="The key a queued caller presses to be called back instead")
     hold_music_url: str | None = Field(default=None, max_length=500,
                                        description="Music queued callers hear between announcements (an MP3/WAV URL)")
+    api_key_sid: str | None = Field(default=None, pattern=r"^SK[0-9a-fA-F]{32}$",
+                                    description="An API key (SK…) that signs the desk softphone's access tokens")
+    api_key_secret: SecretStr | None = Field(default=None, min_length=32, description="That API key's secret")
+    twiml_app_sid: str | None = Field(default=None, pattern=r"^AP[0-9a-fA-F]{32}$",
+                                      description="A TwiML App (AP…) for calls the softphone places (optional)")
     webhook_shared_key: SecretStr | None = Field(default=None, description="Only if webhooks are signed with a "
                                                  "SharedKey: its secret; otherwise the Auth Token signs")
     api_base_url: str = Field(default="https://api.twilio.com", description="Twilio REST API base URL")
@@ -80,7 +85,7 @@ class TwilioVoiceChannel(ChannelAdapter):
     icon = "phone"
     Config = TwilioVoiceConfig
     capabilities = Capabilities(max_text_length=0, attachments=False, identity_kinds=("phone",), work_class="voice")
-    secret_destinations = {"auth_token": ("api_base_url",), "webhook_shared_key": ()}
+    secret_destinations = {"auth_token": ("api_base_url",), "webhook_shared_key": (), "api_key_secret": ()}
     config: TwilioVoiceConfig
 
     @classmethod
@@ -179,3 +184,15 @@ class TwilioVoiceChannel(ChannelAdapter):
         if status == "paused":
             fields["PauseBehavior"] = "skip"
         await self._rest(f"/Calls/{call_sid}/Recordings/Twilio.CURRENT.json", fields)
+
+    def softphone_token(self, identity: str, ttl_seconds: int = 3600) -> str | None:
+        """An access token for the Twilio Voice JS SDK in the desk (identity ``agent-{id}``), signed with
+        the channel's API key; None when the channel has none."""
+        if not self.config.api_key_sid or self.config.api_key_secret is None:
+            return None
+        from twilio.jwt.access_token import AccessToken  # noqa: PLC0415 - only the softphone needs it
+        from twilio.jwt.access_token.grants import VoiceGrant  # noqa: PLC0415
+        token = AccessToken(self.config.account_sid, self.config.api_key_sid,
+                            self.config.api_key_secret.get_secret_value(), identity=identity, ttl=ttl_seconds)
+        token.add_grant(VoiceGrant(incoming_allow=True, outgoing_application_sid=self.config.twiml_app_sid))
+        return str(token.to_jwt())

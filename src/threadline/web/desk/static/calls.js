@@ -1,0 +1,178 @@
+/* Threadline desk: calls. The call bar of the open conversation (hold, recording with PCI pause, transfer,
+   hang up; then the wrap-up's disposition) over /api/v1/calls, redrawn on the stream's call.changed; and
+   the softphone (the vendored Twilio Voice JS SDK, a token from /api/v1/voice/token): incoming calls ring
+   in the desk with accept / reject, then mute, keypad and hang up. Text is set as text, never as HTML. */
+(function () {
+  "use strict";
+  var app = document.getElementById("app");
+  if (!app || !window.tlStream) return;
+  var me = Number(app.dataset.me);
+  var csrf = null;
+  try { csrf = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"]; } catch (e) { /* */ }
+
+  function el(tag, attrs, text) {
+    var n = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) { n.setAttribute(k, attrs[k]); });
+    if (text !== undefined) n.textContent = text;
+    return n;
+  }
+  function api(method, path, body) {
+    var headers = { "Accept": "application/json" };
+    if (csrf) headers["X-CSRF-Token"] = csrf;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    return fetch(path, { method: method, credentials: "same-origin", headers: headers,
+                         body: body === undefined ? undefined : JSON.stringify(body) })
+      .then(function (r) {
+        return r.json().catch(function () { return {}; }).then(function (data) {
+          if (!r.ok) throw new Error(data.detail || ("HTTP " + r.status));
+          return data;
+        });
+      });
+  }
+  function say(text, isError) {
+    var box = document.getElementById("toasts"); if (!box) return;
+    var t = el("div", { "class": "toast" + (isError ? " error" : "") }, text);
+    box.appendChild(t);
+    setTimeout(function () { t.remove(); }, isError ? 6000 : 2500);
+  }
+  function openConversation() {
+    var m = location.pathname.match(/^\/conversations\/(\d+)/);
+    return m ? Number(m[1]) : null;
+  }
+
+  // ---- the call bar ---------------------------------------------------------------------------------
+  var LIVE = { connected: 1, on_hold: 1 };
+  function bar() {
+    var b = document.getElementById("call-bar");
+    if (!b) {
+      var host = document.getElementById("conversation"); if (!host) return null;
+      b = el("div", { id: "call-bar", "class": "call-bar", role: "region", "aria-label": "Call" });
+      host.insertBefore(b, host.firstChild);
+    }
+    return b;
+  }
+  function button(label, cls, onClick) {
+    var btn = el("button", { type: "button", "class": "btn small " + (cls || "") }, label);
+    btn.addEventListener("click", function () { btn.disabled = true; Promise.resolve(onClick()).finally(function () { btn.disabled = false; }); });
+    return btn;
+  }
+  function act(call, verb, body, done) {
+    return api("POST", "/api/v1/calls/" + call.id + "/" + verb, body)
+      .then(function (r) { say(r.detail); if (done) done(); refreshBar(); })
+      .catch(function (e) { say(e.message, true); });
+  }
+  function transferForm(call, b) {
+    var form = el("form", { "class": "call-transfer" });
+    var kind = el("select", { "aria-label": "Transfer to" });
+    var target = el("select", { "aria-label": "Target" });
+    var number = el("input", { type: "tel", placeholder: "+34 600 000 000", "aria-label": "Number", hidden: "" });
+    var mode = el("select", { "aria-label": "Mode" });
+    [["agent", "Agent"], ["queue", "Queue"], ["number", "Number"]].forEach(function (o) { kind.appendChild(el("option", { value: o[0] }, o[1])); });
+    [["blind", "Blind"], ["warm", "Warm (3-way)"]].forEach(function (o) { mode.appendChild(el("option", { value: o[0] }, o[1])); });
+    var targets = { agents: [], queues: [] };
+    function fill() {
+      target.textContent = "";
+      number.hidden = kind.value !== "number"; target.hidden = kind.value === "number";
+      (kind.value === "agent" ? targets.agents : targets.queues).forEach(function (t) { target.appendChild(el("option", { value: t.id }, t.name)); });
+    }
+    kind.addEventListener("change", fill);
+    api("GET", "/api/v1/calls/" + call.id + "/transfer-targets").then(function (t) { targets = t; fill(); }).catch(function () {});
+    form.append(kind, target, number, mode, el("button", { type: "submit", "class": "btn small" }, "Transfer"));
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var body = { mode: mode.value };
+      if (kind.value === "number") body.number = number.value;
+      else body[kind.value + "_id"] = Number(target.value);
+      act(call, "transfer", body, function () { form.remove(); });
+    });
+    b.appendChild(form);
+  }
+  function wrapUpForm(call, b) {
+    var form = el("form", { "class": "call-wrapup" });
+    var code = el("input", { type: "text", required: "", maxlength: "60", placeholder: "Disposition (e.g. resolved, order-status)", "aria-label": "Disposition" });
+    var notes = el("input", { type: "text", maxlength: "2000", placeholder: "Notes", "aria-label": "Notes" });
+    form.append(el("strong", {}, "Wrap up the call"), code, notes, el("button", { type: "submit", "class": "btn small" }, "Save"));
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      act(call, "wrap-up", { disposition: code.value, notes: notes.value });
+    });
+    b.appendChild(form);
+  }
+  function drawBar(calls) {
+    var b = bar(); if (!b) return;
+    b.textContent = "";
+    var live = calls.filter(function (c) { return LIVE[c.state] && (c.agent_id === me); })[0];
+    var toWrap = calls.filter(function (c) { return c.state === "ended" && c.agent_id === me && c.answered_at && !c.disposition; })[0];
+    if (live) {
+      var held = live.state === "on_hold";
+      b.appendChild(el("span", { "class": "call-state" }, (held ? "On hold · " : "On the call · ") + live.from_number));
+      b.appendChild(button(held ? "Resume" : "Hold", "", function () { return act(live, "hold", { hold: !held }); }));
+      if (live.recording_state === "recording") b.appendChild(button("Pause recording", "", function () { return act(live, "recording", { action: "pause" }); }));
+      else if (live.recording_state === "paused") b.appendChild(button("Resume recording", "", function () { return act(live, "recording", { action: "resume" }); }));
+      else if (live.recording_state === "off") b.appendChild(button("Record", "", function () { return act(live, "recording", { action: "start" }); }));
+      b.appendChild(button("Transfer…", "", function () { if (!b.querySelector(".call-transfer")) transferForm(live, b); }));
+      b.appendChild(button("Hang up", "danger", function () { return act(live, "hangup"); }));
+    } else if (toWrap) {
+      wrapUpForm(toWrap, b);
+    }
+    b.hidden = !b.childNodes.length;
+  }
+  function refreshBar() {
+    var id = openConversation(); if (!id) return;
+    api("GET", "/api/v1/calls?conversation_id=" + id).then(drawBar).catch(function () {});
+  }
+  window.tlStream.on(function (msg) {
+    var d = msg.data || {};
+    if (msg.name === "call.changed" && d.conversation_id === openConversation()) refreshBar();
+    if (msg.name === "message.created" && d.message && d.message.conversation_id === openConversation()) refreshBar();
+  });
+  document.body.addEventListener("htmx:afterSettle", refreshBar);
+  refreshBar();
+
+  // ---- the softphone ---------------------------------------------------------------------------------
+  var device = null, current = null;
+  function phone() {
+    var p = document.getElementById("softphone");
+    if (!p) { p = el("div", { id: "softphone", "class": "softphone", role: "dialog", "aria-label": "Phone" }); document.body.appendChild(p); }
+    return p;
+  }
+  function drawPhone(state, from) {
+    var p = phone(); p.textContent = "";
+    p.hidden = state === "idle";
+    if (state === "idle") return;
+    p.appendChild(el("strong", {}, (state === "ringing" ? "Incoming call · " : "On the phone · ") + (from || "")));
+    if (state === "ringing") {
+      p.appendChild(button("Accept", "primary", function () { current.accept(); drawPhone("active", from); }));
+      p.appendChild(button("Reject", "danger", function () { current.reject(); current = null; drawPhone("idle"); }));
+      return;
+    }
+    var muted = current && current.isMuted && current.isMuted();
+    p.appendChild(button(muted ? "Unmute" : "Mute", "", function () { current.mute(!muted); drawPhone("active", from); }));
+    var pad = el("div", { "class": "keypad", role: "group", "aria-label": "Keypad" });
+    "123456789*0#".split("").forEach(function (d) { pad.appendChild(button(d, "key", function () { current.sendDigits(d); })); });
+    p.appendChild(pad);
+    p.appendChild(button("Hang up", "danger", function () { current.disconnect(); }));
+  }
+  function startPhone(t) {
+    var s = el("script", { src: t.sdk }); s.defer = true;
+    s.onload = function () {
+      if (!window.Twilio || !window.Twilio.Device) return;
+      device = new window.Twilio.Device(t.token, { closeProtection: true });
+      device.on("incoming", function (call) {
+        current = call;
+        var from = call.parameters && call.parameters.From;
+        drawPhone("ringing", from);
+        call.on("disconnect", function () { current = null; drawPhone("idle"); });
+        call.on("cancel", function () { current = null; drawPhone("idle"); });
+      });
+      device.on("tokenWillExpire", function () {
+        api("POST", "/api/v1/voice/token").then(function (n) { device.updateToken(n.token); }).catch(function () {});
+      });
+      device.on("error", function (err) { say("Phone: " + (err && err.message || "error"), true); });
+      device.register();
+      app.dataset.softphone = "on";
+    };
+    document.head.appendChild(s);
+  }
+  api("POST", "/api/v1/voice/token").then(startPhone).catch(function () { /* no phone line with a softphone */ });
+})();
