@@ -79,3 +79,26 @@ async def test_the_softphone_rings_in_the_desk_and_takes_the_call(sqlite_server,
         async with httpx.AsyncClient(base_url=server.url) as c:
             assert (await c.post("/api/v1/voice/token")).status_code == 401  # nobody signed in
         assert NUMBER and page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_a_supervisor_sees_the_call_in_the_live_view_and_whispers_to_the_agent(sqlite_server, browser) -> None:
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    token = await token_for(server, "alice@example.com")
+    async with FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as alice, \
+            websockets.connect(f"{server.ws_url}/api/v1/stream?token={token}") as ws:
+        call, row = await connected_call(server, ids, tw, alice, ws)
+        page = await open_desk(browser, server, "sup@example.com", path="/admin/live")
+        calls = page.locator("#live-calls")
+        await calls.get_by_text("+34600111222").wait_for(timeout=WAIT)
+        assert "Alice" in await calls.inner_text()
+        await calls.get_by_role("button", name="Whisper").click()
+        leg = await tw.outbound_call(to=f"client:agent-{ids['sup']}")
+        await tw.answer(leg)
+        conf = tw.conference(call.conference)
+        await call.wait_for(lambda c: any(p.label == f"supervisor-{ids['sup']}" and p.coaching
+                                          for p in conf.participants.values()))
+        await call.hangup()
+        await calls.get_by_text("Calls in progress (0)").wait_for(timeout=WAIT)
+        assert page.errors == []  # type: ignore[attr-defined]

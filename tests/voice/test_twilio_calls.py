@@ -293,7 +293,7 @@ async def test_a_blind_transfer_hands_the_call_over_and_a_failed_one_comes_back(
         assert (await alice.post(f"{base}/monitor", json={"mode": "listen"})).status_code == 403
         r = await sup.post(f"{base}/monitor", json={"mode": "whisper"})
         assert r.status_code == 200, r.text
-        whisper = await tw.outbound_call(to=f"client:supervisor-{ids['sup']}")
+        whisper = await tw.outbound_call(to=f"client:agent-{ids['sup']}")
         await tw.answer(whisper)
         await tw.settle()
         p = next(p for p in conf.participants.values() if p.label == f"supervisor-{ids['sup']}")

@@ -667,8 +667,8 @@ async def monitor(call_id: CallId, body: MonitorIn, actor: CurrentActor, service
     agent_sid = row.details.get("agent_call_sid")
     if body.mode == "whisper" and not agent_sid:
         raise Conflict("no agent leg to whisper to")
-    label = f"supervisor-{actor.user_id}"
-    await _provider(adapter.add_participant(_conf(row), f"client:{label}", label=label,
+    label = f"supervisor-{actor.user_id}"  # their softphone is the same as an agent's: client:agent-{id}
+    await _provider(adapter.add_participant(_conf(row), f"client:agent-{actor.user_id}", label=label,
                                             status_callback=urls.leg_status("monitor"),
                                             coach=agent_sid if body.mode == "whisper" else None,
                                             muted=body.mode == "listen"))
@@ -741,3 +741,29 @@ async def softphone_token(actor: CurrentActor, services: ServicesDep) -> Softpho
             return SoftphoneToken(token=token, identity=f"agent-{actor.user_id}", channel_id=channel.id)
     raise NotFound("no phone line has a softphone API key (set api_key_sid and api_key_secret on a Twilio Voice "
                    "channel)")
+
+
+class LiveCall(BaseModel):
+    id: int
+    conversation_id: int
+    state: str
+    number: str
+    agent_id: int | None
+    agent_name: str | None
+    queue_id: int | None
+    started_at: datetime
+    answered_at: datetime | None
+    verified_by: str | None
+
+
+@router.get("/live", response_model=list[LiveCall], summary="Calls in progress, for the live view (supervisors)")
+async def live_calls(actor: CurrentActor, services: ServicesDep) -> list[LiveCall]:
+    actor.require(Role.SUPERVISOR, "see the calls in progress")
+    from threadline.db.repos import users as users_repo  # noqa: PLC0415
+    async with services.db.transaction(write=False) as session:
+        rows = await voice_repo.live(session)
+        names = {u.id: u.name for u in await users_repo.list_users(session)}
+    return [LiveCall(id=r.id, conversation_id=r.conversation_id, state=r.state, number=actions.customer_number(r),
+                     agent_id=r.agent_id, agent_name=names.get(r.agent_id) if r.agent_id else None,
+                     queue_id=r.queue_id, started_at=r.started_at, answered_at=r.answered_at,
+                     verified_by=r.verified_by) for r in rows]

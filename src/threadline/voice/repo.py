@@ -55,3 +55,10 @@ async def record_event(session: AsyncSession, call_id: int, key: str, kind: str,
 async def events(session: AsyncSession, call_id: int) -> list[CallEventRow]:
     stmt = select(CallEventRow).where(CallEventRow.call_id == call_id).order_by(CallEventRow.id)
     return list((await session.execute(stmt)).scalars())
+
+
+async def live(session: AsyncSession, limit: int = 500) -> list[CallRow]:
+    """Every call in progress, oldest first."""
+    stmt = (select(CallRow).where(CallRow.state.in_([s.value for s in LIVE])).order_by(CallRow.started_at)
+            .limit(limit))
+    return list((await session.execute(stmt)).scalars())

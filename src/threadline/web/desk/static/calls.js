@@ -4,9 +4,9 @@
    in the desk with accept / reject, then mute, keypad and hang up. Text is set as text, never as HTML. */
 (function () {
   "use strict";
-  var app = document.getElementById("app");
-  if (!app || !window.tlStream) return;
-  var me = Number(app.dataset.me);
+  var app = document.getElementById("app"), liveBoard = document.getElementById("live-board");
+  if (!window.tlStream || (!app && !liveBoard)) return;  // the desk, or the supervisors' live view
+  var me = app ? Number(app.dataset.me) : null;
   var csrf = null;
   try { csrf = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"]; } catch (e) { /* */ }
 
@@ -118,7 +118,7 @@
     b.hidden = !b.childNodes.length;
   }
   function refreshBar() {
-    var id = openConversation(); if (!id) return;
+    var id = openConversation(); if (!id || !app) return;
     api("GET", "/api/v1/calls?conversation_id=" + id).then(drawBar).catch(function () {});
   }
   window.tlStream.on(function (msg) {
@@ -127,7 +127,41 @@
     if (msg.name === "message.created" && d.message && d.message.conversation_id === openConversation()) refreshBar();
   });
   document.body.addEventListener("htmx:afterSettle", refreshBar);
-  refreshBar();
+  if (app) refreshBar();
+
+  // ---- the live view: calls in progress, and a supervisor's listen / whisper / join -------------------
+  function drawLive(calls) {
+    var box = document.getElementById("live-calls");
+    if (!box) {
+      box = el("section", { id: "live-calls", "class": "live-calls", "aria-label": "Calls in progress" });
+      liveBoard.parentNode.insertBefore(box, liveBoard.nextSibling);
+    }
+    box.textContent = "";
+    box.appendChild(el("h2", {}, "Calls in progress (" + calls.length + ")"));
+    var table = el("table", { "class": "table" }), head = el("tr");
+    ["Caller", "State", "Agent", "Verified", ""].forEach(function (h) { head.appendChild(el("th", {}, h)); });
+    table.appendChild(head);
+    calls.forEach(function (c) {
+      var tr = el("tr", { "data-call": c.id });
+      tr.appendChild(el("td", {}, c.number));
+      tr.appendChild(el("td", {}, c.state.replace("_", " ")));
+      tr.appendChild(el("td", {}, c.agent_name || "—"));
+      tr.appendChild(el("td", {}, c.verified_by ? "by " + c.verified_by : "no"));
+      var td = el("td");
+      if (c.state === "connected" || c.state === "on_hold") {
+        [["listen", "Listen"], ["whisper", "Whisper"], ["barge", "Join"]].forEach(function (m) {
+          td.appendChild(button(m[1], "", function () { return act(c, "monitor", { mode: m[0] }); }));
+        });
+      }
+      tr.appendChild(td); table.appendChild(tr);
+    });
+    box.appendChild(table);
+  }
+  function refreshLive() { api("GET", "/api/v1/calls/live").then(drawLive).catch(function () {}); }
+  if (liveBoard) {
+    window.tlStream.on(function (msg) { if (msg.name === "call.changed") refreshLive(); });
+    refreshLive();
+  }
 
   // ---- the softphone ---------------------------------------------------------------------------------
   var device = null, current = null;
@@ -170,7 +204,7 @@
       });
       device.on("error", function (err) { say("Phone: " + (err && err.message || "error"), true); });
       device.register();
-      app.dataset.softphone = "on";
+      document.body.dataset.softphone = "on";
     };
     document.head.appendChild(s);
   }
