@@ -245,6 +245,9 @@ async def test_the_agent_holds_records_with_a_pci_gap_and_wraps_up(sqlite_server
         await tw.settle()
         [row] = await calls(server)
         assert row.recording_url and row.details["recording_gaps"] and row.details["recording_gaps"][0][1] is not None
+        audio = await alice.get(f"{base}/recording")  # played back through Threadline, with the account's key
+        assert audio.status_code == 200 and audio.content[:4] == b"RIFF", audio.text[:200]
+        assert (await bob.get(f"{base}/recording")).status_code in (403, 404)  # not his call, not his queue
         wrapped = await alice.post(f"{base}/wrap-up", json={"disposition": "order-status", "notes": "parcel found"})
         assert wrapped.status_code == 200, wrapped.text
         assert (await alice.post(f"{base}/wrap-up", json={"disposition": ""})).status_code == 422

@@ -442,6 +442,7 @@ async def agent_joined(session: AsyncSession, call: CallRow, now: datetime, seq:
 async def hold(session: AsyncSession, call: CallRow, on: bool, now: datetime) -> None:
     f = facts(call)
     _store(call, f.move(CallState.ON_HOLD if on else CallState.CONNECTED, now))
+    await _refresh_entry(session, call)  # the desk's call bar follows (call.changed)
 
 
 async def hang_up(session: AsyncSession, call: CallRow, now: datetime, *, seq: int | None = None,
@@ -489,7 +490,8 @@ async def _refresh_entry(session: AsyncSession, call: CallRow) -> None:
     f = facts(call, agent_name)
     new_text = timeline_text(f, customer_number(call))
     meta = {"call": {"id": call.id, "state": call.state, "direction": call.direction, "end_cause": call.end_cause,
-                     "agent": agent_name, "talk_seconds": f.talk_seconds, "wait_seconds": f.wait_seconds,
+                     "agent": agent_name, "agent_id": call.agent_id, "talk_seconds": f.talk_seconds,
+                     "wait_seconds": f.wait_seconds,
                      "recording": bool(call.recording_url), "recording_seconds": call.recording_seconds,
                      "verified_by": call.verified_by, "callback": call.callback_requested}}
     if msg.text == new_text and msg.meta == meta:

@@ -767,3 +767,30 @@ async def live_calls(actor: CurrentActor, services: ServicesDep) -> list[LiveCal
                      agent_id=r.agent_id, agent_name=names.get(r.agent_id) if r.agent_id else None,
                      queue_id=r.queue_id, started_at=r.started_at, answered_at=r.answered_at,
                      verified_by=r.verified_by) for r in rows]
+
+
+@router.get("/{call_id}/recording", summary="Play the call's recording (supervisors, and the agent who took the call)",
+            response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
+async def play_recording(call_id: CallId, actor: CurrentActor, services: ServicesDep) -> Response:
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    from threadline.db.repos import conversations as conversation_repo  # noqa: PLC0415
+    async with services.db.transaction(write=False) as session:
+        row = await voice_repo.get(session, call_id)
+        if row is None:
+            raise NotFound(f"call {call_id} does not exist")
+        actor.check_can_see(await conversation_repo.get_conversation(session, row.conversation_id), row.conversation_id)
+        channel = await session.get(ChannelInstanceRow, row.channel_instance_id)
+    if row.agent_id != actor.user_id and not actor.role.at_least(Role.SUPERVISOR):
+        raise PermissionDenied("recordings are for supervisors and the agent who took the call")
+    if not row.recording_url or channel is None or channel.kind != "twilio_voice":
+        raise NotFound("this call has no recording")
+    adapter: Any = services.factory.for_row(channel)
+    # the URL came in a signed callback; still, only ever fetch it from the provider's own API host
+    if urlsplit(row.recording_url).netloc != urlsplit(adapter.config.api_base_url).netloc:
+        raise Conflict("the recording is not on the channel's provider; fetch it there")
+    try:
+        data, ctype = await adapter.fetch_recording(row.recording_url)
+    except (PermanentSendError, RetryableSendError) as exc:
+        raise ProviderFailed(f"the phone provider did not give the recording: {exc}") from None
+    return Response(data, media_type=ctype, headers={"Cache-Control": "private, no-store"})

@@ -196,3 +196,10 @@ class TwilioVoiceChannel(ChannelAdapter):
                             self.config.api_key_secret.get_secret_value(), identity=identity, ttl=ttl_seconds)
         token.add_grant(VoiceGrant(incoming_allow=True, outgoing_application_sid=self.config.twiml_app_sid))
         return str(token.to_jwt())
+
+    async def fetch_recording(self, url: str, max_bytes: int = 200 * 1024 * 1024) -> tuple[bytes, str]:
+        """A recording's audio (WAV) from Twilio, with the account's credentials."""
+        from threadline.channels._http import fetch  # noqa: PLC0415
+        wav = url if url.endswith((".wav", ".mp3")) else url + ".wav"
+        return await fetch(self.http, wav, provider="Twilio", max_bytes=max_bytes,
+                           auth=(self.config.account_sid, self.config.auth_token.get_secret_value()))
