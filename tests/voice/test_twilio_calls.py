@@ -301,3 +301,35 @@ async def test_a_blind_transfer_hands_the_call_over_and_a_failed_one_comes_back(
         await tw.settle()
         p = next(p for p in conf.participants.values() if p.label == f"supervisor-{ids['sup']}")
         assert p.coaching and p.call_sid_to_coach
+
+
+async def test_click_to_call_rings_the_agent_and_the_customer_from_the_line(sqlite_server) -> None:
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    token = await token_for(server, "alice@example.com")
+    async with FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as alice:
+        key = await voice_channel(server, ids, tw)
+        missed = await tw.incoming_call(from_=CALLER, to=NUMBER, url=f"{server.url}/hooks/{key}/voice")
+        await missed.wait_for("queued")
+        await missed.hangup()
+        await tw.settle()
+        [first] = await calls(server)
+        assert first.end_cause == "abandoned"
+        wrong = await alice.post("/api/v1/calls", json={"conversation_id": first.conversation_id,
+                                                        "number": "+34 911 000 000"})
+        assert wrong.status_code == 422 and "customer's own numbers" in wrong.json()["detail"]
+        r = await alice.post("/api/v1/calls", json={"conversation_id": first.conversation_id})
+        assert r.status_code == 201, r.text
+        out = r.json()
+        assert out["direction"] == "outbound" and out["to_number"] == CALLER and out["from_number"] == NUMBER
+        customer = await tw.outbound_call(to=CALLER)
+        await tw.answer(await tw.outbound_call(to=f"client:agent-{ids['alice']}"))
+        await tw.answer(customer)
+        await customer.wait_for("in-conference")
+        listed = (await alice.get("/api/v1/calls", params={"conversation_id": first.conversation_id})).json()
+        async with asyncio.timeout(5):
+            while listed[0]["state"] != "connected":
+                await asyncio.sleep(0.05)
+                listed = (await alice.get("/api/v1/calls", params={"conversation_id": first.conversation_id})).json()
+        assert [c["direction"] for c in listed] == ["outbound", "inbound"]

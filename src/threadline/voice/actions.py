@@ -102,7 +102,8 @@ def _priority(rank: int) -> str:
 
 async def open_call(session: AsyncSession, channel: ChannelInstanceRow, *, ref: str, direction: Direction,
                     customer: str, ours: str, locale: str, now: datetime, name: str = "",
-                    details: dict[str, Any] | None = None) -> tuple[CallRow, bool]:
+                    details: dict[str, Any] | None = None,
+                    conversation: ConversationRow | None = None) -> tuple[CallRow, bool]:
     """The call with this provider reference on this channel, created with its timeline entry when new
     (``True``). The customer's number must be a phone number (E.164 after normalising): an anonymous
     or withheld caller gets a contact of their own per call."""
@@ -116,8 +117,9 @@ async def open_call(session: AsyncSession, channel: ChannelInstanceRow, *, ref: 
         number = customer.strip()[:60] or "unknown"
         ident = IdentityValue(IdentityKind.HANDLE, f"call:{ref}"[:300], str(channel.id))
     [(contact, identity, _)] = await resolve_senders(session, [Sender((ident,), name=name)])
-    open_convs = await conversation_repo.latest_open_for_contacts(session, [contact.id])
-    conv = open_convs.get(contact.id)
+    conv = conversation
+    if conv is None:
+        conv = (await conversation_repo.latest_open_for_contacts(session, [contact.id])).get(contact.id)
     created = conv is None
     if conv is None:
         conv = ConversationRow(contact_id=contact.id, priority=Priority.NORMAL.value, attributes={}, queue_id=None,
@@ -309,6 +311,24 @@ async def _callbacks_for(session: AsyncSession, conversation_ids: list[int]) -> 
                 calls.append(call)
                 break
     return calls
+
+
+# --------------------------------------------------------------------------- click-to-call
+
+
+async def place_call(session: AsyncSession, channel: ChannelInstanceRow, *, conversation_id: int, agent_id: int,
+                     number: str, ours: str, now: datetime) -> CallRow:
+    """An agent calls a customer from their conversation: the call is an entry of that conversation; the
+    worker rings the agent's softphone and the customer into the call's conference (``CONNECT_JOB``)."""
+    import secrets  # noqa: PLC0415
+    conv = await conversation_repo.get_conversation(session, conversation_id, for_update=True)
+    if conv is None:
+        raise NotFound(f"conversation {conversation_id} does not exist")
+    call, _ = await open_call(session, channel, ref=f"out-{secrets.token_hex(12)}", direction=Direction.OUTBOUND,
+                              customer=number, ours=ours, locale="en", now=now, conversation=conv)
+    call.agent_id = agent_id
+    await schedule_job(session, CONNECT_JOB, call.id, now, {"agent_id": agent_id, "callback": True})
+    return call
 
 
 # --------------------------------------------------------------------------- in the call: the agent's controls
@@ -531,6 +551,11 @@ async def agent_missed(session: AsyncSession, call: CallRow, now: datetime, stat
 async def callback_failed(session: AsyncSession, call: CallRow, now: datetime, status: str) -> None:
     """The customer did not answer our callback: try again later, up to ``CALLBACK_ATTEMPTS``; then
     the conversation says so and stays with the agent."""
+    if call.direction == Direction.OUTBOUND:  # an agent's own call: it simply was not answered
+        await _note(session, call, f"Nobody answered ({status})")
+        await hang_up(session, call, now, cause=EndCause.BUSY if status == "busy" else EndCause.NO_ANSWER)
+        await command(session, call, "hangup_agent", now)
+        return
     tries = int(call.details.get("callback_attempts", 0)) + 1
     call.details = {**call.details, "callback_attempts": tries, "callback_done": False,
                     "callback_last": status}

@@ -489,15 +489,18 @@ async def list_calls(actor: CurrentActor, services: ServicesDep,
     async with services.db.transaction(write=False) as session:
         actor.check_can_see(await conversation_repo.get_conversation(session, conversation_id), conversation_id)
         rows = await voice_repo.for_conversation(session, conversation_id)
-    return [CallOut(id=r.id, conversation_id=r.conversation_id, channel_id=r.channel_instance_id, provider=r.provider,
-                    direction=r.direction, from_number=r.from_number, to_number=r.to_number, state=r.state,
-                    end_cause=r.end_cause, queue_id=r.queue_id, agent_id=r.agent_id, verified_by=r.verified_by,
-                    callback_requested=r.callback_requested, started_at=r.started_at, enqueued_at=r.enqueued_at,
-                    answered_at=r.answered_at, ended_at=r.ended_at, recording_seconds=r.recording_seconds,
-                    recording_state="off" if not r.details.get("recording_sid") else
-                    "paused" if r.details.get("recording_paused") else "recording",
-                    disposition=r.details.get("disposition"))
-            for r in rows]
+    return [_call_out(r) for r in rows]
+
+
+def _call_out(r: Any) -> CallOut:
+    return CallOut(id=r.id, conversation_id=r.conversation_id, channel_id=r.channel_instance_id, provider=r.provider,
+                   direction=r.direction, from_number=r.from_number, to_number=r.to_number, state=r.state,
+                   end_cause=r.end_cause, queue_id=r.queue_id, agent_id=r.agent_id, verified_by=r.verified_by,
+                   callback_requested=r.callback_requested, started_at=r.started_at, enqueued_at=r.enqueued_at,
+                   answered_at=r.answered_at, ended_at=r.ended_at, recording_seconds=r.recording_seconds,
+                   recording_state="off" if not r.details.get("recording_sid") else
+                   "paused" if r.details.get("recording_paused") else "recording",
+                   disposition=r.details.get("disposition"))
 
 
 # --------------------------------------------------------------------------- the agent's call controls
@@ -794,3 +797,40 @@ async def play_recording(call_id: CallId, actor: CurrentActor, services: Service
     except (PermanentSendError, RetryableSendError) as exc:
         raise ProviderFailed(f"the phone provider did not give the recording: {exc}") from None
     return Response(data, media_type=ctype, headers={"Cache-Control": "private, no-store"})
+
+
+class PlaceCallIn(BaseModel):
+    """Call the customer of a conversation, from a phone line (its number is the caller ID)."""
+
+    model_config = ConfigDict(extra="forbid")
+    conversation_id: int = Field(ge=1, le=2**31 - 1)
+    channel_id: int | None = Field(default=None, ge=1, le=2**31 - 1, description="The phone line (default: the first)")
+    number: str | None = Field(default=None, max_length=40, description="One of the contact's numbers (default: "
+                               "the one they last used)")
+
+
+@router.post("", response_model=CallOut, status_code=201, summary="Click-to-call: ring my softphone and the customer")
+async def place_call(body: PlaceCallIn, actor: CurrentActor, services: ServicesDep) -> CallOut:
+    from threadline.db.repos import channels as channels_repo  # noqa: PLC0415
+    from threadline.db.repos import contacts as contacts_repo  # noqa: PLC0415
+    from threadline.db.repos import conversations as conversation_repo  # noqa: PLC0415
+    from threadline.domain.contacts import normalise_phone  # noqa: PLC0415
+    async with services.db.transaction(write=True) as session:
+        conv = actor.check_can_see(await conversation_repo.get_conversation(session, body.conversation_id),
+                                   body.conversation_id)
+        lines = [c for c in await channels_repo.list_channels(session) if c.kind == "twilio_voice" and c.enabled
+                 and (body.channel_id is None or c.id == body.channel_id)]
+        if not lines:
+            raise NotFound("no phone line (a Twilio Voice channel) to call from")
+        phones = [i.value for i in (await contacts_repo.identities_of(session, [conv.contact_id]))[conv.contact_id]
+                  if i.kind == "phone"]
+        number = normalise_phone(body.number) if body.number else (phones[-1] if phones else None)
+        if number is None:
+            raise Conflict("the customer has no phone number: add one to the contact first")
+        if number not in phones:
+            raise ValidationFailed("call one of the customer's own numbers (add it to the contact first)",
+                                   field="number")
+        adapter: Any = services.factory.for_row(lines[0])
+        row = await actions.place_call(session, lines[0], conversation_id=conv.id, agent_id=actor.user_id,
+                                       number=number, ours=adapter.config.phone_number, now=utcnow())
+        return _call_out(row)

@@ -142,13 +142,17 @@ class TwilioVoiceChannel(ChannelAdapter):
         return str(body.get("sid", ""))
 
     async def add_participant(self, conference: str, to: str, *, label: str, status_callback: str,
-                              coach: str | None = None, muted: bool = False) -> str:
+                              coach: str | None = None, muted: bool = False,
+                              conference_events: str | None = None) -> str:
         """Bring ``to`` (``client:agent-7`` or a number) into the named conference (created if needed);
         ``coach``: the CallSid this participant whispers to (only that agent hears them)."""
         data = [("From", self.config.phone_number), ("To", to), ("Label", label), ("Beep", "false"),
                 ("StartConferenceOnEnter", "true"), ("EndConferenceOnExit", "false"),
                 ("StatusCallback", status_callback), ("StatusCallbackMethod", "POST")]
         data += [("StatusCallbackEvent", e) for e in ("initiated", "ringing", "answered", "completed")]
+        if conference_events:  # the conference may start with this participant: its events still come to us
+            data += [("ConferenceStatusCallback", conference_events), ("ConferenceStatusCallbackMethod", "POST")]
+            data += [("ConferenceStatusCallbackEvent", e) for e in ("start", "end", "join", "leave", "hold")]
         if coach:
             data += [("Coaching", "true"), ("CallSidToCoach", coach)]
         if muted:

@@ -88,7 +88,8 @@ def connect_job(factory: AdapterFactory):  # type: ignore[no-untyped-def]
                 return  # the caller left meanwhile
             await adapter.redirect(call.provider_ref, joined)
         agent_sid = await adapter.add_participant(name, agent_endpoint(agent_id), label=agent_label(agent_id),
-                                                  status_callback=urls.agent_status)
+                                                  status_callback=urls.agent_status,
+                                                  conference_events=urls.conference_events)
         call.details = {**call.details, "conference": name, "agent_call_sid": agent_sid, "agent_id": agent_id}
         log.info("voice_connect", call_id=call.id, agent_id=agent_id, conference=name)
 
@@ -100,12 +101,13 @@ def command_job(factory: AdapterFactory):  # type: ignore[no-untyped-def]
     the agent joins, take the customer off hold, remove an agent who handed over, end the call."""
     async def command(session: AsyncSession, job: Job, now: datetime) -> None:
         call = await voice_repo.get(session, int(str(job.key).split(":")[0]), for_update=True)
-        if call is None or call.state == CallState.ENDED:
+        op = job.payload.get("op")
+        if call is None or (call.state == CallState.ENDED and op != "hangup_agent"):
             return
         adapter = await _adapter(session, factory, call)
         if adapter is None:
             return
-        op, name = job.payload.get("op"), call.details.get("conference") or conference_name(call.conversation_id, call.id)
+        name = call.details.get("conference") or conference_name(call.conversation_id, call.id)
         urls = twiml.Urls(adapter.hook_url + "/voice", call.id)
         customer = call.details.get("callback_sid") or call.provider_ref
         if op == "record" and not call.details.get("recording_sid"):
@@ -117,6 +119,8 @@ def command_job(factory: AdapterFactory):  # type: ignore[no-untyped-def]
             await adapter.remove_participant(name, str(job.payload["who"]))
         elif op == "hangup":
             await adapter.end_call(customer)
+        elif op == "hangup_agent" and call.agent_id is not None:  # nobody answered the agent's own call
+            await adapter.remove_participant(name, agent_label(call.agent_id))
 
     return command
 
