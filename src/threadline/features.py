@@ -7,7 +7,7 @@ in one place (import-linter's layers contract allows exactly these imports, pypr
 
 - the web app includes each package's router: ``web/app.py``;
 - the process runs its loops and hands its logs to retention: ``services.py``;
-- the desk's admin pages: ``web/desk/admin.py``;
+- the desk's admin pages: ``web/desk/admin.py`` (and the flow builder's form, ``web/desk/flowform.py``);
 - Alembic sees its tables: ``db/migrations/env.py`` calls ``import_models()``.
 
 ``tests/test_feature_packages.py`` checks every package named here has the layout and its contract, and

@@ -58,7 +58,7 @@ async def test_the_desk_admin_docs_and_demo_run_without_a_violation(sqlite_serve
     await page.locator("#timeline .msg.out", has_text="Hi!").wait_for(timeout=WAIT)
     assert await _violations(page) == []
     for path in ("/admin/live", "/admin/users", "/admin/teams", "/admin/queues", "/admin/channels",
-                 "/admin/canned", "/admin/webhooks", "/api/docs", "/demo"):
+                 "/admin/canned", "/admin/webhooks", "/admin/flows", "/api/docs", "/demo"):
         await page.goto(sqlite_server.url + path)
         await page.wait_for_load_state("networkidle")
         assert await _violations(page) == [], path

@@ -524,6 +524,199 @@ def parse(data: Any) -> FlowDefinition:
     return flow
 
 
+# --- the preview: the graph as an outline --------------------------------------------------------------------
+
+OUTLINE_TEXT = 60  # characters of a text shown in the outline
+
+
+@dataclass(frozen=True)
+class OutlineLine:
+    """One line of a flow's readable preview (``outline``).
+
+    ``kind``: ``node`` (a node, shown the first time it is reached: numbered), ``loop`` (an exit back to a
+    node on the way here: "↩ back to 2. main"), ``goto`` (an exit to a node shown earlier on another
+    branch), ``dead_end`` (an exit with no target), ``unknown`` (an exit to a node that does not exist),
+    ``unreachable`` (a node no path from the start reaches, listed after the rest)."""
+
+    depth: int
+    kind: Literal["node", "loop", "goto", "dead_end", "unknown", "unreachable"]
+    via: str = ""              # the exit taken to get here: "1 Sales", "no match", "open"; "" for a plain next
+    node: str | None = None    # the node's id (the missing one, for ``unknown``)
+    number: int | None = None  # the node's number in the outline (None for an unreachable one)
+    type: str = ""
+    summary: str = ""          # "say 'Welcome'", "queue general"
+
+    def __str__(self) -> str:
+        lead = "   " * self.depth + (f"{self.via} → " if self.via else "")
+        match self.kind:
+            case "node":
+                return f"{lead}{self.number}. {self.node}: {self.summary}"
+            case "loop":
+                return f"{lead}↩ back to {self.number}. {self.node}"
+            case "goto":
+                return f"{lead}{'' if self.via else '→ '}{self.number}. {self.node} (see above)"
+            case "dead_end":
+                return f"{lead}✗ nowhere (a dead end)"
+            case "unknown":
+                return f"{lead}✗ '{self.node}', which is not a node"
+        return f"{lead}{self.node}: {self.summary}"
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= OUTLINE_TEXT else text[:OUTLINE_TEXT - 1] + "…"
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _say_text(texts: Any, locale: str) -> str:
+    texts = _dict(texts)
+    value = texts.get(locale) or next((v for v in texts.values() if v), "")
+    return _clip(str(value)) if value else ""
+
+
+def _queue_name(value: Any, queue_names: Mapping[int, str]) -> str:
+    try:
+        qid = int(value)
+    except (TypeError, ValueError):
+        return "(no queue chosen)"
+    return queue_names.get(qid, f"#{qid}")
+
+
+def _summary(node: Mapping[str, Any], locale: str, queue_names: Mapping[int, str]) -> str:
+    """What a node does, in a few words (its texts in ``locale``)."""
+    kind = str(node.get("type", "?"))
+
+    def quoted(field_name: str) -> str:
+        text = _say_text(node.get(field_name), locale)
+        return f" '{text}'" if text else ""
+
+    match kind:
+        case "say":
+            return f"say{quoted('text')}"
+        case "menu":
+            return f"menu{quoted('prompt')}"
+        case "collect":
+            lo, hi = node.get("min_digits", 1), node.get("max_digits", 20)
+            size = f"{lo} digits" if lo == hi else f"{lo}–{hi} digits"
+            return f"collect {node.get('attribute') or '?'} ({size}, {node.get('validator', 'digits')}){quoted('prompt')}"
+        case "verify":
+            last = f"last {node['digits']} digits of " if node.get("digits") else ""
+            return f"verify {last}{node.get('against') or '?'}{quoted('prompt')}"
+        case "hours":
+            return f"hours in {node.get('timezone') or '?'}"
+        case "branch":
+            return f"branch on {node.get('on') or '?'}"
+        case "set":
+            names = ", ".join(str(k) for k in _dict(node.get("attributes")))
+            return f"set {names or '?'}"
+        case "language":
+            return f"language{quoted('prompt')}"
+        case "queue":
+            return f"queue {_queue_name(node.get('queue_id'), queue_names)}"
+        case "voicemail":
+            return "voicemail"
+        case "handoff":
+            where = node.get("queue_id")
+            return f"hand-off to {_queue_name(where, queue_names)}" if where else "hand-off to an agent"
+        case "hangup":
+            return f"hang up{quoted('text')}"
+    return kind
+
+
+def _labelled_exits(node: Mapping[str, Any], locale: str) -> list[tuple[str, Any]]:
+    """The node's exits as (label, target) for reading: "1 Sales", "no match", "open"… A plain ``next``
+    is labelled ""."""
+    kind = node.get("type")
+    if kind in ("say", "set"):
+        return [("", node.get("next"))]
+    if kind == "menu":
+        options = [_dict(o) for o in _list(node.get("options"))]
+        return [*((f"{o.get('key', '?')} {_say_text(o.get('label'), locale)}".strip(), o.get("next"))
+                  for o in options), ("no match", node.get("no_match"))]
+    if kind == "collect":
+        return [("valid", node.get("next")), ("fail", node.get("fail"))]
+    if kind == "verify":
+        return [("verified", node.get("ok")), ("not verified", node.get("fail"))]
+    if kind == "hours":
+        return [("open", node.get("open")), ("closed", node.get("closed"))]
+    if kind == "branch":
+        cases = [_dict(c) for c in _list(node.get("cases"))]
+        on = node.get("on") or "?"
+        return [*((f"{on} = {', '.join(str(v) for v in _list(c.get('values')))}", c.get("next")) for c in cases),
+                ("otherwise", node.get("default"))]
+    if kind == "language":
+        return [("chosen", node.get("next")), ("no match", node.get("no_match"))]
+    return []
+
+
+def outline(flow: FlowDefinition | Mapping[str, Any], queue_names: Mapping[int, str] | None = None
+            ) -> list[OutlineLine]:
+    """The flow as a readable outline from its start: each node numbered where it is first reached, its
+    exits indented under it (a plain ``next`` continues at the same depth, so a greeting then a menu read
+    "1. say …", "2. menu …"), a way back to a node on the path shown as a loop, nodes no path reaches
+    listed last. Works on a definition that does not validate yet (a draft being edited), so the builder
+    can preview what it has; ``queue_names`` names the queues of queue and hand-off nodes."""
+    data = flow.model_dump(mode="json") if isinstance(flow, FlowDefinition) else dict(flow)
+    nodes: dict[str, dict[str, Any]] = {str(k): _dict(v) for k, v in _dict(data.get("nodes")).items()}
+    locale = str(data.get("default_locale") or next(iter(_list(data.get("locales"))), "en"))
+    names = queue_names or {}
+    lines: list[OutlineLine] = []
+    numbers: dict[str, int] = {}
+    path: list[str] = []
+
+    def edge(target: Any, depth: int, via: str) -> None:
+        if target is None or target == "":
+            lines.append(OutlineLine(depth, "dead_end", via))
+            return
+        target = str(target)
+        if target not in nodes:
+            lines.append(OutlineLine(depth, "unknown", via, target))
+        elif target in path:
+            lines.append(OutlineLine(depth, "loop", via, target, numbers[target], nodes[target].get("type", "")))
+        elif target in numbers:
+            lines.append(OutlineLine(depth, "goto", via, target, numbers[target], nodes[target].get("type", "")))
+        else:
+            visit(target, depth, via)
+
+    def visit(nid: str, depth: int, via: str) -> None:
+        pushed = 0
+        while True:  # a chain of plain ``next`` exits reads at one depth
+            node = nodes[nid]
+            numbers[nid] = len(numbers) + 1
+            path.append(nid)
+            pushed += 1
+            lines.append(OutlineLine(depth, "node", via, nid, numbers[nid], str(node.get("type", "")),
+                                     _summary(node, locale, names)))
+            via = ""
+            exits_ = _labelled_exits(node, locale)
+            if len(exits_) == 1 and exits_[0][0] == "":
+                target = exits_[0][1]
+                if isinstance(target, str) and target in nodes and target not in numbers:
+                    nid = target
+                    continue
+                edge(target, depth, "")
+            else:
+                for label, target in exits_:
+                    edge(target, depth + 1, label)
+            break
+        del path[len(path) - pushed:]
+
+    start_id = data.get("start")
+    edge(start_id, 0, "")
+    for nid, node in nodes.items():
+        if nid not in numbers:
+            lines.append(OutlineLine(0, "unreachable", "", nid, None, str(node.get("type", "")),
+                                     _summary(node, locale, names)))
+    return lines
+
+
 # --- replies, instructions, state --------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -1,13 +1,16 @@
 """Admin pages: users (roles, skills 1-5, teams, queues), teams, queues, channels (any installed kind,
-from its Config schema; what each adapter says to connect an instance), canned responses, outgoing webhooks (admins only).
+from its Config schema; what each adapter says to connect an instance), canned responses, outgoing webhooks and
+flows, the IVR / bot builder (both admins only).
 
 Admins change things; supervisors read the lists (no channel configuration); agents get 403. Forms post
 with the ``csrf_token`` field and redirect back with a message (post/redirect/get)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+import zoneinfo
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from html import escape
@@ -36,18 +39,23 @@ from threadline.domain.errors import DomainError, NotFound, ValidationFailed
 from threadline.domain.events import EVENT_NAMES
 from threadline.domain.ids import Id, parse_id
 from threadline.domain.users import Role, parse_skill_spec
+from threadline.flows import actions as flow_actions
+from threadline.flows import domain as flow_domain
+from threadline.flows import repo as flows_repo
 from threadline.queries import routing as routing_queries
 from threadline.queries.channels import check_channel_settings, check_destinations
 from threadline.web.deps import ServicesDep
-from threadline.web.desk.common import actor_or_none, render
+from threadline.web.desk import flowform
+from threadline.web.desk.common import actor_or_none, is_htmx, render
 from threadline.webhooks import actions as webhook_actions
 from threadline.webhooks import repo as webhooks_repo
 from threadline.webhooks.domain import NOT_IN_WILDCARD
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
+FLOW_FORM_FIELDS = 20_000  # the flow builder posts a field per input (MAX_NODES nodes); Starlette's default is 1000
 SECTIONS = [("live", "Live queues", "inbox"), ("users", "Users", "users"), ("teams", "Teams", "users"),
             ("queues", "Queues", "layers"), ("channels", "Channels", "chat"), ("canned", "Canned responses", "chat"),
-            ("webhooks", "Webhooks", "code")]
+            ("webhooks", "Webhooks", "code"), ("flows", "Flows (IVR, bots)", "phone")]
 
 
 class _Denied(Exception):
@@ -537,18 +545,18 @@ async def canned_update(canned_id: Id, request: Request, services: ServicesDep) 
 
 # --- outgoing webhooks (admins only: URLs may carry credentials) ------------------------------------------
 
-async def _admin_only(request: Request, services: ServicesDep) -> tuple[Actor, str]:
+async def _admin_only(request: Request, services: ServicesDep, what: str = "webhooks") -> tuple[Actor, str]:
     actor, csrf = await _guard(request, services)
     if actor.role is not Role.ADMIN:
         raise _Denied(render(request, "error.html", {"title": "Admins only", "message":
-                                                     "Only admins manage webhooks.", "back": "/admin", "csrf": ""}, 403))
+                                                     f"Only admins manage {what}.", "back": "/admin", "csrf": ""}, 403))
     return actor, csrf
 
 
-async def _admin_form(request: Request, services: ServicesDep, back: str) -> tuple[Actor, Any]:
+async def _admin_form(request: Request, services: ServicesDep, back: str, what: str = "webhooks") -> tuple[Actor, Any]:
     """An admin's form post with a valid CSRF token, or _Denied with the page to show."""
-    actor, csrf = await _admin_only(request, services)
-    form = await request.form()
+    actor, csrf = await _admin_only(request, services, what)
+    form = await request.form(max_fields=FLOW_FORM_FIELDS)
     if not csrf or form.get("csrf_token") != csrf:
         raise _Denied(render(request, "error.html", {"title": "Form expired", "message":
                                                      "The form's security token did not match: reload and try again.",
@@ -627,9 +635,10 @@ async def webhook_page(endpoint_id: Id, request: Request, services: ServicesDep)
 
 
 async def _webhook_post(request: Request, services: ServicesDep, back: str,
-                        run: Callable[[Session, Any], Awaitable[str]], check_url: bool = False) -> Response:
+                        run: Callable[[Session, Any], Awaitable[str]], check_url: bool = False,
+                        section: str = "webhooks") -> Response:
     try:
-        _, form = await _admin_form(request, services, back)
+        _, form = await _admin_form(request, services, back, section)
     except _Denied as denied:
         return denied.response
     try:
@@ -721,3 +730,197 @@ async def webhook_redeliver(delivery_id: Id, request: Request, services: Service
         row = await webhook_actions.redeliver(session, delivery_id, now=utcnow())
         return f"Delivery {row.id} queued again"
     return await _webhook_post(request, services, back, run)
+
+
+# --- flows: the IVR / bot builder (admins only, like webhooks) ---------------------------------------------
+
+@functools.cache
+def _timezones() -> list[str]:
+    """The IANA zones this system knows, for the hours node's time zone field."""
+    return sorted(zoneinfo.available_timezones())
+
+
+def _flow_problems(problems: list[Any], notes: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """Problems by the node they name (shown in its card), and the rest (shown above the form)."""
+    by_node: dict[str, list[str]] = {}
+    general = list(notes)
+    for p in problems:
+        if p.node:
+            by_node.setdefault(p.node, []).append(p.message)
+        else:
+            general.append(p.message)
+    return by_node, general
+
+
+async def _flows_page(request: Request, services: ServicesDep, actor: Actor, csrf: str, template: str,
+                      ctx: dict[str, Any], status_code: int = 200) -> Response:
+    async with services.db.transaction(write=False) as session:
+        me = await users_repo.get_user(session, actor.user_id)
+    ctx.update(actor=actor, me=me, csrf=csrf, section="flows", sections=SECTIONS, is_admin=True,
+               flash=ctx.get("flash") or request.query_params.get("ok", ""),
+               flash_error=ctx.get("flash_error") or request.query_params.get("error", ""))
+    return render(request, template, ctx, status_code)
+
+
+@router.get("/flows")
+async def flows_page(request: Request, services: ServicesDep) -> Response:
+    try:
+        actor, csrf = await _admin_only(request, services, "flows")
+    except _Denied as denied:
+        return denied.response
+    async with services.db.transaction(write=False) as session:
+        flows = await flows_repo.list_flows(session)
+    return await _flows_page(request, services, actor, csrf, "admin/flows.html",
+                             {"flows": flows, "kinds": flow_actions.KINDS})
+
+
+@router.post("/flows")
+async def flow_create(request: Request, services: ServicesDep) -> Response:
+    """A new flow (no version yet): on to its builder, in the locales asked for."""
+    try:
+        actor, form = await _admin_form(request, services, "/admin/flows", "flows")
+    except _Denied as denied:
+        return denied.response
+    try:
+        async with services.db.transaction(write=True) as session:
+            row, _ = await flow_actions.create_flow(session, name=str(form.get("name", "")),
+                                                    kind=str(form.get("kind", "any")),
+                                                    description=str(form.get("description", "")),
+                                                    created_by=actor.user_id, now=utcnow())
+            flow_id, name = row.id, row.name
+    except DomainError as exc:
+        return RedirectResponse(f"/admin/flows?{urlencode({'error': exc.message})}", status_code=303)
+    locales = ",".join(flowform.parse_locales(str(form.get("locales", ""))))
+    query = {"ok": f"Flow {name} created: build it, then save its first version",
+             **({"locales": locales} if locales else {})}
+    return RedirectResponse(f"/admin/flows/{flow_id}?{urlencode(query)}", status_code=303)
+
+
+async def _builder(request: Request, services: ServicesDep, actor: Actor, csrf: str, flow_id: int, *,
+                   draft: dict[str, Any] | None = None, version: int | None = None, problems: list[Any] | None = None,
+                   notes: list[str] | None = None, checked: bool = False, extra: dict[str, Any] | None = None,
+                   status_code: int = 200) -> Response:
+    """The builder page: the draft (the current version when none is given) as a form, its outline, the
+    versions. ``version``: show that version read-only instead, with "restore"."""
+    async with services.db.transaction(write=False) as session:
+        row = await flows_repo.get_flow(session, flow_id)
+        if row is None:
+            return render(request, "error.html", {"title": "Not found", "message": f"flow {flow_id} does not exist",
+                                                  "back": "/admin/flows", "csrf": ""}, 404)
+        versions = await flows_repo.list_versions(session, flow_id)
+        queues = await users_repo.list_queues(session)
+        users = {u.id: u for u in await users_repo.list_users(session)}
+        if version is not None:
+            shown = await flows_repo.get_version(session, flow_id, version)
+            if shown is None:
+                return render(request, "error.html", {"title": "Not found", "message":
+                                                      f"flow {flow_id} has no version {version}",
+                                                      "back": f"/admin/flows/{flow_id}", "csrf": ""}, 404)
+            draft = shown.definition
+        elif draft is None:
+            if row.current_version:
+                draft = (await flow_actions.get_version(session, flow_id, row.current_version)).model_dump(mode="json")
+            else:
+                draft = flowform.starter(flowform.parse_locales(request.query_params.get("locales", "")))
+    queue_names = {q.id: q.name for q in queues}
+    if problems is None and version is None and row.current_version == 0 and not checked:
+        problems = []  # a new flow's starter: no red before the admin has done anything
+    if problems is None:
+        problems = flow_domain.problems_in(draft)[1]
+    by_node, general = _flow_problems(problems, notes or [])
+    ctx: dict[str, Any] = {
+        "flow": row, "versions": versions, "users": users, "queues": queues, "draft": draft,
+        "node_types": flowform.TYPE_ORDER, "days": flow_domain.DAYS, "spans": range(flowform.HOUR_SPANS),
+        "outline": flow_domain.outline(draft, queue_names), "problems_by_node": by_node,
+        "general_problems": general, "problem_count": len(problems) + len(notes or []), "checked": checked,
+        "viewing": version, "readonly": version is not None, "kinds": flow_actions.KINDS,
+        "draft_json": json.dumps(draft, indent=2, ensure_ascii=False, default=str),
+        "next_version": max([row.current_version, *(v.version for v in versions)]) + 1,
+        "timezones": _timezones(),
+    }
+    ctx.update(extra or {})
+    return await _flows_page(request, services, actor, csrf, "admin/flow.html", ctx, status_code)
+
+
+@router.get("/flows/{flow_id}")
+async def flow_page(flow_id: Id, request: Request, services: ServicesDep) -> Response:
+    try:
+        actor, csrf = await _admin_only(request, services, "flows")
+    except _Denied as denied:
+        return denied.response
+    version = parse_id(request.query_params.get("version", ""))
+    return await _builder(request, services, actor, csrf, flow_id, version=version)
+
+
+@router.post("/flows/{flow_id}")
+async def flow_edit(flow_id: Id, request: Request, services: ServicesDep) -> Response:
+    """Every button of the builder posts the whole form here with its ``op``: ``save`` (the next
+    version, or the page again with each problem beside its node and the input kept), ``validate``
+    (the problems, nothing saved) or an edit (add a node, an option, a locale…; the page again)."""
+    back = f"/admin/flows/{flow_id}"
+    try:
+        actor, form = await _admin_form(request, services, back, "flows")
+    except _Denied as denied:
+        return denied.response
+    _, csrf = await actor_or_none(request, services)
+    draft, order, notes = flowform.read_form(form)
+    op = str(form.get("op") or "refresh")
+    if op == "save":
+        flow, problems = flow_domain.problems_in(draft)
+        if flow is not None and not problems and not notes:
+            try:
+                async with services.db.transaction(write=True) as session:
+                    saved = await flow_actions.save_version(session, flow_id, flow,
+                                                            note=str(form.get("note", ""))[:500],
+                                                            created_by=actor.user_id, now=utcnow())
+            except DomainError as exc:
+                return await _builder(request, services, actor, csrf or "", flow_id, draft=draft,
+                                      notes=[exc.message], checked=True, status_code=exc.status)
+            target = f"{back}?{urlencode({'ok': f'Version {saved.version} saved'})}"
+            if is_htmx(request):
+                return Response(status_code=200, headers={"HX-Redirect": target})
+            return RedirectResponse(target, status_code=303)
+        return await _builder(request, services, actor, csrf or "", flow_id, draft=draft, problems=problems,
+                              notes=notes, checked=True, status_code=422,
+                              extra={"flash_error": "Not saved: fix the problems shown beside the nodes"})
+    flash = ""
+    if op == "validate":
+        problems = flow_domain.problems_in(draft)[1]
+        flash = "" if problems or notes else "No problems: this flow can be saved"
+        return await _builder(request, services, actor, csrf or "", flow_id, draft=draft, problems=problems,
+                              notes=notes, checked=True, extra={"flash": flash})
+    async with services.db.transaction(write=False) as session:
+        queue_ids = [q.id for q in await users_repo.list_queues(session)]
+    flash = flowform.apply(op, draft, order, form, queue_ids)
+    return await _builder(request, services, actor, csrf or "", flow_id, draft=draft, notes=notes,
+                          checked=bool(form.get("checked")), extra={"flash": flash})
+
+
+@router.post("/flows/{flow_id}/restore")
+async def flow_restore(flow_id: Id, request: Request, services: ServicesDep) -> Response:
+    """An older version saved again as the newest (versions are never changed)."""
+    back = f"/admin/flows/{flow_id}"
+
+    async def run(session: Session, form: Any) -> str:
+        number = parse_id(str(form.get("version", "")))
+        if number is None:
+            raise ValidationFailed("pick a version to restore", field="version")
+        definition = await flow_actions.get_version(session, flow_id, number)
+        saved = await flow_actions.save_version(session, flow_id, definition, note=f"restored from version {number}",
+                                                created_by=actor.user_id, now=utcnow())
+        return f"Version {number} restored as version {saved.version}"
+    try:
+        actor, _ = await _admin_only(request, services, "flows")
+    except _Denied as denied:
+        return denied.response
+    return await _webhook_post(request, services, back, run, section="flows")
+
+
+@router.post("/flows/{flow_id}/settings")
+async def flow_settings(flow_id: Id, request: Request, services: ServicesDep) -> Response:
+    async def run(session: Session, form: Any) -> str:
+        row = await flow_actions.update_flow(session, flow_id, name=str(form.get("name", "")),
+                                             kind=str(form.get("kind", "any")),
+                                             description=str(form.get("description", "")), now=utcnow())
+        return f"Flow {row.name} saved"
+    return await _webhook_post(request, services, f"/admin/flows/{flow_id}", run, section="flows")
