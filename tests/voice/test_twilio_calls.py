@@ -333,3 +333,36 @@ async def test_click_to_call_rings_the_agent_and_the_customer_from_the_line(sqli
                 await asyncio.sleep(0.05)
                 listed = (await alice.get("/api/v1/calls", params={"conversation_id": first.conversation_id})).json()
         assert [c["direction"] for c in listed] == ["outbound", "inbound"]
+
+
+async def test_nobody_to_take_the_call_records_a_voicemail_with_its_transcript(sqlite_server) -> None:
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    flow = {"start": "vm", "nodes": {"vm": {"type": "voicemail", "prompt": {"en": "We are closed. Leave a message."},
+                                             "max_seconds": 60}}}
+    async with server.services.db.transaction() as s:
+        row, _ = await flow_actions.create_flow(s, name="Closed", kind="ivr", definition=flow, now=utcnow())
+    async with FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw:
+        key = await voice_channel(server, ids, tw, flow_id=row.id)
+        call = await tw.incoming_call(from_=CALLER, to=NUMBER, url=f"{server.url}/hooks/{key}/voice")
+        await call.wait_for(lambda c: c.pending == "record")
+        assert any("Leave a message" in s for s in call.said)
+        tw.advance(42)
+        await call.hangup()
+        await tw.settle()
+        [crow] = await calls(server)
+        assert crow.end_cause == "voicemail" and crow.recording_url
+        assert (await entry(server, crow.message_id)).text.startswith("Voicemail 0:")
+        url = f"{server.url}/hooks/{key}/voice/transcription?call={crow.id}"
+        params = {"AccountSid": SID, "CallSid": crow.provider_ref, "TranscriptionSid": "TR" + "1" * 32,
+                  "TranscriptionStatus": "completed", "TranscriptionText": "Hi, my parcel <b>never</b> came"}
+        assert (await tw.signed_post(url, params)).status_code == 200
+        assert (await tw.signed_post(url, params)).status_code == 200  # a retry: one note
+        async with server.services.db.transaction(write=False) as s:
+            notes = [m.text for m in (await s.execute(select(MessageRow).where(
+                MessageRow.conversation_id == crow.conversation_id))).scalars() if m.text.startswith("Transcript")]
+        assert notes == ["Transcript (Twilio): Hi, my parcel <b>never</b> came"]  # kept as text; the desk escapes it
+        async with server.services.db.transaction(write=False) as s:
+            from threadline.db.repos import conversations as repo
+            conv = await repo.get_conversation(s, crow.conversation_id)
+            assert conv is not None and conv.queue_id == ids["general"] and conv.status == "open"  # a task

@@ -313,6 +313,13 @@ async def _callbacks_for(session: AsyncSession, conversation_ids: list[int]) -> 
     return calls
 
 
+async def transcript(session: AsyncSession, call: CallRow, text_: str, source: str) -> None:
+    """A transcript of the call's voicemail or recording (from the provider, or a local model), kept with
+    the call and shown in the timeline, marked with where it came from."""
+    call.details = {**call.details, "transcript": text_, "transcript_source": source}
+    await _note(session, call, f"Transcript ({source}): {text_}")
+
+
 # --------------------------------------------------------------------------- click-to-call
 
 

@@ -168,6 +168,7 @@ async def _render(session: Any, h: Hook, call: Any, turn: actions.FlowTurn) -> s
         prompt = turn.voicemail.prompt or text("voicemail_prompt", locale)
         return twiml.voicemail(urls, " ".join([*lines, prompt]), locale, turn.voicemail.max_seconds)
     goodbye = [*lines, *([turn.hangup.text] if turn.hangup is not None and turn.hangup.text else [])]
+    await actions.hang_up(session, call, h.now)  # the flow ends the call (self-service, or a dead end)
     return twiml.hangup(goodbye, locale)
 
 
@@ -398,6 +399,7 @@ async def voicemail_done(key: str, request: Request, services: ServicesDep, call
                 await actions.recording(session, row, url=h.form["RecordingUrl"][:2000],
                                         seconds=_seconds(h.form.get("RecordingDuration", "")))
             await actions.voicemail_left(session, row, h.now)
+            await actions.hang_up(session, row, h.at())  # we answer <Hangup/>: the call ends with its message
             return _xml(twiml.hangup([], row.locale))
     except BadPayload as exc:
         return problem(400, str(exc), code="bad_payload")
@@ -416,6 +418,26 @@ async def recording_ready(key: str, request: Request, services: ServicesDep, cal
             if h.form.get("RecordingStatus", "completed") == "completed" and h.form.get("RecordingUrl"):
                 await actions.recording(session, row, url=h.form["RecordingUrl"][:2000],
                                         seconds=_seconds(h.form.get("RecordingDuration", "")))
+    except BadPayload as exc:
+        return problem(400, str(exc), code="bad_payload")
+    except NotFound as exc:
+        return problem(404, str(exc))
+    return _xml(EMPTY)
+
+
+@hooks.post("/hooks/{key}/voice/transcription", summary="Twilio: a voicemail's transcript", response_class=Response)
+async def transcription(key: str, request: Request, services: ServicesDep, call: str | None = Query(None)) -> Response:
+    h = await _hook(services, key, request, "/voice/transcription")
+    if isinstance(h, Response):
+        return h
+    try:
+        async with services.db.transaction(write=True) as session:
+            row = await actions.get_call(session, _call_id(call), h.channel.id)
+            said = h.form.get("TranscriptionText", "").strip()[:5000]
+            fresh = await voice_repo.record_event(session, row.id, f"transcript:{h.form.get('TranscriptionSid', '')}",
+                                                  "transcript", None, {"status": h.form.get("TranscriptionStatus")})
+            if fresh and h.form.get("TranscriptionStatus") == "completed" and said:
+                await actions.transcript(session, row, said, "Twilio")
     except BadPayload as exc:
         return problem(400, str(exc), code="bad_payload")
     except NotFound as exc:

@@ -64,6 +64,10 @@ class Urls:
         return self._u("voicemail")
 
     @property
+    def transcription(self) -> str:
+        return self._u("transcription")
+
+    @property
     def callback_status(self) -> str:
         return self._u("status", leg="callback")
 
@@ -149,7 +153,8 @@ def voicemail(urls: Urls, prompt: str, locale: str, max_seconds: int) -> str:
     r = VoiceResponse()
     _say(r, prompt, locale)
     r.record(action=urls.voicemail_done, method="POST", max_length=max_seconds, play_beep=True,
-             recording_status_callback=urls.recording, recording_status_callback_method="POST")
+             recording_status_callback=urls.recording, recording_status_callback_method="POST",
+             transcribe=True, transcribe_callback=urls.transcription)
     r.hangup()
     return str(r.to_xml())
 
