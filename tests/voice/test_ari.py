@@ -12,6 +12,7 @@ With ``THREADLINE_TEST_ARI_URL`` set (and ``THREADLINE_TEST_ARI_USER`` / ``…_P
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import re
@@ -33,7 +34,7 @@ from threadline.db.types import utcnow
 from threadline.files.store import FileStore
 from threadline.flows import actions as flow_actions
 from threadline.voice.models import CallRow
-from threadline.voice.worker.ari import AriConnection, Prompts, to_8khz
+from threadline.voice.worker.ari import AriConnection, Prompts, prompt_store, to_8khz
 
 CALLER = "+34600111222"
 TIMEOUT = 10.0
@@ -164,13 +165,32 @@ async def test_a_caller_hears_the_ivr_presses_a_key_waits_and_is_bridged_with_al
         assert conn.legs == {}
 
 
+async def tone(line: str, locale: str) -> bytes:
+    """A stand-in for espeak-ng: one second of 22.05 kHz audio, as espeak-ng writes it."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(22050)
+        w.writeframes(b"\x01\x00" * 22050)
+    return to_8khz(out.getvalue())
+
+
 async def test_a_caller_who_hangs_up_while_queued_is_abandoned(sqlite_server) -> None:
     server = sqlite_server
     ids = await seed_basics(server.services)
-    async with FakeAri() as ari:
+    server.services.factory.public_base_url = server.url  # Asterisk fetches spoken prompts from us
+    server.services.voice.ari.prompts = Prompts(prompt_store(server.services.files), tone)
+    async with FakeAri() as ari, httpx.AsyncClient() as asterisk:
         await connection(server, await asterisk_channel(server, ids, ari))
         await ari.incoming("c-9", CALLER)
-        await ari.command("POST", "/channels/c-9/moh")  # no flow: welcome, then the channel's queue
+        welcome = await ari.command("POST", "/channels/c-9/play")  # no flow: welcome, then the channel's queue
+        url = welcome.params["media"].removeprefix("sound:")
+        assert re.fullmatch(rf"{server.url}/hooks/\w+/voice/prompts/[0-9a-f]{{64}}\.wav", url), url
+        wav = await asterisk.get(url)
+        assert wav.status_code == 200 and wav.headers["content-type"] == "audio/wav"
+        assert (await asterisk.get(url.replace(".wav", "0.wav"))).status_code == 404
+        await ari.command("POST", "/channels/c-9/moh")
         await ari.hangup("c-9")
 
         async def ended() -> list[CallRow]:
@@ -226,14 +246,7 @@ async def test_prompts_are_spoken_once_into_the_file_store(tmp_path) -> None:
 
     async def synth(line: str, locale: str) -> bytes:
         said.append(line)
-        import io
-        out = io.BytesIO()
-        with wave.open(out, "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(22050)
-            w.writeframes(b"\x01\x00" * 22050)
-        return to_8khz(out.getvalue())
+        return await tone(line, locale)
 
     files = FileStore(tmp_path / "files")
     prompts = Prompts(files, synth)

@@ -89,6 +89,12 @@ def agent_leg_call(channel_id: str) -> int | None:
 # --------------------------------------------------------------------------- prompts
 
 
+def prompt_store(files: FileStore) -> FileStore:
+    """Where spoken prompts are kept: beside the file store, not in it, so the public prompts URL can
+    never serve a customer's attachment (``voice/api.py``)."""
+    return FileStore(files.root.parent / "prompts")
+
+
 Synth = Callable[[str, str], Awaitable[bytes | None]]
 
 
@@ -567,7 +573,7 @@ class AriLoop(BackgroundLoop):
         super().__init__(interval=interval)
         self.db = db
         self.factory = factory
-        self.prompts = Prompts(files)
+        self.prompts = Prompts(prompt_store(files) if files is not None else None)
         self.max_backoff = max_backoff
         self.leader = LeaderLock(db, "voice-ari")
         self.connections: dict[int, AriConnection] = {}
