@@ -186,7 +186,7 @@ async def test_a_caller_who_hangs_up_while_queued_is_abandoned(sqlite_server) ->
         await ari.incoming("c-9", CALLER)
         welcome = await ari.command("POST", "/channels/c-9/play")  # no flow: welcome, then the channel's queue
         url = welcome.params["media"].removeprefix("sound:")
-        assert re.fullmatch(rf"{server.url}/hooks/\w+/voice/prompts/[0-9a-f]{{64}}\.wav", url), url
+        assert re.fullmatch(rf"{server.url}/hooks/[\w-]+/voice/prompts/[0-9a-f]{{64}}\.wav", url), url
         wav = await asterisk.get(url)
         assert wav.status_code == 200 and wav.headers["content-type"] == "audio/wav"
         assert (await asterisk.get(url.replace(".wav", "0.wav"))).status_code == 404
