@@ -21,6 +21,6 @@ def test_a_provider_channel_shows_its_hook_url_and_web_chat_its_snippet() -> Non
 def test_every_adapter_names_an_icon_the_desk_has() -> None:
     assert {kind: cls.icon for kind, cls in adapters().items()} == {
         "api": "code", "email": "mail", "instagram": "chat", "messenger": "chat", "telegram": "send",
-        "twilio": "phone", "twilio_whatsapp": "phone", "twilio_voice": "phone", "pbx": "phone", "webchat": "chat", "whatsapp": "phone"}
+        "twilio": "phone", "twilio_whatsapp": "phone", "twilio_voice": "phone", "pbx": "phone", "asterisk": "phone", "webchat": "chat", "whatsapp": "phone"}
     assert ChannelAdapter.icon == "chat"
     assert channel_icon_name("voice") == "phone" and channel_icon_name("no-such-kind") == "chat"

@@ -25,7 +25,8 @@ HOOK = "https://support.example.com/hooks/abc123"
 # Channels that are not HTTP-signed providers and keep their contract in their own test folders.
 ELSEWHERE = {"email": "tests/channels/email", "webchat": "tests/channels/webchat",
              # phone lines: call control and CTI events over real HTTP with FakeTwilio and a scripted PBX
-             "twilio_voice": "tests/voice", "pbx": "tests/voice"}
+             "twilio_voice": "tests/voice", "pbx": "tests/voice",
+             "asterisk": "tests/voice"}
 KINDS = sorted(adapters())
 
 

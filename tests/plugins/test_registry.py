@@ -14,7 +14,7 @@ from threadline.plugins.registry import CHANNELS_GROUP, GROUP, discover
 
 FAKES = "tests.plugins.fakes"
 BUNDLED_KINDS = {"api", "email", "webchat", "twilio", "twilio_whatsapp", "whatsapp", "messenger", "instagram",
-                 "telegram", "twilio_voice", "pbx"}
+                 "telegram", "twilio_voice", "pbx", "asterisk"}
 
 
 def installed(*eps: tuple[str, str, str]):  # (group, name, "module:attr")
@@ -33,8 +33,8 @@ def test_every_bundled_channel_is_found_by_folder_without_any_entry_point() -> N
     found = discover(source=installed())
     assert set(found.adapters) == BUNDLED_KINDS
     assert {i.name for i in found.integrations} == {"api", "email", "webchat", "twilio", "whatsapp", "messenger",
-                                                      "instagram", "telegram", "twilio_voice", "pbx"}  # meta: a library
-    assert {i.name for i in found.integrations if i.type is PluginType.TELEPHONY} == {"twilio_voice", "pbx"}
+                                                      "instagram", "telegram", "twilio_voice", "pbx", "asterisk"}  # meta: a library
+    assert {i.name for i in found.integrations if i.type is PluginType.TELEPHONY} == {"twilio_voice", "pbx", "asterisk"}
     assert all(i.type in (PluginType.CHANNEL, PluginType.TELEPHONY) for i in found.integrations)
 
 

@@ -856,3 +856,23 @@ async def place_call(body: PlaceCallIn, actor: CurrentActor, services: ServicesD
         row = await actions.place_call(session, lines[0], conversation_id=conv.id, agent_id=actor.user_id,
                                        number=number, ours=adapter.config.phone_number, now=utcnow())
         return _call_out(row)
+
+
+# --------------------------------------------------------------------------- Asterisk ARI prompts
+
+
+@hooks.get("/hooks/{key}/voice/prompts/{name}", summary="Asterisk: a spoken prompt (WAV)", response_class=Response)
+async def ari_prompt(key: str, name: str, services: ServicesDep) -> Response:
+    """A prompt the ARI loop spoke with espeak-ng (``voice/worker/ari.py``), fetched by Asterisk for a
+    ``sound:http…/{sha256}.wav`` playback. Public like the hook URL: a prompt is what every caller hears;
+    prompts live in their own store, so no other file can be served here."""
+    from threadline.voice.worker.ari import KIND, prompt_store
+
+    channel = await services.channels.by_key(key)
+    if channel is None or not channel.enabled or channel.kind != KIND or not name.endswith(".wav"):
+        return problem(404, "no such prompt")
+    try:
+        data = prompt_store(services.files).read(name.removesuffix(".wav"))
+    except (ValueError, OSError):
+        return problem(404, "no such prompt")
+    return Response(data, media_type="audio/wav")

@@ -19,10 +19,12 @@ from threadline.db.models import ChannelInstanceRow
 from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.domain.events import ConversationUpdated
+from threadline.files.store import FileStore
 from threadline.voice import actions
 from threadline.voice import repo as voice_repo
 from threadline.voice.domain import twiml
 from threadline.voice.domain.calls import CallState, conference_name
+from threadline.voice.worker import ari
 from threadline.workers.follower import Clock, Followed, OutboxFollower
 from threadline.workers.scheduler import Job, TimerWorker
 
@@ -68,6 +70,8 @@ async def _adapter(session: AsyncSession, factory: AdapterFactory, call: Any) ->
 
 def connect_job(factory: AdapterFactory):  # type: ignore[no-untyped-def]
     async def connect(session: AsyncSession, job: Job, now: datetime) -> None:
+        if await ari.connect_job(session, job, now, factory):  # Asterisk: a bridge and the agent's endpoint
+            return
         call = await voice_repo.get(session, int(job.key), for_update=True)
         if call is None:
             return
@@ -130,23 +134,28 @@ class Voice:
 
     name = "voice"
 
-    def __init__(self, db: Database, factory: AdapterFactory, timers: TimerWorker) -> None:
+    def __init__(self, db: Database, factory: AdapterFactory, timers: TimerWorker, *,
+                 files: FileStore | None = None) -> None:
         self.connector = VoiceConnector(db)
+        self.ari = ari.AriLoop(db, factory, files=files)  # Asterisk channels (connects only if one exists)
         timers.register(actions.CONNECT_JOB, connect_job(factory))
         timers.register(actions.COMMAND_JOB, command_job(factory))
 
     def on_event(self, env: Any) -> None:
         self.connector.on_event(env)
+        self.ari.on_event(env)
 
     @property
-    def parts(self) -> tuple[OutboxFollower, ...]:
-        return (self.connector,)
+    def parts(self) -> tuple[OutboxFollower | ari.AriLoop, ...]:
+        return (self.connector, self.ari)
 
     def wake(self) -> None:
         self.connector.wake()
 
     async def start(self) -> None:
         await self.connector.start()
+        await self.ari.start()
 
     async def stop(self) -> None:
+        await self.ari.stop()
         await self.connector.stop()
