@@ -50,10 +50,15 @@ from threadline.voice import actions
 from threadline.voice import repo as voice_repo
 from threadline.voice.domain import twiml
 from threadline.voice.domain.calls import CallState, Direction, announcement, cti_event, text
-from threadline.web.deps import CurrentActor, ServicesDep
+from threadline.web.deps import CurrentActor, ServicesDep, SupervisorActor
 from threadline.web.errors import problem
 
 hooks = APIRouter(tags=["voice"])
+# what a call control may answer besides the usual: not yours (403), not connected (409), the provider said no
+CONTROL: dict[int | str, dict[str, Any]] = {
+    403: {"description": "Not the agent on this call (or a supervisor)"},
+    409: {"description": "The call is not connected, or its phone system takes no commands"},
+    502: {"description": "The phone provider refused or failed the command; its reason is in detail"}}
 CallId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 router = APIRouter(prefix="/calls", tags=["voice"])
 XML = "text/xml"
@@ -603,7 +608,7 @@ def _conf(row: Any) -> str:
         row.conversation_id, row.id)
 
 
-@router.post("/{call_id}/hold", response_model=ControlOut, summary="Put the customer on hold (music) or back")
+@router.post("/{call_id}/hold", response_model=ControlOut, summary="Put the customer on hold (music) or back", responses=CONTROL)
 async def hold(call_id: CallId, body: HoldIn, actor: CurrentActor, services: ServicesDep) -> ControlOut:
     row, adapter = await _controlled(services, actor, call_id)
     fields = {"Hold": "true" if body.hold else "false"}
@@ -614,7 +619,7 @@ async def hold(call_id: CallId, body: HoldIn, actor: CurrentActor, services: Ser
 
 
 @router.post("/{call_id}/recording", response_model=ControlOut,
-             summary="Start, pause (a marked gap, e.g. while a card number is read) or resume the recording")
+             summary="Start, pause (a marked gap, e.g. while a card number is read) or resume the recording", responses=CONTROL)
 async def recording(call_id: CallId, body: RecordingIn, actor: CurrentActor, services: ServicesDep) -> ControlOut:
     row, adapter = await _controlled(services, actor, call_id)
     customer = row.details.get("callback_sid") or row.provider_ref
@@ -644,7 +649,7 @@ async def recording(call_id: CallId, body: RecordingIn, actor: CurrentActor, ser
     return _out(row, "recording paused" if status == "paused" else "recording resumed")
 
 
-@router.post("/{call_id}/transfer", response_model=ControlOut, summary="Transfer to an agent, a queue or a number")
+@router.post("/{call_id}/transfer", response_model=ControlOut, summary="Transfer to an agent, a queue or a number", responses=CONTROL)
 async def transfer(call_id: CallId, body: TransferIn, actor: CurrentActor, services: ServicesDep) -> ControlOut:
     targets = [t for t in (body.agent_id, body.queue_id, body.number) if t is not None]
     if len(targets) != 1:
@@ -685,7 +690,7 @@ async def transfer(call_id: CallId, body: TransferIn, actor: CurrentActor, servi
 
 
 @router.post("/{call_id}/monitor", response_model=ControlOut,
-             summary="A supervisor listens, whispers to the agent (only they hear) or joins the call")
+             summary="A supervisor listens, whispers to the agent (only they hear) or joins the call", responses=CONTROL)
 async def monitor(call_id: CallId, body: MonitorIn, actor: CurrentActor, services: ServicesDep) -> ControlOut:
     row, adapter = await _controlled(services, actor, call_id, supervise=True)
     urls = twiml.Urls(adapter.hook_url + "/voice", row.id)
@@ -703,14 +708,14 @@ async def monitor(call_id: CallId, body: MonitorIn, actor: CurrentActor, service
     return _out(row, {"listen": "listening", "whisper": "whispering to the agent", "barge": "in the call"}[body.mode])
 
 
-@router.post("/{call_id}/hangup", response_model=ControlOut, summary="End the call for everyone")
+@router.post("/{call_id}/hangup", response_model=ControlOut, summary="End the call for everyone", responses=CONTROL)
 async def hangup(call_id: CallId, actor: CurrentActor, services: ServicesDep) -> ControlOut:
     row, adapter = await _controlled(services, actor, call_id)
     await _provider(adapter.end_call(row.details.get("callback_sid") or row.provider_ref))
     return _out(row, "hanging up")
 
 
-@router.post("/{call_id}/wrap-up", response_model=ControlOut, summary="The call's disposition code and notes")
+@router.post("/{call_id}/wrap-up", response_model=ControlOut, summary="The call's disposition code and notes", responses=CONTROL)
 async def wrap_up(call_id: CallId, body: WrapUpIn, actor: CurrentActor, services: ServicesDep) -> ControlOut:
     from threadline.db.repos import conversations as conversation_repo  # noqa: PLC0415
     async with services.db.transaction(write=True) as session:
@@ -731,7 +736,7 @@ class TransferTargets(BaseModel):
 
 
 @router.get("/{call_id}/transfer-targets", response_model=TransferTargets,
-            summary="Who the call can go to: available agents (not you) and the queues")
+            summary="Who the call can go to: available agents (not you) and the queues", responses=CONTROL)
 async def transfer_targets(call_id: CallId, actor: CurrentActor, services: ServicesDep) -> TransferTargets:
     row, _ = await _controlled(services, actor, call_id)
     from threadline.db.repos import users as users_repo  # noqa: PLC0415
@@ -782,8 +787,7 @@ class LiveCall(BaseModel):
 
 
 @router.get("/live", response_model=list[LiveCall], summary="Calls in progress, for the live view (supervisors)")
-async def live_calls(actor: CurrentActor, services: ServicesDep) -> list[LiveCall]:
-    actor.require(Role.SUPERVISOR, "see the calls in progress")
+async def live_calls(actor: SupervisorActor, services: ServicesDep) -> list[LiveCall]:
     from threadline.db.repos import users as users_repo  # noqa: PLC0415
     async with services.db.transaction(write=False) as session:
         rows = await voice_repo.live(session)
@@ -795,7 +799,7 @@ async def live_calls(actor: CurrentActor, services: ServicesDep) -> list[LiveCal
 
 
 @router.get("/{call_id}/recording", summary="Play the call's recording (supervisors, and the agent who took the call)",
-            response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
+            response_class=Response, responses={200: {"content": {"audio/wav": {}}}, **CONTROL})
 async def play_recording(call_id: CallId, actor: CurrentActor, services: ServicesDep) -> Response:
     from urllib.parse import urlsplit  # noqa: PLC0415
 
@@ -831,7 +835,8 @@ class PlaceCallIn(BaseModel):
                                "the one they last used)")
 
 
-@router.post("", response_model=CallOut, status_code=201, summary="Click-to-call: ring my softphone and the customer")
+@router.post("", response_model=CallOut, status_code=201, summary="Click-to-call: ring my softphone and the customer",
+             responses={502: CONTROL[502]})
 async def place_call(body: PlaceCallIn, actor: CurrentActor, services: ServicesDep) -> CallOut:
     from threadline.db.repos import channels as channels_repo  # noqa: PLC0415
     from threadline.db.repos import contacts as contacts_repo  # noqa: PLC0415
