@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import api_ingest, email_ingest, messaging_ingest, routing_core, routing_durable
+from bench import api_ingest, email_ingest, messaging_ingest, routing_core, routing_durable, voice_webhooks
 
 
 def main() -> None:
@@ -20,6 +20,8 @@ def main() -> None:
     email_ingest.main()
     print("\n== Twilio SMS ingest ==")
     messaging_ingest.main()
+    print("\n== voice call-control webhooks ==")
+    voice_webhooks.main()
 
 
 if __name__ == "__main__":

@@ -41,9 +41,18 @@ class Conn:
             self.writer.close()
 
 
-async def closed_loop(host: str, port: int, path: str, make: Callable[[int], tuple[bytes, dict[str, str]]],
-                      total: int, concurrency: int) -> tuple[float, dict[int, int]]:
-    """Send ``total`` requests as fast as ``concurrency`` connections allow; return (seconds, statuses)."""
+Path = str | Callable[[int], str]
+
+
+def _path(path: Path, i: int) -> str:
+    return path if isinstance(path, str) else path(i)
+
+
+async def closed_loop(host: str, port: int, path: Path, make: Callable[[int], tuple[bytes, dict[str, str]]],
+                      total: int, concurrency: int, latencies: dict[int, float] | None = None
+                      ) -> tuple[float, dict[int, int]]:
+    """Send ``total`` requests as fast as ``concurrency`` connections allow; return (seconds, statuses).
+    ``path`` is one path or each request's (``path(i)``); ``latencies`` gets each request's round trip (ms)."""
     conns = [Conn(host, port) for _ in range(concurrency)]
     await asyncio.gather(*(c.open() for c in conns))
     counter = iter(range(total))
@@ -52,7 +61,10 @@ async def closed_loop(host: str, port: int, path: str, make: Callable[[int], tup
     async def worker(c: Conn) -> None:
         for i in counter:
             body, headers = make(i)
-            st = await c.post(path, body, headers)
+            t0 = time.perf_counter()
+            st = await c.post(_path(path, i), body, headers)
+            if latencies is not None:
+                latencies[i] = (time.perf_counter() - t0) * 1000
             statuses[st] = statuses.get(st, 0) + 1
 
     start = time.perf_counter()
@@ -63,9 +75,12 @@ async def closed_loop(host: str, port: int, path: str, make: Callable[[int], tup
     return elapsed, statuses
 
 
-async def open_loop(host: str, port: int, path: str, make: Callable[[int], tuple[bytes, dict[str, str]]],
-                    rate: float, seconds: float, concurrency: int = 64) -> dict[int, int]:
-    """Send at a fixed rate (requests per second) for ``seconds``, whatever the server's speed."""
+async def open_loop(host: str, port: int, path: Path, make: Callable[[int], tuple[bytes, dict[str, str]]],
+                    rate: float, seconds: float, concurrency: int = 64, latencies: dict[int, float] | None = None
+                    ) -> dict[int, int]:
+    """Send at a fixed rate (requests per second) for ``seconds``, whatever the server's speed.
+    ``latencies`` gets each request's time (ms) from when it was due (so waiting for a free connection
+    counts: no coordinated omission) to its answer."""
     conns = [Conn(host, port) for _ in range(concurrency)]
     await asyncio.gather(*(c.open() for c in conns))
     free: asyncio.Queue[Conn] = asyncio.Queue()
@@ -74,11 +89,13 @@ async def open_loop(host: str, port: int, path: str, make: Callable[[int], tuple
     statuses: dict[int, int] = {}
     tasks = []
 
-    async def one(i: int) -> None:
+    async def one(i: int, due: float) -> None:
         c = await free.get()
         try:
             body, headers = make(i)
-            st = await c.post(path, body, headers)
+            st = await c.post(_path(path, i), body, headers)
+            if latencies is not None:
+                latencies[i] = (time.perf_counter() - due) * 1000
             statuses[st] = statuses.get(st, 0) + 1
         finally:
             free.put_nowait(c)
@@ -86,10 +103,11 @@ async def open_loop(host: str, port: int, path: str, make: Callable[[int], tuple
     start = time.perf_counter()
     n = int(rate * seconds)
     for i in range(n):
-        delay = start + i / rate - time.perf_counter()
+        due = start + i / rate
+        delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i)))
+        tasks.append(asyncio.create_task(one(i, due)))
     await asyncio.gather(*tasks)
     for c in conns:
         c.close()

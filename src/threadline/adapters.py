@@ -37,8 +37,8 @@ class AdapterFactory:
             if self.public_base_url:
                 adapter.hook_url = hook_url = f"{self.public_base_url}/hooks/{row.key}"
                 if self.link_key is not None:
-                    key = self.link_key
-                    adapter.file_url = lambda url: signed_link(key, hook_url, url, time.time())
+                    lk = self.link_key  # (not ``key``: that is the cache key, stored below)
+                    adapter.file_url = lambda url: signed_link(lk, hook_url, url, time.time())
             self._cache = {k: v for k, v in self._cache.items() if k[0] != row.id}
             self._cache[key] = adapter
         return adapter

@@ -272,12 +272,15 @@ async def wait_key(key: str, request: Request, services: ServicesDep, call: str 
         return h
     try:
         call_id = _call_id(call)
-        async with services.db.transaction(write=True) as session:
-            row = await actions.get_call(session, call_id, h.channel.id)
+        async with services.db.transaction(write=False) as session:  # any other key changes nothing: a read
+            row = await actions.get_call(session, call_id, h.channel.id, lock=False)
             wanted = row.details.get("callback_key") or h.adapter.config.callback_key
-            if wanted and h.form.get("Digits", "").strip() == wanted and row.state == CallState.QUEUED:
-                await actions.request_callback(session, row, h.now)
-                return _xml(twiml.leave())
+        if wanted and h.form.get("Digits", "").strip() == wanted and row.state == CallState.QUEUED:
+            async with services.db.transaction(write=True) as session:
+                row = await actions.get_call(session, call_id, h.channel.id)
+                if row.state == CallState.QUEUED:
+                    await actions.request_callback(session, row, h.now)
+                    return _xml(twiml.leave())
     except BadPayload as exc:
         return problem(400, str(exc), code="bad_payload")
     except NotFound as exc:
