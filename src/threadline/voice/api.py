@@ -49,7 +49,7 @@ from threadline.flows import domain as flow
 from threadline.voice import actions
 from threadline.voice import repo as voice_repo
 from threadline.voice.domain import twiml
-from threadline.voice.domain.calls import CallState, Direction, announcement, cti_event, text
+from threadline.voice.domain.calls import TWILIO_END, CallState, Direction, announcement, cti_event, text
 from threadline.web.deps import CurrentActor, ServicesDep, SupervisorActor
 from threadline.web.errors import problem
 
@@ -320,7 +320,17 @@ async def status(key: str, request: Request, services: ServicesDep, call: str | 
         return problem(400, "leg must be agent, callback, transfer or monitor (or absent: the customer's call)",
                        code="bad_payload")
     sid, state = h.form.get("CallSid", ""), h.form.get("CallStatus", "")
+    failed = state in ("no-answer", "busy", "failed", "canceled")
+    # Which statuses change anything: a leg's end (every leg), a callback answered. The rest (queued,
+    # initiated, ringing, in-progress of a call already under way) change nothing and take no write:
+    # each would otherwise queue for the single writer behind the inbox and the other callbacks.
+    acts = state in TWILIO_END or failed or (leg == "callback" and state in ("in-progress", "answered"))
     try:
+        if not acts:
+            async with services.db.transaction(write=False) as session:
+                if call is not None:
+                    await actions.get_call(session, _call_id(call), h.channel.id, lock=False)
+            return _xml(EMPTY)
         async with services.db.transaction(write=True) as session:
             if call is not None:
                 row = await actions.get_call(session, _call_id(call), h.channel.id)
