@@ -91,6 +91,11 @@ def demo() -> None:
         click.echo(f"generic API channel inbound URL: {result.api_channel_url}")
     if getattr(result, "demo_url", None):
         click.echo(f"demo shop with the web chat widget (play the visitor there): {result.demo_url}")
+    if getattr(result, "pbx_url", None):
+        from threadline.demo import PBX_TOKEN
+
+        click.echo(f"demo phone system (CTI) events URL: {result.pbx_url}  (Authorization: Bearer {PBX_TOKEN};"
+                   " a call: curl -H 'Authorization: Bearer …' -d 'event=newCall&callId=1&from=+34600111222' URL)")
 
 
 @main.group()

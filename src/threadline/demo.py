@@ -59,6 +59,7 @@ class DemoResult:
     logins: list[tuple[str, str, str]]
     api_channel_url: str | None
     demo_url: str | None = None  # the demo shop page with the web chat widget
+    pbx_url: str | None = None  # the demo phone system's CTI events URL (Authorization: Bearer PBX_TOKEN)
 
 
 async def seed(services: Services) -> DemoResult:
@@ -66,7 +67,8 @@ async def seed(services: Services) -> DemoResult:
     async with services.db.transaction(write=True) as session:
         if await users_repo.get_user_by_email(session, PEOPLE[0][0]) is not None:
             await seed_webchat(services, session)
-            return DemoResult(False, logins, None, f"{services.settings.public_base_url}/demo")
+            return DemoResult(False, logins, None, f"{services.settings.public_base_url}/demo",
+                              await seed_pbx(services, session))
         teams = {name: (await user_actions.create_team(session, name)).id for name in ("Support", "Billing")}
         queues = {}
         for name, team, settings in QUEUES:
@@ -99,9 +101,10 @@ async def seed(services: Services) -> DemoResult:
                                                        assignee_id=users["bruno@demo.threadline.dev"].id,
                                                        labels=["billing", "refund"], priority="high")
         await seed_webchat(services, session)
+        pbx_url = await seed_pbx(services, session)
         await seed_canned(session, users[PEOPLE[0][0]].id)
     return DemoResult(True, logins, f"{services.settings.public_base_url}/hooks/{channel.key}",
-                      f"{services.settings.public_base_url}/demo")
+                      f"{services.settings.public_base_url}/demo", pbx_url)
 
 
 def _local_origins(base: str) -> list[str]:
@@ -115,6 +118,23 @@ def _local_origins(base: str) -> list[str]:
         if u.hostname in ("127.0.0.1", "localhost") and host != u.hostname:
             origins.append(f"{u.scheme}://{host}{port}")
     return origins
+
+
+PBX_NAME = "Office phone system"
+PBX_TOKEN = "demo-pbx-token-change-me-0123456789"  # a demo secret: the phone system posts it (Bearer)
+
+
+async def seed_pbx(services: Services, session: AsyncSession) -> str:
+    """The demo phone system (the generic CTI endpoint, docs/channels/voice.md): its events URL."""
+    from threadline.db.repos import channels as channels_repo
+
+    row = await channels_repo.get_channel_by_name(session, PBX_NAME)
+    if row is None:
+        queues = {q.name: q.id for q in await users_repo.list_queues(session)}
+        row = await channel_actions.create_channel(session, services.box, kind="pbx", name=PBX_NAME,
+                                                   default_queue_id=queues.get("general"),
+                                                   config={"token": PBX_TOKEN})
+    return f"{services.settings.public_base_url}/hooks/{row.key}/cti"
 
 
 async def seed_webchat(services: Services, session: AsyncSession) -> None:
