@@ -95,7 +95,7 @@ def demo() -> None:
         from threadline.demo import PBX_TOKEN
 
         click.echo(f"demo phone system (CTI) events URL: {result.pbx_url}  (Authorization: Bearer {PBX_TOKEN};"
-                   " a call: curl -H 'Authorization: Bearer …' -d 'event=newCall&callId=1&from=+34600111222' URL)")
+                   " see README for a call in three curl lines)")
 
 
 @main.group()
