@@ -8,6 +8,7 @@ from __future__ import annotations
 import httpx
 import websockets
 
+from tests.browser.conftest import SCREENSHOTS
 from tests.browser.test_desk_live import WAIT, open_desk
 from tests.conftest import seed_basics
 from tests.routing.test_api import token_for
@@ -46,6 +47,10 @@ async def test_the_call_bar_holds_the_caller_and_the_wrap_up_saves_a_disposition
         conf = tw.conference(call.conference)
         await call.wait_for(lambda c: conf.participants[c.sid].hold)
         await bar.get_by_role("button", name="Resume").wait_for(timeout=WAIT)  # redrawn on call.changed
+        await bar.get_by_role("button", name="Transfer…").click()
+        await bar.locator(".call-transfer").wait_for(timeout=WAIT)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(SCREENSHOTS / "voice-call-bar.png"))
         await call.hangup()
         await page.locator("#call-bar .call-wrapup").wait_for(timeout=WAIT)
         await page.fill("#call-bar .call-wrapup input[aria-label=Disposition]", "order-status")
@@ -70,6 +75,8 @@ async def test_the_softphone_rings_in_the_desk_and_takes_the_call(sqlite_server,
         await phone.get_by_text("Incoming call · +34600111222").wait_for(timeout=WAIT)
         token = await page.evaluate("window.__tl.token")
         assert token.count(".") == 2  # a JWT minted by Threadline for agent-{id}
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(SCREENSHOTS / "voice-softphone.png"))
         await phone.get_by_role("button", name="Accept").click()
         assert await page.evaluate("window.__tl.accepted") is True
         await phone.get_by_role("button", name="5").click()
@@ -93,6 +100,8 @@ async def test_a_supervisor_sees_the_call_in_the_live_view_and_whispers_to_the_a
         calls = page.locator("#live-calls")
         await calls.get_by_text("+34600111222").wait_for(timeout=WAIT)
         assert "Alice" in await calls.inner_text()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(SCREENSHOTS / "voice-live-view.png"), full_page=True)
         await calls.get_by_role("button", name="Whisper").click()
         leg = await tw.outbound_call(to=f"client:agent-{ids['sup']}")
         await tw.answer(leg)

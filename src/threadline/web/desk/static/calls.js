@@ -45,9 +45,9 @@
   function bar() {
     var b = document.getElementById("call-bar");
     if (!b) {
-      var host = document.getElementById("conversation"); if (!host) return null;
+      var wrap = document.getElementById("timeline-wrap"); if (!wrap || !wrap.parentNode) return null;
       b = el("div", { id: "call-bar", "class": "call-bar", role: "region", "aria-label": "Call" });
-      host.insertBefore(b, host.firstChild);
+      wrap.parentNode.insertBefore(b, wrap);  // in the conversation's column, between its header and timeline
     }
     return b;
   }
@@ -73,7 +73,9 @@
     function fill() {
       target.textContent = "";
       number.hidden = kind.value !== "number"; target.hidden = kind.value === "number";
-      (kind.value === "agent" ? targets.agents : targets.queues).forEach(function (t) { target.appendChild(el("option", { value: t.id }, t.name)); });
+      var list = kind.value === "agent" ? targets.agents : targets.queues;
+      list.forEach(function (t) { target.appendChild(el("option", { value: t.id }, t.name)); });
+      if (!list.length && kind.value !== "number") target.appendChild(el("option", { value: "", disabled: "" }, "nobody available"));
     }
     kind.addEventListener("change", fill);
     api("GET", "/api/v1/calls/" + call.id + "/transfer-targets").then(function (t) { targets = t; fill(); }).catch(function () {});
@@ -133,14 +135,16 @@
   function drawLive(calls) {
     var box = document.getElementById("live-calls");
     if (!box) {
-      box = el("section", { id: "live-calls", "class": "live-calls", "aria-label": "Calls in progress" });
+      box = el("section", { id: "live-calls", "class": "card live-calls", "aria-label": "Calls in progress" });
       liveBoard.parentNode.insertBefore(box, liveBoard.nextSibling);
     }
     box.textContent = "";
-    box.appendChild(el("h2", {}, "Calls in progress (" + calls.length + ")"));
-    var table = el("table", { "class": "table" }), head = el("tr");
-    ["Caller", "State", "Agent", "Verified", ""].forEach(function (h) { head.appendChild(el("th", {}, h)); });
-    table.appendChild(head);
+    var head = el("div", { "class": "card-head" }); head.appendChild(el("h2", {}, "Calls in progress (" + calls.length + ")"));
+    box.appendChild(head);
+    var table = el("table", { "class": "table" }), row = el("tr");
+    ["Caller", "State", "Agent", "Verified", ""].forEach(function (h) { row.appendChild(el("th", {}, h)); });
+    table.appendChild(row);
+    if (!calls.length) { var none = el("tr"); none.appendChild(el("td", { colspan: "5", "class": "muted" }, "No calls right now.")); table.appendChild(none); }
     calls.forEach(function (c) {
       var tr = el("tr", { "data-call": c.id });
       tr.appendChild(el("td", {}, c.number));
