@@ -38,8 +38,7 @@ async def the_call(server: Any) -> tuple[CallRow, MessageRow, ConversationRow]:
         return call, msg, conv
 
 
-async def test_pbx_events_pop_the_customer_for_the_agent_and_log_the_call(sqlite_server) -> None:
-    server = sqlite_server
+async def test_pbx_events_pop_the_customer_for_the_agent_and_log_the_call(server) -> None:
     ids = await seed_basics(server.services)
     key = await pbx_channel(server, ids)
     token = await token_for(server, "alice@example.com")
@@ -69,8 +68,7 @@ async def test_pbx_events_pop_the_customer_for_the_agent_and_log_the_call(sqlite
         assert conv.status == "open"  # answered: nothing missed
 
 
-async def test_a_missed_pbx_call_becomes_a_callback_task_and_bad_input_is_refused(sqlite_server) -> None:
-    server = sqlite_server
+async def test_a_missed_pbx_call_becomes_a_callback_task_and_bad_input_is_refused(server) -> None:
     ids = await seed_basics(server.services)
     key = await pbx_channel(server, ids)
     async with httpx.AsyncClient(base_url=server.url) as c:

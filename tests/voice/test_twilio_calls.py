@@ -52,8 +52,7 @@ async def entry(server: Any, message_id: int) -> MessageRow:
         return row
 
 
-async def test_a_call_waits_in_the_queue_is_offered_accepted_and_bridged_then_logged(sqlite_server) -> None:
-    server = sqlite_server
+async def test_a_call_waits_in_the_queue_is_offered_accepted_and_bridged_then_logged(server) -> None:
     ids = await seed_basics(server.services)
     token = await token_for(server, "alice@example.com")
     async with FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw, \
@@ -255,8 +254,7 @@ async def test_the_agent_holds_records_with_a_pci_gap_and_wraps_up(sqlite_server
         assert (await alice.post("/api/v1/calls/99999999999/hold", json={"hold": True})).status_code == 422
 
 
-async def test_a_blind_transfer_hands_the_call_over_and_a_failed_one_comes_back(sqlite_server) -> None:
-    server = sqlite_server
+async def test_a_blind_transfer_hands_the_call_over_and_a_failed_one_comes_back(server) -> None:
     ids = await seed_basics(server.services)
     token = await token_for(server, "alice@example.com")
     bob_token = await token_for(server, "bob@example.com")
