@@ -103,6 +103,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("retention_webhook_deliveries_days",
                                       "THREADLINE_RETENTION_WEBHOOK_DELIVERIES_DAYS",
                                       "THREADLINE_WEBHOOKS_RETENTION_DAYS"))  # the earlier name, still read
+    retention_call_recordings_days: int | None = Field(
+        default=None, ge=1, le=36_500, description="Call recordings are deleted (at the provider too) this long "
+        "after the call ends; unset: kept (docs/channels/voice.md)")
     # Email (docs/channels/email.md): the embedded SMTP receiver is off unless a port is set
     smtp_port: int | None = Field(default=None, description="Port of the embedded SMTP receiver (e.g. 25); off if unset")
     smtp_host: str = Field(default="0.0.0.0", description="Address the SMTP receiver listens on")

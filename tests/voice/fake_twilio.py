@@ -467,6 +467,7 @@ class FakeTwilio:
         self.conferences: dict[str, FakeConference] = {}
         self.queues: dict[str, FakeQueue] = {}
         self.recordings: list[Recording] = []
+        self.deleted_recordings: list[str] = []  # recordings the app deleted (REST DELETE)
         self.log: list[Exchange] = []
         self.errors: list[str] = []
         self.base_url = ""
@@ -1611,6 +1612,10 @@ class FakeTwilio:
         rec = next((r for r in self.recordings if r.sid == sid), None)
         if rec is None:
             return self._err(404, 20404, "The requested resource was not found")
+        if method == "DELETE":
+            self.recordings.remove(rec)
+            self.deleted_recordings.append(rec.sid)
+            return Response(status_code=204)
         return JSONResponse(self._rec_json(rec))
 
     def _conf_json(self, conf: FakeConference) -> dict[str, Any]:

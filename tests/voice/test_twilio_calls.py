@@ -364,3 +364,35 @@ async def test_nobody_to_take_the_call_records_a_voicemail_with_its_transcript(s
             from threadline.db.repos import conversations as repo
             conv = await repo.get_conversation(s, crow.conversation_id)
             assert conv is not None and conv.queue_id == ids["general"] and conv.status == "open"  # a task
+
+
+async def test_recordings_older_than_the_retention_are_deleted_at_the_provider_too(sqlite_server) -> None:
+    from datetime import timedelta
+
+    from threadline.voice import actions as voice_actions
+    from threadline.voice.worker import recordings_job
+    from threadline.workers.scheduler import Job
+
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    token = await token_for(server, "alice@example.com")
+    async with FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as alice, \
+            websockets.connect(f"{server.ws_url}/api/v1/stream?token={token}") as ws:
+        call, row = await connected_call(server, ids, tw, alice, ws, record="on_demand")
+        assert (await alice.post(f"/api/v1/calls/{row.id}/recording", json={"action": "start"})).status_code == 200
+        await call.hangup()
+        await tw.settle()
+        [row] = await calls(server)
+        assert row.recording_url and len(tw.recordings) == 1
+        prune = recordings_job(server.services.factory, days=30)
+        job = Job(1, voice_actions.RECORDINGS_JOB, "all", utcnow(), {}, 1)
+        async with server.services.db.transaction() as s:  # a day later: within the retention, kept
+            await prune(s, job, utcnow() + timedelta(days=1))
+        assert tw.deleted_recordings == [] and (await calls(server))[0].recording_url
+        async with server.services.db.transaction() as s:  # 31 days later: deleted there, and here
+            await prune(s, job, utcnow() + timedelta(days=31))
+        [row] = await calls(server)
+        assert row.recording_url is None and len(tw.deleted_recordings) == 1 and tw.recordings == []
+        assert (await alice.get(f"/api/v1/calls/{row.id}/recording")).status_code == 404
+        assert (await entry(server, row.message_id)).meta["call"]["recording"] is False

@@ -313,6 +313,16 @@ async def _callbacks_for(session: AsyncSession, conversation_ids: list[int]) -> 
     return calls
 
 
+RECORDINGS_JOB = "voice.recordings"  # the retention of call recordings (periodic)
+
+
+async def recording_deleted(session: AsyncSession, call: CallRow, now: datetime) -> None:
+    """The recording was deleted by retention: the call keeps its facts, the timeline loses the player."""
+    call.recording_url = None
+    call.details = {**call.details, "recording_deleted_at": now.isoformat()}
+    await _refresh_entry(session, call)
+
+
 async def transcript(session: AsyncSession, call: CallRow, text_: str, source: str) -> None:
     """A transcript of the call's voicemail or recording (from the provider, or a local model), kept with
     the call and shown in the timeline, marked with where it came from."""

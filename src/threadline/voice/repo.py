@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -61,4 +62,11 @@ async def live(session: AsyncSession, limit: int = 500) -> list[CallRow]:
     """Every call in progress, oldest first."""
     stmt = (select(CallRow).where(CallRow.state.in_([s.value for s in LIVE])).order_by(CallRow.started_at)
             .limit(limit))
+    return list((await session.execute(stmt)).scalars())
+
+
+async def recordings_older_than(session: AsyncSession, before: datetime, limit: int = 100) -> list[CallRow]:
+    """Ended calls that still have a recording, ended before ``before``, oldest first."""
+    stmt = (select(CallRow).where(CallRow.recording_url.is_not(None), CallRow.ended_at.is_not(None),
+                                  CallRow.ended_at < before).order_by(CallRow.ended_at).limit(limit))
     return list((await session.execute(stmt)).scalars())

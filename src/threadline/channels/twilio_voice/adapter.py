@@ -201,6 +201,18 @@ class TwilioVoiceChannel(ChannelAdapter):
         token.add_grant(VoiceGrant(incoming_allow=True, outgoing_application_sid=self.config.twiml_app_sid))
         return str(token.to_jwt())
 
+    async def delete_recording(self, url: str) -> None:
+        """Delete a recording at Twilio (its media and its record); gone already is fine."""
+        sid = url.rstrip("/").rsplit("/", 1)[-1].split(".")[0]
+        target = f"{self.config.api_base_url}/2010-04-01/Accounts/{self.config.account_sid}/Recordings/{sid}.json"
+        resp = await call(self.http, "DELETE", target, provider="Twilio",
+                          auth=(self.config.account_sid, self.config.auth_token.get_secret_value()))
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise RetryableSendError(f"Twilio answered {resp.status_code}", retry_after(resp))
+        if resp.status_code >= 400 and resp.status_code != 404:
+            body = json_or_empty(resp)
+            raise PermanentSendError(describe_error(str(body.get("code", "")), str(body.get("message", ""))))
+
     async def fetch_recording(self, url: str, max_bytes: int = 200 * 1024 * 1024) -> tuple[bytes, str]:
         """A recording's audio (WAV) from Twilio, with the account's credentials."""
         from threadline.channels._http import fetch  # noqa: PLC0415

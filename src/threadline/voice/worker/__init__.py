@@ -8,12 +8,13 @@ a moment does not lose the caller, and a restart between the accept and the REST
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.actions.scheduler import schedule_job
 from threadline.adapters import AdapterFactory
 from threadline.db.models import ChannelInstanceRow
 from threadline.db.session import Database
@@ -129,17 +130,37 @@ def command_job(factory: AdapterFactory):  # type: ignore[no-untyped-def]
     return command
 
 
+def recordings_job(factory: AdapterFactory, days: int | None):  # type: ignore[no-untyped-def]
+    """Delete recordings older than the retention (at the provider, then here), 100 a round, daily."""
+    async def prune(session: AsyncSession, job: Job, now: datetime) -> None:
+        done = 0
+        if days is not None:
+            for call in await voice_repo.recordings_older_than(session, now - timedelta(days=days)):
+                adapter = await _adapter(session, factory, call)
+                if adapter is not None and hasattr(adapter, "delete_recording"):
+                    await adapter.delete_recording(call.recording_url)
+                await actions.recording_deleted(session, call, now)
+                done += 1
+            if done:
+                log.info("voice_recordings_deleted", count=done)
+        again = now if done >= 100 else now + timedelta(days=1)
+        await schedule_job(session, job.kind, job.key, again)
+    return prune
+
+
 class Voice:
     """The voice loops of one process."""
 
     name = "voice"
 
     def __init__(self, db: Database, factory: AdapterFactory, timers: TimerWorker, *,
-                 files: FileStore | None = None) -> None:
+                 files: FileStore | None = None, recording_days: int | None = None) -> None:
         self.connector = VoiceConnector(db)
         self.ari = ari.AriLoop(db, factory, files=files)  # Asterisk channels (connects only if one exists)
         timers.register(actions.CONNECT_JOB, connect_job(factory))
         timers.register(actions.COMMAND_JOB, command_job(factory))
+        timers.register(actions.RECORDINGS_JOB, recordings_job(factory, recording_days))
+        timers.every(actions.RECORDINGS_JOB, "all", first_after=300.0)
 
     def on_event(self, env: Any) -> None:
         self.connector.on_event(env)
