@@ -396,3 +396,37 @@ async def test_recordings_older_than_the_retention_are_deleted_at_the_provider_t
         assert row.recording_url is None and len(tw.deleted_recordings) == 1 and tw.recordings == []
         assert (await alice.get(f"/api/v1/calls/{row.id}/recording")).status_code == 404
         assert (await entry(server, row.message_id)).meta["call"]["recording"] is False
+
+
+async def test_the_ivr_verifies_the_caller_by_pin_and_the_agent_sees_it(sqlite_server) -> None:
+    from threadline.actions import contacts as contact_actions
+
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    async with server.services.db.transaction() as s:  # a known customer with a PIN on file
+        await contact_actions.create_contact(s, name="Maria Rossi", identities=[{"kind": "phone", "value": CALLER}],
+                                             attributes={"pin": "4321"})
+        flow = {"start": "pin", "nodes": {
+            "pin": {"type": "verify", "prompt": {"en": "Enter your PIN, then hash."}, "against": "pin",
+                    "max_tries": 2, "ok": "q", "fail": "q"},
+            "q": {"type": "queue", "queue_id": ids["general"]}}}
+        row, _ = await flow_actions.create_flow(s, name="PIN", kind="ivr", definition=flow, now=utcnow())
+    async with FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw:
+        key = await voice_channel(server, ids, tw, flow_id=row.id)
+        call = await tw.incoming_call(from_=CALLER, to=NUMBER, url=f"{server.url}/hooks/{key}/voice")
+        await call.wait_for(lambda c: c.pending == "gather")
+        await call.press("1111#")  # wrong: asked again
+        await call.wait_for(lambda c: c.pending == "gather")
+        await call.press("4321#")
+        await call.wait_for("queued")
+        [crow] = await calls(server)
+        assert crow.verified_by == "pin" and crow.details["verification"] == {"attribute": "pin", "ok": True}
+        async with server.services.db.transaction(write=False) as s:
+            msg = await s.get(MessageRow, crow.message_id)
+            assert msg is not None and msg.meta["call"]["verified_by"] == "pin"
+        # the digits typed are never stored: not in the call's events, not in the flow state
+        assert "4321" not in json.dumps(crow.flow_state) and "4321" not in json.dumps(crow.details)
+        async with server.services.db.transaction(write=False) as s:
+            from threadline.voice.models import CallEventRow
+            stored = json.dumps([e.data for e in (await s.execute(select(CallEventRow))).scalars()])
+        assert "4321" not in stored and "1111" not in stored, stored

@@ -214,6 +214,7 @@ async def run_flow(session: AsyncSession, call: CallRow, definition: flow.FlowDe
         elif isinstance(ins, flow.Verified):
             call.verified_by = ins.attribute if ins.ok else None
             call.details = {**call.details, "verification": {"attribute": ins.attribute, "ok": ins.ok}}
+            await _refresh_entry(session, call)  # the agent's screen says verified (or not) from now on
         elif isinstance(ins, flow.Enqueue):
             out.enqueue = ins
         elif isinstance(ins, flow.Handoff):

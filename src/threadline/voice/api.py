@@ -62,6 +62,7 @@ CONTROL: dict[int | str, dict[str, Any]] = {
 CallId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 router = APIRouter(prefix="/calls", tags=["voice"])
 XML = "text/xml"
+SECRET_FIELDS = frozenset({"Digits", "SpeechResult", "UnstableSpeechResult", "Confidence"})
 EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 MAX_FORM = 64 * 1024
 
@@ -139,7 +140,9 @@ def _call_id(call: str | None) -> int:
 async def _replayed(session: Any, call: Any, h: Hook, step: str) -> str | None:
     """The answer given to this very request before (a retry), or None when it is new (then recorded)."""
     key = f"{step}:{h.digest}"
-    if await voice_repo.record_event(session, call.id, key, step, h.seq(), {k: h.form[k] for k in list(h.form)[:40]}):
+    # what the caller typed or said (a PIN, an account number, a card) is never stored: only that they answered
+    kept = {k: h.form[k] for k in list(h.form)[:40] if k not in SECRET_FIELDS}
+    if await voice_repo.record_event(session, call.id, key, step, h.seq(), kept):
         return None
     for ev in await voice_repo.events(session, call.id):
         if ev.key == key:
