@@ -76,3 +76,27 @@ def test_a_queued_caller_hears_their_place_and_a_rounded_wait() -> None:
     assert announcement(1, 20, "es") == ["Usted es el número 1 en la cola.", "Su espera es de menos de un minuto."]
     assert announcement(2, 61, "it")[1] == "L'attesa stimata è di circa 2 minuti."
     assert announcement(2, None) == ["You are number 2 in the queue."]  # nobody logged in: no promise
+
+
+async def test_a_sensitive_capture_is_masked_in_the_stored_flow_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A card number taken by a ``sensitive`` collect never reaches the stored flow state."""
+    from types import SimpleNamespace
+
+    from threadline.flows import domain as flow
+    from threadline.voice import actions
+
+    definition = flow.FlowDefinition.model_validate({"start": "card", "nodes": {
+        "card": {"type": "collect", "prompt": {"en": "Card number"}, "attribute": "card", "min_digits": 12,
+                 "max_digits": 19, "validator": "luhn", "sensitive": True, "next": "bye", "fail": "bye"},
+        "bye": {"type": "hangup"}}})
+    call = SimpleNamespace(conversation_id=1, contact_id=None, locale="en", state="in_flow", message_id=None,
+                           details={}, flow_state=flow.FlowState(node="card", locale="en").model_dump(mode="json"))
+
+    async def no_conversation(session: object, cid: int, for_update: bool = False) -> None:
+        return None
+
+    monkeypatch.setattr(actions.conversation_repo, "get_conversation", no_conversation)
+    turn = await actions.run_flow(None, call, definition, flow.Digits("4111111111111111"), T0)  # type: ignore[arg-type]
+    assert turn.hangup is not None  # the card was taken (Luhn-valid) and the flow went on
+    assert call.flow_state["variables"]["card"] == "•••"
+    assert "4111111111111111" not in str(call.flow_state)

@@ -199,7 +199,11 @@ async def run_flow(session: AsyncSession, call: CallRow, definition: flow.FlowDe
         turn = flow.start(definition, ctx)
     else:
         turn = flow.answer(definition, flow.FlowState.model_validate(call.flow_state), reply, ctx)
-    call.flow_state = turn.state.model_dump(mode="json")
+    state = turn.state.model_dump(mode="json")
+    # a sensitive capture (a card number) is not kept past the turn that took it: masked in what is stored
+    secret = {n.attribute for n in definition.nodes.values() if n.type == "collect" and n.sensitive}
+    state["variables"] = {k: ("•••" if k in secret else v) for k, v in (state.get("variables") or {}).items()}
+    call.flow_state = state
     call.locale = locale_of(turn.state.locale)
     if call.state == CallState.RINGING:
         _store(call, facts(call).move(CallState.IN_FLOW, now))
