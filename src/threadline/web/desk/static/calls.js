@@ -119,9 +119,12 @@
     }
     b.hidden = !b.childNodes.length;
   }
+  var barAsked = 0;
   function refreshBar() {
     var id = openConversation(); if (!id || !app) return;
-    api("GET", "/api/v1/calls?conversation_id=" + id).then(drawBar).catch(function () {});
+    var n = ++barAsked;  // answers can cross: only the latest question's answer is drawn
+    api("GET", "/api/v1/calls?conversation_id=" + id).then(function (calls) { if (n === barAsked) drawBar(calls); })
+      .catch(function () {});
   }
   window.tlStream.on(function (msg) {
     var d = msg.data || {};
@@ -161,7 +164,11 @@
     });
     box.appendChild(table);
   }
-  function refreshLive() { api("GET", "/api/v1/calls/live").then(drawLive).catch(function () {}); }
+  var liveAsked = 0;
+  function refreshLive() {
+    var n = ++liveAsked;
+    api("GET", "/api/v1/calls/live").then(function (calls) { if (n === liveAsked) drawLive(calls); }).catch(function () {});
+  }
   if (liveBoard) {
     window.tlStream.on(function (msg) { if (msg.name === "call.changed") refreshLive(); });
     refreshLive();
