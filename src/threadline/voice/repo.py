@@ -70,3 +70,15 @@ async def recordings_older_than(session: AsyncSession, before: datetime, limit: 
     stmt = (select(CallRow).where(CallRow.recording_url.is_not(None), CallRow.ended_at.is_not(None),
                                   CallRow.ended_at < before).order_by(CallRow.ended_at).limit(limit))
     return list((await session.execute(stmt)).scalars())
+
+
+CONNECTED_KINDS = ("twilio_voice", "asterisk")  # lines whose calls Threadline connects to agents
+
+
+async def has_connected_lines(session: AsyncSession) -> bool:
+    """Whether an enabled phone line exists whose calls Threadline connects (not CTI-only PBXs)."""
+    from threadline.db.models import ChannelInstanceRow  # noqa: PLC0415
+
+    stmt = (select(ChannelInstanceRow.id).where(ChannelInstanceRow.kind.in_(CONNECTED_KINDS),
+                                                ChannelInstanceRow.enabled.is_(True)).limit(1))
+    return (await session.execute(stmt)).first() is not None

@@ -41,6 +41,11 @@ class VoiceConnector(OutboxFollower):
     def __init__(self, db: Database, *, poll_seconds: float = 2.0, clock: Clock = utcnow) -> None:
         super().__init__(db, "voice", poll_seconds=poll_seconds, clock=clock)
 
+    async def prepare(self, session: AsyncSession) -> bool:
+        """Without a phone line that Threadline connects (Twilio, Asterisk) nothing can be wanted: the
+        cursor skips ahead and no event is read (the busy inbox of a text-only deployment pays nothing)."""
+        return await voice_repo.has_connected_lines(session)
+
     def relevant(self, event: Followed) -> bool:
         conv = event.payload.get("conversation") or {}
         return "assignee_id" in (event.payload.get("changes") or ()) and conv.get("assignee_id") is not None
