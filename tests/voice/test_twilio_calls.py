@@ -129,6 +129,11 @@ async def test_a_forged_or_unsigned_webhook_is_refused_and_changes_nothing(sqlit
             unsigned = await c.post(url, data=params)
         assert unsigned.status_code == 401 and "X-Twilio-Signature" in unsigned.json()["detail"]
         assert await calls(server) == []
+        gather = f"{server.url}/hooks/{key}/voice/gather"
+        bad = await tw.signed_post(f"{gather}?call=99999999999999", {"AccountSid": SID, "Digits": "1"})
+        assert bad.status_code == 400 and bad.json()["type"] == "/problems/bad_payload"
+        missing = await tw.signed_post(f"{gather}?call=42", {"AccountSid": SID, "Digits": "1"})
+        assert missing.status_code == 404 and "call 42" in missing.json()["detail"]
 
 
 async def test_a_callback_keeps_the_place_and_dials_the_customer_when_an_agent_accepts(sqlite_server) -> None:

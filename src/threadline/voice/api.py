@@ -43,7 +43,14 @@ from threadline.channels.base import (
 )
 from threadline.db.models import ChannelInstanceRow
 from threadline.db.types import utcnow
-from threadline.domain.errors import Conflict, NotFound, PermissionDenied, ProviderFailed, ValidationFailed
+from threadline.domain.errors import (
+    Conflict,
+    DomainError,
+    NotFound,
+    PermissionDenied,
+    ProviderFailed,
+    ValidationFailed,
+)
 from threadline.domain.users import Role
 from threadline.flows import domain as flow
 from threadline.voice import actions
@@ -131,9 +138,17 @@ async def _hook(services: Any, key: str, request: Request, suffix: str) -> Hook 
     return Hook(channel, adapter, form, body, utcnow(), hook_url)
 
 
+class BadHookRequest(DomainError):
+    """A voice webhook that cannot be understood (400; a missing call, like any, is 404): the app's error
+    handler answers both as problem documents, so the hooks need no handling of their own."""
+
+    status = 400
+    code = "bad_payload"
+
+
 def _call_id(call: str | None) -> int:
     if call is None or not call.isdigit() or len(call) > 10 or int(call) > 2**31 - 1:
-        raise BadPayload("the URL's call parameter is not a call id")
+        raise BadHookRequest("the URL's call parameter is not a call id")
     return int(call)
 
 
@@ -225,27 +240,22 @@ async def gathered(key: str, request: Request, services: ServicesDep, call: str 
     h = await _hook(services, key, request, "/voice/gather")
     if isinstance(h, Response):
         return h
-    try:
-        call_id = _call_id(call)
-        async with services.db.transaction(write=True) as session:
-            row = await actions.get_call(session, call_id, h.channel.id)
-            replay = await _replayed(session, row, h, "gather")
-            if replay is not None:
-                return _xml(replay)
-            if row.state != CallState.IN_FLOW:
-                return _xml(EMPTY)
-            definition = await actions.load_flow(session, row, None)
-            if definition is None:
-                return _xml(twiml.hangup([], row.locale))
-            digits, speech = h.form.get("Digits", "").strip(), h.form.get("SpeechResult", "").strip()
-            reply: flow.Reply = flow.Digits(digits[:64]) if digits else flow.Text(speech[:500]) if speech \
-                else flow.Timeout()
-            answer = await _render(session, h, row, await actions.run_flow(session, row, definition, reply, h.now))
-            return _xml(await _remember(session, row, h, "gather", answer))
-    except BadPayload as exc:
-        return problem(400, str(exc), code="bad_payload")
-    except NotFound as exc:
-        return problem(404, str(exc))
+    call_id = _call_id(call)
+    async with services.db.transaction(write=True) as session:
+        row = await actions.get_call(session, call_id, h.channel.id)
+        replay = await _replayed(session, row, h, "gather")
+        if replay is not None:
+            return _xml(replay)
+        if row.state != CallState.IN_FLOW:
+            return _xml(EMPTY)
+        definition = await actions.load_flow(session, row, None)
+        if definition is None:
+            return _xml(twiml.hangup([], row.locale))
+        digits, speech = h.form.get("Digits", "").strip(), h.form.get("SpeechResult", "").strip()
+        reply: flow.Reply = flow.Digits(digits[:64]) if digits else flow.Text(speech[:500]) if speech \
+            else flow.Timeout()
+        answer = await _render(session, h, row, await actions.run_flow(session, row, definition, reply, h.now))
+        return _xml(await _remember(session, row, h, "gather", answer))
 
 
 @hooks.post("/hooks/{key}/voice/wait", summary="Twilio: a queued caller's wait music", response_class=Response)
@@ -253,15 +263,10 @@ async def wait(key: str, request: Request, services: ServicesDep, call: str | No
     h = await _hook(services, key, request, "/voice/wait")
     if isinstance(h, Response):
         return h
-    try:
-        call_id = _call_id(call)
-        async with services.db.transaction(write=False) as session:
-            row = await actions.get_call(session, call_id, h.channel.id, lock=False)
-            figures = await actions.wait_figures(session, row)
-    except BadPayload as exc:
-        return problem(400, str(exc), code="bad_payload")
-    except NotFound as exc:
-        return problem(404, str(exc))
+    call_id = _call_id(call)
+    async with services.db.transaction(write=False) as session:
+        row = await actions.get_call(session, call_id, h.channel.id, lock=False)
+        figures = await actions.wait_figures(session, row)
     cfg = h.adapter.config
     return _xml(twiml.waiting(h.urls(call_id), announcement(figures.position, figures.ewt_seconds, row.locale),
                               row.locale, callback_key=row.details.get("callback_key") or cfg.callback_key,
@@ -273,21 +278,16 @@ async def wait_key(key: str, request: Request, services: ServicesDep, call: str 
     h = await _hook(services, key, request, "/voice/wait-key")
     if isinstance(h, Response):
         return h
-    try:
-        call_id = _call_id(call)
-        async with services.db.transaction(write=False) as session:  # any other key changes nothing: a read
-            row = await actions.get_call(session, call_id, h.channel.id, lock=False)
-            wanted = row.details.get("callback_key") or h.adapter.config.callback_key
-        if wanted and h.form.get("Digits", "").strip() == wanted and row.state == CallState.QUEUED:
-            async with services.db.transaction(write=True) as session:
-                row = await actions.get_call(session, call_id, h.channel.id)
-                if row.state == CallState.QUEUED:
-                    await actions.request_callback(session, row, h.now)
-                    return _xml(twiml.leave())
-    except BadPayload as exc:
-        return problem(400, str(exc), code="bad_payload")
-    except NotFound as exc:
-        return problem(404, str(exc))
+    call_id = _call_id(call)
+    async with services.db.transaction(write=False) as session:  # any other key changes nothing: a read
+        row = await actions.get_call(session, call_id, h.channel.id, lock=False)
+        wanted = row.details.get("callback_key") or h.adapter.config.callback_key
+    if wanted and h.form.get("Digits", "").strip() == wanted and row.state == CallState.QUEUED:
+        async with services.db.transaction(write=True) as session:
+            row = await actions.get_call(session, call_id, h.channel.id)
+            if row.state == CallState.QUEUED:
+                await actions.request_callback(session, row, h.now)
+                return _xml(twiml.leave())
     return _xml(EMPTY)  # any other key: the wait goes on (Twilio fetches the wait URL again)
 
 
@@ -296,20 +296,15 @@ async def queue_result(key: str, request: Request, services: ServicesDep, call: 
     h = await _hook(services, key, request, "/voice/queue-result")
     if isinstance(h, Response):
         return h
-    try:
-        call_id = _call_id(call)
-        async with services.db.transaction(write=True) as session:
-            row = await actions.get_call(session, call_id, h.channel.id)
-            result = h.form.get("QueueResult", "")
-            if result == "leave" and row.callback_requested:
-                await actions.hang_up(session, row, h.at())  # their leg ends; their task keeps its place
-                return _xml(twiml.hangup([text("callback_taken", row.locale)], row.locale))
-            if result == "hangup":
-                await actions.hang_up(session, row, h.at())
-    except BadPayload as exc:
-        return problem(400, str(exc), code="bad_payload")
-    except NotFound as exc:
-        return problem(404, str(exc))
+    call_id = _call_id(call)
+    async with services.db.transaction(write=True) as session:
+        row = await actions.get_call(session, call_id, h.channel.id)
+        result = h.form.get("QueueResult", "")
+        if result == "leave" and row.callback_requested:
+            await actions.hang_up(session, row, h.at())  # their leg ends; their task keeps its place
+            return _xml(twiml.hangup([text("callback_taken", row.locale)], row.locale))
+        if result == "hangup":
+            await actions.hang_up(session, row, h.at())
     return _xml(EMPTY)
 
 
@@ -328,40 +323,35 @@ async def status(key: str, request: Request, services: ServicesDep, call: str | 
     # initiated, ringing, in-progress of a call already under way) change nothing and take no write:
     # each would otherwise queue for the single writer behind the inbox and the other callbacks.
     acts = state in TWILIO_END or failed or (leg == "callback" and state in ("in-progress", "answered"))
-    try:
-        if not acts:
-            async with services.db.transaction(write=False) as session:
-                if call is not None:
-                    await actions.get_call(session, _call_id(call), h.channel.id, lock=False)
-            return _xml(EMPTY)
-        async with services.db.transaction(write=True) as session:
+    if not acts:
+        async with services.db.transaction(write=False) as session:
             if call is not None:
-                row = await actions.get_call(session, _call_id(call), h.channel.id)
-            else:
-                row = await voice_repo.by_ref(session, h.channel.id, sid, for_update=True)
-            if row is None:
-                return _xml(EMPTY)  # a call we never saw (another app's number): acknowledged
-            key_ = f"status:{leg or 'customer'}:{sid}:{state}:{h.form.get('SequenceNumber', '')}"
-            if not await voice_repo.record_event(session, row.id, key_, "status", h.seq(), {"status": state, "leg": leg}):
-                return _xml(EMPTY)
-            if leg is not None and leg.startswith("transfer"):
-                if state in ("no-answer", "busy", "failed", "canceled"):
-                    await actions.transfer_failed(session, row, state, h.now)
-            elif leg == "agent":
-                if state in ("no-answer", "busy", "failed", "canceled") and row.state in (CallState.OFFERED,
-                                                                                         CallState.QUEUED):
-                    await actions.agent_missed(session, row, h.now, state)
-            elif leg == "callback":
-                if state == "in-progress" or state == "answered":
-                    row.details = {**row.details, "callback_answered": True}
-                elif state in ("no-answer", "busy", "failed", "canceled"):
-                    await actions.callback_failed(session, row, h.now, state)
-            elif sid == row.provider_ref:
-                await actions.call_status(session, row, state, h.seq(), h.at())
-    except BadPayload as exc:
-        return problem(400, str(exc), code="bad_payload")
-    except NotFound as exc:
-        return problem(404, str(exc))
+                await actions.get_call(session, _call_id(call), h.channel.id, lock=False)
+        return _xml(EMPTY)
+    async with services.db.transaction(write=True) as session:
+        if call is not None:
+            row = await actions.get_call(session, _call_id(call), h.channel.id)
+        else:
+            row = await voice_repo.by_ref(session, h.channel.id, sid, for_update=True)
+        if row is None:
+            return _xml(EMPTY)  # a call we never saw (another app's number): acknowledged
+        key_ = f"status:{leg or 'customer'}:{sid}:{state}:{h.form.get('SequenceNumber', '')}"
+        if not await voice_repo.record_event(session, row.id, key_, "status", h.seq(), {"status": state, "leg": leg}):
+            return _xml(EMPTY)
+        if leg is not None and leg.startswith("transfer"):
+            if state in ("no-answer", "busy", "failed", "canceled"):
+                await actions.transfer_failed(session, row, state, h.now)
+        elif leg == "agent":
+            if state in ("no-answer", "busy", "failed", "canceled") and row.state in (CallState.OFFERED,
+                                                                                     CallState.QUEUED):
+                await actions.agent_missed(session, row, h.now, state)
+        elif leg == "callback":
+            if state == "in-progress" or state == "answered":
+                row.details = {**row.details, "callback_answered": True}
+            elif state in ("no-answer", "busy", "failed", "canceled"):
+                await actions.callback_failed(session, row, h.now, state)
+        elif sid == row.provider_ref:
+            await actions.call_status(session, row, state, h.seq(), h.at())
     return _xml(EMPTY)
 
 
@@ -371,36 +361,31 @@ async def conference(key: str, request: Request, services: ServicesDep, call: st
     if isinstance(h, Response):
         return h
     event, sid = h.form.get("StatusCallbackEvent", ""), h.form.get("CallSid", "")
-    try:
-        async with services.db.transaction(write=True) as session:
-            row = await actions.get_call(session, _call_id(call), h.channel.id)
-            key_ = f"conf:{event}:{sid}:{h.form.get('SequenceNumber', '')}"
-            if not await voice_repo.record_event(session, row.id, key_, "conference", h.seq(),
-                                                 {"event": event, "call_sid": sid, "label": h.form.get("ParticipantLabel", "")}):
-                return _xml(EMPTY)
-            customer = {row.provider_ref, row.details.get("callback_sid")}
-            label = h.form.get("ParticipantLabel", "")
-            if h.form.get("ConferenceSid", "").startswith("CF") and not row.details.get("conference_sid"):
-                row.details = {**row.details, "conference_sid": h.form["ConferenceSid"][:64]}
-            if event == "participant-join" and sid and sid not in customer and label != "customer":
-                if not label and row.details.get("agent_call_sid") == sid:
-                    label = f"agent-{row.agent_id}"
-                await actions.participant_joined(session, row, label, h.at(),
-                                                 record=h.adapter.config.record == "always")
-            elif event == "participant-leave" and sid not in customer and label != "customer":
-                await actions.participant_left(session, row, label, h.at())
-            elif event == "participant-hold" and sid in customer:
-                await actions.hold(session, row, True, h.at())
-            elif event == "participant-unhold" and sid in customer:
-                await actions.hold(session, row, False, h.at())
-            elif event == "participant-leave" and sid in customer:
-                await actions.hang_up(session, row, h.at())
-            elif event == "conference-end":
-                await actions.hang_up(session, row, h.at())
-    except BadPayload as exc:
-        return problem(400, str(exc), code="bad_payload")
-    except NotFound as exc:
-        return problem(404, str(exc))
+    async with services.db.transaction(write=True) as session:
+        row = await actions.get_call(session, _call_id(call), h.channel.id)
+        key_ = f"conf:{event}:{sid}:{h.form.get('SequenceNumber', '')}"
+        if not await voice_repo.record_event(session, row.id, key_, "conference", h.seq(),
+                                             {"event": event, "call_sid": sid, "label": h.form.get("ParticipantLabel", "")}):
+            return _xml(EMPTY)
+        customer = {row.provider_ref, row.details.get("callback_sid")}
+        label = h.form.get("ParticipantLabel", "")
+        if h.form.get("ConferenceSid", "").startswith("CF") and not row.details.get("conference_sid"):
+            row.details = {**row.details, "conference_sid": h.form["ConferenceSid"][:64]}
+        if event == "participant-join" and sid and sid not in customer and label != "customer":
+            if not label and row.details.get("agent_call_sid") == sid:
+                label = f"agent-{row.agent_id}"
+            await actions.participant_joined(session, row, label, h.at(),
+                                             record=h.adapter.config.record == "always")
+        elif event == "participant-leave" and sid not in customer and label != "customer":
+            await actions.participant_left(session, row, label, h.at())
+        elif event == "participant-hold" and sid in customer:
+            await actions.hold(session, row, True, h.at())
+        elif event == "participant-unhold" and sid in customer:
+            await actions.hold(session, row, False, h.at())
+        elif event == "participant-leave" and sid in customer:
+            await actions.hang_up(session, row, h.at())
+        elif event == "conference-end":
+            await actions.hang_up(session, row, h.at())
     return _xml(EMPTY)
 
 
@@ -413,19 +398,14 @@ async def voicemail_done(key: str, request: Request, services: ServicesDep, call
     h = await _hook(services, key, request, "/voice/voicemail")
     if isinstance(h, Response):
         return h
-    try:
-        async with services.db.transaction(write=True) as session:
-            row = await actions.get_call(session, _call_id(call), h.channel.id)
-            if h.form.get("RecordingUrl"):
-                await actions.recording(session, row, url=h.form["RecordingUrl"][:2000],
-                                        seconds=_seconds(h.form.get("RecordingDuration", "")))
-            await actions.voicemail_left(session, row, h.now)
-            await actions.hang_up(session, row, h.at())  # we answer <Hangup/>: the call ends with its message
-            return _xml(twiml.hangup([], row.locale))
-    except BadPayload as exc:
-        return problem(400, str(exc), code="bad_payload")
-    except NotFound as exc:
-        return problem(404, str(exc))
+    async with services.db.transaction(write=True) as session:
+        row = await actions.get_call(session, _call_id(call), h.channel.id)
+        if h.form.get("RecordingUrl"):
+            await actions.recording(session, row, url=h.form["RecordingUrl"][:2000],
+                                    seconds=_seconds(h.form.get("RecordingDuration", "")))
+        await actions.voicemail_left(session, row, h.now)
+        await actions.hang_up(session, row, h.at())  # we answer <Hangup/>: the call ends with its message
+        return _xml(twiml.hangup([], row.locale))
 
 
 @hooks.post("/hooks/{key}/voice/recording", summary="Twilio: a recording is ready", response_class=Response)
@@ -433,16 +413,11 @@ async def recording_ready(key: str, request: Request, services: ServicesDep, cal
     h = await _hook(services, key, request, "/voice/recording")
     if isinstance(h, Response):
         return h
-    try:
-        async with services.db.transaction(write=True) as session:
-            row = await actions.get_call(session, _call_id(call), h.channel.id)
-            if h.form.get("RecordingStatus", "completed") == "completed" and h.form.get("RecordingUrl"):
-                await actions.recording(session, row, url=h.form["RecordingUrl"][:2000],
-                                        seconds=_seconds(h.form.get("RecordingDuration", "")))
-    except BadPayload as exc:
-        return problem(400, str(exc), code="bad_payload")
-    except NotFound as exc:
-        return problem(404, str(exc))
+    async with services.db.transaction(write=True) as session:
+        row = await actions.get_call(session, _call_id(call), h.channel.id)
+        if h.form.get("RecordingStatus", "completed") == "completed" and h.form.get("RecordingUrl"):
+            await actions.recording(session, row, url=h.form["RecordingUrl"][:2000],
+                                    seconds=_seconds(h.form.get("RecordingDuration", "")))
     return _xml(EMPTY)
 
 
@@ -451,18 +426,13 @@ async def transcription(key: str, request: Request, services: ServicesDep, call:
     h = await _hook(services, key, request, "/voice/transcription")
     if isinstance(h, Response):
         return h
-    try:
-        async with services.db.transaction(write=True) as session:
-            row = await actions.get_call(session, _call_id(call), h.channel.id)
-            said = h.form.get("TranscriptionText", "").strip()[:5000]
-            fresh = await voice_repo.record_event(session, row.id, f"transcript:{h.form.get('TranscriptionSid', '')}",
-                                                  "transcript", None, {"status": h.form.get("TranscriptionStatus")})
-            if fresh and h.form.get("TranscriptionStatus") == "completed" and said:
-                await actions.transcript(session, row, said, "Twilio")
-    except BadPayload as exc:
-        return problem(400, str(exc), code="bad_payload")
-    except NotFound as exc:
-        return problem(404, str(exc))
+    async with services.db.transaction(write=True) as session:
+        row = await actions.get_call(session, _call_id(call), h.channel.id)
+        said = h.form.get("TranscriptionText", "").strip()[:5000]
+        fresh = await voice_repo.record_event(session, row.id, f"transcript:{h.form.get('TranscriptionSid', '')}",
+                                              "transcript", None, {"status": h.form.get("TranscriptionStatus")})
+        if fresh and h.form.get("TranscriptionStatus") == "completed" and said:
+            await actions.transcript(session, row, said, "Twilio")
     return _xml(EMPTY)
 
 

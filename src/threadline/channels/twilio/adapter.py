@@ -80,6 +80,13 @@ ERRORS = {
 }
 
 
+def api_base_url(v: str) -> str:
+    """A Twilio REST base URL as configured (tests point it at a fake): http(s), no trailing slash."""
+    if not (v.startswith("https://") or v.startswith("http://")):
+        raise ValueError("api_base_url must start with https:// or http://")
+    return v.rstrip("/")
+
+
 class TwilioConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -111,9 +118,7 @@ class TwilioConfig(BaseModel):
     @field_validator("api_base_url")
     @classmethod
     def _base(cls, v: str) -> str:
-        if not (v.startswith("https://") or v.startswith("http://")):
-            raise ValueError("api_base_url must start with https:// or http://")
-        return v.rstrip("/")
+        return api_base_url(v)
 
     @model_validator(mode="after")
     def _sender(self) -> TwilioConfig:

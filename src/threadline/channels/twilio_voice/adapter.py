@@ -24,7 +24,7 @@ from threadline.channels.base import (
     RawRequest,
     RetryableSendError,
 )
-from threadline.channels.twilio.adapter import describe_error, verify_signature
+from threadline.channels.twilio.adapter import api_base_url, describe_error, verify_signature
 from threadline.domain.contacts import normalise_phone
 from threadline.domain.errors import ValidationFailed
 from threadline.domain.messages import OutboundMessage, SendReceipt
@@ -74,9 +74,7 @@ class TwilioVoiceConfig(BaseModel):
     @field_validator("api_base_url")
     @classmethod
     def _base(cls, v: str) -> str:
-        if not (v.startswith("https://") or v.startswith("http://")):
-            raise ValueError("api_base_url must start with https:// or http://")
-        return v.rstrip("/")
+        return api_base_url(v)
 
 
 class TwilioVoiceChannel(ChannelAdapter):
