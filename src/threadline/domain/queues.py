@@ -88,6 +88,32 @@ class SlaTargets(BaseModel):
     near_breach_ratio: float = Field(default=0.8, gt=0, lt=1)
 
 
+class QueueVoice(BaseModel):
+    """How the queue handles calls (every way in: Twilio, Asterisk, a PBX, the browser)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    record: str = Field(default="channel", pattern=r"^(channel|never|always|on_demand)$",
+                        description="record its calls: always, on demand (the agent starts it), never, or as the "
+                        "phone line says (channel; browser calls are then not recorded)")
+    dispositions: list[str] = Field(default_factory=list, max_length=50,
+                                    description="the disposition codes an agent picks at wrap-up (none: free text)")
+    verified_for_sensitive: bool = Field(default=False, description="sensitive actions on a call need a caller "
+                                         "verified by the IVR (PIN, account digits, date of birth)")
+
+    @field_validator("dispositions")
+    @classmethod
+    def _codes(cls, v: list[str]) -> list[str]:
+        out: list[str] = []
+        for code in v:
+            code = code.strip()
+            if not 1 <= len(code) <= 60:
+                raise ValueError("a disposition code is 1 to 60 characters")
+            if code not in out:
+                out.append(code)
+        return out
+
+
 class QueueSettings(BaseModel):
     """What an admin configures on a queue (the routing engine reads the same object)."""
 
@@ -98,6 +124,7 @@ class QueueSettings(BaseModel):
     priority: int = Field(default=0, ge=-100, le=100)
     hours: BusinessHours = Field(default_factory=BusinessHours)
     sla: SlaTargets = Field(default_factory=SlaTargets)
+    voice: QueueVoice = Field(default_factory=QueueVoice)
 
     @model_validator(mode="after")
     def _levels(self) -> QueueSettings:
