@@ -8,7 +8,7 @@ PORT   ?= 8080
 TEST_WORKERS ?= auto
 PYTEST_ARGS ?= -n $(TEST_WORKERS)
 
-.PHONY: run test install install-dev browser dovecot migrate demo bench lint clean
+.PHONY: run test install install-dev browser dovecot espeak migrate demo bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ dovecot:
 	    { apt-get update >/dev/null && apt-get install -y --no-install-recommends dovecot-imapd >/dev/null; }; }; } || \
 	  echo "note: $(DOVECOT) is missing; IMAP tests will skip (install Debian's dovecot-imapd package)"
 
+# Spoken prompts (IVR, queue announcements) and the voice tests use Debian's espeak-ng; install it when we can.
+ESPEAK ?= /usr/bin/espeak-ng
+espeak:
+	@test -x $(ESPEAK) || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  { apt-get install -y --no-install-recommends espeak-ng >/dev/null 2>&1 || \
+	    { apt-get update >/dev/null && apt-get install -y --no-install-recommends espeak-ng >/dev/null; }; }; } || \
+	  echo "note: $(ESPEAK) is missing; prompts become beeps and speech tests will skip (install Debian's espeak-ng)"
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
@@ -48,7 +56,7 @@ run: install
 	$(BIN)/threadline serve --host $(HOST) --port $(PORT)
 
 ## make test: install the dev dependencies and run the whole suite
-test: install-dev browser dovecot
+test: install-dev browser dovecot espeak
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -13,6 +13,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -106,6 +107,10 @@ class Settings(BaseSettings):
     retention_call_recordings_days: int | None = Field(
         default=None, ge=1, le=36_500, description="Call recordings are deleted (at the provider too) this long "
         "after the call ends; unset: kept (docs/channels/voice.md)")
+    webrtc_ice_servers: list[dict[str, Any]] = Field(
+        default_factory=list, description="STUN/TURN servers for calls in the browser, as RTCIceServer objects, "
+        'e.g. [{"urls": "turn:turn.example.com:3478", "username": "u", "credential": "p"}]; none are needed '
+        "on a LAN (docs/channels/voice.md)")
     # Email (docs/channels/email.md): the embedded SMTP receiver is off unless a port is set
     smtp_port: int | None = Field(default=None, description="Port of the embedded SMTP receiver (e.g. 25); off if unset")
     smtp_host: str = Field(default="0.0.0.0", description="Address the SMTP receiver listens on")

@@ -281,6 +281,21 @@ class CallChanged(_Event):
     agent_id: int | None = None
     end_cause: str | None = None
     verified_by: str | None = None
+    provider: str | None = None  # twilio_voice, asterisk, pbx, webrtc (a call in the browser)
+    video: bool = False
+
+
+class CallMedia(_Event):
+    """A browser call's session description for the other party (WebRTC signalling, no trickle: the
+    agent's answer to the visitor's offer when the call goes peer to peer), pushed over the agents' and
+    the widget's websockets."""
+
+    name: Literal["call.media"] = "call.media"
+    call_id: int
+    conversation_id: int
+    to: Literal["visitor", "agent"]
+    sdp_type: Literal["offer", "answer"]
+    sdp: str
 
 
 Event = Annotated[
@@ -289,7 +304,7 @@ Event = Annotated[
     | MessageUpdated | ContactCreated | ContactUpdated | PresenceChanged | ChannelChanged
     | ConversationTyping | CsatSubmitted
     | OfferCreated | OfferEnded | TaskPicked | TaskUnroutable | SlaAlert | RoutingState | RoutingSettingsChanged
-    | WrapUp | WrapUpEndRequested | WebhookDisabled | FlowSaved | CallChanged,
+    | WrapUp | WrapUpEndRequested | WebhookDisabled | FlowSaved | CallChanged | CallMedia,
     Field(discriminator="name"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

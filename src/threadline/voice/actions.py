@@ -40,6 +40,7 @@ from threadline.domain.conversations import ConversationStatus, Priority
 from threadline.domain.errors import NotFound, ValidationFailed
 from threadline.domain.events import (
     CallChanged,
+    CallMedia,
     ConversationCreated,
     ConversationUpdated,
     MessageCreated,
@@ -66,6 +67,7 @@ CONNECT_JOB = "voice.connect"  # connect a waiting call (or a callback) to the a
 COMMAND_JOB = "voice.command"  # a provider command that follows from a webhook (record, unhold, remove…)
 CALLBACK_ATTEMPTS = 3  # a callback nobody answers is tried this many times
 CALLBACK_RETRY = timedelta(minutes=2)
+BROWSER = "webrtc"  # the provider of calls made in the browser (the web chat widget)
 
 
 def facts(call: CallRow, agent_name: str | None = None) -> CallFacts:
@@ -103,19 +105,24 @@ def _priority(rank: int) -> str:
 async def open_call(session: AsyncSession, channel: ChannelInstanceRow, *, ref: str, direction: Direction,
                     customer: str, ours: str, locale: str, now: datetime, name: str = "",
                     details: dict[str, Any] | None = None,
-                    conversation: ConversationRow | None = None) -> tuple[CallRow, bool]:
+                    conversation: ConversationRow | None = None, identity: IdentityValue | None = None,
+                    provider: str | None = None) -> tuple[CallRow, bool]:
     """The call with this provider reference on this channel, created with its timeline entry when new
     (``True``). The customer's number must be a phone number (E.164 after normalising): an anonymous
-    or withheld caller gets a contact of their own per call."""
+    or withheld caller gets a contact of their own per call. A browser call names the visitor's own
+    ``identity`` (the web chat's), and ``customer`` is then only how the call shows them."""
     existing = await repo.by_ref(session, channel.id, ref, for_update=True)
     if existing is not None:
         return existing, False
-    try:
-        number = normalise_phone(customer)
-        ident = IdentityValue(IdentityKind.PHONE, number)
-    except ValidationFailed:  # "anonymous", "+266696687" withheld, a SIP URI…
-        number = customer.strip()[:60] or "unknown"
-        ident = IdentityValue(IdentityKind.HANDLE, f"call:{ref}"[:300], str(channel.id))
+    if identity is not None:
+        number, ident = customer.strip()[:60] or "web visitor", identity
+    else:
+        try:
+            number = normalise_phone(customer)
+            ident = IdentityValue(IdentityKind.PHONE, number)
+        except ValidationFailed:  # "anonymous", "+266696687" withheld, a SIP URI…
+            number = customer.strip()[:60] or "unknown"
+            ident = IdentityValue(IdentityKind.HANDLE, f"call:{ref}"[:300], str(channel.id))
     [(contact, identity, _)] = await resolve_senders(session, [Sender((ident,), name=name)])
     conv = conversation
     if conv is None:
@@ -128,7 +135,7 @@ async def open_call(session: AsyncSession, channel: ChannelInstanceRow, *, ref: 
     conv.last_channel_instance_id, conv.last_identity_id = channel.id, identity.id
     conv.last_activity_at = conv.updated_at = now
     await session.flush()
-    call = CallRow(channel_instance_id=channel.id, provider=channel.kind, provider_ref=ref[:200],
+    call = CallRow(channel_instance_id=channel.id, provider=provider or channel.kind, provider_ref=ref[:200],
                    conversation_id=conv.id, contact_id=contact.id, direction=direction.value,
                    from_number=number if direction is Direction.INBOUND else ours,
                    to_number=ours if direction is Direction.INBOUND else number, state=CallState.RINGING.value,
@@ -218,7 +225,7 @@ async def run_flow(session: AsyncSession, call: CallRow, definition: flow.FlowDe
         elif isinstance(ins, flow.Verified):
             call.verified_by = ins.attribute if ins.ok else None
             call.details = {**call.details, "verification": {"attribute": ins.attribute, "ok": ins.ok}}
-            await _refresh_entry(session, call)  # the agent's screen says verified (or not) from now on
+            await refresh_entry(session, call)  # the agent's screen says verified (or not) from now on
         elif isinstance(ins, flow.Enqueue):
             out.enqueue = ins
         elif isinstance(ins, flow.Handoff):
@@ -294,6 +301,10 @@ async def accepted(session: AsyncSession, conversation_ids: list[int], agent_of:
             continue
         _store(call, facts(call).move(CallState.OFFERED, now))
         call.agent_id = agent
+        if call.provider == BROWSER:  # nothing to dial: the agent's desk rings and answers in the browser
+            await refresh_entry(session, call)
+            n += 1
+            continue
         await schedule_job(session, CONNECT_JOB, call.id, now, {"agent_id": agent})
         n += 1
     # callbacks: the customer's leg ended while they kept their place
@@ -325,7 +336,7 @@ async def recording_deleted(session: AsyncSession, call: CallRow, now: datetime)
     """The recording was deleted by retention: the call keeps its facts, the timeline loses the player."""
     call.recording_url = None
     call.details = {**call.details, "recording_deleted_at": now.isoformat()}
-    await _refresh_entry(session, call)
+    await refresh_entry(session, call)
 
 
 async def transcript(session: AsyncSession, call: CallRow, text_: str, source: str) -> None:
@@ -388,7 +399,7 @@ async def participant_joined(session: AsyncSession, call: CallRow, label: str, n
         _store(call, facts(call).move(CallState.CONNECTED, now))
     name = (await users_repo.get_user(session, who))
     await _note(session, call, f"The call was transferred to {name.name if name else 'another agent'}")
-    await _refresh_entry(session, call)
+    await refresh_entry(session, call)
 
 
 async def participant_left(session: AsyncSession, call: CallRow, label: str, now: datetime) -> None:
@@ -420,7 +431,7 @@ async def transfer_failed(session: AsyncSession, call: CallRow, status: str, now
     if transfer.get("mode") == "blind":
         await command(session, call, "unhold", now)
         _store(call, facts(call).move(CallState.CONNECTED, now))
-    await _refresh_entry(session, call)
+    await refresh_entry(session, call)
 
 
 async def transfer_to_queue(session: AsyncSession, call: CallRow, queue_id: int, now: datetime, *, by: int) -> bool:
@@ -478,13 +489,13 @@ async def agent_joined(session: AsyncSession, call: CallRow, now: datetime, seq:
     if f.state is CallState.ENDED:
         return
     _store(call, f.move(CallState.CONNECTED, now, seq))
-    await _refresh_entry(session, call)
+    await refresh_entry(session, call)
 
 
 async def hold(session: AsyncSession, call: CallRow, on: bool, now: datetime) -> None:
     f = facts(call)
     _store(call, f.move(CallState.ON_HOLD if on else CallState.CONNECTED, now))
-    await _refresh_entry(session, call)  # the desk's call bar follows (call.changed)
+    await refresh_entry(session, call)  # the desk's call bar follows (call.changed)
 
 
 async def hang_up(session: AsyncSession, call: CallRow, now: datetime, *, seq: int | None = None,
@@ -496,13 +507,15 @@ async def hang_up(session: AsyncSession, call: CallRow, now: datetime, *, seq: i
         return
     ended = f.hang_up(now, seq, cause)
     _store(call, ended)
-    if ended.abandoned and f.state in (CallState.QUEUED, CallState.OFFERED) and not call.callback_requested:
+    if call.provider == BROWSER:
+        await _browser_call_over(session, call)
+    elif ended.abandoned and f.state in (CallState.QUEUED, CallState.OFFERED) and not call.callback_requested:
         conv = await conversation_repo.get_conversation(session, call.conversation_id, for_update=True)
         if conv is not None and conv.status != ConversationStatus.RESOLVED.value:
             conv.attributes = {**(conv.attributes or {}), "abandoned_at": now.isoformat()}
             await conversation_actions.update_conversation(session, None, conv.id,
                                                            status=ConversationStatus.RESOLVED.value)
-    await _refresh_entry(session, call)
+    await refresh_entry(session, call)
 
 
 async def recording(session: AsyncSession, call: CallRow, *, url: str, seconds: int | None,
@@ -511,14 +524,14 @@ async def recording(session: AsyncSession, call: CallRow, *, url: str, seconds: 
     call.recording_url, call.recording_seconds = url, seconds
     if gaps:
         call.details = {**call.details, "recording_gaps": gaps}
-    await _refresh_entry(session, call)
+    await refresh_entry(session, call)
 
 
 async def start_voicemail(session: AsyncSession, call: CallRow, now: datetime) -> None:
     _store(call, facts(call).move(CallState.VOICEMAIL, now))
 
 
-async def _refresh_entry(session: AsyncSession, call: CallRow) -> None:
+async def refresh_entry(session: AsyncSession, call: CallRow) -> None:
     """The call's timeline entry says what the call is now (and carries its facts for the desk)."""
     if call.message_id is None:
         return
@@ -543,10 +556,12 @@ async def _refresh_entry(session: AsyncSession, call: CallRow) -> None:
     conv = await conversation_repo.get_conversation(session, call.conversation_id)
     emit(session, MessageUpdated(message=message_view(msg), changes=["text", "meta"]),
          audience_for(conv, customer=True))
+    browser = call.provider == BROWSER  # the visitor's widget follows its call too
     emit(session, CallChanged(call_id=call.id, conversation_id=call.conversation_id, contact_id=call.contact_id,
                               state=call.state, direction=call.direction, number=customer_number(call),
-                              agent_id=call.agent_id, end_cause=call.end_cause, verified_by=call.verified_by),
-         audience_for(conv, extra_users=(call.agent_id,)))
+                              agent_id=call.agent_id, end_cause=call.end_cause, verified_by=call.verified_by,
+                              provider=call.provider, video=bool(call.details.get("video"))),
+         audience_for(conv, customer=browser, extra_users=(call.agent_id,)))
 
 
 async def _note(session: AsyncSession, call: CallRow, line: str) -> None:
@@ -642,7 +657,7 @@ async def cti_event(session: AsyncSession, channel: ChannelInstanceRow, event: C
             await _missed_becomes_task(session, channel, call)
         out["state"] = call.state
         return out
-    await _refresh_entry(session, call)
+    await refresh_entry(session, call)
     out["state"] = call.state
     return out
 
@@ -658,7 +673,7 @@ async def _missed_becomes_task(session: AsyncSession, channel: ChannelInstanceRo
         await conversation_actions.update_conversation(session, None, call.conversation_id,
                                                        queue_id=channel.default_queue_id, assignee_id=None,
                                                        status=ConversationStatus.OPEN.value)
-    await _refresh_entry(session, call)
+    await refresh_entry(session, call)
 
 
 async def _user_by_names(session: AsyncSession, names: list[str]) -> int | None:
@@ -668,3 +683,86 @@ async def _user_by_names(session: AsyncSession, names: list[str]) -> int | None:
         if user is not None:
             return user.id
     return None
+
+
+# --------------------------------------------------------------------------- calls in the browser (WebRTC)
+
+
+def browser_media_mode(record: str, video: bool) -> str:
+    """``relay`` when the server must take part in the media (the queue records its calls, always or on
+    demand), else ``p2p`` (the browsers talk directly; Threadline only relays their session descriptions).
+    Video calls stay peer to peer (the server relays and records audio only)."""
+    return "relay" if record in ("always", "on_demand") and not video else "p2p"
+
+
+async def open_browser_call(session: AsyncSession, channel: ChannelInstanceRow, *, identity: IdentityValue,
+                            name: str, video: bool, locale: str, now: datetime,
+                            record_policy: Any) -> CallRow:
+    """A visitor calls from the web chat widget: the call is an entry of their open conversation (or of a
+    new one), rung on the desk of the agent who has the conversation, or queued for routing as a
+    ``voice`` task (the conversation's ``channel_class`` says so while the call lasts).
+    ``record_policy(queue_id)`` gives the queue's recording policy (it decides the media mode)."""
+    import secrets  # noqa: PLC0415
+    call, _ = await open_call(session, channel, ref=f"web-{secrets.token_hex(12)}", direction=Direction.INBOUND,
+                              customer=name or "web visitor", ours="", locale=locale, now=now, identity=identity,
+                              provider=BROWSER, details={"video": video})
+    conv = await conversation_repo.get_conversation(session, call.conversation_id, for_update=True)
+    assert conv is not None
+    queue_id = conv.queue_id or channel.default_queue_id
+    mode = browser_media_mode(await record_policy(session, queue_id), video)
+    call.details = {**call.details, "media": mode, "record": await record_policy(session, queue_id)}
+    if conv.assignee_id is not None:  # the agent already talking with them takes the call
+        call.agent_id = conv.assignee_id
+        call.queue_id = conv.queue_id
+        _store(call, facts(call).move(CallState.OFFERED, now))
+    else:
+        conv.attributes = {**(conv.attributes or {}), "channel_class": "voice"}
+        if not await enqueue(session, call, queue_id, now):
+            _store(call, facts(call).hang_up(now, cause=EndCause.FAILED))
+            await _browser_call_over(session, call)
+            await refresh_entry(session, call)
+            raise ValidationFailed("nobody takes calls here: the chat has no queue", field="channel")
+    await refresh_entry(session, call)
+    return call
+
+
+async def browser_offer(session: AsyncSession, call: CallRow, sdp: str) -> None:
+    """The visitor's session description (peer to peer: kept for the agent who answers)."""
+    call.details = {**call.details, "offer": sdp}
+
+
+async def browser_answered(session: AsyncSession, call: CallRow, agent_id: int, now: datetime,
+                           sdp: str | None = None) -> None:
+    """The agent answered in the desk: connected; peer to peer, their answer goes to the visitor's widget.
+    A queue that records every call starts recording now."""
+    call.agent_id = agent_id
+    if sdp is not None:
+        call.details = {**call.details, "answer": sdp}
+        conv = await conversation_repo.get_conversation(session, call.conversation_id)
+        emit(session, CallMedia(call_id=call.id, conversation_id=call.conversation_id, to="visitor",
+                                sdp_type="answer", sdp=sdp), audience_for(conv, customer=True))
+    if call.details.get("media") == "relay" and call.details.get("record") == "always":
+        browser_recording(call, "start", now)
+    conv = await conversation_repo.get_conversation(session, call.conversation_id)
+    if conv is not None and conv.assignee_id != agent_id:
+        await conversation_actions.update_conversation(session, None, conv.id, assignee_id=agent_id)
+    await agent_joined(session, call, now)
+
+
+def browser_recording(call: CallRow, action: str, now: datetime) -> None:
+    """Start, pause or resume a relayed browser call's recording (the server records; a pause leaves a
+    marked gap of silence)."""
+    if action == "start":
+        call.details = {**call.details, "recording_sid": "local", "recording_started_at": now.isoformat()}
+    else:
+        recording_marks(call, "paused" if action == "pause" else "in-progress", now)
+
+
+async def _browser_call_over(session: AsyncSession, call: CallRow) -> None:
+    """The call is over: the conversation goes back to being a chat (routing counts it as chat work again)."""
+    conv = await conversation_repo.get_conversation(session, call.conversation_id, for_update=True)
+    if conv is not None and (conv.attributes or {}).get("channel_class") == "voice":
+        conv.attributes = {k: v for k, v in conv.attributes.items() if k != "channel_class"}
+        await session.flush()
+        [view] = await conversation_views(session, [conv])
+        emit(session, ConversationUpdated(conversation=view, changes=["attributes"]), audience_for(conv, customer=True))

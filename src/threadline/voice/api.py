@@ -55,6 +55,7 @@ from threadline.domain.users import Role
 from threadline.flows import domain as flow
 from threadline.voice import actions
 from threadline.voice import repo as voice_repo
+from threadline.voice.browser import api as browser
 from threadline.voice.domain import twiml
 from threadline.voice.domain.calls import TWILIO_END, CallState, Direction, announcement, cti_event, text
 from threadline.web.deps import CurrentActor, ServicesDep, SupervisorActor
@@ -572,6 +573,8 @@ async def _controlled(services: Any, actor: Any, call_id: int, *, supervise: boo
         raise PermissionDenied("only the agent on this call (or a supervisor) may control it")
     if row.state not in (CallState.CONNECTED, CallState.ON_HOLD):
         raise Conflict(f"the call is {row.state.replace('_', ' ')}, not connected")
+    if row.provider == actions.BROWSER:
+        return row, None  # a call in the browser: voice/browser/api.py
     if channel is None or channel.kind != "twilio_voice":
         raise Conflict("this call's phone system takes no commands from Threadline (CTI only)")
     return row, services.factory.for_row(channel)
@@ -597,6 +600,8 @@ def _conf(row: Any) -> str:
 @router.post("/{call_id}/hold", response_model=ControlOut, summary="Put the customer on hold (music) or back", responses=CONTROL)
 async def hold(call_id: CallId, body: HoldIn, actor: CurrentActor, services: ServicesDep) -> ControlOut:
     row, adapter = await _controlled(services, actor, call_id)
+    if adapter is None:
+        return _out(row, await browser.hold(services, row, body.hold))
     fields = {"Hold": "true" if body.hold else "false"}
     if body.hold and adapter.config.hold_music_url:
         fields["HoldUrl"] = adapter.config.hold_music_url
@@ -608,6 +613,8 @@ async def hold(call_id: CallId, body: HoldIn, actor: CurrentActor, services: Ser
              summary="Start, pause (a marked gap, e.g. while a card number is read) or resume the recording", responses=CONTROL)
 async def recording(call_id: CallId, body: RecordingIn, actor: CurrentActor, services: ServicesDep) -> ControlOut:
     row, adapter = await _controlled(services, actor, call_id)
+    if adapter is None:
+        return _out(row, await browser.recording(services, row, body.action))
     customer = row.details.get("callback_sid") or row.provider_ref
     now = utcnow()
     if body.action == "start":
@@ -641,6 +648,8 @@ async def transfer(call_id: CallId, body: TransferIn, actor: CurrentActor, servi
     if len(targets) != 1:
         raise ValidationFailed("give exactly one of agent_id, queue_id or number", field="body")
     row, adapter = await _controlled(services, actor, call_id)
+    if adapter is None:
+        raise Conflict("a call in the browser cannot be transferred yet: hang up and let the queue route the chat")
     urls, name, now = twiml.Urls(adapter.hook_url + "/voice", row.id), _conf(row), utcnow()
     if body.queue_id is not None:
         async with services.db.transaction(write=True) as session:
@@ -679,6 +688,8 @@ async def transfer(call_id: CallId, body: TransferIn, actor: CurrentActor, servi
              summary="A supervisor listens, whispers to the agent (only they hear) or joins the call", responses=CONTROL)
 async def monitor(call_id: CallId, body: MonitorIn, actor: CurrentActor, services: ServicesDep) -> ControlOut:
     row, adapter = await _controlled(services, actor, call_id, supervise=True)
+    if adapter is None:
+        raise Conflict("listening to a call in the browser is not available yet (Twilio and Asterisk calls only)")
     urls = twiml.Urls(adapter.hook_url + "/voice", row.id)
     agent_sid = row.details.get("agent_call_sid")
     if body.mode == "whisper" and not agent_sid:
@@ -697,6 +708,8 @@ async def monitor(call_id: CallId, body: MonitorIn, actor: CurrentActor, service
 @router.post("/{call_id}/hangup", response_model=ControlOut, summary="End the call for everyone", responses=CONTROL)
 async def hangup(call_id: CallId, actor: CurrentActor, services: ServicesDep) -> ControlOut:
     row, adapter = await _controlled(services, actor, call_id)
+    if adapter is None:
+        return _out(row, await browser.hangup(services, row))
     await _provider(adapter.end_call(row.details.get("callback_sid") or row.provider_ref))
     return _out(row, "hanging up")
 
@@ -798,6 +811,12 @@ async def play_recording(call_id: CallId, actor: CurrentActor, services: Service
         channel = await session.get(ChannelInstanceRow, row.channel_instance_id)
     if row.agent_id != actor.user_id and not actor.role.at_least(Role.SUPERVISOR):
         raise PermissionDenied("recordings are for supervisors and the agent who took the call")
+    if row.recording_url and row.recording_url.startswith("file:"):  # recorded here (a browser call)
+        try:
+            data = services.files.read(row.recording_url[5:])
+        except (ValueError, OSError):
+            raise NotFound("this call's recording is gone") from None
+        return Response(data, media_type="audio/wav", headers={"Cache-Control": "private, no-store"})
     if not row.recording_url or channel is None or channel.kind != "twilio_voice":
         raise NotFound("this call has no recording")
     adapter: Any = services.factory.for_row(channel)
@@ -867,3 +886,8 @@ async def ari_prompt(key: str, name: str, services: ServicesDep) -> Response:
     except (ValueError, OSError):
         return problem(404, "no such prompt")
     return Response(data, media_type="audio/wav")
+
+
+# calls in the browser: the visitor's endpoints beside the widget's, the agent's under /api/v1/calls
+router.include_router(browser.agent)
+hooks.include_router(browser.widget)

@@ -82,3 +82,17 @@ async def has_connected_lines(session: AsyncSession) -> bool:
     stmt = (select(ChannelInstanceRow.id).where(ChannelInstanceRow.kind.in_(CONNECTED_KINDS),
                                                 ChannelInstanceRow.enabled.is_(True)).limit(1))
     return (await session.execute(stmt)).first() is not None
+
+
+async def has_live_browser_calls(session: AsyncSession) -> bool:
+    """Whether a call made in a browser (the web chat widget) is in progress."""
+    stmt = (select(CallRow.id).where(CallRow.state.in_([s.value for s in LIVE]), CallRow.provider == "webrtc")
+            .limit(1))
+    return (await session.execute(stmt)).first() is not None
+
+
+async def live_browser_call(session: AsyncSession, contact_id: int) -> CallRow | None:
+    """The contact's browser call in progress, if any."""
+    stmt = (select(CallRow).where(CallRow.contact_id == contact_id, CallRow.provider == "webrtc",
+                                  CallRow.state.in_([s.value for s in LIVE])).limit(1))
+    return (await session.execute(stmt)).scalars().first()

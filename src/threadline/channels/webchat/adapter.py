@@ -91,6 +91,8 @@ class WebChatConfig(BaseModel):
     offline_form: bool = True
     languages: list[Language] = Field(default_factory=lambda: ["en", "es", "it"], min_length=1)
     messages_per_minute: int = Field(default=20, ge=1, le=600, description="Per visitor; more are refused (429)")
+    calls: Literal["off", "voice", "video"] = Field(default="off", description=(
+        "Calls from the widget, in the browser (WebRTC): off, voice, or voice and video"))
 
     @field_validator("allowed_origins")
     @classmethod

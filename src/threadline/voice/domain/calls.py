@@ -60,8 +60,8 @@ WAITING = frozenset({CallState.QUEUED, CallState.OFFERED})
 # Which state may follow which (a provider event asking for anything else is ignored, e.g. a late
 # "ringing" after the call connected).
 NEXT: dict[CallState, frozenset[CallState]] = {
-    CallState.RINGING: frozenset({CallState.IN_FLOW, CallState.QUEUED, CallState.CONNECTED, CallState.VOICEMAIL,
-                                  CallState.ENDED}),
+    CallState.RINGING: frozenset({CallState.IN_FLOW, CallState.QUEUED, CallState.OFFERED, CallState.CONNECTED,
+                                  CallState.VOICEMAIL, CallState.ENDED}),  # offered: rung on a known agent's desk
     CallState.IN_FLOW: frozenset({CallState.QUEUED, CallState.VOICEMAIL, CallState.CONNECTED, CallState.ENDED}),
     CallState.QUEUED: frozenset({CallState.OFFERED, CallState.CONNECTED, CallState.VOICEMAIL, CallState.ENDED}),
     CallState.OFFERED: frozenset({CallState.QUEUED, CallState.CONNECTED, CallState.ENDED}),

@@ -23,6 +23,7 @@ from threadline.domain.events import ConversationUpdated
 from threadline.files.store import FileStore
 from threadline.voice import actions
 from threadline.voice import repo as voice_repo
+from threadline.voice.browser.media import MediaHub
 from threadline.voice.domain import twiml
 from threadline.voice.domain.calls import CallState, conference_name
 from threadline.voice.worker import ari
@@ -42,9 +43,10 @@ class VoiceConnector(OutboxFollower):
         super().__init__(db, "voice", poll_seconds=poll_seconds, clock=clock)
 
     async def prepare(self, session: AsyncSession) -> bool:
-        """Without a phone line that Threadline connects (Twilio, Asterisk) nothing can be wanted: the
+        """Without a phone line that Threadline connects (Twilio, Asterisk) or a call in a browser waiting for
+        an agent, nothing can be wanted: the
         cursor skips ahead and no event is read (the busy inbox of a text-only deployment pays nothing)."""
-        return await voice_repo.has_connected_lines(session)
+        return await voice_repo.has_connected_lines(session) or await voice_repo.has_live_browser_calls(session)
 
     def relevant(self, event: Followed) -> bool:
         conv = event.payload.get("conversation") or {}
@@ -159,8 +161,10 @@ class Voice:
     name = "voice"
 
     def __init__(self, db: Database, factory: AdapterFactory, timers: TimerWorker, *,
-                 files: FileStore | None = None, recording_days: int | None = None) -> None:
+                 files: FileStore | None = None, recording_days: int | None = None,
+                 ice_servers: list[dict[str, Any]] | None = None) -> None:
         self.connector = VoiceConnector(db)
+        self.media = MediaHub(ice_servers=ice_servers)  # browser calls the server relays (voice/browser)
         self.ari = ari.AriLoop(db, factory, files=files)  # Asterisk channels (connects only if one exists)
         timers.register(actions.CONNECT_JOB, connect_job(factory))
         timers.register(actions.COMMAND_JOB, command_job(factory))
@@ -183,5 +187,6 @@ class Voice:
         await self.ari.start()
 
     async def stop(self) -> None:
+        await self.media.stop()
         await self.ari.stop()
         await self.connector.stop()

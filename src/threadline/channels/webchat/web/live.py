@@ -7,6 +7,8 @@ other people or raw event payloads):
 - ``message``: a visitor message (confirmed) or an agent reply on this channel;
 - ``status``: an agent reply's delivery state; ``conversation``: its status (resolved → CSAT prompt);
 - ``typing``: an agent is typing;
+- ``call`` and ``call_media``: a call in the browser (the voice package): its state, and the agent's
+  session description when the call goes peer to peer; a call's own timeline entry is not a message;
 - ``queue``: while the conversation waits for an agent, its place in the routing queue and estimated wait
   (``position``, ``ewt`` in seconds or null, ``closed`` outside the queue's business hours), or
   ``waiting: false`` once it no longer waits (or never: a conversation in which the visitor left a message
@@ -55,6 +57,8 @@ from pydantic import ValidationError
 from threadline.channels.webchat import repo
 from threadline.db.types import utcnow
 from threadline.domain.events import (
+    CallChanged,
+    CallMedia,
     ContactCreated,
     ContactMerged,
     ContactUpdated,
@@ -74,7 +78,8 @@ QUEUE_MAX = 1000
 API_ATTACHMENTS = "/api/v1/attachments/"
 REFRESH_SECONDS = 0.5  # at most one positions query per this interval and process
 NOT_WAITING: dict[str, Any] = {"type": "queue", "waiting": False}
-FOLLOWED = (MessageCreated, MessageStatusChanged, ConversationCreated, ConversationUpdated, ConversationTyping)
+FOLLOWED = (MessageCreated, MessageStatusChanged, ConversationCreated, ConversationUpdated, ConversationTyping,
+            CallChanged, CallMedia)
 FOLLOWED_NAMES = frozenset(cls.model_fields["name"].default for cls in FOLLOWED)
 # the events that say which contact owns an identity: a new visitor's contact, a merge
 CONTACT_NAMES = frozenset(cls.model_fields["name"].default for cls in (ContactCreated, ContactUpdated, ContactMerged))
@@ -338,6 +343,16 @@ class FrameMaker:
 
     async def frame(self, published: Published[Any]) -> dict[str, Any] | None:
         event, seq = published.event, published.seq
+        if isinstance(event, MessageCreated) and "call" in (event.message.meta or {}):
+            return None  # a call's timeline entry: the widget follows the call itself (``call`` frames)
+        if isinstance(event, CallChanged):
+            return {"seq": seq, "type": "call", "id": event.call_id, "conversation_id": event.conversation_id,
+                    "state": event.state, "end_cause": event.end_cause, "video": event.video}
+        if isinstance(event, CallMedia):
+            if event.to != "visitor":
+                return None
+            return {"seq": seq, "type": "call_media", "id": event.call_id, "sdp_type": event.sdp_type,
+                    "sdp": event.sdp}
         if isinstance(event, MessageCreated):
             author = event.message.author_id
             if author and author not in self.names:

@@ -104,7 +104,7 @@ def cors(origin: str | None) -> dict[str, str]:
     return headers
 
 
-def _effective_origin(headers: Any, url_scheme: str) -> tuple[str | None, bool]:
+def effective_origin(headers: Any, url_scheme: str) -> tuple[str | None, bool]:
     """(origin, is_browser). Browsers send Origin on cross-origin calls and on same-origin POSTs; a
     same-origin GET has none (``Sec-Fetch-Site: same-origin``): it counts as our own origin."""
     origin = headers.get("origin")
@@ -129,7 +129,7 @@ async def _channel(host: Host, key: str | None) -> tuple[Channel, WebChatChannel
 
 async def context(request: Request) -> Ctx:
     web = runtime(request)
-    origin, browser = _effective_origin(request.headers, request.url.scheme)
+    origin, browser = effective_origin(request.headers, request.url.scheme)
     channel, adapter = await _channel(web.host, request.query_params.get("channel"))
     if browser and not adapter.origin_allowed(origin):
         raise Refused(403, f"This website ({origin or 'unknown origin'}) may not show this chat.", "origin_not_allowed")
@@ -243,6 +243,7 @@ async def _config(ctx: Ctx, request: Request) -> Response:
         "attachments": {"types": cfg.allowed_attachment_types, "max_bytes": cfg.max_attachment_bytes},
         "online": online, "signed_identity": cfg.identity_secret is not None,
         "verify": await ctx.web.host.read(verification.available_kinds),  # confirm a typed address by code
+        "calls": cfg.calls,  # voice / video calls in the browser (the voice package's /widget/calls)
     })
 
 
