@@ -8,7 +8,7 @@ PORT   ?= 8080
 TEST_WORKERS ?= auto
 PYTEST_ARGS ?= -n $(TEST_WORKERS)
 
-.PHONY: run test install install-dev browser dovecot migrate demo bench lint clean
+.PHONY: run test install install-dev browser dovecot espeak migrate demo bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ dovecot:
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The speech-to-text tests speak their audio with Debian's espeak-ng; install it when we can.
+ESPEAK ?= /usr/bin/espeak-ng
+espeak:
+	@test -x $(ESPEAK) || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  { apt-get install -y --no-install-recommends espeak-ng >/dev/null 2>&1 || \
+	    { apt-get update >/dev/null && apt-get install -y --no-install-recommends espeak-ng >/dev/null; }; }; } || \
+	  echo "note: $(ESPEAK) is missing; speech-to-text tests will skip (install Debian's espeak-ng package)"
+
 ## make run: install, migrate, seed the demo workspace and serve the agent desk on http://127.0.0.1:8080
 run: install
 	$(BIN)/threadline migrate
@@ -48,7 +56,7 @@ run: install
 	$(BIN)/threadline serve --host $(HOST) --port $(PORT)
 
 ## make test: install the dev dependencies and run the whole suite
-test: install-dev browser dovecot
+test: install-dev browser dovecot espeak
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
