@@ -110,7 +110,8 @@ class Services:
         register_core_jobs(timers, settings.retention, logs=Webhooks.retained)
         sla = SlaFollower(db)
         bus.subscribe(sla.on_event)
-        voice = Voice(db, factory, timers, files=files, recording_days=settings.retention_call_recordings_days)
+        voice = Voice(db, factory, timers, files=files, recording_days=settings.retention_call_recordings_days,
+                      stt_model_dir=settings.stt_model_dir, stt_language=settings.stt_language)
         bus.subscribe(voice.on_event)
         live = LiveStream(bus, db)
         services = cls(settings, db, bus, events, live, box, http, factory, channels, files,

@@ -25,7 +25,9 @@ from threadline.voice import actions
 from threadline.voice import repo as voice_repo
 from threadline.voice.domain import twiml
 from threadline.voice.domain.calls import CallState, conference_name
+from threadline.voice.transcribe import Transcriber
 from threadline.voice.worker import ari
+from threadline.voice.worker.transcripts import Transcripts
 from threadline.workers.follower import Clock, Followed, OutboxFollower
 from threadline.workers.scheduler import Job, TimerWorker
 
@@ -159,9 +161,15 @@ class Voice:
     name = "voice"
 
     def __init__(self, db: Database, factory: AdapterFactory, timers: TimerWorker, *,
-                 files: FileStore | None = None, recording_days: int | None = None) -> None:
+                 files: FileStore | None = None, recording_days: int | None = None,
+                 stt_model_dir: str | None = None, stt_language: str | None = None) -> None:
         self.connector = VoiceConnector(db)
-        self.ari = ari.AriLoop(db, factory, files=files)  # Asterisk channels (connects only if one exists)
+        # Asterisk channels (connects only if one exists)
+        self.ari = ari.AriLoop(db, factory, files=files, transcribe=bool(stt_model_dir))
+        # recordings transcribed by a local model, if one is configured (voice.transcribe)
+        self.transcripts = Transcripts(db, factory, files, Transcriber(stt_model_dir, language=stt_language)
+                                       if stt_model_dir else None)
+        timers.register(actions.TRANSCRIBE_JOB, self.transcripts.job)
         timers.register(actions.CONNECT_JOB, connect_job(factory))
         timers.register(actions.COMMAND_JOB, command_job(factory))
         timers.register(actions.RECORDINGS_JOB, recordings_job(factory, recording_days))
@@ -172,8 +180,8 @@ class Voice:
         self.ari.on_event(env)
 
     @property
-    def parts(self) -> tuple[OutboxFollower | ari.AriLoop, ...]:
-        return (self.connector, self.ari)
+    def parts(self) -> tuple[OutboxFollower | ari.AriLoop | Transcripts, ...]:
+        return (self.connector, self.ari, self.transcripts)
 
     def wake(self) -> None:
         self.connector.wake()
@@ -181,7 +189,9 @@ class Voice:
     async def start(self) -> None:
         await self.connector.start()
         await self.ari.start()
+        await self.transcripts.start()
 
     async def stop(self) -> None:
+        await self.transcripts.stop()
         await self.ari.stop()
         await self.connector.stop()
