@@ -203,3 +203,45 @@ async def test_a_recording_that_cannot_be_had_is_marked_and_tried_again_later(st
     [job] = await jobs(svc)
     assert job.payload == {"tries": 1} and job.due_at > utcnow()  # the safety net runs it again later
 
+
+
+async def test_a_twilio_voicemail_is_fetched_from_the_provider_and_transcribed(
+        sqlite_url: str, tmp_path: Path, transcriber: Transcriber, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole way with a running server: Twilio records a voicemail (the fake serves speech as the
+    recording), Threadline fetches it with the account's credentials after the provider's grace, and the
+    call carries the local transcript."""
+    from datetime import timedelta
+
+    from tests.conftest import make_server
+    from tests.voice import fake_twilio
+    from tests.voice.test_twilio_calls import CALLER, NUMBER, SID, TOKEN, voice_channel
+    from threadline.flows import actions as flow_actions
+
+    phone = await ari.espeak(SAID, "en-US")
+    assert phone is not None
+    monkeypatch.setattr(fake_twilio, "_wav_bytes", lambda *a, **k: phone)
+    async with await make_server(sqlite_url, tmp_path, stt_model_dir="packaged") as server:
+        loop = server.services.voice.transcripts
+        loop.transcriber, loop.provider_grace = transcriber, timedelta(0)
+        ids = await seed_basics(server.services)
+        flow = {"start": "vm", "nodes": {"vm": {"type": "voicemail", "prompt": {"en": "Leave a message."},
+                                                 "max_seconds": 60}}}
+        async with server.services.db.transaction() as s:
+            row, _ = await flow_actions.create_flow(s, name="Closed", kind="ivr", definition=flow, now=utcnow())
+        async with fake_twilio.FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw:
+            key = await voice_channel(server, ids, tw, flow_id=row.id)
+            call = await tw.incoming_call(from_=CALLER, to=NUMBER, url=f"{server.url}/hooks/{key}/voice")
+            await call.wait_for(lambda c: c.pending == "record")
+            tw.advance(3)
+            await call.hangup()
+            await tw.settle()
+            async with asyncio.timeout(60):
+                while True:
+                    async with server.services.db.transaction(write=False) as s:
+                        [crow] = list((await s.execute(select(CallRow))).scalars())
+                    if crow.details.get("transcript") or crow.details.get("transcript_error"):
+                        break
+                    await asyncio.sleep(0.1)
+            assert crow.details.get("voicemail") and crow.details["transcript_source"] == "local model", crow.details
+            assert {"log", "account"} <= words(crow.details["transcript"])
+            assert any(e.kind == "rest" and e.method == "GET" and e.url.endswith(".wav") for e in tw.log)
