@@ -125,8 +125,10 @@ class Transcripts(BackgroundLoop):
         return self.problem
 
     async def start(self) -> None:
-        await self.check()
-        await super().start()
+        """Check the model and run the loop; without a model configured there is nothing to run."""
+        if self.transcriber is not None:
+            await self.check()
+            await super().start()
 
     async def stop(self, grace: float = 10.0) -> None:
         self._halt.set()
@@ -153,7 +155,7 @@ class Transcripts(BackgroundLoop):
         try:
             audio = await self.audio(call, channel)
             text = await self.transcriber.transcribe(audio, stop=self._halt)
-        except Exception as exc:  # noqa: BLE001 - any failure is noted on the call, and the job runs again
+        except Exception as exc:  # any failure is noted on the call, and the job runs again
             if self._halt.is_set():
                 return
             error = f"{exc.__class__.__name__}: {exc}"[:500]
