@@ -49,6 +49,14 @@ espeak:
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The speech-to-text tests speak their audio with Debian's espeak-ng; install it when we can.
+ESPEAK ?= /usr/bin/espeak-ng
+espeak:
+	@test -x $(ESPEAK) || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  { apt-get install -y --no-install-recommends espeak-ng >/dev/null 2>&1 || \
+	    { apt-get update >/dev/null && apt-get install -y --no-install-recommends espeak-ng >/dev/null; }; }; } || \
+	  echo "note: $(ESPEAK) is missing; speech-to-text tests will skip (install Debian's espeak-ng package)"
+
 ## make run: install, migrate, seed the demo workspace and serve the agent desk on http://127.0.0.1:8080
 run: install
 	$(BIN)/threadline migrate

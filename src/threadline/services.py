@@ -111,7 +111,8 @@ class Services:
         sla = SlaFollower(db)
         bus.subscribe(sla.on_event)
         voice = Voice(db, factory, timers, files=files, recording_days=settings.retention_call_recordings_days,
-                      ice_servers=settings.webrtc_ice_servers)
+                      ice_servers=settings.webrtc_ice_servers,
+                      stt_model_dir=settings.stt_model_dir, stt_language=settings.stt_language)
         bus.subscribe(voice.on_event)
         live = LiveStream(bus, db)
         services = cls(settings, db, bus, events, live, box, http, factory, channels, files,

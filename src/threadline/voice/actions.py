@@ -330,6 +330,7 @@ async def _callbacks_for(session: AsyncSession, conversation_ids: list[int]) -> 
 
 
 RECORDINGS_JOB = "voice.recordings"  # the retention of call recordings (periodic)
+TRANSCRIBE_JOB = "voice.transcribe"  # a recording transcribed by the local model (worker/transcripts.py)
 
 
 async def recording_deleted(session: AsyncSession, call: CallRow, now: datetime) -> None:
@@ -519,11 +520,15 @@ async def hang_up(session: AsyncSession, call: CallRow, now: datetime, *, seq: i
 
 
 async def recording(session: AsyncSession, call: CallRow, *, url: str, seconds: int | None,
-                    gaps: list[list[float]] | None = None) -> None:
-    """A recording of the call (or its voicemail) is ready at the provider."""
+                    gaps: list[list[float]] | None = None, transcribe: bool = False) -> None:
+    """A recording of the call (or its voicemail) is ready at the provider. ``transcribe``: a local model is
+    configured (``THREADLINE_STT_MODEL_DIR``): the ``voice.transcribe`` job transcribes it, unless the call
+    has a transcript already."""
     call.recording_url, call.recording_seconds = url, seconds
     if gaps:
         call.details = {**call.details, "recording_gaps": gaps}
+    if transcribe and not call.details.get("transcript"):
+        await schedule_job(session, TRANSCRIBE_JOB, call.id, utcnow())
     await refresh_entry(session, call)
 
 

@@ -403,7 +403,8 @@ async def voicemail_done(key: str, request: Request, services: ServicesDep, call
         row = await actions.get_call(session, _call_id(call), h.channel.id)
         if h.form.get("RecordingUrl"):
             await actions.recording(session, row, url=h.form["RecordingUrl"][:2000],
-                                    seconds=_seconds(h.form.get("RecordingDuration", "")))
+                                    seconds=_seconds(h.form.get("RecordingDuration", "")),
+                                    transcribe=bool(services.settings.stt_model_dir))
         await actions.voicemail_left(session, row, h.now)
         await actions.hang_up(session, row, h.at())  # we answer <Hangup/>: the call ends with its message
         return _xml(twiml.hangup([], row.locale))
@@ -418,7 +419,8 @@ async def recording_ready(key: str, request: Request, services: ServicesDep, cal
         row = await actions.get_call(session, _call_id(call), h.channel.id)
         if h.form.get("RecordingStatus", "completed") == "completed" and h.form.get("RecordingUrl"):
             await actions.recording(session, row, url=h.form["RecordingUrl"][:2000],
-                                    seconds=_seconds(h.form.get("RecordingDuration", "")))
+                                    seconds=_seconds(h.form.get("RecordingDuration", "")),
+                                    transcribe=bool(services.settings.stt_model_dir))
     return _xml(EMPTY)
 
 

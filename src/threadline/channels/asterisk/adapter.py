@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from threadline.channels._http import call, json_or_empty, retry_after
+from threadline.channels._http import call, fetch, json_or_empty, retry_after
 from threadline.channels.base import (
     Capabilities,
     ChannelAdapter,
@@ -179,6 +179,14 @@ class AsteriskChannel(ChannelAdapter):
         await self._ari("POST", f"/channels/{channel_id}/record",
                         {"name": name, "format": fmt, "maxDurationSeconds": max_seconds,
                          "beep": "true" if beep else "false", "ifExists": "overwrite", "terminateOn": "#"})
+
+    async def fetch_recording(self, url: str, max_bytes: int = 200 * 1024 * 1024) -> tuple[bytes, str]:
+        """A stored recording's audio (``{ari_url}/ari/recordings/stored/{name}/file``, as the voice loop
+        keeps it for a voicemail), only from this ARI server."""
+        if not url.startswith(f"{self.config.ari_url}/ari/recordings/stored/"):
+            raise PermanentSendError("the recording is not a stored recording of this Asterisk server")
+        return await fetch(self.http, url, provider="Asterisk", max_bytes=max_bytes,
+                           auth=(self.config.username, self.config.password.get_secret_value()))
 
     async def snoop(self, channel_id: str, *, spy: str = "both", whisper: str = "none",
                     app_args: str = "", snoop_id: str | None = None) -> str:

@@ -404,7 +404,8 @@ async def finish(services: Any, call_id: int) -> None:
         call = await voice_repo.get(session, call_id, for_update=True)
         if call is not None:
             await actions.recording(session, call, url=f"file:{sha}", seconds=round(mc.recorder.seconds()),
-                                    gaps=call.details.get("recording_gaps"))
+                                    gaps=call.details.get("recording_gaps"),
+                                    transcribe=bool(services.settings.stt_model_dir))
     log.info("browser_call_recorded", call_id=call_id, seconds=round(mc.recorder.seconds(), 1))
 
 

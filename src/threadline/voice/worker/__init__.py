@@ -26,7 +26,9 @@ from threadline.voice import repo as voice_repo
 from threadline.voice.browser.media import MediaHub
 from threadline.voice.domain import twiml
 from threadline.voice.domain.calls import CallState, conference_name
+from threadline.voice.transcribe import Transcriber
 from threadline.voice.worker import ari
+from threadline.voice.worker.transcripts import Transcripts
 from threadline.workers.follower import Clock, Followed, OutboxFollower
 from threadline.workers.scheduler import Job, TimerWorker
 
@@ -162,10 +164,16 @@ class Voice:
 
     def __init__(self, db: Database, factory: AdapterFactory, timers: TimerWorker, *,
                  files: FileStore | None = None, recording_days: int | None = None,
-                 ice_servers: list[dict[str, Any]] | None = None) -> None:
+                 ice_servers: list[dict[str, Any]] | None = None,
+                 stt_model_dir: str | None = None, stt_language: str | None = None) -> None:
         self.connector = VoiceConnector(db)
         self.media = MediaHub(ice_servers=ice_servers)  # browser calls the server relays (voice/browser)
-        self.ari = ari.AriLoop(db, factory, files=files)  # Asterisk channels (connects only if one exists)
+        # Asterisk channels (connects only if one exists)
+        self.ari = ari.AriLoop(db, factory, files=files, transcribe=bool(stt_model_dir))
+        # recordings transcribed by a local model, if one is configured (voice.transcribe)
+        self.transcripts = Transcripts(db, factory, files, Transcriber(stt_model_dir, language=stt_language)
+                                       if stt_model_dir else None)
+        timers.register(actions.TRANSCRIBE_JOB, self.transcripts.job)
         timers.register(actions.CONNECT_JOB, connect_job(factory))
         timers.register(actions.COMMAND_JOB, command_job(factory))
         timers.register(actions.RECORDINGS_JOB, recordings_job(factory, recording_days))
@@ -176,8 +184,8 @@ class Voice:
         self.ari.on_event(env)
 
     @property
-    def parts(self) -> tuple[OutboxFollower | ari.AriLoop, ...]:
-        return (self.connector, self.ari)
+    def parts(self) -> tuple[OutboxFollower | ari.AriLoop | Transcripts, ...]:
+        return (self.connector, self.ari, self.transcripts)
 
     def wake(self) -> None:
         self.connector.wake()
@@ -185,8 +193,10 @@ class Voice:
     async def start(self) -> None:
         await self.connector.start()
         await self.ari.start()
+        await self.transcripts.start()
 
     async def stop(self) -> None:
         await self.media.stop()
+        await self.transcripts.stop()
         await self.ari.stop()
         await self.connector.stop()

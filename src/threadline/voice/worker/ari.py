@@ -205,8 +205,9 @@ class AriConnection:
     """The events websocket of one asterisk channel and the calls on it."""
 
     def __init__(self, db: Database, channel_id: int, adapter: Any, prompts: Prompts, *,
-                 max_backoff: float = 30.0, clock: Callable[[], datetime] = utcnow) -> None:
+                 max_backoff: float = 30.0, clock: Callable[[], datetime] = utcnow, transcribe: bool = False) -> None:
         self.db = db
+        self.transcribe = transcribe  # voicemails go to the local speech-to-text model (voice.transcribe)
         self.channel_id = channel_id
         self.adapter = adapter
         self.prompts = prompts
@@ -556,7 +557,8 @@ class AriConnection:
                 return
             seconds = recording.get("duration")
             await actions.recording(s, call, url=f"{self.adapter.config.ari_url}/ari/recordings/stored/{name}/file",
-                                    seconds=int(seconds) if isinstance(seconds, int | float) else None)
+                                    seconds=int(seconds) if isinstance(seconds, int | float) else None,
+                                    transcribe=self.transcribe)
             await actions.voicemail_left(s, call, self.clock())
 
 
@@ -569,9 +571,10 @@ class AriLoop(BackgroundLoop):
     name = "voice-ari"
 
     def __init__(self, db: Database, factory: AdapterFactory, *, files: FileStore | None = None,
-                 interval: float = 10.0, max_backoff: float = 30.0) -> None:
+                 interval: float = 10.0, max_backoff: float = 30.0, transcribe: bool = False) -> None:
         super().__init__(interval=interval)
         self.db = db
+        self.transcribe = transcribe
         self.factory = factory
         self.prompts = Prompts(prompt_store(files) if files is not None else None)
         self.max_backoff = max_backoff
@@ -602,7 +605,7 @@ class AriLoop(BackgroundLoop):
         for channel_id, row in wanted.items():
             if channel_id not in self._tasks:
                 conn = AriConnection(self.db, row.id, self.factory.for_row(row), self.prompts,
-                                     max_backoff=self.max_backoff)
+                                     max_backoff=self.max_backoff, transcribe=self.transcribe)
                 self.connections[channel_id] = conn
                 self._tasks[channel_id] = (row.config_encrypted, asyncio.create_task(conn.run(), name=f"ari-{row.id}"))
         return None
