@@ -271,8 +271,15 @@
     var open = document.createElement("a"); open.href = "/conversations/" + d.conversation_id; open.textContent = "Open";
     var close = document.createElement("button"); close.type = "button"; close.textContent = "×"; close.title = "Dismiss";
     close.addEventListener("click", function () { pop.remove(); sessionStorage.removeItem("tl-call-pop"); });
+    open.addEventListener("click", function (ev) { ev.preventDefault(); openInPane(open.href); });
     pop.append(who, " ", ver, " ", open, close);
-    if (!restored && !openId() && d.state === "connected") location.assign(open.href);
+    if (!restored && !openId() && d.state === "connected") openInPane(open.href);
+  }
+  // open a conversation in the pane without leaving the page: a call in the browser lives in this page
+  function openInPane(href) {
+    if (window.htmx && document.getElementById("pane")) {
+      window.htmx.ajax("GET", href, { target: "#pane" }).then(function () { history.pushState({}, "", href); });
+    } else location.assign(href);
   }
   try { var keptPop = JSON.parse(sessionStorage.getItem("tl-call-pop") || "null");
         if (keptPop) callPop(keptPop, true); } catch (e) {}

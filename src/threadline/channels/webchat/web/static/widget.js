@@ -19,6 +19,10 @@
   /* ---------------------------------------------------------------- strings */
   var STRINGS = {
     en: {
+      call: "Call us", videoCall: "Video call", calling: "Calling…", callWaiting: "Waiting for an agent…",
+      callRinging: "Ringing…", callConnected: "On the call", callHold: "On hold", callEnded: "Call ended",
+      hangUp: "Hang up", mute: "Mute", unmute: "Unmute", micDenied: "Allow the microphone to call us.",
+      callBusy: "The agent could not take the call.", callFailed: "The call could not connect.",
       open: "Open chat", close: "Close chat", online: "We typically reply in a few minutes",
       away: "We're away right now", placeholder: "Write a message…", send: "Send", attach: "Attach a file",
       intro: "Before we start, tell us a little about you.", name: "Name", email: "Email", phone: "Phone",
@@ -42,6 +46,10 @@
       verifyAgain: "Send a new code"
     },
     es: {
+      call: "Llámanos", videoCall: "Videollamada", calling: "Llamando…", callWaiting: "Esperando a un agente…",
+      callRinging: "Sonando…", callConnected: "En llamada", callHold: "En espera", callEnded: "Llamada terminada",
+      hangUp: "Colgar", mute: "Silenciar", unmute: "Activar sonido", micDenied: "Permite el micrófono para llamarnos.",
+      callBusy: "El agente no pudo atender la llamada.", callFailed: "No se pudo conectar la llamada.",
       open: "Abrir chat", close: "Cerrar chat", online: "Solemos responder en pocos minutos",
       away: "Ahora no estamos disponibles", placeholder: "Escribe un mensaje…", send: "Enviar",
       attach: "Adjuntar un archivo", intro: "Antes de empezar, cuéntanos un poco sobre ti.", name: "Nombre",
@@ -66,6 +74,10 @@
       verifyAgain: "Enviar un código nuevo"
     },
     it: {
+      call: "Chiamaci", videoCall: "Videochiamata", calling: "Chiamata in corso…", callWaiting: "In attesa di un operatore…",
+      callRinging: "Sta squillando…", callConnected: "In chiamata", callHold: "In attesa", callEnded: "Chiamata terminata",
+      hangUp: "Riaggancia", mute: "Disattiva microfono", unmute: "Attiva microfono", micDenied: "Consenti il microfono per chiamarci.",
+      callBusy: "L'operatore non ha potuto rispondere.", callFailed: "Impossibile collegare la chiamata.",
       open: "Apri la chat", close: "Chiudi la chat", online: "Di solito rispondiamo in pochi minuti",
       away: "Al momento non siamo disponibili", placeholder: "Scrivi un messaggio…", send: "Invia",
       attach: "Allega un file", intro: "Prima di iniziare, dicci qualcosa di te.", name: "Nome", email: "Email",
@@ -152,7 +164,9 @@
     clip: "M16.5 6v11.5a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6H9v9.5a3 3 0 0 0 6 0V5a4.5 4.5 0 0 0-9 0v12.5a6 6 0 0 0 12 0V6h-1.5Z",
     file: "M6 2h8l6 6v12a2 2 0 0 1-2 2H6a2 2 0 0 1-2-2V4a2 2 0 0 1 2-2Zm7 1.5V9h5.5L13 3.5Z",
     star: "M12 2.8l2.8 5.8 6.3.9-4.6 4.4 1.1 6.3L12 17.2l-5.6 3 1.1-6.3L2.9 9.5l6.3-.9L12 2.8Z",
-    down: "M7.4 8.6 12 13.2l4.6-4.6L18 10l-6 6-6-6 1.4-1.4Z"
+    down: "M7.4 8.6 12 13.2l4.6-4.6L18 10l-6 6-6-6 1.4-1.4Z",
+    phone: "M6.6 10.8a15.1 15.1 0 0 0 6.6 6.6l2.2-2.2a1 1 0 0 1 1-.25 11.4 11.4 0 0 0 3.6.57 1 1 0 0 1 1 1V20a1 1 0 0 1-1 1A17 17 0 0 1 3 4a1 1 0 0 1 1-1h3.5a1 1 0 0 1 1 1c0 1.25.2 2.45.57 3.57a1 1 0 0 1-.25 1l-2.2 2.23Z",
+    video: "M17 10.5V7a1 1 0 0 0-1-1H4a1 1 0 0 0-1 1v10a1 1 0 0 0 1 1h12a1 1 0 0 0 1-1v-3.5l4 4v-11l-4 4Z"
   };
   function sizeText(n) { return n >= 1048576 ? Math.round(n / 1048576) + " MB" : Math.max(1, Math.round(n / 1024)) + " KB"; }
   function timeText(iso) {
@@ -185,6 +199,11 @@
     ".tl-dot.tl-away{background:#fbbf24}",
     ".tl-icon{width:34px;height:34px;border-radius:50%;border:0;background:rgba(255,255,255,.16);color:inherit;display:flex;align-items:center;justify-content:center;flex:none}",
     ".tl-icon:hover{background:rgba(255,255,255,.28)}",
+    ".tl-callbar{display:none;align-items:center;gap:8px;padding:8px 14px;background:#ecfdf5;color:#065f46;border-bottom:1px solid #a7f3d0;font-size:13px;flex:none;flex-wrap:wrap}",
+    ".tl-callbar.tl-on{display:flex}.tl-callbar .tl-grow{flex:1}",
+    ".tl-callbar button{border:1px solid #a7f3d0;background:#fff;color:#065f46;border-radius:14px;padding:4px 10px;font:inherit;cursor:pointer}",
+    ".tl-callbar button.tl-end{background:#dc2626;border-color:#dc2626;color:#fff}",
+    ".tl-callbar video{width:100%;max-height:180px;background:#000;border-radius:8px}",
     ".tl-body{flex:1;overflow-y:auto;padding:18px 16px 8px;background:#f7f7fb;display:flex;flex-direction:column;gap:4px;scroll-behavior:smooth}",
     ".tl-row{display:flex;align-items:flex-end;gap:8px;max-width:100%;margin-top:6px}",
     ".tl-row.tl-me{justify-content:flex-end}",
@@ -328,6 +347,17 @@
     status.appendChild(ui.statusText);
     headText.appendChild(status);
     head.appendChild(headText);
+    if (cfg.calls === "voice" || cfg.calls === "video") {  // calls in the browser (WebRTC)
+      [["voice", ICON.phone, T.call], ["video", ICON.video, T.videoCall]].forEach(function (b) {
+        if (b[0] === "video" && cfg.calls !== "video") return;
+        var btn = el("button", "tl-icon tl-call-" + b[0]);
+        btn.type = "button";
+        btn.setAttribute("aria-label", b[2]); btn.title = b[2];
+        btn.appendChild(svg(b[1], 18));
+        btn.onclick = function () { startCall(b[0] === "video"); };
+        head.appendChild(btn);
+      });
+    }
     var closeBtn = el("button", "tl-icon");
     closeBtn.type = "button";
     closeBtn.setAttribute("aria-label", T.close);
@@ -336,6 +366,12 @@
     head.appendChild(closeBtn);
     panel.appendChild(head);
 
+    ui.callBar = el("div", "tl-callbar");
+    ui.callBar.setAttribute("role", "status");
+    panel.appendChild(ui.callBar);
+    ui.callAudio = document.createElement("audio");  // the other side's voice (autoplay after the click)
+    ui.callAudio.autoplay = true;
+    root.appendChild(ui.callAudio);
     ui.list = el("div", "tl-body");
     ui.list.setAttribute("aria-live", "polite");
     panel.appendChild(ui.list);
@@ -870,6 +906,128 @@
     ui.foot.appendChild(form);
   }
 
+  /* ---------------------------------------------------------------- calls in the browser */
+  // The visitor's browser offers (every ICE candidate gathered first, no trickle); the answer comes back
+  // at once when the server relays the call, or later as a call_media frame from the agent's browser.
+  var call = null;
+  function gathered(pc) {
+    return new Promise(function (resolve) {
+      if (pc.iceGatheringState === "complete") return resolve();
+      var t = setTimeout(resolve, 4000);
+      pc.addEventListener("icegatheringstatechange", function () {
+        if (pc.iceGatheringState === "complete") { clearTimeout(t); resolve(); }
+      });
+    });
+  }
+  function startCall(video) {
+    if (call || !navigator.mediaDevices || !window.RTCPeerConnection) return;
+    call = { video: video, state: "starting", muted: false };
+    drawCall();
+    navigator.mediaDevices.getUserMedia({ audio: true, video: video }).then(function (stream) {
+      call.stream = stream;
+      return (store.token ? Promise.resolve() : startSession()).then(function () {
+        return api("POST", "/widget/calls", { token: store.token, video: video, locale: LANG });
+      });
+    }).then(function (c) {
+      if (!call) return;
+      call.id = c.id; call.state = c.state; call.media = c.media;
+      drawCall();
+      var pc = call.pc = new RTCPeerConnection({ iceServers: c.ice_servers || [] });
+      call.stream.getTracks().forEach(function (t) { pc.addTrack(t, call.stream); });
+      pc.ontrack = function (e) {
+        var remote = e.streams[0] || new MediaStream([e.track]);
+        if (e.track.kind === "audio") ui.callAudio.srcObject = remote;
+        if (e.track.kind === "video" && ui.callVideo) ui.callVideo.srcObject = remote;
+      };
+      pc.onconnectionstatechange = function () {
+        if (call && call.pc === pc && pc.connectionState === "failed") { showNotice(T.callFailed); hangUp(); }
+      };
+      return pc.createOffer().then(function (o) { return pc.setLocalDescription(o); })
+        .then(function () { return gathered(pc); })
+        .then(function () {
+          return api("POST", "/widget/calls/" + call.id + "/media", { token: store.token, type: "offer", sdp: pc.localDescription.sdp });
+        })
+        .then(function (r) { if (r.sdp && call && call.pc === pc) return pc.setRemoteDescription({ type: "answer", sdp: r.sdp }); });
+    }).catch(function (err) {
+      showNotice(err && err.name === "NotAllowedError" ? T.micDenied : (err && err.message) || T.callFailed);
+      if (call && call.id) hangUp(); else endCall();
+    });
+  }
+  function onCall(f) {
+    if (!call || f.id !== call.id) return;
+    call.state = f.state;
+    if (f.state === "connected" && !call.since) call.since = Date.now();
+    if (f.state === "ended") { if (f.end_cause === "rejected") showNotice(T.callBusy); endCall(); } else drawCall();
+  }
+  function onCallMedia(f) {
+    if (!call || f.id !== call.id || f.sdp_type !== "answer" || !call.pc) return;
+    if (call.pc.signalingState === "have-local-offer") call.pc.setRemoteDescription({ type: "answer", sdp: f.sdp }).catch(function () {});
+  }
+  function resyncCall() {  // after a reconnect: the call's state, and the agent's answer if the frame was missed
+    if (!call || !call.id) return;
+    api("GET", "/widget/calls/" + call.id, null, { token: store.token }).then(function (c) {
+      onCall({ id: c.id, state: c.state, end_cause: c.end_cause });
+      if (c.answer) onCallMedia({ id: c.id, sdp_type: "answer", sdp: c.answer });
+    }).catch(function () {});
+  }
+  function hangUp() {
+    if (call && call.id) api("POST", "/widget/calls/" + call.id + "/hangup", { token: store.token }).catch(function () {});
+    endCall();
+  }
+  function endCall() {
+    if (!call) return;
+    if (call.stream) call.stream.getTracks().forEach(function (t) { t.stop(); });
+    if (call.pc) call.pc.close();
+    clearInterval(call.timer);
+    ui.callAudio.srcObject = null;
+    call = null;
+    drawCall();
+  }
+  function drawCall() {
+    var bar = ui.callBar; if (!bar) return;
+    bar.textContent = "";
+    bar.classList.toggle("tl-on", !!call);
+    if (!call) { ui.callVideo = null; return; }
+    var label = { starting: T.calling, ringing: T.calling, queued: T.callWaiting, offered: T.callRinging,
+                  connected: T.callConnected, on_hold: T.callHold }[call.state] || T.calling;
+    var status = el("span", "tl-grow", label);
+    bar.appendChild(status);
+    clearInterval(call.timer);
+    if (call.since && (call.state === "connected" || call.state === "on_hold")) {
+      var tick = function () {
+        var s = Math.floor((Date.now() - call.since) / 1000);
+        status.textContent = label + " · " + Math.floor(s / 60) + ":" + ("0" + (s % 60)).slice(-2);
+      };
+      tick(); call.timer = setInterval(tick, 1000);
+    }
+    if (call.stream) {
+      var mute = el("button", null, call.muted ? T.unmute : T.mute);
+      mute.type = "button";
+      mute.setAttribute("aria-pressed", call.muted ? "true" : "false");
+      mute.onclick = function () {
+        call.muted = !call.muted;
+        call.stream.getAudioTracks().forEach(function (t) { t.enabled = !call.muted; });
+        drawCall();
+      };
+      bar.appendChild(mute);
+    }
+    var end = el("button", "tl-end", T.hangUp);
+    end.type = "button";
+    end.onclick = hangUp;
+    bar.appendChild(end);
+    if (call.video) {
+      var v = ui.callVideo = document.createElement("video");
+      v.autoplay = true; v.playsInline = true;
+      if (call.pc) call.pc.getReceivers().forEach(function (r) { if (r.track && r.track.kind === "video") v.srcObject = new MediaStream([r.track]); });
+      bar.appendChild(v);
+    }
+  }
+  window.addEventListener("pagehide", function () {  // leaving the page ends the call (not a dead line for the agent)
+    if (call && call.id && navigator.sendBeacon) {
+      navigator.sendBeacon(BASE + "/widget/calls/" + call.id + "/hangup" + q({}), JSON.stringify({ token: store.token }));
+    }
+  });
+
   /* ---------------------------------------------------------------- live */
   function connect() {
     if (stopped || !store.token) return;
@@ -887,6 +1045,7 @@
         connected = true; backoff = 500; showNotice("");
         if (lastSeq == null) lastSeq = f.seq;
         flush();
+        resyncCall();
         return;
       }
       if (f.seq != null) {
@@ -898,6 +1057,8 @@
       else if (f.type === "conversation") onConversation(f);
       else if (f.type === "typing") onAgentTyping(f);
       else if (f.type === "queue") onQueue(f);
+      else if (f.type === "call") onCall(f);
+      else if (f.type === "call_media") onCallMedia(f);
     };
     sock.onclose = function (ev) {
       if (sock !== ws) return;
