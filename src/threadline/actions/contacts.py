@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.continuity import suggest_merge
 from threadline.actions.events import emit
+from threadline.actions.guards import check_sensitive
 from threadline.actions.permissions import visible_contact
 from threadline.actions.views import contact_view
 from threadline.db.models import ContactActivityRow, ContactRow, IdentityRow
@@ -119,6 +120,8 @@ async def update_contact(session: AsyncSession, contact_id: int, *, name: str | 
         edits.append(f"name: {contact.name or '—'} → {clean_name(name)}")
         contact.name, changes = clean_name(name), [*changes, "name"]
     if attributes is not None:
+        if actor is not None:  # e.g. voice: not while an unverified caller is on the line (actions/guards.py)
+            await check_sensitive(session, [contact.id], "changing the contact's attributes")
         if not system:
             for key in RESERVED_ATTRIBUTES & attributes.keys():
                 raise ValidationFailed(f"{key} is kept by Threadline itself (opt-outs, bounces) and cannot be set "
@@ -159,6 +162,8 @@ async def add_identity(session: AsyncSession, contact_id: int, *, kind: str, val
         contact = await repo.get_contact(session, contact_id)
     if contact is None:
         raise NotFound(f"contact {contact_id} does not exist")
+    if actor is not None:
+        await check_sensitive(session, [contact.id], "changing the contact's phone numbers or e-mail addresses")
     await _attach(session, contact, normalise_identity(kind, value, scope), verified=_verifies(actor))
     view = await _view(session, contact)
     emit(session, ContactUpdated(contact=view, changes=["identities"]), Audience())
