@@ -44,6 +44,7 @@ async def test_a_registered_guard_is_asked_before_sensitive_contact_actions(serv
     n = len(asked)
     async with services.db.transaction() as s:
         await contact_actions.update_contact(s, a.id, name="A. Person", actor=sup)  # the name: not asked
+        await contact_actions.update_contact(s, a.id, name="A. P.", attributes={}, actor=sup)  # nothing changes
         await contact_actions.update_contact(s, a.id, attributes={"plan": "gold"}, source="crm")  # the system
         await contact_actions.update_contact(s, b.id, attributes={"plan": "gold"}, actor=sup)  # not locked
     assert len(asked) == n + 1

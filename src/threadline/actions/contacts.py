@@ -120,8 +120,6 @@ async def update_contact(session: AsyncSession, contact_id: int, *, name: str | 
         edits.append(f"name: {contact.name or '—'} → {clean_name(name)}")
         contact.name, changes = clean_name(name), [*changes, "name"]
     if attributes is not None:
-        if actor is not None:  # e.g. voice: not while an unverified caller is on the line (actions/guards.py)
-            await check_sensitive(session, [contact.id], "changing the contact's attributes")
         if not system:
             for key in RESERVED_ATTRIBUTES & attributes.keys():
                 raise ValidationFailed(f"{key} is kept by Threadline itself (opt-outs, bounces) and cannot be set "
@@ -130,7 +128,10 @@ async def update_contact(session: AsyncSession, contact_id: int, *, name: str | 
         typed = {k: (defs[k].coerce(v) if k in defs else v) for k, v in attributes.items()}
         before = dict(contact.attributes or {})
         merged = {**before, **typed}
-        contact.attributes = _check_attributes({k: v for k, v in merged.items() if v is not None})
+        after = _check_attributes({k: v for k, v in merged.items() if v is not None})
+        if actor is not None and after != before:  # e.g. voice: not while an unverified caller is on the line
+            await check_sensitive(session, [contact.id], "changing the contact's attributes")  # (actions/guards.py)
+        contact.attributes = after
         edits += [f"{k}: {_show(before.get(k))} → {_show(contact.attributes.get(k))}"
                   for k in sorted(typed) if before.get(k) != contact.attributes.get(k)]
         changes.append("attributes")
