@@ -61,6 +61,41 @@ async def test_the_call_bar_holds_the_caller_and_the_wrap_up_saves_a_disposition
         assert page.errors == []  # type: ignore[attr-defined]
 
 
+async def test_the_wrap_up_offers_the_queues_codes_and_the_bar_says_sensitive_actions_are_locked(sqlite_server,
+                                                                                                   browser) -> None:
+    from threadline.actions import users as user_actions
+
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    async with server.services.db.transaction() as s:
+        await user_actions.update_queue(s, ids["general"], settings={"voice": {
+            "dispositions": ["resolved", "order-status", "escalated"], "verified_for_sensitive": True}})
+    token = await token_for(server, "alice@example.com")
+    async with FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as alice, \
+            websockets.connect(f"{server.ws_url}/api/v1/stream?token={token}") as ws:
+        call, row = await connected_call(server, ids, tw, alice, ws)
+        page = await open_desk(browser, server, "alice@example.com", path=f"/conversations/{row.conversation_id}")
+        bar = page.locator("#call-bar")
+        await bar.get_by_text("On the call").wait_for(timeout=WAIT)
+        await bar.get_by_text("Sensitive actions locked until verified").wait_for(timeout=WAIT)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(SCREENSHOTS / "voice-call-bar-locked.png"))
+        await call.hangup()
+        select = page.locator("#call-bar .call-wrapup select[aria-label=Disposition]")
+        await select.wait_for(timeout=WAIT)
+        assert await page.locator("#call-bar .call-wrapup input[aria-label=Disposition]").count() == 0
+        options = await select.locator("option").all_inner_texts()
+        assert options == ["Disposition…", "resolved", "order-status", "escalated"]
+        await select.select_option("order-status")
+        await page.fill("#call-bar .call-wrapup input[aria-label=Notes]", "parcel found")
+        await page.screenshot(path=str(SCREENSHOTS / "voice-wrap-up-codes.png"))
+        await page.click("#call-bar .call-wrapup button[type=submit]")
+        await page.locator("#timeline li", has_text="Call disposition: order-status — parcel found").wait_for(timeout=WAIT)
+        await page.locator("#call-bar").wait_for(state="hidden", timeout=WAIT)
+        assert page.errors == []  # type: ignore[attr-defined]
+
+
 async def test_the_softphone_rings_in_the_desk_and_takes_the_call(sqlite_server, browser) -> None:
     server = sqlite_server
     ids = await seed_basics(server.services)

@@ -407,3 +407,45 @@ async def test_supervisors_watch_queues_waiting_tasks_and_agents_live(sqlite_ser
     async with httpx.AsyncClient(base_url=sqlite_server.url) as agent:
         await page_login(agent, "alice@example.com")
         assert (await agent.get("/admin/live/board")).status_code == 403
+
+
+async def test_admins_edit_a_queues_call_settings_and_bad_codes_come_back_as_the_pages_error(sqlite_server) -> None:
+    ids = await seed_basics(sqlite_server.services)
+    async with httpx.AsyncClient(base_url=sqlite_server.url) as c:
+        csrf = await page_login(c, "admin@example.com")
+        page = await c.get("/admin/queues")
+        assert f'action="/admin/queues/{ids["general"]}/voice"' in page.text
+        form = {"csrf_token": csrf, "record": "on_demand", "dispositions": "resolved\r\n  order-status \r\n\r\nresolved\n",
+                "verified_for_sensitive": "on"}
+        ok = await c.post(f"/admin/queues/{ids['general']}/voice", data=form)
+        assert ok.status_code == 303 and "ok=" in ok.headers["location"], ok.headers.get("location")
+        queues = {q["id"]: q for q in (await c.get("/api/v1/queues")).json()}
+        assert queues[ids["general"]]["settings"]["voice"] == {
+            "record": "on_demand", "dispositions": ["resolved", "order-status"], "verified_for_sensitive": True}
+        assert queues[ids["general"]]["settings"]["skills"] == {}  # the rest of the settings stay
+        page = await c.get("/admin/queues")  # the form shows what is saved
+        assert '<option value="on_demand" selected>' in page.text
+        assert ">resolved\norder-status</textarea>" in page.text
+        assert re.search(r'name="verified_for_sensitive" checked', page.text)
+        # unticked, emptied: back to free text and no verification needed
+        ok = await c.post(f"/admin/queues/{ids['general']}/voice", data={"csrf_token": csrf, "record": "channel",
+                                                                          "dispositions": ""})
+        assert "ok=" in ok.headers["location"]
+        queues = {q["id"]: q for q in (await c.get("/api/v1/queues")).json()}
+        assert queues[ids["general"]]["settings"]["voice"] == {
+            "record": "channel", "dispositions": [], "verified_for_sensitive": False}
+        # what is wrong comes back on the page with the reason, never a 500 or raw JSON; nothing is saved
+        for bad, why in [({"dispositions": "x" * 61}, "longer than 60 characters"),
+                         ({"dispositions": "\n".join(f"code-{i}" for i in range(51))}, "Disposition codes:"),
+                         ({"record": "sometimes"}, "not a recording policy")]:
+            r = await c.post(f"/admin/queues/{ids['general']}/voice", data={"csrf_token": csrf, "record": "never", **bad})
+            assert r.status_code == 303 and "error=" in r.headers["location"], r.headers["location"]
+            assert why in httpx.URL(r.headers["location"]).params["error"]
+            shown = await c.get(r.headers["location"])
+            assert shown.status_code == 200 and 'role="alert"' in shown.text and why.split(":")[0] in shown.text
+        queues = {q["id"]: q for q in (await c.get("/api/v1/queues")).json()}
+        assert queues[ids["general"]]["settings"]["voice"]["record"] == "channel"
+    async with httpx.AsyncClient(base_url=sqlite_server.url) as agent:
+        csrf = await page_login(agent, "alice@example.com")
+        r = await agent.post(f"/admin/queues/{ids['general']}/voice", data={"csrf_token": csrf, "record": "always"})
+        assert r.status_code == 403

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.continuity import suggest_merge
 from threadline.actions.events import emit
+from threadline.actions.guards import check_sensitive
 from threadline.actions.permissions import visible_contact
 from threadline.actions.views import contact_view
 from threadline.db.models import ContactActivityRow, ContactRow, IdentityRow
@@ -127,7 +128,10 @@ async def update_contact(session: AsyncSession, contact_id: int, *, name: str | 
         typed = {k: (defs[k].coerce(v) if k in defs else v) for k, v in attributes.items()}
         before = dict(contact.attributes or {})
         merged = {**before, **typed}
-        contact.attributes = _check_attributes({k: v for k, v in merged.items() if v is not None})
+        after = _check_attributes({k: v for k, v in merged.items() if v is not None})
+        if actor is not None and after != before:  # e.g. voice: not while an unverified caller is on the line
+            await check_sensitive(session, [contact.id], "changing the contact's attributes")  # (actions/guards.py)
+        contact.attributes = after
         edits += [f"{k}: {_show(before.get(k))} → {_show(contact.attributes.get(k))}"
                   for k in sorted(typed) if before.get(k) != contact.attributes.get(k)]
         changes.append("attributes")
@@ -159,6 +163,8 @@ async def add_identity(session: AsyncSession, contact_id: int, *, kind: str, val
         contact = await repo.get_contact(session, contact_id)
     if contact is None:
         raise NotFound(f"contact {contact_id} does not exist")
+    if actor is not None:
+        await check_sensitive(session, [contact.id], "changing the contact's phone numbers or e-mail addresses")
     await _attach(session, contact, normalise_identity(kind, value, scope), verified=_verifies(actor))
     view = await _view(session, contact)
     emit(session, ContactUpdated(contact=view, changes=["identities"]), Audience())

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.actions.conversations import add_activity, audience_for
 from threadline.actions.events import emit
+from threadline.actions.guards import check_sensitive
 from threadline.actions.permissions import visible_contact, visible_contact_ids
 from threadline.actions.views import contact_view, conversation_view
 from threadline.db.models import (
@@ -78,6 +79,8 @@ async def merge_contacts(session: AsyncSession, actor: Actor | None, source_id: 
     await repo.lock_contacts(session, [source_id, target_id])
     for contact_id in (target_id, source_id) if actor is not None else ():  # an agent merges only what they see
         await visible_contact(session, actor, contact_id, all_conversations=True)
+    if actor is not None:  # e.g. voice: not while an unverified caller is on the line (actions/guards.py)
+        await check_sensitive(session, [source_id, target_id], "merging contacts")
     source = await _live_contact(session, source_id, "source")
     target = await _live_contact(session, target_id, "target")
     source_attrs, target_attrs = dict(source.attributes or {}), dict(target.attributes or {})

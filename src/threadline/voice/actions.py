@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,7 +38,7 @@ from threadline.db.repos import users as users_repo
 from threadline.db.types import utcnow
 from threadline.domain.contacts import IdentityKind, IdentityValue, normalise_phone
 from threadline.domain.conversations import ConversationStatus, Priority
-from threadline.domain.errors import NotFound, ValidationFailed
+from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import (
     CallChanged,
     CallMedia,
@@ -48,6 +49,7 @@ from threadline.domain.events import (
 )
 from threadline.domain.messages import Direction as MessageDirection
 from threadline.domain.messages import Sender
+from threadline.domain.queues import QueueSettings, QueueVoice
 from threadline.flows import actions as flows
 from threadline.flows import domain as flow
 from threadline.voice import repo
@@ -58,7 +60,10 @@ from threadline.voice.domain.calls import (
     CtiEvent,
     Direction,
     EndCause,
+    disposition_problem,
     locale_of,
+    record_policy,
+    sensitive_locked,
     timeline_text,
 )
 from threadline.voice.models import CallRow
@@ -771,3 +776,52 @@ async def _browser_call_over(session: AsyncSession, call: CallRow) -> None:
         await session.flush()
         [view] = await conversation_views(session, [conv])
         emit(session, ConversationUpdated(conversation=view, changes=["attributes"]), audience_for(conv, customer=True))
+
+
+# --------------------------------------------------------------------------- the queue's call settings
+
+
+async def queue_voices(session: AsyncSession, queue_ids: Iterable[int | None]) -> dict[int, QueueVoice]:
+    """The call settings (``QueueSettings.voice``) of these queues, by id; a queue that is gone is absent."""
+    out: dict[int, QueueVoice] = {}
+    for queue_id in {q for q in queue_ids if q is not None}:
+        queue = await users_repo.get_queue(session, queue_id)
+        if queue is not None:
+            out[queue_id] = QueueSettings.model_validate(queue.settings or {}).voice
+    return out
+
+
+def queue_fields(call: CallRow, voices: dict[int, QueueVoice]) -> dict[str, Any]:
+    """What a call's JSON says of its queue: the disposition codes, whether sensitive actions wait."""
+    voice = voices.get(call.queue_id) if call.queue_id is not None else None
+    if voice is None:
+        return {}
+    return {"dispositions": list(voice.dispositions),
+            "sensitive_locked": sensitive_locked(call.state, call.verified_by, voice.verified_for_sensitive)}
+
+
+async def recording_policy(session: AsyncSession, call: CallRow, channel_record: str | None) -> str:
+    """Whether this call is recorded (always, on_demand, never): its queue's policy, else its line's."""
+    voice = (await queue_voices(session, [call.queue_id])).get(call.queue_id) if call.queue_id else None
+    return record_policy(voice.record if voice is not None else None, channel_record)
+
+
+async def check_disposition(session: AsyncSession, call: CallRow, code: str) -> None:
+    """Refuse (422) a disposition code the call's queue does not list (a queue with no list takes any)."""
+    voice = (await queue_voices(session, [call.queue_id])).get(call.queue_id) if call.queue_id else None
+    problem = disposition_problem(code, voice.dispositions if voice is not None else [])
+    if problem is not None:
+        raise ValidationFailed(problem, field="disposition")
+
+
+async def check_verified_caller(session: AsyncSession, contact_ids: Sequence[int], what: str) -> None:
+    """The guard of sensitive contact actions voice registers (``threadline.actions.guards``): while a call
+    of one of these contacts is not over, its queue asks for a verified caller
+    (``verified_for_sensitive``) and the IVR has not verified them, the action is refused (409)."""
+    calls = await repo.unverified_for_contacts(session, contact_ids)
+    voices = await queue_voices(session, [c.queue_id for c in calls])
+    for call in calls:
+        voice = voices.get(call.queue_id) if call.queue_id is not None else None
+        if sensitive_locked(call.state, call.verified_by, voice is not None and voice.verified_for_sensitive):
+            raise Conflict(f"the caller is not verified: verify them (PIN or another IVR check) before {what} "
+                           f"(call {call.id}, whose queue asks for a verified caller)")

@@ -375,8 +375,8 @@ async def conference(key: str, request: Request, services: ServicesDep, call: st
         if event == "participant-join" and sid and sid not in customer and label != "customer":
             if not label and row.details.get("agent_call_sid") == sid:
                 label = f"agent-{row.agent_id}"
-            await actions.participant_joined(session, row, label, h.at(),
-                                             record=h.adapter.config.record == "always")
+            policy = await actions.recording_policy(session, row, h.adapter.config.record)
+            await actions.participant_joined(session, row, label, h.at(), record=policy == "always")
         elif event == "participant-leave" and sid not in customer and label != "customer":
             await actions.participant_left(session, row, label, h.at())
         elif event == "participant-hold" and sid in customer:
@@ -496,6 +496,10 @@ class CallOut(BaseModel):
     recording_seconds: int | None
     recording_state: Literal["off", "recording", "paused"] = "off"
     disposition: str | None = None
+    dispositions: list[str] = Field(default_factory=list, description="the codes the call's queue takes at wrap-up "
+                                    "(empty: any text)")
+    sensitive_locked: bool = Field(default=False, description="sensitive actions on the caller's contact wait "
+                                   "until the caller is verified (the queue asks for it)")
 
 
 @router.get("", summary="The calls of a conversation", response_model=list[CallOut])
@@ -505,7 +509,8 @@ async def list_calls(actor: CurrentActor, services: ServicesDep,
     async with services.db.transaction(write=False) as session:
         actor.check_can_see(await conversation_repo.get_conversation(session, conversation_id), conversation_id)
         rows = await voice_repo.for_conversation(session, conversation_id)
-    return [_call_out(r) for r in rows]
+        voices = await actions.queue_voices(session, [r.queue_id for r in rows])
+    return [_call_out(r).model_copy(update=actions.queue_fields(r, voices)) for r in rows]
 
 
 def _call_out(r: Any) -> CallOut:
@@ -622,8 +627,11 @@ async def recording(call_id: CallId, body: RecordingIn, actor: CurrentActor, ser
     if body.action == "start":
         if row.details.get("recording_sid"):
             raise Conflict("the call is being recorded already")
-        if adapter.config.record == "never":
-            raise Conflict("this line does not record calls (its recording policy is 'never')")
+        async with services.db.transaction(write=False) as session:
+            policy = await actions.recording_policy(session, row, adapter.config.record)
+        if policy == "never":
+            raise Conflict("this call is not recorded (its queue's or, failing that, its line's recording "
+                           "policy is 'never')")
         sid = ""
 
         async def start() -> None:
@@ -726,6 +734,7 @@ async def wrap_up(call_id: CallId, body: WrapUpIn, actor: CurrentActor, services
         actor.check_can_see(await conversation_repo.get_conversation(session, row.conversation_id), row.conversation_id)
         if row.agent_id != actor.user_id and not actor.role.at_least(Role.SUPERVISOR):
             raise PermissionDenied("only the agent who took the call (or a supervisor) may wrap it up")
+        await actions.check_disposition(session, row, body.disposition.strip())
         await actions.wrap_up(session, row, disposition=body.disposition.strip(), notes=body.notes.strip(),
                               by=actor.user_id)
         return _out(row, "wrapped up")

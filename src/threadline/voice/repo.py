@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.voice.domain.calls import LIVE, WAITING
+from threadline.voice.domain.calls import LIVE, WAITING, CallState
 from threadline.voice.models import CallEventRow, CallRow
 
 
@@ -96,3 +96,19 @@ async def live_browser_call(session: AsyncSession, contact_id: int) -> CallRow |
     stmt = (select(CallRow).where(CallRow.contact_id == contact_id, CallRow.provider == "webrtc",
                                   CallRow.state.in_([s.value for s in LIVE])).limit(1))
     return (await session.execute(stmt)).scalars().first()
+
+
+async def unverified_for_contacts(session: AsyncSession, contact_ids: Sequence[int]) -> list[CallRow]:
+    """The calls not over yet, with a caller nobody verified, of these contacts (the caller's contact, or
+    the contact of the call's conversation)."""
+    from threadline.db.models import ConversationRow  # noqa: PLC0415
+
+    if not contact_ids:
+        return []
+    ids = list(contact_ids)
+    states = [s.value for s in CallState if s is not CallState.ENDED]
+    stmt = (select(CallRow).join(ConversationRow, ConversationRow.id == CallRow.conversation_id)
+            .where(CallRow.state.in_(states), CallRow.verified_by.is_(None),
+                   or_(CallRow.contact_id.in_(ids), ConversationRow.contact_id.in_(ids)))
+            .order_by(CallRow.id).limit(100))
+    return list((await session.execute(stmt)).scalars())

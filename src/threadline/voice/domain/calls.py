@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -297,6 +298,33 @@ def conference_name(conversation_id: int, call_id: int) -> str:
 
 def same_secret(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+# --------------------------------------------------------------------------- the queue's call settings
+
+RECORD_POLICIES = ("never", "always", "on_demand")
+
+
+def record_policy(queue_record: str | None, channel_record: str | None) -> str:
+    """Whether a call is recorded: ``always``, ``on_demand`` (the agent starts it) or ``never``. The
+    call's queue decides (``QueueSettings.voice.record``) unless it says ``channel`` (or there is no
+    queue): then the phone line's setting does, and a line without one records nothing."""
+    if queue_record in RECORD_POLICIES:
+        return queue_record  # type: ignore[return-value]
+    return channel_record if channel_record in RECORD_POLICIES else "never"  # type: ignore[return-value]
+
+
+def disposition_problem(code: str, allowed: Sequence[str]) -> str | None:
+    """Why ``code`` is not a disposition the queue takes (None: it is, or the queue has no list)."""
+    if not allowed or code in allowed:
+        return None
+    return f"{code!r} is not a disposition code of this call's queue; pick one of: {', '.join(allowed)}"
+
+
+def sensitive_locked(state: str, verified_by: str | None, queue_requires: bool) -> bool:
+    """Whether sensitive actions on the caller's contact wait for verification: the call is not over,
+    its queue asks for a verified caller, and the IVR has not verified them."""
+    return queue_requires and verified_by is None and state != CallState.ENDED
 
 
 # --------------------------------------------------------------------------- the generic CTI endpoint

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.actions import guards
 from threadline.actions.scheduler import schedule_job
 from threadline.adapters import AdapterFactory
 from threadline.db.models import ChannelInstanceRow
@@ -178,6 +179,8 @@ class Voice:
         timers.register(actions.COMMAND_JOB, command_job(factory))
         timers.register(actions.RECORDINGS_JOB, recordings_job(factory, recording_days))
         timers.every(actions.RECORDINGS_JOB, "all", first_after=300.0)
+        # a caller on the line whose queue asks for it must be verified before sensitive contact actions
+        guards.register_sensitive("voice.verified_caller", actions.check_verified_caller)
 
     def on_event(self, env: Any) -> None:
         self.connector.on_event(env)

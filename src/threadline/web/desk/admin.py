@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from threadline.actions import canned as canned_actions
 from threadline.actions import channels as channel_actions
@@ -38,6 +38,7 @@ from threadline.domain.access import Actor
 from threadline.domain.errors import DomainError, NotFound, ValidationFailed
 from threadline.domain.events import EVENT_NAMES
 from threadline.domain.ids import Id, parse_id
+from threadline.domain.queues import QueueSettings, QueueVoice
 from threadline.domain.users import Role, parse_skill_spec
 from threadline.flows import actions as flow_actions
 from threadline.flows import domain as flow_domain
@@ -220,7 +221,9 @@ async def _queues_ctx(session: Session, actor: Actor) -> dict[str, Any]:
             "teams": {t.id: t for t in await users_repo.list_teams(session)},
             "users": {u.id: u for u in await users_repo.list_users(session)},
             "open_counts": await desk_repo.open_counts_by_queue(session, None),
-            "routing": {r.id: routing_actions.queue_parts(r) for r in await routing_repo.queues(session)}}
+            "routing": {r.id: routing_actions.queue_parts(r) for r in await routing_repo.queues(session)},
+            "voice": {q.id: QueueSettings.model_validate(q.settings or {}).voice for q in queues},
+            "record_choices": RECORD_CHOICES}
 
 
 # Today's figures per queue aggregate the day's routing outcomes; every supervisor tab redraws the
@@ -355,6 +358,41 @@ async def queue_routing(queue_id: Id, request: Request, services: ServicesDep) -
         warnings = await routing_actions.set_queue_routing(session, actor, queue_id, routing,
                                                            settings={"hours": hours}, force="force" in form)
         return "Routing saved" + (f" ({'; '.join(warnings)})" if warnings else "")
+    return await _post(request, services, "/admin/queues", run)
+
+
+RECORD_CHOICES = [("channel", "As the phone line says"), ("always", "Always"),
+                  ("on_demand", "On demand (the agent starts it)"), ("never", "Never")]
+
+
+def queue_voice_from_form(form: Any) -> dict[str, Any]:
+    """A queue's call settings from the admin form (codes one per line); ValidationFailed saying which."""
+    codes = [line.strip() for line in str(form.get("dispositions", "")).splitlines() if line.strip()]
+    for code in codes:
+        if len(code) > 60:
+            raise ValidationFailed(f"Disposition codes: {code[:30]!r}… is longer than 60 characters",
+                                   field="dispositions")
+    record = str(form.get("record", "channel"))
+    if record not in dict(RECORD_CHOICES):
+        raise ValidationFailed(f"Recording: {record[:30]!r} is not a recording policy; pick one of the list",
+                               field="record")
+    try:
+        voice = QueueVoice.model_validate({"record": record, "dispositions": codes,
+                                           "verified_for_sensitive": "verified_for_sensitive" in form})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        label = {"dispositions": "Disposition codes", "record": "Recording"}.get(str(err["loc"][0]), "Calls")
+        raise ValidationFailed(f"{label}: {err['msg'].removeprefix('Value error, ')}", field="voice") from None
+    return voice.model_dump(mode="json")
+
+
+@router.post("/queues/{queue_id}/voice")
+async def queue_voice(queue_id: Id, request: Request, services: ServicesDep) -> Response:
+    """A queue's call settings: when its calls are recorded, its disposition codes, and whether sensitive
+    actions wait for a caller the IVR verified. A bad value comes back as the page's error, with the reason."""
+    async def run(session: Session, actor: Actor, form: Any) -> str:
+        queue = await user_actions.update_queue(session, queue_id, settings={"voice": queue_voice_from_form(form)})
+        return f"Call settings of {queue.name} saved"
     return await _post(request, services, "/admin/queues", run)
 
 

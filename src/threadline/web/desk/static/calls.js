@@ -89,9 +89,17 @@
     });
     b.appendChild(form);
   }
+  // the queue's disposition codes as a list to pick from; a queue without codes takes any text
+  function dispositionField(codes) {
+    if (!codes.length) return el("input", { type: "text", required: "", maxlength: "60", placeholder: "Disposition (e.g. resolved, order-status)", "aria-label": "Disposition" });
+    var sel = el("select", { required: "", "aria-label": "Disposition" });
+    sel.appendChild(el("option", { value: "" }, "Disposition…"));
+    codes.forEach(function (c) { sel.appendChild(el("option", { value: c }, c)); });
+    return sel;
+  }
   function wrapUpForm(call, b) {
     var form = el("form", { "class": "call-wrapup" });
-    var code = el("input", { type: "text", required: "", maxlength: "60", placeholder: "Disposition (e.g. resolved, order-status)", "aria-label": "Disposition" });
+    var code = dispositionField(call.dispositions || []);
     var notes = el("input", { type: "text", maxlength: "2000", placeholder: "Notes", "aria-label": "Notes" });
     form.append(el("strong", {}, "Wrap up the call"), code, notes, el("button", { type: "submit", "class": "btn small" }, "Save"));
     form.addEventListener("submit", function (ev) {
@@ -108,6 +116,7 @@
     if (live) {
       var held = live.state === "on_hold";
       b.appendChild(el("span", { "class": "call-state" }, (held ? "On hold · " : "On the call · ") + live.from_number));
+      if (live.sensitive_locked) b.appendChild(el("span", { "class": "call-locked", title: "The queue asks for a caller verified by the IVR (PIN…) before contact details change or contacts merge" }, "Sensitive actions locked until verified"));
       b.appendChild(button(held ? "Resume" : "Hold", "", function () { return act(live, "hold", { hold: !held }); }));
       if (live.recording_state === "recording") b.appendChild(button("Pause recording", "", function () { return act(live, "recording", { action: "pause" }); }));
       else if (live.recording_state === "paused") b.appendChild(button("Resume recording", "", function () { return act(live, "recording", { action: "resume" }); }));
