@@ -42,6 +42,7 @@ from threadline.domain.errors import Conflict, DomainError, NotFound, Permission
 from threadline.voice import actions
 from threadline.voice import repo as voice_repo
 from threadline.voice.browser.media import AGENT, CUSTOMER, MediaCall, MediaHub, frames_of
+from threadline.voice.domain import calls as calls_domain
 from threadline.voice.domain.calls import CallState, EndCause, announcement, locale_of, text
 from threadline.web.deps import CurrentActor, ServicesDep
 
@@ -158,10 +159,10 @@ def _widget_view(call: Any, services: Any) -> dict[str, Any]:
 
 
 async def record_policy(session: Any, queue_id: int | None) -> str:
-    """The queue's recording policy for browser calls ("channel" means never: a chat has no phone line)."""
+    """The queue's recording policy for browser calls (a chat has no phone line: "channel" means never)."""
     queue = await users_repo.get_queue(session, queue_id) if queue_id is not None else None
-    policy = str(((queue.settings or {}).get("voice") or {}).get("record", "channel")) if queue else "channel"
-    return "never" if policy == "channel" else policy
+    return calls_domain.record_policy(((queue.settings or {}).get("voice") or {}).get("record") if queue else None,
+                                      None)
 
 
 @widget.post("/widget/calls", summary="The visitor starts a voice or video call in the browser", status_code=201)
