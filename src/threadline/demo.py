@@ -153,7 +153,8 @@ async def seed_webchat(services: Services, session: AsyncSession) -> None:
                 "topics": [{"label": "Orders & delivery", "queue_id": queues.get("general")},
                            {"label": "Billing", "queue_id": queues.get("billing")},
                            {"label": "Soporte en español", "queue_id": queues.get("soporte-es")}],
-                "identity_secret": WEBCHAT_IDENTITY_SECRET})
+                "identity_secret": WEBCHAT_IDENTITY_SECRET,
+                "calls": "video"})  # the demo shop's visitors can call (voice or video) from the widget
 
 
 CANNED = [
