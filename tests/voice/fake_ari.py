@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import itertools
 import json
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -86,6 +88,7 @@ class FakeAri:
             Route(f"{r}/bridges/{{bid}}", self._bridge, methods=["POST", "DELETE"]),
             Route(f"{r}/bridges/{{bid}}/{{op}}", self._bridge_op, methods=["POST", "DELETE"]),
             Route(f"{r}/playbacks/{{pid}}", self._stop_playback, methods=["DELETE"]),
+            Route(f"{r}/recordings/stored/{{name}}/file", self._stored, methods=["GET"]),
         ])
 
     # --- what the app did -----------------------------------------------------------------------
@@ -162,6 +165,19 @@ class FakeAri:
             await self.push("PlaybackStarted", playback=playback)
             await self.push("PlaybackFinished", playback={**playback, "state": "done"})
         return JSONResponse(playback, status_code=201)
+
+    async def _stored(self, request: Request) -> Response:
+        """A stored recording's file: one second of an 8 kHz WAV (what ``record`` would have written)."""
+        cmd = await self._record(request)
+        if isinstance(cmd, Response):
+            return cmd
+        out = io.BytesIO()
+        with wave.open(out, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(b"\x10\x00" * 8000)
+        return Response(out.getvalue(), media_type="audio/wav")
 
     async def _stop_playback(self, request: Request) -> Response:
         cmd = await self._record(request)

@@ -169,6 +169,49 @@ async def test_a_caller_hears_the_ivr_presses_a_key_waits_and_is_bridged_with_al
         assert conn.legs == {}
 
 
+async def test_a_queue_that_records_records_the_answered_call_in_the_bridge(sqlite_server) -> None:
+    """The queue records every call: when Alice's leg enters the bridge, the bridge records; Asterisk's
+    RecordingFinished makes it the call's recording, which Alice plays from Threadline."""
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    async with server.services.db.transaction() as s:
+        from threadline.actions import users as user_actions
+        from threadline.db.repos import users as users_repo
+        q = await users_repo.get_queue(s, ids["general"])
+        await user_actions.update_queue(s, ids["general"], settings={**(q.settings or {}), "voice": {"record": "always"}})
+    token = await token_for(server, "alice@example.com")
+    async with FakeAri() as ari, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as alice, \
+            websockets.connect(f"{server.ws_url}/api/v1/stream?token={token}") as ws:
+        assert json.loads(await ws.recv())["name"] == "stream.ready"
+        await connection(server, await asterisk_channel(server, ids, ari))
+        await ari.incoming("c-9", CALLER)
+        await ari.command("POST", "/channels/c-9/moh")  # no flow: straight to the queue
+        [row] = await calls(server)
+        assert (await alice.put("/api/v1/me/presence", json={"status": "available"})).status_code == 200
+        offer = (await next_event(ws, "routing.offer"))["data"]
+        assert (await alice.post(f"/api/v1/routing/offers/{offer['offer_id']}/accept")).status_code == 200
+        dial = await ari.command("POST", "/channels")
+        await ari.answer_originated(dial.params["channelId"])
+        rec = await ari.command("POST", f"/bridges/tl-call-{row.id}/record")
+        assert rec.params["name"] == f"tl-call-rec-{row.id}" and rec.params["format"] == "wav"
+        listed = (await alice.get("/api/v1/calls", params={"conversation_id": row.conversation_id})).json()
+        assert listed[0]["recording_state"] == "recording"
+        await ari.hangup("c-9")
+        await next_event(ws, "call.changed", lambda e: e["data"]["state"] == "ended")
+        await ari.push("RecordingFinished", recording={"name": f"tl-call-rec-{row.id}", "format": "wav",
+                                                       "target_uri": f"bridge:tl-call-{row.id}", "state": "done",
+                                                       "duration": 42})
+        await next_event(ws, "call.changed", lambda e: e["data"]["state"] == "ended")
+        played = await eventually(lambda: _played(alice, row.id))
+        assert played.headers["content-type"] == "audio/wav" and played.content.startswith(b"RIFF")
+
+
+async def _played(alice: httpx.AsyncClient, call_id: int) -> httpx.Response | None:
+    r = await alice.get(f"/api/v1/calls/{call_id}/recording")
+    return r if r.status_code == 200 else None
+
+
 async def tone(line: str, locale: str) -> bytes:
     """A stand-in for espeak-ng: one second of 22.05 kHz audio, as espeak-ng writes it."""
     out = io.BytesIO()

@@ -828,6 +828,12 @@ async def play_recording(call_id: CallId, actor: CurrentActor, services: Service
         except (ValueError, OSError):
             raise NotFound("this call's recording is gone") from None
         return Response(data, media_type="audio/wav", headers={"Cache-Control": "private, no-store"})
+    if row.recording_url and channel is not None and channel.kind == "asterisk":  # stored on the PBX
+        try:
+            data, ctype = await services.factory.for_row(channel).fetch_recording(row.recording_url)
+        except (PermanentSendError, RetryableSendError) as exc:
+            raise ProviderFailed(f"the phone system did not give the recording: {exc}") from None
+        return Response(data, media_type=ctype, headers={"Cache-Control": "private, no-store"})
     if not row.recording_url or channel is None or channel.kind != "twilio_voice":
         raise NotFound("this call has no recording")
     adapter: Any = services.factory.for_row(channel)

@@ -180,6 +180,13 @@ class AsteriskChannel(ChannelAdapter):
                         {"name": name, "format": fmt, "maxDurationSeconds": max_seconds,
                          "beep": "true" if beep else "false", "ifExists": "overwrite", "terminateOn": "#"})
 
+    async def record_bridge(self, bridge_id: str, name: str, fmt: str = "wav") -> None:
+        """Record everything said in the bridge (both parties), until the bridge goes: ``RecordingFinished``
+        names it; it is then a stored recording (``/recordings/stored/{name}``)."""
+        await self._ari("POST", f"/bridges/{bridge_id}/record",
+                        {"name": name, "format": fmt, "maxDurationSeconds": 0, "beep": "false",
+                         "ifExists": "overwrite"})
+
     async def fetch_recording(self, url: str, max_bytes: int = 200 * 1024 * 1024) -> tuple[bytes, str]:
         """A stored recording's audio (``{ari_url}/ari/recordings/stored/{name}/file``, as the voice loop
         keeps it for a voicemail), only from this ARI server."""

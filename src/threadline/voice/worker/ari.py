@@ -74,6 +74,9 @@ BEEP = "sound:beep"
 VOICES = {"en": "en-us", "es": "es", "it": "it"}
 
 
+CALL_RECORDING = "tl-call-rec-"  # the name of an answered call's recording (its bridge's): + the call id
+
+
 def bridge_id(call_id: int) -> str:
     return f"tl-call-{call_id}"
 
@@ -525,6 +528,10 @@ class AriConnection:
                 call.details = {**call.details, "agent_channel": cid, "bridge": bridge}
                 await actions.agent_joined(s, call, self.clock())
                 hang_up_leg = False
+                if await actions.recording_policy(s, call, None) == "always":  # the queue records its calls
+                    await self.adapter.record_bridge(bridge, f"{CALL_RECORDING}{call.id}")
+                    call.details = {**call.details, "recording_sid": f"{CALL_RECORDING}{call.id}",
+                                    "recording_started_at": self.clock().isoformat()}
         if hang_up_leg:  # the caller left meanwhile, or this is not a call of ours
             log.info("ari_agent_leg_refused", channel_id=self.channel_id, ari_channel=cid, call_id=call_id)
             await self.adapter.hangup(cid)
@@ -549,6 +556,9 @@ class AriConnection:
     async def recorded(self, recording: dict[str, Any]) -> None:
         name = str(recording.get("name") or "")
         target = str(recording.get("target_uri") or "")
+        if name.startswith(CALL_RECORDING) and name[len(CALL_RECORDING):].isdigit():
+            await self._call_recorded(int(name[len(CALL_RECORDING):]), name, recording)
+            return
         if not name.startswith("tl-voicemail-") or not target.startswith("channel:"):
             return
         async with self.db.transaction(write=True) as s:
@@ -560,6 +570,18 @@ class AriConnection:
                                     seconds=int(seconds) if isinstance(seconds, int | float) else None,
                                     transcribe=self.transcribe)
             await actions.voicemail_left(s, call, self.clock())
+
+
+    async def _call_recorded(self, call_id: int, name: str, recording: dict[str, Any]) -> None:
+        """The recording of an answered call (the bridge's) is stored on the Asterisk server."""
+        async with self.db.transaction(write=True) as s:
+            call = await voice_repo.get(s, call_id, for_update=True)
+            if call is None or call.channel_instance_id != self.channel_id or call.recording_url:
+                return
+            seconds = recording.get("duration")
+            await actions.recording(s, call, url=f"{self.adapter.config.ari_url}/ari/recordings/stored/{name}/file",
+                                    seconds=int(seconds) if isinstance(seconds, int | float) else None,
+                                    transcribe=self.transcribe)
 
 
 # --------------------------------------------------------------------------- the loop
