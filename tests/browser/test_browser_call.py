@@ -2,7 +2,8 @@
 capturing a known tone (the visitor 440 Hz, the agent 660 Hz): the visitor presses the call button of the
 widget on a shop's page, routing offers the call to Alice, she accepts the offer and answers in her desk;
 the queue records every call, so the server relays and records it. The two-channel recording is checked:
-the customer's channel holds the visitor's tone and the agent's the agent's, for as long as they talked.
+the agent's channel holds the agent's tone and the customer's channel the visitor's sentence (spoken by
+espeak-ng, transcribed by the packaged local model), for as long as they talked.
 A second call goes peer to peer (the queue does not record), rings Alice at once (she has the
 conversation), and her desk hears the visitor."""
 
@@ -11,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+import shutil
 import struct
+import subprocess
 import wave
 from array import array
 from pathlib import Path
@@ -96,8 +99,16 @@ async def test_a_visitor_calls_from_the_widget_and_the_agent_answers_in_the_desk
     server = sqlite_server
     ids = await seed_basics(server.services)
     await record_policy(server, ids["general"], "always")
+    # the visitor says a sentence (espeak-ng, installed by make test); without it, a 440 Hz tone
+    spoken = tmp_path / "visitor.wav"
+    espeak = shutil.which("espeak-ng")
+    if espeak is not None:
+        await asyncio.to_thread(subprocess.run, [espeak, "-v", "en-us", "-s", "140", "-w", str(spoken),
+                                                 "Hello, I cannot log into my account."], check=True)
+    else:
+        tone(spoken, 440)
     async with host_site(server, ids, calls="voice", prechat_required=[]) as (url, _key), async_playwright() as pw:
-        visitor_browser = await chromium(pw, tone(tmp_path / "visitor.wav", 440))
+        visitor_browser = await chromium(pw, spoken)
         agent_browser = await chromium(pw, tone(tmp_path / "agent.wav", 660))
         try:
             agent_page = await login(agent_browser, server)
@@ -130,8 +141,19 @@ async def test_a_visitor_calls_from_the_widget_and_the_agent_answers_in_the_desk
             assert 2.5 <= seconds <= 10, seconds
             customer, agent = pcm[0::2], pcm[1::2]
             middle = slice(len(customer) // 4, 3 * len(customer) // 4)
-            assert 380 <= pitch(customer[middle]) <= 500, pitch(customer[middle])  # the visitor's 440 Hz
             assert 580 <= pitch(agent[middle]) <= 740, pitch(agent[middle])  # the agent's 660 Hz
+            if espeak is None:
+                assert 380 <= pitch(customer[middle]) <= 500, pitch(customer[middle])  # the visitor's 440 Hz
+            else:  # the customer's channel, transcribed by the packaged local model: the visitor's words
+                from threadline.voice.transcribe import Transcriber
+                left = io.BytesIO()
+                with wave.open(left, "wb") as w:
+                    w.setnchannels(1)
+                    w.setsampwidth(2)
+                    w.setframerate(16_000)
+                    w.writeframes(customer.tobytes())
+                words = (await Transcriber("packaged").transcribe(left.getvalue())).lower()
+                assert "log" in words and "account" in words, words
             assert agent_page.errors == [] and await visitor_page.evaluate("1") == 1  # type: ignore[attr-defined]
 
             # peer to peer (the queue does not record): the agent's browser hears the visitor directly
