@@ -169,9 +169,10 @@ async def test_a_caller_hears_the_ivr_presses_a_key_waits_and_is_bridged_with_al
         assert conn.legs == {}
 
 
-async def test_a_queue_that_records_records_the_answered_call_in_the_bridge(sqlite_server) -> None:
+async def test_a_recorded_call_in_the_bridge_and_a_supervisor_listening_and_whispering(sqlite_server) -> None:
     """The queue records every call: when Alice's leg enters the bridge, the bridge records; Asterisk's
-    RecordingFinished makes it the call's recording, which Alice plays from Threadline."""
+    RecordingFinished makes it the call's recording, which Alice plays from Threadline. Meanwhile a
+    supervisor listens and whispers through snoop channels."""
     server = sqlite_server
     ids = await seed_basics(server.services)
     async with server.services.db.transaction() as s:
@@ -192,11 +193,37 @@ async def test_a_queue_that_records_records_the_answered_call_in_the_bridge(sqli
         offer = (await next_event(ws, "routing.offer"))["data"]
         assert (await alice.post(f"/api/v1/routing/offers/{offer['offer_id']}/accept")).status_code == 200
         dial = await ari.command("POST", "/channels")
-        await ari.answer_originated(dial.params["channelId"])
+        dial_agent = dial.params["channelId"]
+        await ari.answer_originated(dial_agent)
         rec = await ari.command("POST", f"/bridges/tl-call-{row.id}/record")
         assert rec.params["name"] == f"tl-call-rec-{row.id}" and rec.params["format"] == "wav"
         listed = (await alice.get("/api/v1/calls", params={"conversation_id": row.conversation_id})).json()
         assert listed[0]["recording_state"] == "recording"
+        await next_event(ws, "call.changed", lambda e: e["data"]["state"] == "connected")
+
+        # a supervisor listens (a snoop on the caller hears both), whispers (a snoop on Alice's leg speaks to
+        # her only) and joins (the call's bridge); an agent may not
+        assert (await alice.post(f"/api/v1/calls/{row.id}/monitor", json={"mode": "listen"})).status_code == 403
+        sup_token = await token_for(server, "sup@example.com")
+        async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {sup_token}"}) as sup:
+            r = await sup.post(f"/api/v1/calls/{row.id}/monitor", json={"mode": "listen"})
+            assert r.status_code == 200 and r.json()["detail"] == "listening", r.text
+            snoop = await ari.command("POST", "/channels/c-9/snoop")
+            assert snoop.params["spy"] == "both" and snoop.params["whisper"] == "none"
+            dial = await ari.wait_for(lambda cmds: [c for c in cmds if c.path == "/channels" and
+                                                    c.params.get("appArgs", "").startswith("monitor,")])
+            leg = dial[0].params["channelId"]
+            assert dial[0].params["endpoint"] == "PJSIP/sup"
+            await ari.answer_originated(leg)
+            added = await ari.command("POST", f"/bridges/tl-mon-{leg}/addChannel")
+            assert added.params["channel"] == f"{leg},{snoop.params['snoopId']}"
+            await ari.hangup(leg)
+            await ari.command("DELETE", f"/channels/{snoop.params['snoopId']}")
+            await ari.command("DELETE", f"/bridges/tl-mon-{leg}")
+            r = await sup.post(f"/api/v1/calls/{row.id}/monitor", json={"mode": "whisper"})
+            assert r.status_code == 200, r.text
+            whisper = await ari.command("POST", f"/channels/{dial_agent}/snoop")
+            assert whisper.params["whisper"] == "out"
         await ari.hangup("c-9")
         await next_event(ws, "call.changed", lambda e: e["data"]["state"] == "ended")
         await ari.push("RecordingFinished", recording={"name": f"tl-call-rec-{row.id}", "format": "wav",

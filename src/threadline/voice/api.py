@@ -582,6 +582,8 @@ async def _controlled(services: Any, actor: Any, call_id: int, *, supervise: boo
         raise Conflict(f"the call is {row.state.replace('_', ' ')}, not connected")
     if row.provider == actions.BROWSER:
         return row, None  # a call in the browser: voice/browser/api.py
+    if supervise and channel is not None and channel.kind == "asterisk":
+        return row, services.factory.for_row(channel)  # monitoring through ARI snoop channels
     if channel is None or channel.kind != "twilio_voice":
         raise Conflict("this call's phone system takes no commands from Threadline (CTI only)")
     return row, services.factory.for_row(channel)
@@ -700,6 +702,25 @@ async def monitor(call_id: CallId, body: MonitorIn, actor: CurrentActor, service
     row, adapter = await _controlled(services, actor, call_id, supervise=True)
     if adapter is None:
         raise Conflict("listening to a call in the browser is not available yet (Twilio and Asterisk calls only)")
+    if getattr(adapter, "kind", None) == "asterisk":
+        from threadline.db.repos import users as users_repo  # noqa: PLC0415
+        from threadline.voice.worker import ari  # noqa: PLC0415
+        async with services.db.transaction(write=False) as session:
+            me = await users_repo.get_user(session, actor.user_id)
+        try:
+            await _provider(ari.monitor(adapter, row, supervisor_id=actor.user_id, email=me.email if me else "",
+                                        mode=body.mode, attempt=utcnow().strftime("%H%M%S")))
+        except ValueError as exc:
+            raise Conflict(str(exc)) from None
+    else:
+        await _twilio_monitor(adapter, row, actor, body)
+    async with services.db.transaction(write=True) as session:
+        await voice_repo.record_event(session, row.id, f"monitor:{actor.user_id}:{body.mode}:{utcnow().isoformat()}",
+                                      "monitor", None, {"by": actor.user_id, "mode": body.mode})
+    return _out(row, {"listen": "listening", "whisper": "whispering to the agent", "barge": "in the call"}[body.mode])
+
+
+async def _twilio_monitor(adapter: Any, row: Any, actor: Any, body: MonitorIn) -> None:
     urls = twiml.Urls(adapter.hook_url + "/voice", row.id)
     agent_sid = row.details.get("agent_call_sid")
     if body.mode == "whisper" and not agent_sid:
@@ -709,10 +730,6 @@ async def monitor(call_id: CallId, body: MonitorIn, actor: CurrentActor, service
                                             status_callback=urls.leg_status("monitor"),
                                             coach=agent_sid if body.mode == "whisper" else None,
                                             muted=body.mode == "listen"))
-    async with services.db.transaction(write=True) as session:
-        await voice_repo.record_event(session, row.id, f"monitor:{actor.user_id}:{body.mode}:{utcnow().isoformat()}",
-                                      "monitor", None, {"by": actor.user_id, "mode": body.mode})
-    return _out(row, {"listen": "listening", "whisper": "whispering to the agent", "barge": "in the call"}[body.mode])
 
 
 @router.post("/{call_id}/hangup", response_model=ControlOut, summary="End the call for everyone", responses=CONTROL)

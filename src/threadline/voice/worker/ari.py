@@ -74,6 +74,8 @@ BEEP = "sound:beep"
 VOICES = {"en": "en-us", "es": "es", "it": "it"}
 
 
+MONITOR_ARG = "monitor"  # the appArgs of a supervisor's leg: monitor,{call id},{listen|whisper|barge},{snoop id}
+SUPERVISOR_PREFIX = "tl-sup-"  # the channel id of a supervisor's leg
 CALL_RECORDING = "tl-call-rec-"  # the name of an answered call's recording (its bridge's): + the call id
 
 
@@ -217,6 +219,7 @@ class AriConnection:
         self.max_backoff = max_backoff
         self.clock = clock
         self.legs: dict[str, Leg] = {}
+        self.monitors: dict[str, tuple[str, str]] = {}  # a supervisor's leg → (its bridge, its snoop channel)
         self.lock = asyncio.Lock()  # events and timers of this channel, one at a time
         self.connected = asyncio.Event()
         self.handled = 0  # events handled (tests, diagnostics)
@@ -300,6 +303,8 @@ class AriConnection:
             args = [str(a) for a in event.get("args") or []]
             if args[:1] == [AGENT_ARG]:
                 await self.agent_entered(cid, args)
+            elif args[:1] == [MONITOR_ARG]:
+                await self.supervisor_entered(cid, args)
             elif cid and args[:1] not in (["snoop"], ["test"]):  # legs Threadline placed for itself
                 await self.caller_entered(cid, ch)
         elif kind == "ChannelDtmfReceived":
@@ -308,7 +313,9 @@ class AriConnection:
             playback = event.get("playback") or {}
             await self.playback_finished(str(playback.get("id", "")))
         elif kind in ("ChannelHangupRequest", "StasisEnd", "ChannelDestroyed"):
-            if agent_leg_call(cid) is not None:
+            if cid.startswith(SUPERVISOR_PREFIX):
+                await self.supervisor_gone(cid)
+            elif agent_leg_call(cid) is not None:
                 await self.agent_gone(cid, event)
             elif cid:
                 await self.caller_gone(cid)
@@ -536,6 +543,34 @@ class AriConnection:
             log.info("ari_agent_leg_refused", channel_id=self.channel_id, ari_channel=cid, call_id=call_id)
             await self.adapter.hangup(cid)
 
+    async def supervisor_entered(self, cid: str, args: list[str]) -> None:
+        """A supervisor's phone answered (``monitor,{call},{mode},{snoop}``): to barge, it joins the call's
+        bridge; to listen or whisper, a bridge of its own with the snoop channel (which hears both parties
+        and, for a whisper, speaks to the agent only)."""
+        call_id = int(args[1]) if len(args) > 1 and args[1].isdigit() else None
+        mode, snoop = (args[2] if len(args) > 2 else ""), (args[3] if len(args) > 3 else "")
+        async with self.db.transaction(write=False) as s:
+            call = await voice_repo.get(s, call_id) if call_id is not None else None
+        if call is None or call.channel_instance_id != self.channel_id or call.state not in (
+                CallState.CONNECTED, CallState.ON_HOLD):
+            await self.adapter.hangup(cid)  # the call is over, or not ours
+            if snoop:
+                await self.adapter.hangup(snoop)
+            return
+        if mode == "barge":
+            await self.adapter.add_to_bridge(str(call.details.get("bridge") or bridge_id(call.id)), cid)
+            return
+        bridge = await self.adapter.create_bridge(f"tl-mon-{cid}", "mixing", name=f"tl-mon-{cid}")
+        await self.adapter.add_to_bridge(bridge, cid, snoop)
+        self.monitors[cid] = (bridge, snoop)
+
+    async def supervisor_gone(self, cid: str) -> None:
+        bridge, snoop = self.monitors.pop(cid, (None, None))
+        if snoop:
+            await self.adapter.hangup(snoop)
+        if bridge:
+            await self.adapter.destroy_bridge(bridge)
+
     async def agent_gone(self, cid: str, event: dict[str, Any]) -> None:
         call_id = agent_leg_call(cid)
         customer = None
@@ -688,3 +723,20 @@ async def connect_job(session: AsyncSession, job: Job, now: datetime, factory: A
                     "agent_endpoint": endpoint, "agent_attempts": attempt}
     log.info("voice_connect_ari", call_id=call.id, agent_id=agent_id, endpoint=endpoint, bridge=bridge)
     return True
+
+
+async def monitor(adapter: Any, call: Any, *, supervisor_id: int, email: str, mode: str, attempt: str) -> str:
+    """A supervisor listens to, whispers to the agent of, or joins an Asterisk call: a snoop channel on
+    the customer's leg (listen: hears both parties) or the agent's (whisper: speaks to the agent only),
+    and the supervisor's own phone originated into the app (``supervisor_entered`` bridges them)."""
+    snoop = ""
+    if mode != "barge":
+        target = call.provider_ref if mode == "listen" else str(call.details.get("agent_channel") or "")
+        if not target:
+            raise ValueError("no agent leg to whisper to")
+        snoop = await adapter.snoop(target, spy="both", whisper="out" if mode == "whisper" else "none",
+                                    app_args="snoop", snoop_id=f"tl-snoop-{call.id}-{supervisor_id}-{attempt}")
+    return str(await adapter.originate(adapter.agent_endpoint(supervisor_id, email),
+                                       app_args=f"{MONITOR_ARG},{call.id},{mode},{snoop}",
+                                       channel_id=f"{SUPERVISOR_PREFIX}{call.id}-{supervisor_id}-{attempt}",
+                                       caller_id=f"Monitor {actions.customer_number(call)}"))
