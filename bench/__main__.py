@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from bench import api_ingest, email_ingest, messaging_ingest, routing_core, routing_durable, voice_webhooks
+from bench import (
+    api_ingest,
+    email_ingest,
+    messaging_ingest,
+    routing_core,
+    routing_durable,
+    voice_media,
+    voice_webhooks,
+)
 
 
 def main() -> None:
@@ -22,6 +30,8 @@ def main() -> None:
     messaging_ingest.main()
     print("\n== voice call-control webhooks ==")
     voice_webhooks.main()
+    print("\n== browser calls relayed and recorded by the server ==")
+    voice_media.main()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from threadline.domain.retention import Retention
@@ -110,7 +110,15 @@ class Settings(BaseSettings):
     webrtc_ice_servers: list[dict[str, Any]] = Field(
         default_factory=list, description="STUN/TURN servers for calls in the browser, as RTCIceServer objects, "
         'e.g. [{"urls": "turn:turn.example.com:3478", "username": "u", "credential": "p"}]; none are needed '
-        "on a LAN (docs/channels/voice.md)")
+        "on a LAN (docs/channels/voice.md); put STUN here and TURN in webrtc_turn_urls")
+    webrtc_turn_urls: list[str] = Field(default_factory=list, description="TURN servers (e.g. "
+                                        "turn:turn.example.com:3478) given to browser calls with per-call credentials")
+    webrtc_turn_secret: SecretStr | None = Field(default=None, description="The TURN server's shared secret "
+                                                 "(coturn static-auth-secret): per-call credentials are made from it")
+    webrtc_turn_ttl_seconds: int = Field(default=4 * 3600, ge=60, le=86_400,
+                                         description="How long a call's TURN credentials stay valid")
+    webrtc_max_relayed_calls: int = Field(default=20, ge=1, le=10_000, description="Browser calls one process "
+                                          "relays and records at most (more get 503; bench/voice_media.py)")
     # Local transcription of call recordings (docs/channels/voice.md "Transcripts"): off unless a model is set
     stt_model_dir: str | None = Field(
         default=None, max_length=1000, description="A CTranslate2 Whisper model folder (faster-whisper, the `stt` "

@@ -111,7 +111,7 @@ class Services:
         sla = SlaFollower(db)
         bus.subscribe(sla.on_event)
         voice = Voice(db, factory, timers, files=files, recording_days=settings.retention_call_recordings_days,
-                      ice_servers=settings.webrtc_ice_servers,
+                      ice_servers=settings.webrtc_ice_servers, max_relayed_calls=settings.webrtc_max_relayed_calls,
                       stt_model_dir=settings.stt_model_dir, stt_language=settings.stt_language)
         bus.subscribe(voice.on_event)
         live = LiveStream(bus, db)

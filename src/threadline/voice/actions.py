@@ -73,6 +73,11 @@ COMMAND_JOB = "voice.command"  # a provider command that follows from a webhook 
 CALLBACK_ATTEMPTS = 3  # a callback nobody answers is tried this many times
 CALLBACK_RETRY = timedelta(minutes=2)
 BROWSER = "webrtc"  # the provider of calls made in the browser (the web chat widget)
+WATCH_JOB = "voice.browser_watch"  # a browser call whose visitor or agent is gone ends (every 15 s while live)
+WATCH_EVERY = timedelta(seconds=15)
+BROWSER_SILENT = timedelta(seconds=45)  # a visitor whose widget has not been heard from this long is gone
+BROWSER_RING = timedelta(seconds=40)  # an agent who does not answer a ringing call this long: next agent
+BROWSER_MAX = timedelta(hours=4)  # the longest browser call
 
 
 def facts(call: CallRow, agent_name: str | None = None) -> CallFacts:
@@ -302,9 +307,17 @@ async def accepted(session: AsyncSession, conversation_ids: list[int], agent_of:
         agent = agent_of.get(call.conversation_id)
         if agent is None:
             continue
+        if call.provider == BROWSER and call.state == CallState.OFFERED and call.agent_id != agent:
+            call.agent_id = agent  # the conversation moved to another agent while it rang: it rings there now
+            call.details = {**call.details, "offered_at": now.isoformat()}
+            await refresh_entry(session, call)
+            n += 1
+            continue
         if call.state != CallState.QUEUED and not (call.callback_requested and call.state == CallState.ENDED):
             continue
         _store(call, facts(call).move(CallState.OFFERED, now))
+        if call.provider == BROWSER:
+            call.details = {**call.details, "offered_at": now.isoformat()}
         call.agent_id = agent
         if call.provider == BROWSER:  # nothing to dial: the agent's desk rings and answers in the browser
             await refresh_entry(session, call)
@@ -721,11 +734,17 @@ async def open_browser_call(session: AsyncSession, channel: ChannelInstanceRow, 
     queue_id = conv.queue_id or channel.default_queue_id
     mode = browser_media_mode(await record_policy(session, queue_id), video)
     call.details = {**call.details, "media": mode, "record": await record_policy(session, queue_id)}
-    if conv.assignee_id is not None:  # the agent already talking with them takes the call
-        call.agent_id = conv.assignee_id
+    await schedule_job(session, WATCH_JOB, call.id, now + WATCH_EVERY)
+    assignee = await users_repo.get_user(session, conv.assignee_id) if conv.assignee_id is not None else None
+    if assignee is not None and assignee.active and assignee.presence == "available":
+        call.agent_id = assignee.id  # the agent already talking with them takes the call
         call.queue_id = conv.queue_id
+        call.details = {**call.details, "offered_at": now.isoformat()}
         _store(call, facts(call).move(CallState.OFFERED, now))
-    else:
+    else:  # routing offers it as a voice task (an agent who is away is not rung: the call goes to the queue)
+        before = (conv.attributes or {}).get("channel_class")
+        if before is not None:
+            call.details = {**call.details, "channel_class_before": before}
         conv.attributes = {**(conv.attributes or {}), "channel_class": "voice"}
         if not await enqueue(session, call, queue_id, now):
             _store(call, facts(call).hang_up(now, cause=EndCause.FAILED))
@@ -751,7 +770,8 @@ async def browser_answered(session: AsyncSession, call: CallRow, agent_id: int, 
         conv = await conversation_repo.get_conversation(session, call.conversation_id)
         emit(session, CallMedia(call_id=call.id, conversation_id=call.conversation_id, to="visitor",
                                 sdp_type="answer", sdp=sdp), audience_for(conv, customer=True))
-    if call.details.get("media") == "relay" and call.details.get("record") == "always":
+    if call.details.get("media") == "relay" and call.details.get("record") == "always" \
+            and not call.details.get("recording_sid"):  # (an agent who reconnects keeps the recording going)
         browser_recording(call, "start", now)
     conv = await conversation_repo.get_conversation(session, call.conversation_id)
     if conv is not None and conv.assignee_id != agent_id:
@@ -772,7 +792,9 @@ async def _browser_call_over(session: AsyncSession, call: CallRow) -> None:
     """The call is over: the conversation goes back to being a chat (routing counts it as chat work again)."""
     conv = await conversation_repo.get_conversation(session, call.conversation_id, for_update=True)
     if conv is not None and (conv.attributes or {}).get("channel_class") == "voice":
-        conv.attributes = {k: v for k, v in conv.attributes.items() if k != "channel_class"}
+        before = call.details.get("channel_class_before")  # what it was before the call, if anything
+        conv.attributes = {**{k: v for k, v in conv.attributes.items() if k != "channel_class"},
+                           **({"channel_class": before} if before else {})}
         await session.flush()
         [view] = await conversation_views(session, [conv])
         emit(session, ConversationUpdated(conversation=view, changes=["attributes"]), audience_for(conv, customer=True))
@@ -825,3 +847,51 @@ async def check_verified_caller(session: AsyncSession, contact_ids: Sequence[int
         if sensitive_locked(call.state, call.verified_by, voice is not None and voice.verified_for_sensitive):
             raise Conflict(f"the caller is not verified: verify them (PIN or another IVR check) before {what} "
                            f"(call {call.id}, whose queue asks for a verified caller)")
+
+
+async def browser_seen(session: AsyncSession, call: CallRow, now: datetime) -> None:
+    """The visitor's widget is still there (it asks for its call every few seconds while in one)."""
+    call.details = {**call.details, "seen_at": now.isoformat()}
+
+
+async def browser_declined(session: AsyncSession, call: CallRow, now: datetime, why: str) -> None:
+    """The agent it rang declined it or did not answer in time: the call waits in the queue again, routing
+    offers it to the next agent (the conversation leaves the agent)."""
+    conv = await conversation_repo.get_conversation(session, call.conversation_id, for_update=True)
+    queue_id = call.queue_id or (conv.queue_id if conv is not None else None)
+    if queue_id is None:
+        channel = await session.get(ChannelInstanceRow, call.channel_instance_id)
+        queue_id = channel.default_queue_id if channel is not None else None
+    agent = call.agent_id
+    call.agent_id = None
+    call.details = {k: v for k, v in call.details.items() if k != "offered_at"}
+    if conv is not None and (conv.attributes or {}).get("channel_class") != "voice":
+        if (conv.attributes or {}).get("channel_class") is not None:
+            call.details = {**call.details, "channel_class_before": conv.attributes["channel_class"]}
+        conv.attributes = {**(conv.attributes or {}), "channel_class": "voice"}
+    name = (await users_repo.get_user(session, agent)) if agent is not None else None
+    await _note(session, call, f"{name.name if name else 'The agent'} {why}: the call waits for the next agent")
+    if not await enqueue(session, call, queue_id, now):
+        await hang_up(session, call, now, cause=EndCause.NO_ANSWER)
+        return
+    await refresh_entry(session, call)
+
+
+async def browser_watch(session: AsyncSession, call: CallRow, now: datetime) -> str | None:
+    """Every ``WATCH_EVERY`` while a browser call lives: why it ends now (the visitor's widget went
+    quiet, or it is too long), or rings the next agent when this one does not answer. None: it goes on."""
+    if call.state == CallState.ENDED:
+        return None
+    seen = call.details.get("seen_at")
+    last = datetime.fromisoformat(seen) if seen else call.started_at
+    if now - last > BROWSER_SILENT:
+        await hang_up(session, call, now)
+        return "the visitor's widget is gone"
+    if now - call.started_at > BROWSER_MAX:
+        await hang_up(session, call, now)
+        return "the call reached the longest a browser call may last"
+    offered = call.details.get("offered_at")
+    if call.state == CallState.OFFERED and offered and now - datetime.fromisoformat(offered) > BROWSER_RING:
+        await browser_declined(session, call, now, "did not answer")
+    await schedule_job(session, WATCH_JOB, call.id, now + WATCH_EVERY)
+    return None

@@ -496,6 +496,7 @@ class CallOut(BaseModel):
     recording_seconds: int | None
     recording_state: Literal["off", "recording", "paused"] = "off"
     disposition: str | None = None
+    video: bool = False  # a video call in the browser
     dispositions: list[str] = Field(default_factory=list, description="the codes the call's queue takes at wrap-up "
                                     "(empty: any text)")
     sensitive_locked: bool = Field(default=False, description="sensitive actions on the caller's contact wait "
@@ -521,7 +522,7 @@ def _call_out(r: Any) -> CallOut:
                    answered_at=r.answered_at, ended_at=r.ended_at, recording_seconds=r.recording_seconds,
                    recording_state="off" if not r.details.get("recording_sid") else
                    "paused" if r.details.get("recording_paused") else "recording",
-                   disposition=r.details.get("disposition"))
+                   disposition=r.details.get("disposition"), video=bool(r.details.get("video")))
 
 
 # --------------------------------------------------------------------------- the agent's call controls

@@ -23,6 +23,11 @@ keeps ``/widget/calls/{id}`` and ``/api/v1/calls/{id}`` of one call on one proce
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import time
+from collections import OrderedDict
 from typing import Annotated, Any, Literal
 
 import structlog
@@ -34,16 +39,17 @@ from threadline import jsonguard
 from threadline.channels.base import InvalidSignature
 from threadline.channels.webchat.web.ratelimit import RateLimiter
 from threadline.channels.webchat.web.routes import cors, effective_origin, problem
+from threadline.db.models import ContactRow
 from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import conversations as conversation_repo
 from threadline.db.repos import users as users_repo
 from threadline.db.types import utcnow
-from threadline.domain.errors import Conflict, DomainError, NotFound, PermissionDenied
+from threadline.domain.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
 from threadline.voice import actions
 from threadline.voice import repo as voice_repo
 from threadline.voice.browser.media import AGENT, CUSTOMER, MediaCall, MediaHub, frames_of
 from threadline.voice.domain import calls as calls_domain
-from threadline.voice.domain.calls import CallState, EndCause, announcement, locale_of, text
+from threadline.voice.domain.calls import CallState, announcement, locale_of, text
 from threadline.web.deps import CurrentActor, ServicesDep
 
 log = structlog.get_logger(__name__)
@@ -53,6 +59,8 @@ agent = APIRouter(tags=["voice"])  # included under /api/v1/calls by voice/api.p
 CallId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 MAX_SDP = 20_000
 CALLS_PER_MINUTE = 5  # per visitor
+CALLS_PER_IP_MINUTE = 10  # per address (new visitor ids are free)
+MEDIA_PER_MINUTE = 10  # offers per call
 ANNOUNCE_EVERY = 30.0  # seconds between a waiting caller's place-in-queue announcements (relayed calls)
 _limiter = RateLimiter()
 _tasks: set[asyncio.Task[None]] = set()
@@ -66,6 +74,32 @@ class Refused(Exception):
 
 def hub(services: Any) -> MediaHub:
     return services.voice.media  # type: ignore[no-any-return]
+
+
+def ice_servers(services: Any, call_id: int) -> list[dict[str, Any]]:
+    """The STUN/TURN servers for one call: the configured ones, and the TURN servers with credentials
+    made for this call and valid for a few hours (the TURN REST scheme coturn's ``use-auth-secret`` takes:
+    username ``{expiry}:{name}``, password base64(HMAC-SHA1(secret, username))), so no lasting TURN
+    password ever reaches a browser."""
+    settings = services.settings
+    servers = list(hub(services).ice_servers)
+    secret = settings.webrtc_turn_secret
+    if settings.webrtc_turn_urls and secret is not None:
+        username = f"{int(time.time()) + settings.webrtc_turn_ttl_seconds}:tl-call-{call_id}"
+        mac = hmac.new(secret.get_secret_value().encode(), username.encode(), hashlib.sha1).digest()
+        servers.append({"urls": list(settings.webrtc_turn_urls), "username": username,
+                        "credential": base64.b64encode(mac).decode()})
+    return servers
+
+
+def relay_only(services: Any) -> bool:
+    """Agents' browsers use the TURN relay only (when one is set), so a visitor never learns an agent's
+    own addresses from the session description."""
+    return bool(services.settings.webrtc_turn_urls and services.settings.webrtc_turn_secret is not None)
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "?"
 
 
 def _spawn(coro: Any) -> None:
@@ -154,7 +188,7 @@ async def _visitors_call(session: Any, v: Visitor, call_id: int, *, lock: bool =
 def _widget_view(call: Any, services: Any) -> dict[str, Any]:
     return {"id": call.id, "conversation_id": call.conversation_id, "state": call.state, "end_cause": call.end_cause,
             "media": call.details.get("media", "p2p"), "video": bool(call.details.get("video")),
-            "ice_servers": hub(services).ice_servers,
+            "ice_servers": ice_servers(services, call.id),
             "answer": call.details.get("answer") if call.details.get("media") == "p2p" else None}
 
 
@@ -174,14 +208,15 @@ async def start_call(request: Request, services: ServicesDep) -> Response:
         if allowed == "off" or (body.video and allowed != "video"):
             raise Refused(403, "Video calls are not offered here." if allowed == "voice" else
                           "Calls are not offered here.", "calls_off")
-        if not _limiter.allow((v.channel.id, v.session.visitor_id, "call"), CALLS_PER_MINUTE):
+        if not _limiter.allow((v.channel.id, v.session.visitor_id, "call"), CALLS_PER_MINUTE) or \
+                not _limiter.allow((v.channel.id, _client_ip(request), "call"), CALLS_PER_IP_MINUTE):
             raise Refused(429, "You're calling too often; please wait a moment.", "rate_limited")
         ident_value = v.adapter.visitor_identity(v.session)
         async with services.db.transaction(write=True) as session:
             ident = await contacts_repo.find_identity(session, ident_value)
             name = ""
             if ident is not None:
-                contact = await contacts_repo.get_contact(session, ident.contact_id)
+                contact = await session.get(ContactRow, ident.contact_id, with_for_update=True)  # one call at a time
                 name = contact.name if contact is not None and contact.name else ""
                 if await voice_repo.live_browser_call(session, ident.contact_id) is not None:
                     raise Refused(409, "You are already in a call.", "in_call")
@@ -198,8 +233,10 @@ async def start_call(request: Request, services: ServicesDep) -> Response:
 async def get_call(call_id: CallId, request: Request, services: ServicesDep) -> Response:
     async def handle() -> Response:
         v = await _visitor(request, services, request.query_params.get("token"))
-        async with services.db.transaction(write=False) as session:
-            call = await _visitors_call(session, v, call_id)
+        async with services.db.transaction(write=True) as session:
+            call = await _visitors_call(session, v, call_id, lock=True)
+            if call.state != CallState.ENDED:  # the widget asks every few seconds while in a call: still there
+                await actions.browser_seen(session, call, utcnow())
             return v.answer(_widget_view(call, services))
     return await _guard(request, handle)
 
@@ -211,6 +248,8 @@ async def visitor_media(call_id: CallId, request: Request, services: ServicesDep
         v = await _visitor(request, services, body.token)
         if body.type != "offer":
             raise Refused(422, "type: the visitor's browser sends an offer", "invalid")
+        if not _limiter.allow((v.channel.id, call_id, "media"), MEDIA_PER_MINUTE):
+            raise Refused(429, "Too many connection attempts for this call; please wait a moment.", "rate_limited")
         async with services.db.transaction(write=True) as session:
             call = await _visitors_call(session, v, call_id, lock=True)
             if call.state == CallState.ENDED:
@@ -219,12 +258,18 @@ async def visitor_media(call_id: CallId, request: Request, services: ServicesDep
                 await actions.browser_offer(session, call, body.sdp)
                 return v.answer({"sdp": None, "media": "p2p"})
             locale, conversation_id = call.locale, call.conversation_id
+        if hub(services).get(call_id) is None and hub(services).full():
+            raise Refused(503, "We can't take more calls in the browser right now; please try again soon.", "busy")
         media = hub(services).open(call_id, _gone_handler(services))
         try:
-            sdp = await media.answer(CUSTOMER, body.sdp, hub(services).ice_servers)
+            sdp = await media.answer(CUSTOMER, body.sdp, ice_servers(services, call_id))
         except ValueError as exc:
+            if not media.pcs:  # nothing connected: nothing to keep
+                await hub(services).end(call_id)
             raise Refused(422, f"sdp: not a usable offer ({exc})", "invalid") from None
-        _spawn(_announce(services, media, call_id, locale))
+        if not media.announcing:
+            media.announcing = True
+            _spawn(_announce(services, media, call_id, locale))
         log.info("browser_call_media", call_id=call_id, who=CUSTOMER, conversation_id=conversation_id)
         return v.answer({"sdp": sdp, "media": "relay"})
     return await _guard(request, handle)
@@ -252,6 +297,8 @@ class AgentMediaOut(BaseModel):
     media: Literal["p2p", "relay"]
     video: bool
     ice_servers: list[dict[str, Any]]
+    relay_only: bool = Field(default=False, description="Use only the TURN relay (iceTransportPolicy relay): "
+                             "the visitor does not learn your addresses")
     offer: str | None = Field(description="Peer to peer: the visitor's offer, to answer (null until their "
                               "browser sent it)")
 
@@ -275,8 +322,10 @@ async def _agents_call(services: Any, actor: Any, call_id: int) -> Any:
             raise NotFound(f"browser call {call_id} does not exist")
         conv = actor.check_can_see(await conversation_repo.get_conversation(session, call.conversation_id),
                                    call.conversation_id)
-    if call.agent_id != actor.user_id and conv.assignee_id != actor.user_id:
-        raise PermissionDenied("this call rings for another agent")
+    if call.agent_id != actor.user_id:
+        raise PermissionDenied("this call rings for another agent" if call.agent_id else
+                               "this call waits in the queue: accept its offer first")
+    del conv
     if call.state not in (CallState.OFFERED, CallState.QUEUED, CallState.CONNECTED, CallState.ON_HOLD):
         raise Conflict(f"the call is {call.state.replace('_', ' ')}")
     return call
@@ -288,7 +337,7 @@ async def agent_media(call_id: CallId, actor: CurrentActor, services: ServicesDe
     call = await _agents_call(services, actor, call_id)
     media = call.details.get("media", "p2p")
     return AgentMediaOut(call_id=call.id, media=media, video=bool(call.details.get("video")),
-                         ice_servers=hub(services).ice_servers,
+                         ice_servers=ice_servers(services, call.id), relay_only=relay_only(services),
                          offer=call.details.get("offer") if media == "p2p" else None)
 
 
@@ -312,9 +361,9 @@ async def agent_answer(call_id: CallId, body: AgentMediaIn, actor: CurrentActor,
         if mc is None or CUSTOMER not in mc.pcs:
             raise Conflict("the visitor's browser is not connected to this server yet: try again in a moment")
         try:
-            sdp_back = await mc.answer(AGENT, body.sdp, hub(services).ice_servers)
+            sdp_back = await mc.answer(AGENT, body.sdp, ice_servers(services, call_id))
         except ValueError as exc:
-            raise Conflict(f"not a usable offer: {exc}") from None
+            raise ValidationFailed(f"sdp: not a usable offer ({exc})", field="sdp") from None
     async with services.db.transaction(write=True) as session:
         fresh = await voice_repo.get(session, call_id, for_update=True)
         if fresh is None or fresh.state == CallState.ENDED:
@@ -323,18 +372,21 @@ async def agent_answer(call_id: CallId, body: AgentMediaIn, actor: CurrentActor,
                                        sdp=body.sdp if media == "p2p" else None)
         state = fresh.state
         recording = fresh.details.get("recording_sid") == "local"
+        paused = bool(fresh.details.get("recording_paused"))
     if media == "relay":
         mc = hub(services).get(call_id)
         if mc is not None:
             mc.to_customer.script.clear()  # stop any announcement and the music: the agent is here
-            mc.to_customer.hold(False)
+            mc.hold(state == CallState.ON_HOLD)  # an agent who reconnects while on hold finds it so
             if recording:
                 mc.recorder.start()
+                mc.recorder.paused = paused
     log.info("browser_call_answered", call_id=call_id, agent_id=actor.user_id, media=media)
     return AgentMediaAnswer(call_id=call_id, state=state, sdp=sdp_back)
 
 
-@agent.post("/{call_id}/decline", response_model=AgentMediaAnswer, summary="Decline a browser call ringing for you")
+@agent.post("/{call_id}/decline", response_model=AgentMediaAnswer, summary="Decline a browser call ringing for you "
+            "(it waits in the queue for the next agent)")
 async def agent_decline(call_id: CallId, actor: CurrentActor, services: ServicesDep) -> AgentMediaAnswer:
     call = await _agents_call(services, actor, call_id)
     if call.state != CallState.OFFERED:
@@ -342,9 +394,10 @@ async def agent_decline(call_id: CallId, actor: CurrentActor, services: Services
     async with services.db.transaction(write=True) as session:
         fresh = await voice_repo.get(session, call_id, for_update=True)
         assert fresh is not None
-        await actions.hang_up(session, fresh, utcnow(), cause=EndCause.REJECTED)
+        await actions.browser_declined(session, fresh, utcnow(), "declined the call")
         state = fresh.state
-    await finish(services, call_id)
+    if state == CallState.ENDED:
+        await finish(services, call_id)
     return AgentMediaAnswer(call_id=call_id, state=state, sdp=None)
 
 
@@ -426,7 +479,8 @@ def _gone_handler(services: Any) -> Any:
 
 # --------------------------------------------------------------------------- what a waiting caller hears
 
-_spoken: dict[tuple[str, str], list[bytes]] = {}
+_spoken: OrderedDict[tuple[str, str], bytes] = OrderedDict()  # (line, locale) → espeak's 8 kHz WAV (~40 KB)
+SPOKEN_MAX = 200
 
 
 async def _speak(lines: list[str], locale: str) -> list[bytes]:
@@ -435,12 +489,16 @@ async def _speak(lines: list[str], locale: str) -> list[bytes]:
     frames: list[bytes] = []
     for line in lines:
         key = (line, locale)
-        if key not in _spoken:
-            wav = await espeak(line, locale)
-            if len(_spoken) > 500:
-                _spoken.clear()
-            _spoken[key] = await asyncio.to_thread(frames_of, wav) if wav else []
-        frames += _spoken[key]
+        wav = _spoken.get(key)
+        if wav is None:
+            wav = await espeak(line, locale) or b""
+            _spoken[key] = wav
+            while len(_spoken) > SPOKEN_MAX:
+                _spoken.popitem(last=False)
+        else:
+            _spoken.move_to_end(key)
+        if wav:
+            frames += await asyncio.to_thread(frames_of, wav)
     return frames
 
 

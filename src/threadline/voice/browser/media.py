@@ -44,6 +44,7 @@ SAMPLES = 960  # 20 ms
 PTIME = SAMPLES / RATE
 FRAME_BYTES = SAMPLES * 2 * 2  # s16 stereo
 REC_RATE = 16_000
+MAX_SCRIPT = 50 * 60  # frames of prompts a speaker may hold (a minute)
 MAX_LIVE = 6  # at most 120 ms of the other party's audio buffered (older frames are dropped)
 LATE = 0.02  # a frame handed to the encoder this much after its time is late
 CUSTOMER, AGENT = "customer", "agent"
@@ -137,7 +138,9 @@ class Speaker:
         self._t0: float | None = None
 
     def say(self, frames: list[bytes]) -> None:
-        self.script.extend(frames)
+        room = MAX_SCRIPT - len(self.script)  # at most a minute of prompts queued
+        if room > 0:
+            self.script.extend(frames[:room])
 
     def feed(self, frame: Any) -> None:
         if not self.on_hold:
@@ -288,6 +291,7 @@ class MediaCall:
     pumps: list[asyncio.Task[None]] = field(default_factory=list)
     ended: bool = False
     recording: bytes | None = None  # the two-channel WAV, once closed
+    announcing: bool = False  # a task speaks to the waiting caller (one per call)
 
     def __post_init__(self) -> None:
         self.to_customer = Speaker(self.music)
@@ -309,7 +313,6 @@ class MediaCall:
         servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
                    for s in ice_servers]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
-        self.pcs[who] = pc
         pc.addTrack(self.speaker_for(who).track())
 
         @pc.on("track")
@@ -324,8 +327,16 @@ class MediaCall:
                 log.info("browser_call_party_gone", call_id=self.call_id, who=who, state=pc.connectionState)
                 await self.on_gone(self.call_id, who)
 
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:  # aiortc's parser raises AttributeError, AssertionError, KeyError…
+            await pc.close()
+            raise ValueError(f"{type(exc).__name__}: {exc}"[:200] or "unreadable") from None
+        if self.ended:  # the call ended while we negotiated
+            await pc.close()
+            raise ValueError("the call has ended")
+        self.pcs[who] = pc
         return str(pc.localDescription.sdp)
 
     async def _pump(self, who: str, track: Any) -> None:
@@ -359,8 +370,9 @@ class MediaCall:
 class MediaHub:
     """This process's browser calls that the server takes part in."""
 
-    def __init__(self, *, ice_servers: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, *, ice_servers: list[dict[str, Any]] | None = None, max_calls: int = 20) -> None:
         self.calls: dict[int, MediaCall] = {}
+        self.max_calls = max_calls  # relayed calls this process carries at most (bench/voice_media.py)
         self._ready = False
         self.ice_servers = ice_servers or []
         self._music: list[bytes] | None = None
@@ -372,6 +384,9 @@ class MediaHub:
 
     def get(self, call_id: int) -> MediaCall | None:
         return self.calls.get(call_id)
+
+    def full(self) -> bool:
+        return len(self.calls) >= self.max_calls
 
     def open(self, call_id: int, on_gone: Gone | None = None) -> MediaCall:
         if not self._ready:
@@ -389,5 +404,12 @@ class MediaHub:
         return call
 
     async def stop(self) -> None:
-        for call_id in list(self.calls):
+        """The process stops: each call ends as if its parties had gone (``on_gone`` hangs it up and keeps
+        its recording), so no call stays live in the database with nobody carrying its media."""
+        for call_id, call in list(self.calls.items()):
+            if call.on_gone is not None and not call.ended:
+                try:
+                    await call.on_gone(call_id, "server")
+                except Exception:
+                    log.exception("browser_call_stop_failed", call_id=call_id)
             await self.end(call_id)

@@ -111,6 +111,16 @@ def connect_job(factory: AdapterFactory):  # type: ignore[no-untyped-def]
     return connect
 
 
+async def watch_job(session: AsyncSession, job: Job, now: datetime) -> None:
+    """A browser call whose visitor went quiet ends; one its agent does not answer rings the next."""
+    call = await voice_repo.get(session, int(job.key), for_update=True)
+    if call is None:
+        return
+    why = await actions.browser_watch(session, call, now)
+    if why:
+        log.info("browser_call_ended", call_id=call.id, why=why)
+
+
 def command_job(factory: AdapterFactory):  # type: ignore[no-untyped-def]
     """Provider commands that follow from a webhook (they must not wait in it): start the recording when
     the agent joins, take the customer off hold, remove an agent who handed over, end the call."""
@@ -165,16 +175,17 @@ class Voice:
 
     def __init__(self, db: Database, factory: AdapterFactory, timers: TimerWorker, *,
                  files: FileStore | None = None, recording_days: int | None = None,
-                 ice_servers: list[dict[str, Any]] | None = None,
+                 ice_servers: list[dict[str, Any]] | None = None, max_relayed_calls: int = 20,
                  stt_model_dir: str | None = None, stt_language: str | None = None) -> None:
         self.connector = VoiceConnector(db)
-        self.media = MediaHub(ice_servers=ice_servers)  # browser calls the server relays (voice/browser)
+        self.media = MediaHub(ice_servers=ice_servers, max_calls=max_relayed_calls)  # browser calls the server relays (voice/browser)
         # Asterisk channels (connects only if one exists)
         self.ari = ari.AriLoop(db, factory, files=files, transcribe=bool(stt_model_dir))
         # recordings transcribed by a local model, if one is configured (voice.transcribe)
         self.transcripts = Transcripts(db, factory, files, Transcriber(stt_model_dir, language=stt_language)
                                        if stt_model_dir else None)
         timers.register(actions.TRANSCRIBE_JOB, self.transcripts.job)
+        timers.register(actions.WATCH_JOB, watch_job)
         timers.register(actions.CONNECT_JOB, connect_job(factory))
         timers.register(actions.COMMAND_JOB, command_job(factory))
         timers.register(actions.RECORDINGS_JOB, recordings_job(factory, recording_days))

@@ -121,7 +121,8 @@
       return api("GET", "/api/v1/calls/" + call.id + "/media");
     }).then(function (m) {
       call.media = m.media;
-      var pc = call.pc = new RTCPeerConnection({ iceServers: m.ice_servers || [] });
+      // with a TURN relay set up, the agent's browser uses it only: the visitor never sees the agent's addresses
+      var pc = call.pc = new RTCPeerConnection({ iceServers: m.ice_servers || [], iceTransportPolicy: m.relay_only ? "relay" : "all" });
       call.stream.getTracks().forEach(function (t) { pc.addTrack(t, call.stream); });
       pc.ontrack = function (e) {
         var remote = e.streams[0] || new MediaStream([e.track]);
@@ -187,7 +188,7 @@
     if (!m || current) return;
     api("GET", "/api/v1/calls?conversation_id=" + m[1]).then(function (calls) {
       var c = calls.filter(function (x) { return x.provider === "webrtc" && x.state === "offered" && x.agent_id === me; })[0];
-      if (c && !current) offered({ call_id: c.id, video: false, number: c.from_number });
+      if (c && !current) offered({ call_id: c.id, video: !!c.video, number: c.from_number });
     }).catch(function () {});
   }
   document.body.addEventListener("htmx:afterSettle", check);

@@ -931,6 +931,7 @@
     }).then(function (c) {
       if (!call) return;
       call.id = c.id; call.state = c.state; call.media = c.media;
+      call.beat = setInterval(resyncCall, 10000);  // still here (the server ends a call whose widget went quiet)
       drawCall();
       var pc = call.pc = new RTCPeerConnection({ iceServers: c.ice_servers || [] });
       call.stream.getTracks().forEach(function (t) { pc.addTrack(t, call.stream); });
@@ -979,6 +980,7 @@
     if (call.stream) call.stream.getTracks().forEach(function (t) { t.stop(); });
     if (call.pc) call.pc.close();
     clearInterval(call.timer);
+    clearInterval(call.beat);
     ui.callAudio.srcObject = null;
     call = null;
     drawCall();
