@@ -90,6 +90,29 @@ async def test_a_call_waits_in_the_queue_is_offered_accepted_and_bridged_then_lo
         assert [c["state"] for c in listed] == ["ended"]
 
 
+async def test_an_agent_who_takes_calls_on_their_own_phone_is_dialled_there(sqlite_server) -> None:
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    token = await token_for(server, "alice@example.com")
+    own = "+34600999000"
+    async with FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as alice, \
+            websockets.connect(f"{server.ws_url}/api/v1/stream?token={token}") as ws:
+        key = await voice_channel(server, ids, tw, callback_key=None, agent_endpoint="phone",
+                                  agent_numbers={str(ids["alice"]): "+34 600 99 90 00"})
+        assert json.loads(await ws.recv())["name"] == "stream.ready"
+        assert (await alice.put("/api/v1/me/presence", json={"status": "available"})).status_code == 200
+        call = await tw.incoming_call(from_=CALLER, to=NUMBER, url=f"{server.url}/hooks/{key}/voice")
+        await call.wait_for("queued")
+        offer = (await next_event(ws, "routing.offer"))["data"]
+        assert (await alice.post(f"/api/v1/routing/offers/{offer['offer_id']}/accept")).status_code == 200
+        leg = await tw.outbound_call(to=own)  # her own phone rings, with our number as the caller ID
+        await tw.answer(leg)
+        await call.wait_for("in-conference")
+        await next_event(ws, "call.changed", lambda e: e["data"]["state"] == "connected")
+        await call.hangup()
+
+
 async def test_a_caller_who_hangs_up_while_queued_is_abandoned_and_leaves_routing(sqlite_server) -> None:
     server = sqlite_server
     ids = await seed_basics(server.services)

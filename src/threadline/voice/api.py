@@ -683,7 +683,7 @@ async def transfer(call_id: CallId, body: TransferIn, actor: CurrentActor, servi
             raise Conflict("the call is yours already")
         if target.presence != "available":
             raise Conflict(f"{target.name} is {target.presence}: pick someone available, or a queue")
-        to, label = f"client:agent-{body.agent_id}", f"agent-{body.agent_id}"
+        to, label = adapter.config.agent_to(body.agent_id), f"agent-{body.agent_id}"
     else:
         from threadline.domain.contacts import normalise_phone  # noqa: PLC0415
         to, label = normalise_phone(body.number or ""), "external"
@@ -726,8 +726,8 @@ async def _twilio_monitor(adapter: Any, row: Any, actor: Any, body: MonitorIn) -
     agent_sid = row.details.get("agent_call_sid")
     if body.mode == "whisper" and not agent_sid:
         raise Conflict("no agent leg to whisper to")
-    label = f"supervisor-{actor.user_id}"  # their softphone is the same as an agent's: client:agent-{id}
-    await _provider(adapter.add_participant(_conf(row), f"client:agent-{actor.user_id}", label=label,
+    label = f"supervisor-{actor.user_id}"  # rung where they take calls as an agent would be
+    await _provider(adapter.add_participant(_conf(row), adapter.config.agent_to(actor.user_id), label=label,
                                             status_callback=urls.leg_status("monitor"),
                                             coach=agent_sid if body.mode == "whisper" else None,
                                             muted=body.mode == "listen"))

@@ -45,7 +45,10 @@ class TwilioVoiceConfig(BaseModel):
                                 description="The IVR flow callers go through (none: straight to the queue)")
     agent_endpoint: str = Field(default="client", pattern=r"^(client|phone)$",
                                 description="How agents take calls: 'client' (the desk's softphone) or "
-                                "'phone' (their own number, from their profile)")
+                                "'phone' (their own number, from agent_numbers; the softphone for agents "
+                                "without one)")
+    agent_numbers: dict[str, str] = Field(default_factory=dict, max_length=5000, description="Agents' own "
+                                          "phone numbers by Threadline user id, e.g. {\"7\": \"+34600111222\"}")
     record: str = Field(default="never", pattern=r"^(never|always|on_demand)$",
                         description="Record answered calls: never, always, or on demand (the agent starts it)")
     announce_every_seconds: int = Field(default=30, ge=10, le=600,
@@ -62,6 +65,26 @@ class TwilioVoiceConfig(BaseModel):
     webhook_shared_key: SecretStr | None = Field(default=None, description="Only if webhooks are signed with a "
                                                  "SharedKey: its secret; otherwise the Auth Token signs")
     api_base_url: str = Field(default="https://api.twilio.com", description="Twilio REST API base URL")
+
+    @field_validator("agent_numbers")
+    @classmethod
+    def _agent_numbers(cls, v: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for user, number in v.items():
+            if not user.isdigit() or len(user) > 10:
+                raise ValueError(f"agent_numbers: {user!r} is not a user id")
+            try:
+                out[user] = normalise_phone(number)
+            except ValidationFailed:
+                raise ValueError(f"agent_numbers: {number!r} (user {user}) is not a phone number") from None
+        return out
+
+    def agent_to(self, agent_id: int) -> str:
+        """Where Threadline rings an agent: their own number when the line says so and it has one, else the
+        desk's softphone (a Twilio Client identity ``agent-{id}``)."""
+        if self.agent_endpoint == "phone" and str(agent_id) in self.agent_numbers:
+            return self.agent_numbers[str(agent_id)]
+        return f"client:agent-{agent_id}"
 
     @field_validator("phone_number")
     @classmethod

@@ -63,11 +63,6 @@ class VoiceConnector(OutboxFollower):
         await actions.accepted(session, sorted(agent_of), agent_of, self.clock())
 
 
-def agent_endpoint(agent_id: int) -> str:
-    """Where an agent takes calls: the desk's softphone (a Twilio Client identity ``agent-{id}``)."""
-    return f"client:agent-{agent_id}"
-
-
 def agent_label(agent_id: int) -> str:
     return f"agent-{agent_id}"
 
@@ -102,7 +97,7 @@ def connect_job(factory: AdapterFactory):  # type: ignore[no-untyped-def]
             if call.state not in (CallState.QUEUED, CallState.OFFERED):
                 return  # the caller left meanwhile
             await adapter.redirect(call.provider_ref, joined)
-        agent_sid = await adapter.add_participant(name, agent_endpoint(agent_id), label=agent_label(agent_id),
+        agent_sid = await adapter.add_participant(name, adapter.config.agent_to(agent_id), label=agent_label(agent_id),
                                                   status_callback=urls.agent_status,
                                                   conference_events=urls.conference_events)
         call.details = {**call.details, "conference": name, "agent_call_sid": agent_sid, "agent_id": agent_id}
