@@ -182,13 +182,47 @@ async def test_a_callback_keeps_the_place_and_dials_the_customer_when_an_agent_a
         offer = (await next_event(ws, "routing.offer"))["data"]
         assert offer["conversation_id"] == row.conversation_id
         assert (await alice.post(f"/api/v1/routing/offers/{offer['offer_id']}/accept")).status_code == 200
-        customer = await tw.outbound_call(to=CALLER)
-        agent = await tw.outbound_call(to=f"client:agent-{ids['alice']}")
+        customer = await tw.outbound_call(to=CALLER)  # the queue rings the customer first
+        assert not [c for c in tw.calls if c.to == f"client:agent-{ids['alice']}"]
         await tw.answer(customer)
-        await tw.answer(agent)
         await customer.wait_for("in-conference")
+        agent = await tw.outbound_call(to=f"client:agent-{ids['alice']}")  # they answered: now Alice
+        await tw.answer(agent)
+        await agent.wait_for("in-conference")
         [row] = await calls(server)
         assert row.details["callback_done"] is True
+
+
+async def test_a_queue_can_ring_the_agent_first_on_a_callback(sqlite_server) -> None:
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    async with server.services.db.transaction() as s:
+        from threadline.actions import users as user_actions
+        from threadline.db.repos import users as users_repo
+        q = await users_repo.get_queue(s, ids["general"])
+        await user_actions.update_queue(s, ids["general"], settings={**(q.settings or {}),
+                                                                     "voice": {"callback_order": "agent_first"}})
+    token = await token_for(server, "alice@example.com")
+    async with FakeTwilio(account_sid=SID, auth_token=TOKEN) as tw, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as alice, \
+            websockets.connect(f"{server.ws_url}/api/v1/stream?token={token}") as ws:
+        key = await voice_channel(server, ids, tw, callback_key="1")
+        assert json.loads(await ws.recv())["name"] == "stream.ready"
+        call = await tw.incoming_call(from_=CALLER, to=NUMBER, url=f"{server.url}/hooks/{key}/voice")
+        await call.wait_for("queued")
+        await call.tick_wait()
+        await call.press("1")
+        await call.wait_for("completed")
+        assert (await alice.put("/api/v1/me/presence", json={"status": "available"})).status_code == 200
+        offer = (await next_event(ws, "routing.offer"))["data"]
+        assert (await alice.post(f"/api/v1/routing/offers/{offer['offer_id']}/accept")).status_code == 200
+        agent = await tw.outbound_call(to=f"client:agent-{ids['alice']}")  # Alice first
+        assert not [c for c in tw.calls if c.to == CALLER and c.direction != "inbound"]
+        await tw.answer(agent)
+        await agent.wait_for("in-conference")
+        customer = await tw.outbound_call(to=CALLER)  # she is there: now the customer
+        await tw.answer(customer)
+        await customer.wait_for("in-conference")
 
 
 async def test_an_ivr_menu_repeats_on_a_wrong_key_then_routes_with_the_flows_queue(sqlite_server) -> None:

@@ -98,6 +98,9 @@ class QueueVoice(BaseModel):
                         "phone line says (channel; browser calls are then not recorded)")
     dispositions: list[str] = Field(default_factory=list, max_length=50,
                                     description="the disposition codes an agent picks at wrap-up (none: free text)")
+    callback_order: str = Field(default="customer_first", pattern=r"^(customer_first|agent_first)$",
+                                description="A callback rings the customer first (the agent joins when they "
+                                "answer) or the agent first (the customer is dialled once the agent is there)")
     verified_for_sensitive: bool = Field(default=False, description="sensitive actions on a call need a caller "
                                          "verified by the IVR (PIN, account digits, date of birth)")
 

@@ -377,6 +377,12 @@ async def conference(key: str, request: Request, services: ServicesDep, call: st
                 label = f"agent-{row.agent_id}"
             policy = await actions.recording_policy(session, row, h.adapter.config.record)
             await actions.participant_joined(session, row, label, h.at(), record=policy == "always")
+            if label.startswith("agent-") and row.details.get("callback_waiting") == "customer":
+                row.details = {k: v for k, v in row.details.items() if k != "callback_waiting"}
+                await actions.command(session, row, "dial_customer", h.at())  # agent first: now the customer
+        elif event == "participant-join" and sid in customer and row.details.get("callback_waiting") == "agent":
+            row.details = {k: v for k, v in row.details.items() if k != "callback_waiting"}
+            await actions.command(session, row, "add_agent", h.at())  # the customer answered: now the agent
         elif event == "participant-leave" and sid not in customer and label != "customer":
             await actions.participant_left(session, row, label, h.at())
         elif event == "participant-hold" and sid in customer:

@@ -91,8 +91,19 @@ def connect_job(factory: AdapterFactory):  # type: ignore[no-untyped-def]
         if job.payload.get("callback"):
             if call.details.get("callback_done"):
                 return
-            sid = await adapter.dial(actions.customer_number(call), joined, urls.callback_status)
-            call.details = {**call.details, "callback_done": True, "callback_sid": sid}
+            voice = (await actions.queue_voices(session, [call.queue_id])).get(call.queue_id) if call.queue_id else None
+            if voice is None or voice.callback_order == "customer_first" or call.direction == "outbound":
+                # the customer first: the agent is added when they answer (the conference hook asks for it)
+                sid = await adapter.dial(actions.customer_number(call), joined, urls.callback_status)
+                call.details = {**call.details, "callback_done": True, "callback_sid": sid, "conference": name,
+                                "agent_id": agent_id, "callback_waiting": "agent"}
+                if call.direction == "outbound":  # an agent's own click-to-call: both ring at once
+                    call.details = {k: v for k, v in call.details.items() if k != "callback_waiting"}
+                else:
+                    log.info("voice_callback_customer_first", call_id=call.id, agent_id=agent_id)
+                    return
+            else:  # the agent first: the customer is dialled once the agent is in the conference
+                call.details = {**call.details, "callback_done": True, "callback_waiting": "customer"}
         else:
             if call.state not in (CallState.QUEUED, CallState.OFFERED):
                 return  # the caller left meanwhile
@@ -122,7 +133,7 @@ def command_job(factory: AdapterFactory):  # type: ignore[no-untyped-def]
     async def command(session: AsyncSession, job: Job, now: datetime) -> None:
         call = await voice_repo.get(session, int(str(job.key).split(":")[0]), for_update=True)
         op = job.payload.get("op")
-        if call is None or (call.state == CallState.ENDED and op != "hangup_agent"):
+        if call is None or (call.state == CallState.ENDED and op not in ("hangup_agent", "add_agent", "dial_customer")):
             return
         adapter = await _adapter(session, factory, call)
         if adapter is None:
@@ -139,6 +150,15 @@ def command_job(factory: AdapterFactory):  # type: ignore[no-untyped-def]
             await adapter.remove_participant(name, str(job.payload["who"]))
         elif op == "hangup":
             await adapter.end_call(customer)
+        elif op == "add_agent" and call.agent_id is not None:  # a callback's customer answered: now the agent
+            agent_sid = await adapter.add_participant(name, adapter.config.agent_to(call.agent_id),
+                                                      label=agent_label(call.agent_id), status_callback=urls.agent_status,
+                                                      conference_events=urls.conference_events)
+            call.details = {**call.details, "agent_call_sid": agent_sid}
+        elif op == "dial_customer":  # a callback's agent is in the conference: now the customer
+            joined = twiml.conference(urls, name, music_url=adapter.config.hold_music_url, locale=call.locale)
+            sid = await adapter.dial(actions.customer_number(call), joined, urls.callback_status)
+            call.details = {**call.details, "callback_sid": sid}
         elif op == "hangup_agent" and call.agent_id is not None:  # nobody answered the agent's own call
             await adapter.remove_participant(name, agent_label(call.agent_id))
 
