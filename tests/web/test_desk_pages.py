@@ -416,24 +416,26 @@ async def test_admins_edit_a_queues_call_settings_and_bad_codes_come_back_as_the
         page = await c.get("/admin/queues")
         assert f'action="/admin/queues/{ids["general"]}/voice"' in page.text
         form = {"csrf_token": csrf, "record": "on_demand", "dispositions": "resolved\r\n  order-status \r\n\r\nresolved\n",
-                "verified_for_sensitive": "on"}
+                "verified_for_sensitive": "on", "callback_order": "agent_first"}
         ok = await c.post(f"/admin/queues/{ids['general']}/voice", data=form)
         assert ok.status_code == 303 and "ok=" in ok.headers["location"], ok.headers.get("location")
         queues = {q["id"]: q for q in (await c.get("/api/v1/queues")).json()}
         assert queues[ids["general"]]["settings"]["voice"] == {
-            "record": "on_demand", "dispositions": ["resolved", "order-status"], "verified_for_sensitive": True}
+            "record": "on_demand", "dispositions": ["resolved", "order-status"], "callback_order": "agent_first",
+            "verified_for_sensitive": True}
         assert queues[ids["general"]]["settings"]["skills"] == {}  # the rest of the settings stay
         page = await c.get("/admin/queues")  # the form shows what is saved
         assert '<option value="on_demand" selected>' in page.text
         assert ">resolved\norder-status</textarea>" in page.text
         assert re.search(r'name="verified_for_sensitive" checked', page.text)
+        assert '<option value="agent_first" selected>' in page.text
         # unticked, emptied: back to free text and no verification needed
         ok = await c.post(f"/admin/queues/{ids['general']}/voice", data={"csrf_token": csrf, "record": "channel",
                                                                           "dispositions": ""})
         assert "ok=" in ok.headers["location"]
         queues = {q["id"]: q for q in (await c.get("/api/v1/queues")).json()}
         assert queues[ids["general"]]["settings"]["voice"] == {
-            "record": "channel", "dispositions": [], "verified_for_sensitive": False}
+            "record": "channel", "dispositions": [], "callback_order": "customer_first", "verified_for_sensitive": False}
         # what is wrong comes back on the page with the reason, never a 500 or raw JSON; nothing is saved
         for bad, why in [({"dispositions": "x" * 61}, "longer than 60 characters"),
                          ({"dispositions": "\n".join(f"code-{i}" for i in range(51))}, "Disposition codes:"),

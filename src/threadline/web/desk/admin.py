@@ -223,7 +223,7 @@ async def _queues_ctx(session: Session, actor: Actor) -> dict[str, Any]:
             "open_counts": await desk_repo.open_counts_by_queue(session, None),
             "routing": {r.id: routing_actions.queue_parts(r) for r in await routing_repo.queues(session)},
             "voice": {q.id: QueueSettings.model_validate(q.settings or {}).voice for q in queues},
-            "record_choices": RECORD_CHOICES}
+            "record_choices": RECORD_CHOICES, "callback_choices": CALLBACK_CHOICES}
 
 
 # Today's figures per queue aggregate the day's routing outcomes; every supervisor tab redraws the
@@ -363,6 +363,7 @@ async def queue_routing(queue_id: Id, request: Request, services: ServicesDep) -
 
 RECORD_CHOICES = [("channel", "As the phone line says"), ("always", "Always"),
                   ("on_demand", "On demand (the agent starts it)"), ("never", "Never")]
+CALLBACK_CHOICES = [("customer_first", "Ring the customer first"), ("agent_first", "Ring the agent first")]
 
 
 def queue_voice_from_form(form: Any) -> dict[str, Any]:
@@ -376,8 +377,11 @@ def queue_voice_from_form(form: Any) -> dict[str, Any]:
     if record not in dict(RECORD_CHOICES):
         raise ValidationFailed(f"Recording: {record[:30]!r} is not a recording policy; pick one of the list",
                                field="record")
+    order = str(form.get("callback_order", "customer_first"))
+    if order not in dict(CALLBACK_CHOICES):
+        raise ValidationFailed(f"Callbacks: {order[:30]!r} is not an order; pick one of the list", field="callback_order")
     try:
-        voice = QueueVoice.model_validate({"record": record, "dispositions": codes,
+        voice = QueueVoice.model_validate({"record": record, "dispositions": codes, "callback_order": order,
                                            "verified_for_sensitive": "verified_for_sensitive" in form})
     except ValidationError as exc:
         err = exc.errors()[0]
