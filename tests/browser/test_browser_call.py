@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, chromium_available
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, chromium_available
 from tests.browser.test_desk_live import WAIT
 from tests.browser.test_widget_chat import W, host_site
 from tests.conftest import IN_CI, PASSWORD, seed_basics
@@ -116,7 +116,10 @@ async def test_a_visitor_calls_from_the_widget_and_the_agent_answers_in_the_desk
             await visitor_page.goto(url)
             await call_from_the_widget(visitor_page, agent_page)
             await agent_page.locator("#webphone", has_text="Relayed and recorded").wait_for(timeout=WAIT)
-            await asyncio.sleep(3)  # they talk (the tones) for a few seconds
+            await asyncio.sleep(3)  # they talk for a few seconds
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            await agent_page.screenshot(path=str(SCREENSHOTS / "voice-browser-call-desk.png"))
+            await visitor_page.screenshot(path=str(SCREENSHOTS / "voice-browser-call-widget.png"))
             await agent_page.locator("#webphone button", has_text="Hang up").click()
             await visitor_page.locator(f"{W} .tl-callbar").wait_for(state="hidden", timeout=WAIT)
             await agent_page.locator("#webphone").wait_for(state="hidden", timeout=WAIT)
