@@ -89,6 +89,7 @@ class FakeAri:
             Route(f"{r}/bridges/{{bid}}/{{op}}", self._bridge_op, methods=["POST", "DELETE"]),
             Route(f"{r}/playbacks/{{pid}}", self._stop_playback, methods=["DELETE"]),
             Route(f"{r}/recordings/stored/{{name}}/file", self._stored, methods=["GET"]),
+            Route(f"{r}/recordings/live/{{name}}/{{op}}", self._live_recording, methods=["POST", "DELETE"]),
         ])
 
     # --- what the app did -----------------------------------------------------------------------
@@ -165,6 +166,10 @@ class FakeAri:
             await self.push("PlaybackStarted", playback=playback)
             await self.push("PlaybackFinished", playback={**playback, "state": "done"})
         return JSONResponse(playback, status_code=201)
+
+    async def _live_recording(self, request: Request) -> Response:
+        cmd = await self._record(request)
+        return cmd if isinstance(cmd, Response) else Response(status_code=204)
 
     async def _stored(self, request: Request) -> Response:
         """A stored recording's file: one second of an 8 kHz WAV (what ``record`` would have written)."""

@@ -234,6 +234,60 @@ async def test_a_recorded_call_in_the_bridge_and_a_supervisor_listening_and_whis
         assert played.headers["content-type"] == "audio/wav" and played.content.startswith(b"RIFF")
 
 
+async def test_the_agent_holds_records_on_demand_pauses_and_hangs_up_an_asterisk_call(sqlite_server) -> None:
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    async with server.services.db.transaction() as s:
+        from threadline.actions import users as user_actions
+        from threadline.db.repos import users as users_repo
+        q = await users_repo.get_queue(s, ids["general"])
+        await user_actions.update_queue(s, ids["general"], settings={**(q.settings or {}),
+                                                                     "voice": {"record": "on_demand"}})
+    token = await token_for(server, "alice@example.com")
+    async with FakeAri() as ari, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as alice, \
+            websockets.connect(f"{server.ws_url}/api/v1/stream?token={token}") as ws:
+        assert json.loads(await ws.recv())["name"] == "stream.ready"
+        await connection(server, await asterisk_channel(server, ids, ari))
+        await ari.incoming("c-7", CALLER)
+        await ari.command("POST", "/channels/c-7/moh")
+        [row] = await calls(server)
+        assert (await alice.put("/api/v1/me/presence", json={"status": "available"})).status_code == 200
+        offer = (await next_event(ws, "routing.offer"))["data"]
+        assert (await alice.post(f"/api/v1/routing/offers/{offer['offer_id']}/accept")).status_code == 200
+        dial = await ari.command("POST", "/channels")
+        await ari.answer_originated(dial.params["channelId"])
+        await next_event(ws, "call.changed", lambda e: e["data"]["state"] == "connected")
+        assert ari.count("POST", f"/bridges/tl-call-{row.id}/record") == 0  # on demand: not yet
+        base = f"/api/v1/calls/{row.id}"
+
+        assert (await alice.post(f"{base}/hold", json={"hold": True})).status_code == 200
+        await ari.command("POST", f"/bridges/tl-call-{row.id}/removeChannel", channel="c-7")
+        assert ari.count("POST", "/channels/c-7/moh") == 2  # music again while held
+        await next_event(ws, "call.changed", lambda e: e["data"]["state"] == "on_hold")
+        assert (await alice.post(f"{base}/hold", json={"hold": False})).status_code == 200
+        await ari.command("DELETE", "/channels/c-7/moh")
+        await next_event(ws, "call.changed", lambda e: e["data"]["state"] == "connected")
+
+        r = await alice.post(f"{base}/recording", json={"action": "start"})
+        assert r.status_code == 200 and r.json()["detail"] == "recording", r.text
+        await ari.command("POST", f"/bridges/tl-call-{row.id}/record", name=f"tl-call-rec-{row.id}")
+        assert (await alice.post(f"{base}/recording", json={"action": "pause"})).status_code == 200
+        await ari.command("POST", f"/recordings/live/tl-call-rec-{row.id}/pause")
+        assert (await alice.post(f"{base}/recording", json={"action": "resume"})).status_code == 200
+        await ari.command("DELETE", f"/recordings/live/tl-call-rec-{row.id}/pause")
+        [row] = await calls(server)
+        assert row.details["recording_gaps"][0][1] is not None  # the paused span is marked
+        transfer = await alice.post(f"{base}/transfer", json={"queue_id": ids["billing"]})
+        assert transfer.status_code == 409 and "from your phone" in transfer.json()["detail"]
+
+        assert (await alice.post(f"{base}/hangup")).status_code == 200
+        await ari.command("DELETE", "/channels/c-7")
+        await ari.hangup("c-7", by_app=True)
+        ended = await next_event(ws, "call.changed", lambda e: e["data"]["state"] == "ended")
+        assert ended["data"]["end_cause"] == "completed"
+
+
 async def _played(alice: httpx.AsyncClient, call_id: int) -> httpx.Response | None:
     r = await alice.get(f"/api/v1/calls/{call_id}/recording")
     return r if r.status_code == 200 else None

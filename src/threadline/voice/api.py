@@ -589,11 +589,42 @@ async def _controlled(services: Any, actor: Any, call_id: int, *, supervise: boo
         raise Conflict(f"the call is {row.state.replace('_', ' ')}, not connected")
     if row.provider == actions.BROWSER:
         return row, None  # a call in the browser: voice/browser/api.py
-    if supervise and channel is not None and channel.kind == "asterisk":
-        return row, services.factory.for_row(channel)  # monitoring through ARI snoop channels
+    if channel is not None and channel.kind == "asterisk":
+        return row, services.factory.for_row(channel)  # through ARI (voice/worker/ari.py)
     if channel is None or channel.kind != "twilio_voice":
         raise Conflict("this call's phone system takes no commands from Threadline (CTI only)")
     return row, services.factory.for_row(channel)
+
+
+def _asterisk(adapter: Any) -> bool:
+    return getattr(adapter, "kind", None) == "asterisk"
+
+
+async def _asterisk_recording(services: Any, adapter: Any, row: Any, action: str) -> str:
+    from threadline.voice.worker import ari  # noqa: PLC0415
+    now = utcnow()
+    if action == "start":
+        if row.details.get("recording_sid"):
+            raise Conflict("the call is being recorded already")
+        async with services.db.transaction(write=False) as session:
+            if await actions.recording_policy(session, row, None) == "never":
+                raise Conflict("this call's queue does not record calls (its recording policy is 'never')")
+    elif not row.details.get("recording_sid"):
+        raise Conflict("the call is not being recorded")
+    name = None
+
+    async def step() -> None:
+        nonlocal name
+        name = await ari.recording(adapter, row, action)
+    await _provider(step())
+    async with services.db.transaction(write=True) as session:
+        fresh = await actions.get_call(session, row.id, row.channel_instance_id)
+        if action == "start":
+            fresh.details = {**fresh.details, "recording_sid": name, "recording_started_at": now.isoformat()}
+        else:
+            actions.recording_marks(fresh, "paused" if action == "pause" else "in-progress", now)
+        await actions.refresh_entry(session, fresh)
+    return {"start": "recording", "pause": "recording paused", "resume": "recording resumed"}[action]
 
 
 async def _provider(step: Any) -> None:
@@ -618,6 +649,13 @@ async def hold(call_id: CallId, body: HoldIn, actor: CurrentActor, services: Ser
     row, adapter = await _controlled(services, actor, call_id)
     if adapter is None:
         return _out(row, await browser.hold(services, row, body.hold))
+    if _asterisk(adapter):
+        from threadline.voice.worker import ari  # noqa: PLC0415
+        await _provider(ari.hold(adapter, row, body.hold))
+        async with services.db.transaction(write=True) as session:
+            fresh = await actions.get_call(session, row.id, row.channel_instance_id)
+            await actions.hold(session, fresh, body.hold, utcnow())
+        return _out(row, "on hold" if body.hold else "back from hold")
     fields = {"Hold": "true" if body.hold else "false"}
     if body.hold and adapter.config.hold_music_url:
         fields["HoldUrl"] = adapter.config.hold_music_url
@@ -631,6 +669,8 @@ async def recording(call_id: CallId, body: RecordingIn, actor: CurrentActor, ser
     row, adapter = await _controlled(services, actor, call_id)
     if adapter is None:
         return _out(row, await browser.recording(services, row, body.action))
+    if _asterisk(adapter):
+        return _out(row, await _asterisk_recording(services, adapter, row, body.action))
     customer = row.details.get("callback_sid") or row.provider_ref
     now = utcnow()
     if body.action == "start":
@@ -669,6 +709,8 @@ async def transfer(call_id: CallId, body: TransferIn, actor: CurrentActor, servi
     row, adapter = await _controlled(services, actor, call_id)
     if adapter is None:
         raise Conflict("a call in the browser cannot be transferred yet: hang up and let the queue route the chat")
+    if _asterisk(adapter):
+        raise Conflict("transfer this call from your phone (Asterisk's own transfer); Threadline follows it")
     urls, name, now = twiml.Urls(adapter.hook_url + "/voice", row.id), _conf(row), utcnow()
     if body.queue_id is not None:
         async with services.db.transaction(write=True) as session:
@@ -744,6 +786,9 @@ async def hangup(call_id: CallId, actor: CurrentActor, services: ServicesDep) ->
     row, adapter = await _controlled(services, actor, call_id)
     if adapter is None:
         return _out(row, await browser.hangup(services, row))
+    if _asterisk(adapter):
+        await _provider(adapter.hangup(row.provider_ref))  # the loop ends the call on ChannelDestroyed
+        return _out(row, "hanging up")
     await _provider(adapter.end_call(row.details.get("callback_sid") or row.provider_ref))
     return _out(row, "hanging up")
 

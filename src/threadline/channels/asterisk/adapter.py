@@ -157,6 +157,13 @@ class AsteriskChannel(ChannelAdapter):
     async def add_to_bridge(self, bridge_id: str, *channel_ids: str) -> None:
         await self._ari("POST", f"/bridges/{bridge_id}/addChannel", {"channel": ",".join(channel_ids)})
 
+    async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
+        await self._ari("POST", f"/bridges/{bridge_id}/removeChannel", {"channel": channel_id}, missing_ok=True)
+
+    async def pause_recording(self, name: str, paused: bool) -> None:
+        """Pause a live recording (the paused span is left out of the file) or go on recording."""
+        await self._ari("POST" if paused else "DELETE", f"/recordings/live/{name}/pause")
+
     async def bridge_moh(self, bridge_id: str, on: bool, moh_class: str | None = None) -> None:
         if on:
             await self._ari("POST", f"/bridges/{bridge_id}/moh", {"mohClass": moh_class})

@@ -740,3 +740,25 @@ async def monitor(adapter: Any, call: Any, *, supervisor_id: int, email: str, mo
                                        app_args=f"{MONITOR_ARG},{call.id},{mode},{snoop}",
                                        channel_id=f"{SUPERVISOR_PREFIX}{call.id}-{supervisor_id}-{attempt}",
                                        caller_id=f"Monitor {actions.customer_number(call)}"))
+
+
+async def hold(adapter: Any, call: Any, on: bool) -> None:
+    """The agent puts the caller on hold (out of the bridge, hearing music) or back."""
+    bridge = str(call.details.get("bridge") or bridge_id(call.id))
+    if on:
+        await adapter.remove_from_bridge(bridge, call.provider_ref)
+        await adapter.start_moh(call.provider_ref, adapter.config.moh_class)
+    else:
+        await adapter.stop_moh(call.provider_ref)
+        await adapter.add_to_bridge(bridge, call.provider_ref)
+
+
+async def recording(adapter: Any, call: Any, action: str) -> str | None:
+    """The agent starts (the bridge records, named ``tl-call-rec-{id}``), pauses or resumes the recording;
+    the recording's name when it starts."""
+    name = f"{CALL_RECORDING}{call.id}"
+    if action == "start":
+        await adapter.record_bridge(str(call.details.get("bridge") or bridge_id(call.id)), name)
+        return name
+    await adapter.pause_recording(name, action == "pause")
+    return None
