@@ -288,6 +288,46 @@ async def test_the_agent_holds_records_on_demand_pauses_and_hangs_up_an_asterisk
         assert ended["data"]["end_cause"] == "completed"
 
 
+async def test_a_queued_caller_asks_for_a_callback_and_is_called_back_when_alice_accepts(sqlite_server) -> None:
+    server = sqlite_server
+    ids = await seed_basics(server.services)
+    token = await token_for(server, "alice@example.com")
+    async with FakeAri() as ari, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as alice, \
+            websockets.connect(f"{server.ws_url}/api/v1/stream?token={token}") as ws:
+        assert json.loads(await ws.recv())["name"] == "stream.ready"
+        await connection(server, await asterisk_channel(server, ids, ari, callback_key="1",
+                                                        outbound_endpoint_template="PJSIP/{digits}@trunk"))
+        await ari.incoming("c-5", CALLER)
+        await ari.command("POST", "/channels/c-5/moh")
+        await ari.dtmf("c-5", "1")  # waiting, the caller asks to be called back
+        await ari.command("DELETE", "/channels/c-5")  # told so, then the line hangs up
+        [row] = await calls(server)
+        await eventually(lambda: _ended(server, row.id))
+        [row] = await calls(server)
+        assert row.end_cause == "callback" and row.callback_requested
+
+        assert (await alice.put("/api/v1/me/presence", json={"status": "available"})).status_code == 200
+        offer = (await next_event(ws, "routing.offer"))["data"]  # the task kept its place
+        assert offer["conversation_id"] == row.conversation_id
+        assert (await alice.post(f"/api/v1/routing/offers/{offer['offer_id']}/accept")).status_code == 200
+        dial = await ari.command("POST", "/channels", endpoint=f"PJSIP/{CALLER.lstrip('+')}@trunk")
+        assert dial.params["appArgs"] == f"callback,{row.id}"
+        customer = dial.params["channelId"]
+        await ari.answer_originated(customer)  # the customer answers: into the bridge, then Alice is dialled
+        await ari.command("POST", f"/bridges/tl-call-{row.id}/addChannel", channel=customer)
+        agent = await ari.command("POST", "/channels", endpoint="PJSIP/alice")
+        await ari.answer_originated(agent.params["channelId"])
+        await ari.command("POST", f"/bridges/tl-call-{row.id}/addChannel", channel=agent.params["channelId"])
+        await ari.hangup(customer)  # they are done: Alice's leg and the bridge go
+        await ari.command("DELETE", f"/channels/{agent.params['channelId']}")
+        await ari.command("DELETE", f"/bridges/tl-call-{row.id}")
+
+
+async def _ended(server: Any, call_id: int) -> bool:
+    return any(c.id == call_id and c.state == "ended" for c in await calls(server))
+
+
 async def _played(alice: httpx.AsyncClient, call_id: int) -> httpx.Response | None:
     r = await alice.get(f"/api/v1/calls/{call_id}/recording")
     return r if r.status_code == 200 else None

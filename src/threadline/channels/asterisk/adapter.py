@@ -55,6 +55,16 @@ class AsteriskConfig(BaseModel):
     announce_every_seconds: int = Field(default=30, ge=5, le=600,
                                         description="How often a queued caller hears their place and wait")
     moh_class: str | None = Field(default=None, max_length=80, description="Music on hold class (musiconhold.conf)")
+    callback_key: str | None = Field(default=None, pattern=r"^[0-9*#]$", description="The key a queued caller "
+                                     "presses to be called back instead of waiting (needs outbound_endpoint_template)")
+    outbound_endpoint_template: str | None = Field(
+        default=None, max_length=200, description="How Asterisk dials a customer back, with {number} (E.164) or "
+        "{digits} (without +), e.g. PJSIP/{digits}@trunk; unset: no callbacks")
+
+    def outbound_endpoint(self, number: str) -> str | None:
+        if not self.outbound_endpoint_template:
+            return None
+        return self.outbound_endpoint_template.format(number=number, digits=number.lstrip("+"))
 
     @field_validator("ari_url")
     @classmethod

@@ -69,6 +69,8 @@ log = structlog.get_logger(__name__)
 
 KIND = "asterisk"
 AGENT_ARG = "agent"  # appArgs of an agent's leg: agent,{call id}
+CALLBACK_ARG = "callback"  # appArgs of a customer called back: callback,{call id}
+CALLBACK_PREFIX = "tl-cb-"  # ids of the customer legs of callbacks: tl-cb-{call id}-{attempt}
 AGENT_PREFIX = "tl-agent-"  # ids of the agent legs Threadline originates: tl-agent-{call id}-{attempt}
 BEEP = "sound:beep"
 VOICES = {"en": "en-us", "es": "es", "it": "it"}
@@ -305,6 +307,8 @@ class AriConnection:
                 await self.agent_entered(cid, args)
             elif args[:1] == [MONITOR_ARG]:
                 await self.supervisor_entered(cid, args)
+            elif args[:1] == [CALLBACK_ARG]:
+                await self.called_back(cid, args)
             elif cid and args[:1] not in (["snoop"], ["test"]):  # legs Threadline placed for itself
                 await self.caller_entered(cid, ch)
         elif kind == "ChannelDtmfReceived":
@@ -315,6 +319,8 @@ class AriConnection:
         elif kind in ("ChannelHangupRequest", "StasisEnd", "ChannelDestroyed"):
             if cid.startswith(SUPERVISOR_PREFIX):
                 await self.supervisor_gone(cid)
+            elif cid.startswith(CALLBACK_PREFIX):
+                await self.callback_gone(cid, event)
             elif agent_leg_call(cid) is not None:
                 await self.agent_gone(cid, event)
             elif cid:
@@ -442,6 +448,11 @@ class AriConnection:
 
     async def digit(self, cid: str, key: str) -> None:
         leg = self.legs.get(cid)
+        cfg = self.adapter.config
+        if leg is not None and leg.queued and leg.ask is None and key and key == cfg.callback_key \
+                and cfg.outbound_endpoint_template:
+            await self.wants_callback(cid, leg)
+            return
         if leg is None or leg.ask is None or not key:
             log.info("ari_dtmf_ignored", channel_id=self.channel_id, ari_channel=cid, known=leg is not None)
             return
@@ -498,6 +509,9 @@ class AriConnection:
                     figures = await actions.wait_figures(s, call)
                     locale = call.locale
                 lines = announcement(figures.position, figures.ewt_seconds, locale)
+                cfg = self.adapter.config
+                if cfg.callback_key and cfg.outbound_endpoint_template:
+                    lines.append(text("callback_offer", locale, key=cfg.callback_key))
                 if not lines:
                     continue
                 await self.adapter.stop_moh(cid)
@@ -527,8 +541,9 @@ class AriConnection:
         hang_up_leg = True
         async with self.db.transaction(write=True) as s:
             call = await voice_repo.get(s, call_id, for_update=True) if call_id is not None else None
+            callback = call is not None and bool(call.details.get("callback_answered"))
             if call is not None and call.channel_instance_id == self.channel_id \
-                    and call.state in (CallState.OFFERED, CallState.QUEUED, CallState.CONNECTED):
+                    and (callback or call.state in (CallState.OFFERED, CallState.QUEUED, CallState.CONNECTED)):
                 bridge = str(call.details.get("bridge") or bridge_id(call.id))
                 await self.adapter.add_to_bridge(bridge, cid)
                 await self.adapter.bridge_moh(bridge, False)
@@ -542,6 +557,71 @@ class AriConnection:
         if hang_up_leg:  # the caller left meanwhile, or this is not a call of ours
             log.info("ari_agent_leg_refused", channel_id=self.channel_id, ari_channel=cid, call_id=call_id)
             await self.adapter.hangup(cid)
+
+    async def wants_callback(self, cid: str, leg: Leg) -> None:
+        """A queued caller pressed the callback key: their task keeps its place, they hear that they will
+        be called back, and the line hangs up (the call ends as ``callback``, not abandoned)."""
+        async with self.db.transaction(write=True) as s:
+            call = await voice_repo.get(s, leg.call_id, for_update=True)
+            if call is None or call.state != CallState.QUEUED:
+                return
+            await actions.request_callback(s, call, self.clock())
+            locale = call.locale
+        leg.queued = False
+        if leg.announcer is not None:
+            leg.announcer.cancel()
+            leg.announcer = None
+        await self.adapter.stop_moh(cid)
+        await self.execute(cid, leg.call_id, Plan([(text("callback_taken", locale), None)], locale, hangup=True))
+
+    async def called_back(self, cid: str, args: list[str]) -> None:
+        """The customer answered our callback: into the call's bridge with music, and the agent who accepted
+        is dialled into it (``agent_entered``)."""
+        call_id = int(args[1]) if len(args) > 1 and args[1].isdigit() else None
+        async with self.db.transaction(write=True) as s:
+            call = await voice_repo.get(s, call_id, for_update=True) if call_id is not None else None
+            if call is None or call.channel_instance_id != self.channel_id or call.agent_id is None:
+                await self.adapter.hangup(cid)
+                return
+            bridge = await self.adapter.create_bridge(bridge_id(call.id), "mixing", name=bridge_id(call.id))
+            await self.adapter.add_to_bridge(bridge, cid)
+            await self.adapter.bridge_moh(bridge, True, self.adapter.config.moh_class)
+            call.details = {**call.details, "callback_answered": True, "bridge": bridge}
+            await self._dial_agent(s, call, bridge)
+
+    async def _dial_agent(self, s: AsyncSession, call: Any, bridge: str) -> None:
+        agent_id = int(call.agent_id)
+        user = await users_repo.get_user(s, agent_id)
+        endpoint = self.adapter.agent_endpoint(agent_id, user.email if user is not None else str(agent_id))
+        attempt = int(call.details.get("agent_attempts", 0)) + 1
+        leg = await self.adapter.originate(endpoint, app_args=f"{AGENT_ARG},{call.id}",
+                                           channel_id=f"{AGENT_PREFIX}{call.id}-{attempt}",
+                                           caller_id=actions.customer_number(call))
+        call.details = {**call.details, "bridge": bridge, "agent_channel": leg, "agent_id": agent_id,
+                        "agent_endpoint": endpoint, "agent_attempts": attempt}
+
+    async def callback_gone(self, cid: str, event: dict[str, Any]) -> None:
+        """The customer's callback leg ended: never answered (busy, no answer) → tried again later by
+        policy; answered → the call is over for the agent too."""
+        head = cid[len(CALLBACK_PREFIX):].split("-")[0]
+        if event.get("type") != "ChannelDestroyed" or not head.isdigit():
+            return
+        agent_leg = bridge = None
+        async with self.db.transaction(write=True) as s:
+            call = await voice_repo.get(s, int(head), for_update=True)
+            if call is None or call.channel_instance_id != self.channel_id \
+                    or call.details.get("callback_channel") != cid:
+                return
+            if not call.details.get("callback_answered"):
+                cause = str(event.get("cause_txt") or "no answer").lower()
+                await actions.callback_failed(s, call, self.clock(), "busy" if "busy" in cause else "no-answer")
+            else:
+                agent_leg, bridge = call.details.get("agent_channel"), call.details.get("bridge")
+            call.details = {k: v for k, v in call.details.items() if k not in ("callback_channel", "callback_answered")}
+        if agent_leg:
+            await self.adapter.hangup(str(agent_leg))
+        if bridge:
+            await self.adapter.destroy_bridge(str(bridge))
 
     async def supervisor_entered(self, cid: str, args: list[str]) -> None:
         """A supervisor's phone answered (``monitor,{call},{mode},{snoop}``): to barge, it joins the call's
@@ -585,6 +665,8 @@ class AriConnection:
                 await actions.agent_missed(s, call, self.clock(), cause)
             elif call.state in (CallState.CONNECTED, CallState.ON_HOLD) and call.details.get("agent_channel") == cid:
                 customer = call.provider_ref  # the agent hung up: so does the call
+            elif call.details.get("callback_answered") and call.details.get("agent_channel") == cid:
+                customer = call.details.get("callback_channel")  # a callback: the agent left (or never answered)
         if customer:
             await self.adapter.hangup(customer)
 
@@ -703,9 +785,17 @@ async def connect_job(session: AsyncSession, job: Job, now: datetime, factory: A
         return True
     adapter: Any = factory.for_row(channel)
     agent_id = int(job.payload["agent_id"])
-    if job.payload.get("callback"):
-        log.warning("ari_callback_not_supported", call_id=call.id)  # docs/channels/voice.md: not built yet
-        call.details = {**call.details, "callback_done": True}
+    if job.payload.get("callback"):  # the customer first: the agent is dialled when they answer
+        endpoint = adapter.config.outbound_endpoint(actions.customer_number(call))
+        if endpoint is None or call.details.get("callback_channel"):
+            return True  # no way to dial out (callbacks are not offered then), or dialling already
+        attempt = int(call.details.get("callback_attempts", 0)) + 1
+        leg = await adapter.originate(endpoint, app_args=f"{CALLBACK_ARG},{call.id}",
+                                      channel_id=f"{CALLBACK_PREFIX}{call.id}-{attempt}",
+                                      caller_id=adapter.config.our_number or None)
+        call.agent_id = agent_id
+        call.details = {**call.details, "callback_channel": leg, "callback_done": True, "agent_id": agent_id}
+        log.info("voice_callback_ari", call_id=call.id, agent_id=agent_id, endpoint=endpoint)
         return True
     if call.state not in (CallState.QUEUED, CallState.OFFERED):
         return True  # the caller left meanwhile
