@@ -62,7 +62,6 @@ CALLS_PER_MINUTE = 5  # per visitor
 CALLS_PER_IP_MINUTE = 10  # per address (new visitor ids are free)
 MEDIA_PER_MINUTE = 10  # offers per call
 ANNOUNCE_EVERY = 30.0  # seconds between a waiting caller's place-in-queue announcements (relayed calls)
-_limiter = RateLimiter()
 _tasks: set[asyncio.Task[None]] = set()
 
 
@@ -74,6 +73,14 @@ class Refused(Exception):
 
 def hub(services: Any) -> MediaHub:
     return services.voice.media  # type: ignore[no-any-return]
+
+
+def _limiter(services: Any) -> RateLimiter:
+    """This process's limits on browser calls (kept with its media hub)."""
+    h = hub(services)
+    if h.limiter is None:
+        h.limiter = RateLimiter()
+    return h.limiter  # type: ignore[no-any-return]
 
 
 def ice_servers(services: Any, call_id: int) -> list[dict[str, Any]]:
@@ -208,8 +215,8 @@ async def start_call(request: Request, services: ServicesDep) -> Response:
         if allowed == "off" or (body.video and allowed != "video"):
             raise Refused(403, "Video calls are not offered here." if allowed == "voice" else
                           "Calls are not offered here.", "calls_off")
-        if not _limiter.allow((v.channel.id, v.session.visitor_id, "call"), CALLS_PER_MINUTE) or \
-                not _limiter.allow((v.channel.id, _client_ip(request), "call"), CALLS_PER_IP_MINUTE):
+        if not _limiter(services).allow((v.channel.id, v.session.visitor_id, "call"), CALLS_PER_MINUTE) or \
+                not _limiter(services).allow((v.channel.id, _client_ip(request), "call"), CALLS_PER_IP_MINUTE):
             raise Refused(429, "You're calling too often; please wait a moment.", "rate_limited")
         ident_value = v.adapter.visitor_identity(v.session)
         async with services.db.transaction(write=True) as session:
@@ -248,7 +255,7 @@ async def visitor_media(call_id: CallId, request: Request, services: ServicesDep
         v = await _visitor(request, services, body.token)
         if body.type != "offer":
             raise Refused(422, "type: the visitor's browser sends an offer", "invalid")
-        if not _limiter.allow((v.channel.id, call_id, "media"), MEDIA_PER_MINUTE):
+        if not _limiter(services).allow((v.channel.id, call_id, "media"), MEDIA_PER_MINUTE):
             raise Refused(429, "Too many connection attempts for this call; please wait a moment.", "rate_limited")
         async with services.db.transaction(write=True) as session:
             call = await _visitors_call(session, v, call_id, lock=True)

@@ -373,6 +373,7 @@ class MediaHub:
     def __init__(self, *, ice_servers: list[dict[str, Any]] | None = None, max_calls: int = 20) -> None:
         self.calls: dict[int, MediaCall] = {}
         self.max_calls = max_calls  # relayed calls this process carries at most (bench/voice_media.py)
+        self.limiter: Any = None  # the browser calls' rate limits in this process (voice/browser/api.py)
         self._ready = False
         self.ice_servers = ice_servers or []
         self._music: list[bytes] | None = None

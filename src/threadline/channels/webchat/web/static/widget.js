@@ -931,6 +931,7 @@
     }).then(function (c) {
       if (!call) return;
       call.id = c.id; call.state = c.state; call.media = c.media;
+      ringback(c.state === "queued" || c.state === "offered");
       call.beat = setInterval(resyncCall, 10000);  // still here (the server ends a call whose widget went quiet)
       drawCall();
       var pc = call.pc = new RTCPeerConnection({ iceServers: c.ice_servers || [] });
@@ -954,9 +955,24 @@
       if (call && call.id) hangUp(); else endCall();
     });
   }
+  // peer to peer, nothing plays while the visitor waits: a soft ringback (Web Audio) says the call is on
+  function ringback(on) {
+    if (!call) return;
+    if (!on || call.media !== "p2p") { if (call.ring) { clearInterval(call.ring.t); call.ring.ctx.close(); call.ring = null; } return; }
+    if (call.ring || !window.AudioContext) return;
+    var ctx = new AudioContext();
+    var beep = function () {
+      var o = ctx.createOscillator(), g = ctx.createGain();
+      o.frequency.value = 425; g.gain.value = 0.04;
+      o.connect(g); g.connect(ctx.destination); o.start(); o.stop(ctx.currentTime + 1);
+    };
+    beep();
+    call.ring = { ctx: ctx, t: setInterval(beep, 4000) };
+  }
   function onCall(f) {
     if (!call || f.id !== call.id) return;
     call.state = f.state;
+    ringback(f.state === "queued" || f.state === "offered");
     if (f.state === "connected" && !call.since) call.since = Date.now();
     if (f.state === "ended") { if (f.end_cause === "rejected") showNotice(T.callBusy); endCall(); } else drawCall();
   }
@@ -977,6 +993,7 @@
   }
   function endCall() {
     if (!call) return;
+    ringback(false);
     if (call.stream) call.stream.getTracks().forEach(function (t) { t.stop(); });
     if (call.pc) call.pc.close();
     clearInterval(call.timer);
