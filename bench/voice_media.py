@@ -52,8 +52,12 @@ def serve(port: int) -> None:
     from starlette.responses import JSONResponse, PlainTextResponse
     from starlette.routing import Route
 
+    import gc
+
     from threadline.voice.browser.media import AGENT, MediaHub
 
+    gc.collect()
+    gc.freeze()  # as the app does after its start (web/app.py)
     hub = MediaHub()
 
     async def offer(request: Request) -> PlainTextResponse:
