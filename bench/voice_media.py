@@ -46,13 +46,13 @@ def _cpu_seconds(pid: int) -> float:
 # --------------------------------------------------------------------------- the server process
 
 def serve(port: int) -> None:
+    import gc
+
     import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, PlainTextResponse
     from starlette.routing import Route
-
-    import gc
 
     from threadline.voice.browser.media import AGENT, MediaHub
 

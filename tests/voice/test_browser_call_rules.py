@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from tests.channels.webchat.test_webchat import frame
 from tests.routing.test_api import token_for
 from tests.voice.test_browser_calls import Peer, setup, tone, visitor_with_conversation
+from threadline.actions import users as user_actions
 from threadline.db.models import ConversationRow
 from threadline.db.types import utcnow
 from threadline.voice import actions
@@ -166,3 +169,66 @@ async def test_turn_credentials_are_made_per_call_and_agents_use_the_relay_only(
     mac = hmac.new(b"turn-shared-secret", turn["username"].encode(), hashlib.sha1).digest()
     assert turn["credential"] == base64.b64encode(mac).decode()
     assert browser_api.relay_only(services) is True
+
+
+
+@pytest.mark.parametrize("record", ["never", "always"])
+async def test_a_browser_call_is_transferred_blind_to_another_agent(sqlite_server, tmp_path: Path, record: str) -> None:
+    """Alice hands the call to Bob. Peer to peer (``never``), the widget offers again when the call rings
+    anew and Bob's answer reaches it; relayed (``always``), the caller hears music until Bob connects to the
+    server. Either way Bob hears the caller, and Alice no longer controls the call."""
+    server = sqlite_server
+    ids, key = await setup(server, record=record)
+    v = await visitor_with_conversation(server, key)
+    async with server.services.db.transaction() as s:
+        await user_actions.set_presence(s, ids["alice"], "available")
+        await user_actions.set_presence(s, ids["bob"], "available")
+        (await s.get(ConversationRow, v.conversation_id)).assignee_id = ids["alice"]
+    alice_token, bob_token = await token_for(server, "alice@example.com"), await token_for(server, "bob@example.com")
+    caller, alice, bob = (Peer(tone(tmp_path / f"{n}.wav", hz)) for n, hz in (("v", 440), ("a", 660), ("b", 880)))
+    async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {alice_token}"}) as a, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {bob_token}"}) as b, \
+            v.ws() as vws:
+        call = (await v.post("/widget/calls", {"token": v.token})).json()
+        base = f"/api/v1/calls/{call['id']}"
+        assert call["state"] == "offered", call
+        r = await v.post(f"/widget/calls/{call['id']}/media", {"token": v.token, "type": "offer",
+                                                                 "sdp": await caller.offer()})
+        if record == "never":
+            m = (await a.get(f"{base}/media")).json()
+            assert (await a.post(f"{base}/media", json={"type": "answer",
+                                                         "sdp": await alice.answer(m["offer"])})).status_code == 200
+            await caller.accept((await frame(vws, "call_media"))["sdp"])
+        else:
+            await caller.accept(r.json()["sdp"])
+            answer = await a.post(f"{base}/media", json={"type": "offer", "sdp": await alice.offer()})
+            await alice.accept(answer.json()["sdp"])
+        await caller.hears()
+
+        t = await a.post(f"{base}/transfer", json={"agent_id": ids["bob"]})
+        assert t.status_code == 200 and "Bob" in t.json()["detail"], t.text
+        assert (await call_row(server, call["id"])).agent_id == ids["bob"]
+        assert (await a.post(f"{base}/hangup")).status_code in (403, 404, 409)  # not Alice's call any more
+        if record == "never":  # the widget sees the call ringing again and offers to whoever answers
+            states: list[str] = []
+            while states[-1:] != ["offered"] or "connected" not in states:
+                states.append((await frame(vws, "call"))["state"])
+            await caller.close()
+            caller = Peer(tone(tmp_path / "v2.wav", 440))
+            await v.post(f"/widget/calls/{call['id']}/media", {"token": v.token, "type": "offer",
+                                                                 "sdp": await caller.offer()})
+            m = (await b.get(f"{base}/media")).json()
+            r = await b.post(f"{base}/media", json={"type": "answer", "sdp": await bob.answer(m["offer"])})
+            assert r.status_code == 200, r.text
+            await caller.accept((await frame(vws, "call_media"))["sdp"])
+        else:
+            await caller.hears(10)  # music while Bob's desk rings
+            answer = await b.post(f"{base}/media", json={"type": "offer", "sdp": await bob.offer()})
+            assert answer.status_code == 200, answer.text
+            await bob.accept(answer.json()["sdp"])
+        await caller.hears(25)
+        await bob.hears(25)  # Bob hears the caller
+        assert (await b.post(f"{base}/hangup")).status_code == 200
+    for p in (caller, alice, bob):
+        await p.close()
+    await v.aclose()

@@ -895,3 +895,30 @@ async def browser_watch(session: AsyncSession, call: CallRow, now: datetime) -> 
         await browser_declined(session, call, now, "did not answer")
     await schedule_job(session, WATCH_JOB, call.id, now + WATCH_EVERY)
     return None
+
+
+async def browser_transfer(session: AsyncSession, call: CallRow, now: datetime, *, by: int,
+                           agent_id: int | None = None, queue_id: int | None = None) -> None:
+    """A blind transfer of a browser call: it rings the target agent (who takes the conversation) or waits
+    in the queue; the visitor hears music (relayed) or their widget reconnects to whoever answers (peer to
+    peer: the old session descriptions are dropped, the widget offers again)."""
+    call.details = {k: v for k, v in call.details.items() if k not in ("offer", "answer")}
+    giver = await users_repo.get_user(session, by)
+    if agent_id is not None:
+        target = await users_repo.get_user(session, agent_id)
+        call.agent_id = agent_id
+        call.details = {**call.details, "offered_at": now.isoformat()}
+        _store(call, facts(call).move(CallState.QUEUED, now).move(CallState.OFFERED, now))
+        await conversation_actions.update_conversation(session, None, call.conversation_id, assignee_id=agent_id,
+                                                       transfer=True)
+        await _note(session, call, f"{giver.name if giver else 'The agent'} transferred the call to "
+                                   f"{target.name if target else 'another agent'}")
+    else:
+        call.agent_id = None
+        conv = await conversation_repo.get_conversation(session, call.conversation_id, for_update=True)
+        if conv is not None and (conv.attributes or {}).get("channel_class") != "voice":
+            conv.attributes = {**(conv.attributes or {}), "channel_class": "voice"}
+        if not await enqueue(session, call, queue_id, now):
+            raise NotFound(f"queue {queue_id} does not exist")
+        await _note(session, call, "The call was transferred to another queue")
+    await refresh_entry(session, call)

@@ -708,7 +708,10 @@ async def transfer(call_id: CallId, body: TransferIn, actor: CurrentActor, servi
         raise ValidationFailed("give exactly one of agent_id, queue_id or number", field="body")
     row, adapter = await _controlled(services, actor, call_id)
     if adapter is None:
-        raise Conflict("a call in the browser cannot be transferred yet: hang up and let the queue route the chat")
+        if body.number is not None or body.mode != "blind":
+            raise Conflict("a call in the browser is transferred blind, to an agent or a queue (not to a number)")
+        return _out(row, await browser.transfer(services, row, agent_id=body.agent_id, queue_id=body.queue_id,
+                                                by=actor.user_id))
     if _asterisk(adapter):
         raise Conflict("transfer this call from your phone (Asterisk's own transfer); Threadline follows it")
     urls, name, now = twiml.Urls(adapter.hook_url + "/voice", row.id), _conf(row), utcnow()

@@ -445,6 +445,29 @@ async def recording(services: Any, call: Any, action: str) -> str:
     return {"start": "recording", "pause": "recording paused", "resume": "recording resumed"}[action]
 
 
+async def transfer(services: Any, call: Any, *, agent_id: int | None, queue_id: int | None, by: int) -> str:
+    """Blind transfer: the agent leaves, the caller waits (music when relayed) for the target to answer."""
+    from threadline.db.repos import users as users_repo  # noqa: PLC0415
+    if agent_id is not None:
+        async with services.db.transaction(write=False) as session:
+            target = await users_repo.get_user(session, agent_id)
+        if target is None or not target.active:
+            raise NotFound(f"agent {agent_id} does not exist")
+        if agent_id == call.agent_id:
+            raise Conflict("the call is yours already")
+        if target.presence != "available":
+            raise Conflict(f"{target.name} is {target.presence}: pick someone available, or a queue")
+    async with services.db.transaction(write=True) as session:
+        fresh = await voice_repo.get(session, call.id, for_update=True)
+        assert fresh is not None
+        await actions.browser_transfer(session, fresh, utcnow(), by=by, agent_id=agent_id, queue_id=queue_id)
+    mc = hub(services).get(call.id)
+    if mc is not None:  # relayed: the agent's leg goes, the caller hears music until the next agent connects
+        await mc.drop(AGENT)
+        mc.to_customer.hold(True)
+    return f"transferred to {target.name}" if agent_id is not None else "transferred to the queue"
+
+
 async def hangup(services: Any, call: Any) -> str:
     async with services.db.transaction(write=True) as session:
         fresh = await voice_repo.get(session, call.id, for_update=True)

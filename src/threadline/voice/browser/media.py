@@ -352,6 +352,12 @@ class MediaCall:
         except MediaStreamError:
             return
 
+    async def drop(self, who: str) -> None:
+        """A party leaves the media without ending the call (a transfer): their connection closes."""
+        pc = self.pcs.pop(who, None)
+        if pc is not None:
+            await pc.close()
+
     def hold(self, on: bool) -> None:
         """The customer hears music and the agent is not heard (nor hears the customer)."""
         self.to_customer.hold(on)

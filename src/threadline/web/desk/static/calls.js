@@ -121,7 +121,7 @@
       if (live.recording_state === "recording") b.appendChild(button("Pause recording", "", function () { return act(live, "recording", { action: "pause" }); }));
       else if (live.recording_state === "paused") b.appendChild(button("Resume recording", "", function () { return act(live, "recording", { action: "resume" }); }));
       else if (live.recording_state === "off") b.appendChild(button("Record", "", function () { return act(live, "recording", { action: "start" }); }));
-      if (live.provider !== "webrtc") b.appendChild(button("Transfer…", "", function () { if (!b.querySelector(".call-transfer")) transferForm(live, b); }));
+      b.appendChild(button("Transfer…", "", function () { if (!b.querySelector(".call-transfer")) transferForm(live, b); }));
       b.appendChild(button("Hang up", "danger", function () { return act(live, "hangup"); }));
     } else if (toWrap) {
       wrapUpForm(toWrap, b);

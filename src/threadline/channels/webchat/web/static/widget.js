@@ -934,22 +934,8 @@
       ringback(c.state === "queued" || c.state === "offered");
       call.beat = setInterval(resyncCall, 10000);  // still here (the server ends a call whose widget went quiet)
       drawCall();
-      var pc = call.pc = new RTCPeerConnection({ iceServers: c.ice_servers || [] });
-      call.stream.getTracks().forEach(function (t) { pc.addTrack(t, call.stream); });
-      pc.ontrack = function (e) {
-        var remote = e.streams[0] || new MediaStream([e.track]);
-        if (e.track.kind === "audio") ui.callAudio.srcObject = remote;
-        if (e.track.kind === "video" && ui.callVideo) ui.callVideo.srcObject = remote;
-      };
-      pc.onconnectionstatechange = function () {
-        if (call && call.pc === pc && pc.connectionState === "failed") { showNotice(T.callFailed); hangUp(); }
-      };
-      return pc.createOffer().then(function (o) { return pc.setLocalDescription(o); })
-        .then(function () { return gathered(pc); })
-        .then(function () {
-          return api("POST", "/widget/calls/" + call.id + "/media", { token: store.token, type: "offer", sdp: pc.localDescription.sdp });
-        })
-        .then(function (r) { if (r.sdp && call && call.pc === pc) return pc.setRemoteDescription({ type: "answer", sdp: r.sdp }); });
+      call.ice = c.ice_servers || [];
+      return offerMedia();
     }).catch(function (err) {
       showNotice(err && err.name === "NotAllowedError" ? T.micDenied : (err && err.message) || T.callFailed);
       if (call && call.id) hangUp(); else endCall();
@@ -969,10 +955,35 @@
     beep();
     call.ring = { ctx: ctx, t: setInterval(beep, 4000) };
   }
+  function offerMedia() {  // a connection with our offer (again after a transfer, peer to peer)
+    if (call.pc) call.pc.close();
+    var pc = call.pc = new RTCPeerConnection({ iceServers: call.ice || [] });
+    call.stream.getTracks().forEach(function (t) { pc.addTrack(t, call.stream); });
+    pc.ontrack = function (e) {
+      var remote = e.streams[0] || new MediaStream([e.track]);
+      if (e.track.kind === "audio") ui.callAudio.srcObject = remote;
+      if (e.track.kind === "video" && ui.callVideo) ui.callVideo.srcObject = remote;
+    };
+    pc.onconnectionstatechange = function () {
+      if (call && call.pc === pc && pc.connectionState === "failed" && call.state === "connected") { showNotice(T.callFailed); hangUp(); }
+    };
+    return pc.createOffer().then(function (o) { return pc.setLocalDescription(o); })
+      .then(function () { return gathered(pc); })
+      .then(function () {
+        if (!call || call.pc !== pc) return {};
+        return api("POST", "/widget/calls/" + call.id + "/media", { token: store.token, type: "offer", sdp: pc.localDescription.sdp });
+      })
+      .then(function (r) { if (r.sdp && call && call.pc === pc) return pc.setRemoteDescription({ type: "answer", sdp: r.sdp }); });
+  }
   function onCall(f) {
     if (!call || f.id !== call.id) return;
+    var waiting = f.state === "queued" || f.state === "offered";
+    if (waiting && call.since && call.media === "p2p" && call.stream) {  // transferred: offer to the next agent
+      call.since = null;
+      offerMedia().catch(function () {});
+    }
     call.state = f.state;
-    ringback(f.state === "queued" || f.state === "offered");
+    ringback(waiting);
     if (f.state === "connected" && !call.since) call.since = Date.now();
     if (f.state === "ended") { if (f.end_cause === "rejected") showNotice(T.callBusy); endCall(); } else drawCall();
   }
