@@ -114,7 +114,7 @@ async def test_unreadable_descriptions_get_422_and_a_full_process_503(sqlite_ser
     assert call["media"] == "relay"
     for sdp in BAD_SDP:
         r = await v.post(f"/widget/calls/{call['id']}/media", {"token": v.token, "type": "offer", "sdp": sdp})
-        assert r.status_code == 422 and r.json()["detail"].startswith("sdp: not a usable offer"), (sdp, r.text)
+        assert r.status_code == 422 and r.json()["detail"].startswith("sdp: "), (sdp, r.text)
     assert browser_api.hub(server.services).get(call["id"]) is None  # nothing kept of the failed attempts
     caller = Peer(tone(tmp_path / "v.wav", 440))
     r = await v.post(f"/widget/calls/{call['id']}/media", {"token": v.token, "type": "offer",

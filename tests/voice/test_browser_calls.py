@@ -33,6 +33,8 @@ aiortc = pytest.importorskip("aiortc")
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
 from aiortc.contrib.media import MediaPlayer  # noqa: E402
 
+EARLY = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"  # shaped, not usable
+
 
 def tone(path: Path, hz: float, seconds: float = 2.0, rate: int = 48_000) -> str:
     with wave.open(str(path), "wb") as w:
@@ -133,7 +135,7 @@ async def test_a_browser_call_is_routed_answered_peer_to_peer_and_hung_up(server
 
         # the agent is too quick: the visitor's browser has not sent its offer yet
         assert (await alice.post(f"/api/v1/calls/{call['id']}/media",
-                                 json={"type": "answer", "sdp": "v=0 nothing yet"})).status_code == 409
+                                 json={"type": "answer", "sdp": EARLY})).status_code == 409
         r = await v.post(f"/widget/calls/{call['id']}/media", {"token": v.token, "type": "offer",
                                                                  "sdp": await caller.offer()})
         assert r.status_code == 200 and r.json() == {"sdp": None, "media": "p2p"}, r.text
@@ -191,7 +193,7 @@ async def test_a_recorded_queue_relays_the_call_speaks_to_the_caller_and_keeps_b
         await next_event(stream, "call.changed", lambda e: e["data"]["state"] == "offered")
         m = (await alice.get(f"/api/v1/calls/{call['id']}/media")).json()
         assert m["media"] == "relay" and m["offer"] is None
-        wrong = await alice.post(f"/api/v1/calls/{call['id']}/media", json={"type": "answer", "sdp": "v=0 x" * 3})
+        wrong = await alice.post(f"/api/v1/calls/{call['id']}/media", json={"type": "answer", "sdp": EARLY})
         assert wrong.status_code == 409 and "send an offer" in wrong.json()["detail"]
         r = await alice.post(f"/api/v1/calls/{call['id']}/media", json={"type": "offer", "sdp": await agent.offer()})
         assert r.status_code == 200 and r.json()["sdp"], r.text
@@ -259,7 +261,10 @@ async def test_bad_input_is_refused_with_a_reason(sqlite_server, tmp_path: Path)
         huge = await v.post(f"/widget/calls/{call['id']}/media", {"token": v.token, "type": "offer", "sdp": "v" * 30_000})
         assert huge.status_code == 422 and "sdp" in huge.json()["detail"]
         assert (await v.post(f"/widget/calls/{2**40}/media", {"token": v.token, "type": "offer",
-                                                             "sdp": "v=0 " * 5})).status_code in (404, 422)
+                                                             "sdp": EARLY})).status_code in (404, 422)
+        garbage = await v.post(f"/widget/calls/{call['id']}/media", {"token": v.token, "type": "offer",
+                                                                       "sdp": "v=0 not a description"})
+        assert garbage.status_code == 422 and "session description" in garbage.json()["detail"]
         evil = Visitor(server, key, origin="http://evil.example")
         assert (await evil.post("/widget/calls", {"token": v.token})).status_code == 403
         await evil.aclose()
@@ -269,7 +274,7 @@ async def test_bad_input_is_refused_with_a_reason(sqlite_server, tmp_path: Path)
             assert (await c.get(f"/api/v1/calls/{call['id']}/media")).status_code in (403, 404)
         ended = await v.post(f"/widget/calls/{call['id']}/hangup", {"token": v.token})
         assert ended.status_code == 200 and ended.json()["state"] == "ended"
-        late = await v.post(f"/widget/calls/{call['id']}/media", {"token": v.token, "type": "offer", "sdp": "v=0 " * 5})
+        late = await v.post(f"/widget/calls/{call['id']}/media", {"token": v.token, "type": "offer", "sdp": EARLY})
         assert late.status_code == 409
         async with server.services.db.transaction() as s:
             from threadline.actions import channels as channel_actions

@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal
 import structlog
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from threadline import jsonguard
 from threadline.channels.base import InvalidSignature
@@ -125,11 +125,23 @@ class StartIn(BaseModel):
     locale: str = Field(default="en", max_length=20)
 
 
+def _sdp(v: str) -> str:
+    """A session description as browsers write them: ``v=0`` first, at least one media section."""
+    if not v.startswith("v=0") or "\nm=" not in v:
+        raise ValueError("not a session description (it starts with v=0 and has an m= line)")
+    return v
+
+
 class MediaIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
     token: str | None = Field(default=None, max_length=1000)
     type: Literal["offer", "answer"]
     sdp: str = Field(min_length=10, max_length=MAX_SDP)
+
+    @field_validator("sdp")
+    @classmethod
+    def _session(cls, v: str) -> str:
+        return _sdp(v)
 
 
 class TokenIn(BaseModel):
@@ -314,6 +326,11 @@ class AgentMediaIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["offer", "answer"]
     sdp: str = Field(min_length=10, max_length=MAX_SDP)
+
+    @field_validator("sdp")
+    @classmethod
+    def _session(cls, v: str) -> str:
+        return _sdp(v)
 
 
 class AgentMediaAnswer(BaseModel):
