@@ -198,7 +198,7 @@
     var d = msg.data || {};
     if (msg.name !== "call.changed" || d.provider !== "webrtc") return;
     if (current && d.call_id === current.id) {
-      if (d.state === "ended" || (d.agent_id !== me && d.agent_id != null)) { close(); return; }
+      if (d.state === "ended" || d.agent_id !== me) { close(); return; }  // over, or transferred away
       current.state = d.state;
       if (current.stream) {  // on hold: the customer is not heard, nor hears me
         current.stream.getAudioTracks().forEach(function (t) { t.enabled = !current.muted && d.state !== "on_hold"; });
