@@ -232,3 +232,82 @@ async def test_a_browser_call_is_transferred_blind_to_another_agent(sqlite_serve
     for p in (caller, alice, bob):
         await p.close()
     await v.aclose()
+
+
+async def test_a_supervisor_listens_whispers_and_joins_a_relayed_browser_call(sqlite_server, tmp_path: Path) -> None:
+    """With their own browser: listening hears both parties; a whisper reaches the agent only; joining
+    reaches both. A peer-to-peer call has no audio on the server (409); an agent may not listen (403)."""
+    import asyncio
+
+    server = sqlite_server
+    ids, key = await setup(server, record="always")
+    v = await visitor_with_conversation(server, key)
+    async with server.services.db.transaction() as s:
+        await user_actions.set_presence(s, ids["alice"], "available")
+        (await s.get(ConversationRow, v.conversation_id)).assignee_id = ids["alice"]
+    alice_token, sup_token = await token_for(server, "alice@example.com"), await token_for(server, "sup@example.com")
+    caller, alice, sup = (Peer(tone(tmp_path / f"{n}.wav", hz)) for n, hz in (("v", 440), ("a", 660), ("s", 880)))
+    async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {alice_token}"}) as a, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {sup_token}"}) as su:
+        call = (await v.post("/widget/calls", {"token": v.token})).json()
+        base = f"/api/v1/calls/{call['id']}"
+        r = await v.post(f"/widget/calls/{call['id']}/media", {"token": v.token, "type": "offer",
+                                                                 "sdp": await caller.offer()})
+        await caller.accept(r.json()["sdp"])
+        answer = await a.post(f"{base}/media", json={"type": "offer", "sdp": await alice.offer()})
+        await alice.accept(answer.json()["sdp"])
+        await alice.hears()
+        live = (await su.get("/api/v1/calls/live")).json()
+        assert [(c["provider"], c["media"]) for c in live] == [("webrtc", "relay")]
+        assert (await a.post(f"{base}/monitor", json={"mode": "listen", "sdp": await sup.offer()})).status_code == 403
+        assert (await su.post(f"{base}/monitor", json={"mode": "listen"})).status_code == 422  # needs an offer
+
+        r = await su.post(f"{base}/monitor", json={"mode": "listen", "sdp": sup.pc.localDescription.sdp})
+        assert r.status_code == 200 and r.json()["detail"] == "listening" and r.json()["sdp"], r.text
+        await sup.accept(r.json()["sdp"])
+        await sup.hears(25)  # both parties, mixed
+        mc = browser_api.hub(server.services).get(call["id"])
+        assert mc is not None and mc.to_agent.pace.mixed == 0 and mc.to_customer.pace.mixed == 0
+        for mode, customer_mixed in (("whisper", False), ("barge", True)):
+            await sup.close()
+            sup = Peer(tone(tmp_path / "s.wav", 880))
+            before = (mc.to_agent.pace.mixed, mc.to_customer.pace.mixed)
+            r = await su.post(f"{base}/monitor", json={"mode": mode, "sdp": await sup.offer()})
+            assert r.status_code == 200, r.text
+            await sup.accept(r.json()["sdp"])
+            await sup.hears(25)
+            async with asyncio.timeout(10):  # the supervisor's voice reaches the agent (and, joining, the caller)
+                while mc.to_agent.pace.mixed - before[0] < 25:
+                    await alice.hears(5)
+            await caller.hears(25)
+            assert (mc.to_customer.pace.mixed > before[1]) is customer_mixed, (mode, mc.to_customer.pace)
+        assert (await su.delete(f"{base}/monitor")).status_code == 200
+        assert mc.monitors == {}
+        assert (await a.post(f"{base}/hangup")).status_code == 200
+    for p in (caller, alice, sup):
+        await p.close()
+    await v.aclose()
+
+
+async def test_a_peer_to_peer_browser_call_cannot_be_listened_to(sqlite_server, tmp_path: Path) -> None:
+    server = sqlite_server
+    ids, key = await setup(server)
+    v = await visitor_with_conversation(server, key)
+    async with server.services.db.transaction() as s:
+        await user_actions.set_presence(s, ids["alice"], "available")
+        (await s.get(ConversationRow, v.conversation_id)).assignee_id = ids["alice"]
+    alice_token, sup_token = await token_for(server, "alice@example.com"), await token_for(server, "sup@example.com")
+    caller, alice = Peer(tone(tmp_path / "v.wav", 440)), Peer(tone(tmp_path / "a.wav", 660))
+    async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {alice_token}"}) as a, \
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {sup_token}"}) as su:
+        call = (await v.post("/widget/calls", {"token": v.token})).json()
+        await v.post(f"/widget/calls/{call['id']}/media", {"token": v.token, "type": "offer", "sdp": await caller.offer()})
+        m = (await a.get(f"/api/v1/calls/{call['id']}/media")).json()
+        assert (await a.post(f"/api/v1/calls/{call['id']}/media",
+                             json={"type": "answer", "sdp": await alice.answer(m["offer"])})).status_code == 200
+        r = await su.post(f"/api/v1/calls/{call['id']}/monitor", json={"mode": "listen", "sdp": await Peer(
+            tone(tmp_path / "s.wav", 880)).offer()})
+        assert r.status_code == 409 and "peer to peer" in r.json()["detail"]
+    for p in (caller, alice):
+        await p.close()
+    await v.aclose()

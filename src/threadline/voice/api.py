@@ -558,6 +558,8 @@ class TransferIn(BaseModel):
 class MonitorIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: Literal["listen", "whisper", "barge"]
+    sdp: str | None = Field(default=None, max_length=20_000, description="A call in the browser: your browser's "
+                            "offer (the answer comes back in ``sdp``); phone calls ring your phone instead")
 
 
 class WrapUpIn(BaseModel):
@@ -570,6 +572,7 @@ class ControlOut(BaseModel):
     call_id: int
     state: str
     detail: str
+    sdp: str | None = None  # monitoring a call in the browser: the server's answer to your offer
 
 
 async def _controlled(services: Any, actor: Any, call_id: int, *, supervise: bool = False) -> tuple[Any, Any]:
@@ -753,7 +756,8 @@ async def transfer(call_id: CallId, body: TransferIn, actor: CurrentActor, servi
 async def monitor(call_id: CallId, body: MonitorIn, actor: CurrentActor, services: ServicesDep) -> ControlOut:
     row, adapter = await _controlled(services, actor, call_id, supervise=True)
     if adapter is None:
-        raise Conflict("listening to a call in the browser is not available yet (Twilio and Asterisk calls only)")
+        sdp, detail = await browser.monitor(services, row, actor.user_id, body.mode, body.sdp)
+        return ControlOut(call_id=row.id, state=row.state, detail=detail, sdp=sdp)
     if getattr(adapter, "kind", None) == "asterisk":
         from threadline.db.repos import users as users_repo  # noqa: PLC0415
         from threadline.voice.worker import ari  # noqa: PLC0415
@@ -858,6 +862,8 @@ async def softphone_token(actor: CurrentActor, services: ServicesDep) -> Softpho
 class LiveCall(BaseModel):
     id: int
     conversation_id: int
+    provider: str = ""
+    media: str | None = None  # a call in the browser: p2p or relay (only relayed calls can be listened to)
     state: str
     number: str
     agent_id: int | None
@@ -874,7 +880,8 @@ async def live_calls(actor: SupervisorActor, services: ServicesDep) -> list[Live
     async with services.db.transaction(write=False) as session:
         rows = await voice_repo.live(session)
         names = {u.id: u.name for u in await users_repo.list_users(session)}
-    return [LiveCall(id=r.id, conversation_id=r.conversation_id, state=r.state, number=actions.customer_number(r),
+    return [LiveCall(id=r.id, conversation_id=r.conversation_id, provider=r.provider, media=r.details.get("media"),
+                     state=r.state, number=actions.customer_number(r),
                      agent_id=r.agent_id, agent_name=names.get(r.agent_id) if r.agent_id else None,
                      queue_id=r.queue_id, started_at=r.started_at, answered_at=r.answered_at,
                      verified_by=r.verified_by) for r in rows]

@@ -50,7 +50,7 @@ from threadline.voice import repo as voice_repo
 from threadline.voice.browser.media import AGENT, CUSTOMER, MediaCall, MediaHub, frames_of
 from threadline.voice.domain import calls as calls_domain
 from threadline.voice.domain.calls import CallState, announcement, locale_of, text
-from threadline.web.deps import CurrentActor, ServicesDep
+from threadline.web.deps import CurrentActor, ServicesDep, SupervisorActor
 
 log = structlog.get_logger(__name__)
 
@@ -483,6 +483,39 @@ async def transfer(services: Any, call: Any, *, agent_id: int | None, queue_id: 
         await mc.drop(AGENT)
         mc.to_customer.hold(True)
     return f"transferred to {target.name}" if agent_id is not None else "transferred to the queue"
+
+
+async def monitor(services: Any, call: Any, supervisor: int, mode: str, sdp: str | None) -> tuple[str, str]:
+    """A supervisor listens to, whispers to the agent of, or joins a relayed browser call with their own
+    browser (their offer → the server's answer). A peer-to-peer call has no media on the server."""
+    if call.details.get("media") != "relay":
+        raise Conflict("this browser call is peer to peer (its queue does not record): the server carries no "
+                       "audio to listen to; queues whose calls supervisors monitor should record")
+    if not sdp:
+        raise ValidationFailed("send your browser's offer in sdp to listen to a call in the browser", field="sdp")
+    try:
+        _sdp(sdp)
+    except ValueError as exc:
+        raise ValidationFailed(f"sdp: {exc}", field="sdp") from None
+    mc = hub(services).get(call.id)
+    if mc is None or not mc.connected:
+        raise Conflict("this call's media is not on this server process")
+    try:
+        answer = await mc.monitor(supervisor, mode, sdp, ice_servers(services, call.id))
+    except ValueError as exc:
+        raise ValidationFailed(f"sdp: not a usable offer ({exc})", field="sdp") from None
+    async with services.db.transaction(write=True) as session:
+        await voice_repo.record_event(session, call.id, f"monitor:{supervisor}:{mode}:{utcnow().isoformat()}",
+                                      "monitor", None, {"by": supervisor, "mode": mode})
+    return answer, {"listen": "listening", "whisper": "whispering to the agent", "barge": "in the call"}[mode]
+
+
+@agent.delete("/{call_id}/monitor", summary="Stop listening to (or whispering in, or being in) a browser call")
+async def stop_monitor(call_id: CallId, actor: SupervisorActor, services: ServicesDep) -> dict[str, Any]:
+    mc = hub(services).get(call_id)
+    if mc is not None:
+        await mc.unmonitor(actor.user_id)
+    return {"call_id": call_id, "detail": "stopped"}
 
 
 async def hangup(services: Any, call: Any) -> str:

@@ -97,6 +97,14 @@ def hold_music(seconds: float = 6.0) -> list[bytes]:
     return [raw[i:i + FRAME_BYTES].ljust(FRAME_BYTES, b"\0") for i in range(0, len(raw), FRAME_BYTES)]
 
 
+def mix(a: bytes, b: bytes) -> bytes:
+    """Two 20 ms s16 frames as one (summed, clipped)."""
+    x, y = array("h"), array("h")
+    x.frombytes(a.ljust(FRAME_BYTES, b"\0"))
+    y.frombytes(b.ljust(FRAME_BYTES, b"\0"))
+    return array("h", [max(-32768, min(32767, i + j)) for i, j in zip(x, y, strict=True)]).tobytes()
+
+
 def audio_level(frame: Any) -> int:
     """The RFC 6465 level (dBov) aiortc puts in every audio packet it sends, from a quarter of the samples.
     aiortc's own loops over every sample in Python (about 1.8 ms a frame, the largest cost of a relayed
@@ -122,6 +130,7 @@ class Pace:
     frames: int = 0
     late: int = 0
     worst: float = 0.0
+    mixed: int = 0  # frames that carried the second voice (a supervisor's, or the agent's to a supervisor)
 
 
 class Speaker:
@@ -130,6 +139,8 @@ class Speaker:
     def __init__(self, music: list[bytes]) -> None:
         self.script: deque[bytes] = deque()  # prompts to say, then back to whatever else
         self.live: deque[Any] = deque(maxlen=MAX_LIVE)  # the other party's frames
+        self.extra: deque[Any] = deque(maxlen=MAX_LIVE)  # a second voice mixed in (a supervisor; the agent
+        # for a supervisor who listens)
         self.music = music
         self.on_hold = False
         self.pace = Pace()
@@ -145,6 +156,10 @@ class Speaker:
     def feed(self, frame: Any) -> None:
         if not self.on_hold:
             self.live.append(frame)
+
+    def feed_extra(self, frame: Any) -> None:
+        if not self.on_hold:
+            self.extra.append(frame)
 
     def hold(self, on: bool) -> None:
         self.on_hold = on
@@ -169,8 +184,15 @@ class Speaker:
         self.pace.worst = max(self.pace.worst, lateness)
         if self.script:
             frame = _frame(self.script.popleft())
+        elif self.live and self.extra:
+            frame = _frame(mix(bytes(self.live.popleft().planes[0])[:FRAME_BYTES],
+                               bytes(self.extra.popleft().planes[0])[:FRAME_BYTES]))
+            self.pace.mixed += 1
         elif self.live:
             frame = self.live.popleft()
+        elif self.extra:
+            frame = self.extra.popleft()
+            self.pace.mixed += 1
         elif self.on_hold and self.music:
             frame = _frame(self.music[self._music_at % len(self.music)])
             self._music_at += 1
@@ -292,6 +314,7 @@ class MediaCall:
     ended: bool = False
     recording: bytes | None = None  # the two-channel WAV, once closed
     announcing: bool = False  # a task speaks to the waiting caller (one per call)
+    monitors: dict[int, tuple[Any, str, Speaker]] = field(default_factory=dict)  # supervisor → (pc, mode, hears)
 
     def __post_init__(self) -> None:
         self.to_customer = Speaker(self.music)
@@ -349,8 +372,58 @@ class MediaCall:
                 if self.connected:
                     self.recorder.write(who, frame)
                     other.feed(frame)
+                    for _, _, hears in list(self.monitors.values()):  # a supervisor hears both parties
+                        (hears.feed if who == CUSTOMER else hears.feed_extra)(frame)
         except MediaStreamError:
             return
+
+    async def monitor(self, supervisor: int, mode: str, offer_sdp: str, ice_servers: list[dict[str, Any]]) -> str:
+        """A supervisor joins the media: ``listen`` (hears both parties), ``whisper`` (the agent also hears
+        them), ``barge`` (both parties hear them). Their answer SDP; closing their connection ends it."""
+        from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription  # noqa: PLC0415
+        from aiortc.mediastreams import MediaStreamError  # noqa: PLC0415
+
+        await self.unmonitor(supervisor)
+        servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+                   for s in ice_servers]
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
+        hears = Speaker([])
+        pc.addTrack(hears.track())
+
+        async def speak(track: Any) -> None:
+            try:
+                while True:
+                    frame = await track.recv()
+                    if mode in ("whisper", "barge"):
+                        self.to_agent.feed_extra(frame)
+                    if mode == "barge":
+                        self.to_customer.feed_extra(frame)
+            except MediaStreamError:
+                return
+
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            if track.kind == "audio":
+                self.pumps.append(asyncio.get_running_loop().create_task(speak(track)))
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed") and self.monitors.get(supervisor, (None,))[0] is pc:
+                self.monitors.pop(supervisor, None)
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:
+            await pc.close()
+            raise ValueError(f"{type(exc).__name__}: {exc}"[:200]) from None
+        self.monitors[supervisor] = (pc, mode, hears)
+        return str(pc.localDescription.sdp)
+
+    async def unmonitor(self, supervisor: int) -> None:
+        old = self.monitors.pop(supervisor, None)
+        if old is not None:
+            await old[0].close()
 
     async def drop(self, who: str) -> None:
         """A party leaves the media without ending the call (a transfer): their connection closes."""
@@ -365,8 +438,9 @@ class MediaCall:
 
     async def close(self) -> bytes | None:
         self.ended = True
-        for pc in list(self.pcs.values()):
+        for pc in [*self.pcs.values(), *(m[0] for m in self.monitors.values())]:
             await pc.close()
+        self.monitors.clear()
         for t in self.pumps:
             t.cancel()
         self.recording = await asyncio.to_thread(self.recorder.finish)

@@ -164,9 +164,13 @@
       tr.appendChild(el("td", {}, c.agent_name || "—"));
       tr.appendChild(el("td", {}, c.verified_by ? "by " + c.verified_by : "no"));
       var td = el("td");
-      if (c.state === "connected" || c.state === "on_hold") {
+      if ((c.state === "connected" || c.state === "on_hold") && c.provider === "webrtc" && c.media !== "relay") {
+        td.appendChild(el("span", { "class": "muted" }, "peer to peer"));  // no audio on the server to listen to
+      } else if (c.state === "connected" || c.state === "on_hold") {
         [["listen", "Listen"], ["whisper", "Whisper"], ["barge", "Join"]].forEach(function (m) {
-          td.appendChild(button(m[1], "", function () { return act(c, "monitor", { mode: m[0] }); }));
+          td.appendChild(button(m[1], "", function () {
+            return c.provider === "webrtc" ? monitorBrowser(c, m[0]) : act(c, "monitor", { mode: m[0] });
+          }));
         });
       }
       tr.appendChild(td); table.appendChild(tr);
@@ -181,6 +185,47 @@
   if (liveBoard) {
     window.tlStream.on(function (msg) { if (msg.name === "call.changed") refreshLive(); });
     refreshLive();
+  }
+
+  // ---- listening to a call in the browser (relayed by the server): the supervisor's own WebRTC leg ----
+  var monitoring = null;
+  function gatheredIce(pc) {
+    return new Promise(function (resolve) {
+      if (pc.iceGatheringState === "complete") return resolve();
+      var t = setTimeout(resolve, 4000);
+      pc.addEventListener("icegatheringstatechange", function () { if (pc.iceGatheringState === "complete") { clearTimeout(t); resolve(); } });
+    });
+  }
+  function stopMonitor() {
+    if (!monitoring) return Promise.resolve();
+    var m = monitoring; monitoring = null;
+    if (m.stream) m.stream.getTracks().forEach(function (t) { t.stop(); });
+    m.pc.close();
+    var bar = document.getElementById("monitor-bar"); if (bar) bar.remove();
+    return api("DELETE", "/api/v1/calls/" + m.call + "/monitor").catch(function () {});
+  }
+  function monitorBrowser(call, mode) {
+    return stopMonitor().then(function () {
+      return mode === "listen" ? null : navigator.mediaDevices.getUserMedia({ audio: true });
+    }).then(function (stream) {
+      var pc = new RTCPeerConnection({ iceServers: [] });
+      if (stream) stream.getTracks().forEach(function (t) { pc.addTrack(t, stream); });
+      else pc.addTransceiver("audio", { direction: "recvonly" });
+      var audio = document.getElementById("monitor-audio");
+      if (!audio) { audio = el("audio", { id: "monitor-audio", autoplay: "" }); document.body.appendChild(audio); }
+      pc.ontrack = function (e) { audio.srcObject = e.streams[0] || new MediaStream([e.track]); };
+      monitoring = { pc: pc, stream: stream, call: call.id };
+      return pc.createOffer().then(function (o) { return pc.setLocalDescription(o); })
+        .then(function () { return gatheredIce(pc); })
+        .then(function () { return api("POST", "/api/v1/calls/" + call.id + "/monitor", { mode: mode, sdp: pc.localDescription.sdp }); })
+        .then(function (r) {
+          say(r.detail);
+          var bar = el("div", { id: "monitor-bar", "class": "softphone", role: "status" });
+          bar.append(el("strong", {}, r.detail + " · " + call.number), button("Stop", "danger", stopMonitor));
+          document.body.appendChild(bar);
+          return pc.setRemoteDescription({ type: "answer", sdp: r.sdp });
+        });
+    }).catch(function (e) { say(e.message || "Could not listen to the call", true); stopMonitor(); });
   }
 
   // ---- the softphone ---------------------------------------------------------------------------------
