@@ -732,8 +732,8 @@ async def open_browser_call(session: AsyncSession, channel: ChannelInstanceRow, 
     conv = await conversation_repo.get_conversation(session, call.conversation_id, for_update=True)
     assert conv is not None
     queue_id = conv.queue_id or channel.default_queue_id
-    mode = browser_media_mode(await record_policy(session, queue_id), video)
-    call.details = {**call.details, "media": mode, "record": await record_policy(session, queue_id)}
+    record = await record_policy(session, queue_id)
+    call.details = {**call.details, "media": browser_media_mode(record, video), "record": record}
     await schedule_job(session, WATCH_JOB, call.id, now + WATCH_EVERY)
     assignee = await users_repo.get_user(session, conv.assignee_id) if conv.assignee_id is not None else None
     if assignee is not None and assignee.active and assignee.presence == "available":

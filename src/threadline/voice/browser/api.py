@@ -213,9 +213,8 @@ def _widget_view(call: Any, services: Any) -> dict[str, Any]:
 
 async def record_policy(session: Any, queue_id: int | None) -> str:
     """The queue's recording policy for browser calls (a chat has no phone line: "channel" means never)."""
-    queue = await users_repo.get_queue(session, queue_id) if queue_id is not None else None
-    return calls_domain.record_policy(((queue.settings or {}).get("voice") or {}).get("record") if queue else None,
-                                      None)
+    voice = (await actions.queue_voices(session, [queue_id])).get(queue_id) if queue_id is not None else None
+    return calls_domain.record_policy(voice.record if voice is not None else None, None)
 
 
 @widget.post("/widget/calls", summary="The visitor starts a voice or video call in the browser", status_code=201)
@@ -464,7 +463,6 @@ async def recording(services: Any, call: Any, action: str) -> str:
 
 async def transfer(services: Any, call: Any, *, agent_id: int | None, queue_id: int | None, by: int) -> str:
     """Blind transfer: the agent leaves, the caller waits (music when relayed) for the target to answer."""
-    from threadline.db.repos import users as users_repo  # noqa: PLC0415
     if agent_id is not None:
         async with services.db.transaction(write=False) as session:
             target = await users_repo.get_user(session, agent_id)

@@ -587,18 +587,7 @@ class AriConnection:
             await self.adapter.add_to_bridge(bridge, cid)
             await self.adapter.bridge_moh(bridge, True, self.adapter.config.moh_class)
             call.details = {**call.details, "callback_answered": True, "bridge": bridge}
-            await self._dial_agent(s, call, bridge)
-
-    async def _dial_agent(self, s: AsyncSession, call: Any, bridge: str) -> None:
-        agent_id = int(call.agent_id)
-        user = await users_repo.get_user(s, agent_id)
-        endpoint = self.adapter.agent_endpoint(agent_id, user.email if user is not None else str(agent_id))
-        attempt = int(call.details.get("agent_attempts", 0)) + 1
-        leg = await self.adapter.originate(endpoint, app_args=f"{AGENT_ARG},{call.id}",
-                                           channel_id=f"{AGENT_PREFIX}{call.id}-{attempt}",
-                                           caller_id=actions.customer_number(call))
-        call.details = {**call.details, "bridge": bridge, "agent_channel": leg, "agent_id": agent_id,
-                        "agent_endpoint": endpoint, "agent_attempts": attempt}
+            await dial_agent(s, self.adapter, call, int(call.agent_id), bridge)
 
     async def callback_gone(self, cid: str, event: dict[str, Any]) -> None:
         """The customer's callback leg ended: never answered (busy, no answer) → tried again later by
@@ -803,6 +792,15 @@ async def connect_job(session: AsyncSession, job: Job, now: datetime, factory: A
     await adapter.stop_moh(call.provider_ref)
     await adapter.add_to_bridge(bridge, call.provider_ref)
     await adapter.bridge_moh(bridge, True, adapter.config.moh_class)
+    await dial_agent(session, adapter, call, agent_id, bridge)
+    log.info("voice_connect_ari", call_id=call.id, agent_id=agent_id, endpoint=call.details["agent_endpoint"],
+             bridge=bridge)
+    return True
+
+
+async def dial_agent(session: AsyncSession, adapter: Any, call: Any, agent_id: int, bridge: str) -> None:
+    """Originate the agent's endpoint into the app (``appArgs=agent,{call id}``); ``agent_entered`` adds the
+    leg to ``bridge`` when it answers."""
     user = await users_repo.get_user(session, agent_id)
     endpoint = adapter.agent_endpoint(agent_id, user.email if user is not None else str(agent_id))
     attempt = int(call.details.get("agent_attempts", 0)) + 1
@@ -811,8 +809,6 @@ async def connect_job(session: AsyncSession, job: Job, now: datetime, factory: A
                                   caller_id=actions.customer_number(call))
     call.details = {**call.details, "bridge": bridge, "agent_channel": leg, "agent_id": agent_id,
                     "agent_endpoint": endpoint, "agent_attempts": attempt}
-    log.info("voice_connect_ari", call_id=call.id, agent_id=agent_id, endpoint=endpoint, bridge=bridge)
-    return True
 
 
 async def monitor(adapter: Any, call: Any, *, supervisor_id: int, email: str, mode: str, attempt: str) -> str:

@@ -24,7 +24,7 @@
                          body: body === undefined ? undefined : JSON.stringify(body) })
       .then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (data) {
-          if (!r.ok) throw new Error(data.detail || ("HTTP " + r.status));
+          if (!r.ok) { var e = new Error(data.detail || ("HTTP " + r.status)); e.status = r.status; throw e; }
           return data;
         });
       });
@@ -56,6 +56,7 @@
     btn.addEventListener("click", function () { btn.disabled = true; Promise.resolve(onClick()).finally(function () { btn.disabled = false; }); });
     return btn;
   }
+  window.tlDesk = { el: el, api: api, say: say, button: button };  // shared with webcall.js (loaded after)
   function act(call, verb, body, done) {
     return api("POST", "/api/v1/calls/" + call.id + "/" + verb, body)
       .then(function (r) { say(r.detail); if (done) done(); refreshBar(); })

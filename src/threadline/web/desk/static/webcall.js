@@ -9,40 +9,11 @@
   var app = document.getElementById("app");
   if (!window.tlStream || !app || !window.RTCPeerConnection) return;
   var me = Number(app.dataset.me);
-  var csrf = null;
-  try { csrf = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"]; } catch (e) { /* */ }
+  var desk = window.tlDesk;  // the desk's small helpers, from calls.js
+  if (!desk) return;
+  var el = desk.el, api = desk.api, say = desk.say, button = desk.button;
   var current = null;  // {id, video, pc, stream, muted, number, state}
 
-  function el(tag, attrs, text) {
-    var n = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) { n.setAttribute(k, attrs[k]); });
-    if (text !== undefined) n.textContent = text;
-    return n;
-  }
-  function api(method, path, body) {
-    var headers = { "Accept": "application/json" };
-    if (csrf) headers["X-CSRF-Token"] = csrf;
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    return fetch(path, { method: method, credentials: "same-origin", headers: headers,
-                         body: body === undefined ? undefined : JSON.stringify(body) })
-      .then(function (r) {
-        return r.json().catch(function () { return {}; }).then(function (data) {
-          if (!r.ok) { var e = new Error(data.detail || ("HTTP " + r.status)); e.status = r.status; throw e; }
-          return data;
-        });
-      });
-  }
-  function say(text, isError) {
-    var box = document.getElementById("toasts"); if (!box) return;
-    var t = el("div", { "class": "toast" + (isError ? " error" : "") }, text);
-    box.appendChild(t);
-    setTimeout(function () { t.remove(); }, isError ? 6000 : 2500);
-  }
-  function button(label, cls, onClick) {
-    var b = el("button", { type: "button", "class": "btn small " + (cls || "") }, label);
-    b.addEventListener("click", function () { b.disabled = true; Promise.resolve(onClick()).finally(function () { b.disabled = false; }); });
-    return b;
-  }
   function panel() {
     var p = document.getElementById("webphone");
     if (!p) {
