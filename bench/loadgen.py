@@ -17,9 +17,9 @@ class Conn:
     async def open(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
 
-    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
+    async def post(self, path: str, body: bytes, headers: dict[str, str], method: str = "POST") -> int:
         assert self.reader and self.writer
-        head = [f"POST {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}"]
+        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}"]
         head += [f"{k}: {v}" for k, v in headers.items()]
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         status_line = await self.reader.readline()
@@ -76,8 +76,8 @@ async def closed_loop(host: str, port: int, path: Path, make: Callable[[int], tu
 
 
 async def open_loop(host: str, port: int, path: Path, make: Callable[[int], tuple[bytes, dict[str, str]]],
-                    rate: float, seconds: float, concurrency: int = 64, latencies: dict[int, float] | None = None
-                    ) -> dict[int, int]:
+                    rate: float, seconds: float, concurrency: int = 64, latencies: dict[int, float] | None = None,
+                    method: str = "POST") -> dict[int, int]:
     """Send at a fixed rate (requests per second) for ``seconds``, whatever the server's speed.
     ``latencies`` gets each request's time (ms) from when it was due (so waiting for a free connection
     counts: no coordinated omission) to its answer."""
@@ -93,7 +93,7 @@ async def open_loop(host: str, port: int, path: Path, make: Callable[[int], tupl
         c = await free.get()
         try:
             body, headers = make(i)
-            st = await c.post(_path(path, i), body, headers)
+            st = await c.post(_path(path, i), body, headers, method)
             if latencies is not None:
                 latencies[i] = (time.perf_counter() - due) * 1000
             statuses[st] = statuses.get(st, 0) + 1

@@ -27,6 +27,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from threadline.db.cache import DataVersion, ReadCache
+
 WRITE_LOCK_WAIT = 30.0  # seconds a writer waits for another process's write lock before failing
 
 
@@ -149,6 +151,19 @@ class Database:
         self._read_maker = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self._offload_maker = async_sessionmaker(self.offload_engine, expire_on_commit=False)
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
+        # reads kept while nothing committed (db/cache.py): SQLite files only
+        self._version = DataVersion(self.sqlite_path) if self.sqlite_path is not None else None
+        self.cache = ReadCache()
+
+    def version(self) -> int | None:
+        """The database's data version (changes on every commit by anyone), or None where reads are not kept.
+        Read it before the queries whose result you keep in ``cache``."""
+        return self._version.read() if self._version is not None else None
+
+    def auth_version(self) -> int | None:
+        """The ``auth`` change counter: moves on every write to users, memberships, sessions or API tokens
+        (triggers, migration 0018), or None where reads are not kept. Read it before the reads you keep."""
+        return self._version.counter("auth") if self._version is not None else None
 
     @property
     def dialect(self) -> str:
@@ -206,6 +221,9 @@ class Database:
         return create_async_engine(self.url, poolclass=NullPool)
 
     async def dispose(self) -> None:
+        if self._version is not None:
+            self._version.close()
+        self.cache.clear()
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()

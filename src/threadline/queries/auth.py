@@ -12,6 +12,7 @@ from threadline.db.types import utcnow
 from threadline.domain.access import Actor
 from threadline.domain.errors import DomainError
 from threadline.domain.users import Role
+from threadline.security import hash_token
 from threadline.services import Services
 
 
@@ -29,18 +30,36 @@ async def build_actor(session: AsyncSession, user: UserRow, via_token: bool) -> 
 
 async def authenticate(services: Services, *, token: str | None = None,
                        cookie: str | None = None) -> tuple[Actor, str | None]:
-    """Return the actor and, for a cookie session, its CSRF token."""
-    async with services.db.transaction(write=False) as session:
+    """Return the actor and, for a cookie session, its CSRF token.
+
+    The answer is kept while no user, membership, session or token has been written (the ``auth`` change
+    counter, ``db/cache.py``): revoking a token, ending a session, deactivating a user or changing their
+    queues raises it, in any process, and the next request reads again. A session's expiry is checked on
+    every request. Failures are never kept."""
+    db = services.db
+    version = db.auth_version()  # before the reads (db/cache.py)
+    key = ("auth", "token", hash_token(token)) if token else ("auth", "session", hash_token(cookie)) if cookie \
+        else None
+    now = utcnow()
+    if key is not None and (hit := db.cache.get(key, version)) is not None:
+        actor, csrf, expires_at = hit
+        if expires_at is None or expires_at > now:
+            return actor, csrf
+    async with db.transaction(write=False) as session:
         if token:
             user = await auth_actions.token_user(session, token)
             if user is None:
                 raise NotAuthenticated("the API token is unknown or revoked")
-            return await build_actor(session, user, True), None
+            actor = await build_actor(session, user, True)
+            db.cache.put(key, version, (actor, None, None))
+            return actor, None
         if cookie:
-            found = await auth_actions.session_user(session, cookie, utcnow())
+            found = await auth_actions.session_user(session, cookie, now)
             if found is not None:
                 user, row = found
-                return await build_actor(session, user, False), row.csrf_token
+                actor = await build_actor(session, user, False)
+                db.cache.put(key, version, (actor, row.csrf_token, row.expires_at))
+                return actor, row.csrf_token
     raise NotAuthenticated("log in, or send an API token as 'Authorization: Bearer <token>'")
 
 

@@ -17,6 +17,7 @@ from threadline.db.models.desk import CannedResponseRow
 from threadline.db.models.files import AttachmentRow
 from threadline.db.models.messaging import MediaDownloadRow, MessageTemplateRow
 from threadline.db.models.plumbing import (
+    ChangeCounterRow,
     InboxItemRow,
     OutboundJobRow,
     OutboxCursorRow,
@@ -44,7 +45,7 @@ from threadline.db.models.users import (
 __all__ = [
     "ApiTokenRow", "AttachmentRow", "Base", "ContactActivityRow", "ContactAttributeDefRow", "ContactMergeRow", "MergeSuggestionRow", "CannedResponseRow", "ChannelInstanceRow", "ContactRow", "ConversationLabelRow", "ConversationRow",
     "CsatResponseRow",
-    "IdentityRow", "InboxItemRow", "LoginAttemptRow", "MediaDownloadRow", "MessageRow", "MessageTemplateRow", "OutboundJobRow", "OutboxCursorRow", "OutboxEventRow", "ReplayNonceRow",
+    "IdentityRow", "ChangeCounterRow", "InboxItemRow", "LoginAttemptRow", "MediaDownloadRow", "MessageRow", "MessageTemplateRow", "OutboundJobRow", "OutboxCursorRow", "OutboxEventRow", "ReplayNonceRow",
     "PresenceLogRow", "QueueMemberRow", "QueueRow", "RoutingAgentRow", "RoutingOfferRow", "RoutingOutcomeRow", "RoutingQueueRow",
     "RoutingSettingRow", "RoutingTaskRow", "ScheduledJobRow", "SessionRow", "TeamMemberRow", "TeamRow", "UserRow",
 ]

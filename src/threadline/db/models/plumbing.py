@@ -124,3 +124,16 @@ class ReplayNonceRow(Base):
     nonce: Mapped[str] = mapped_column(String(200))
     fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of what the request carried (its dedupe key)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ChangeCounterRow(Base):
+    """A counter that triggers raise on every write to a group of tables (``auth``: users, their queue and
+    team memberships, sessions and API tokens), in the writer's transaction, whatever code or process
+    wrote. A reader that kept something derived from those tables (the actor of a token, db/cache.py)
+    keeps it while the counter has not moved. SQLite only (the triggers are created there); PostgreSQL
+    keeps no reads."""
+
+    __tablename__ = "change_counters"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from threadline.actions import conversations as conv_actions
@@ -15,6 +15,7 @@ from threadline.db.repos import conversations as repo
 from threadline.db.repos.common import decode_cursor
 from threadline.domain.conversations import ConversationStatus, Priority
 from threadline.domain.events import ConversationView, MessageView
+from threadline.queries.kept import kept, viewer
 from threadline.web.api.schemas import (
     ConversationPage,
     ConversationUpdate,
@@ -32,7 +33,7 @@ router = APIRouter(tags=["conversations"])
 @router.get("/conversations", response_model=ConversationPage,
             summary="List conversations, most recent activity first, with filters and cursor pagination")
 async def list_conversations(
-    actor: CurrentActor, services: ServicesDep,
+    request: Request, actor: CurrentActor, services: ServicesDep,
     status: Annotated[list[ConversationStatus] | None, Query()] = None,
     priority: Annotated[list[Priority] | None, Query()] = None,
     queue_id: Id | None = None,
@@ -51,9 +52,16 @@ async def list_conversations(
         label=label.strip().lower() if label else None, channel_instance_id=channel_instance_id,
         visible_to=actor.visibility,
     )
-    async with services.db.transaction(write=False) as session:
-        rows, nxt = await repo.list_conversations(session, flt, cursor, limit)
-        return ConversationPage(items=await conversation_views(session, rows), next_cursor=nxt)
+
+    async def page() -> bytes:
+        async with services.db.transaction(write=False) as session:
+            rows, nxt = await repo.list_conversations(session, flt, cursor, limit)
+            return ConversationPage(items=await conversation_views(session, rows), next_cursor=nxt).model_dump_json(
+            ).encode()
+
+    # kept while the database is unchanged, per viewer and query (queries/kept.py)
+    body = await kept(services.db, ("api.conversations", viewer(actor), request.url.query), page)
+    return Response(body, media_type="application/json")  # type: ignore[return-value]
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationView)

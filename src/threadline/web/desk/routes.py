@@ -41,12 +41,15 @@ from threadline.domain.errors import DomainError, NotFound, ValidationFailed
 from threadline.domain.ids import MAX_ID, Id, IdOrZero, parse_id
 from threadline.queries import auth as auth_queries
 from threadline.queries import desk as desk_queries
+from threadline.queries.kept import viewer
+from threadline.services import Services
 from threadline.web.deps import SESSION_COOKIE, ServicesDep, client_ip, current_actor, set_session_cookie
 from threadline.web.desk.common import HERE, actor_or_none, is_htmx, render
 from threadline.web.limits import DESK_FILE_BYTES, DESK_FILES, DESK_REPLY_FILES_BYTES
 
 router = APIRouter(include_in_schema=False)
 static = StaticFiles(directory=str(HERE / "static"))
+PAGE_KEPT_SECONDS = 10  # a desk page served from the cache is at most this old (relative times)
 PAGE_SIZE = 60  # rows per page of the conversation list ("Load more" / scrolling appends the next)
 MAX_REFRESH_ROWS = 300  # a live refresh redraws at most this many rows from the top (see _list_ctx)
 ActorDep = Depends(current_actor)
@@ -207,6 +210,24 @@ async def desk(request: Request, services: ServicesDep, conversation_id: Id | No
         if is_htmx(request):
             return Response(status_code=401, headers={"HX-Redirect": "/login"})
         return RedirectResponse("/login", status_code=303)
+    # The page is kept while the database is unchanged (db/cache.py), per viewer and session (the page
+    # carries its CSRF token), URL, htmx target and language, and for at most PAGE_KEPT_SECONDS (it says
+    # "3 min ago"). The version is read before any query of the page.
+    version = services.db.version()
+    h = request.headers
+    key = ("desk", viewer(actor), csrf, request.url.path, request.url.query, h.get("hx-request"),
+           h.get("hx-target"), h.get("hx-history-restore-request"), h.get("accept-language"),
+           int(time.time() // PAGE_KEPT_SECONDS))
+    if (body := services.db.cache.get(key, version)) is not None:
+        return HTMLResponse(body)
+    response = await _desk_page(request, services, actor, csrf, conversation_id)
+    if response.status_code == 200 and isinstance(response, HTMLResponse):
+        services.db.cache.put(key, version, bytes(response.body))
+    return response
+
+
+async def _desk_page(request: Request, services: Services, actor: Actor, csrf: str | None,
+                     conversation_id: Id | None) -> Response:
     params = ListParams.from_request(request)
     waiting = params.view == QUEUE_VIEW
     async with services.db.transaction(write=False) as session:
