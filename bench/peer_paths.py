@@ -90,20 +90,24 @@ def lua_string(s: str) -> str:
     return json.dumps(s)  # a JSON string is a valid Lua string for ASCII text
 
 
-def inbound_script(path: str, n: int, tag: str) -> str:
-    """A wrk script cycling through ``n`` signed requests, each from a new contact."""
+def inbound_script(path: str, n: int, tag: str, folder: Path) -> str:
+    """A wrk script cycling through ``n`` signed requests, each from a new contact. The bodies and their
+    signatures are in a data file the script reads at start (a Lua chunk holds too few constants for them)."""
     ts = str(int(time.time()))
-    lines = ["local reqs = {}"]
-    for i in range(n):
-        body = json.dumps({"id": f"{tag}-{i}", "contact": {"id": f"{tag}-c{i}", "name": f"Customer {i}"},
-                           "text": f"hello, I need help with my order #{i}"})
-        sig = sign(API_SECRET, body.encode(), ts)
-        lines.append(f"reqs[{i + 1}] = wrk.format('POST', {lua_string(path)}, "
-                     f"{{['Content-Type']='application/json', ['X-Threadline-Timestamp']='{ts}', "
-                     f"['X-Threadline-Signature']='{sig}'}}, {lua_string(body)})")
-    lines += [f"local n = {n}", "local i = 0",
-              "request = function() i = i + 1; if i > n then i = 1 end; return reqs[i] end"]
-    return "\n".join(lines) + "\n"
+    data = folder / f"{tag}.tsv"
+    with data.open("w") as out:
+        for i in range(n):
+            body = json.dumps({"id": f"{tag}-{i}", "contact": {"id": f"{tag}-c{i}", "name": f"Customer {i}"},
+                               "text": f"hello, I need help with my order #{i}"})
+            out.write(f"{sign(API_SECRET, body.encode(), ts)}\t{body}\n")
+    return (f"local reqs = {{}}\n"
+            f"for line in io.lines({lua_string(str(data))}) do\n"
+            "  local sig, body = line:match('^([^\\t]+)\\t(.*)$')\n"
+            f"  reqs[#reqs + 1] = wrk.format('POST', {lua_string(path)}, {{['Content-Type']='application/json', "
+            f"['X-Threadline-Timestamp']='{ts}', ['X-Threadline-Signature']=sig}}, body)\n"
+            "end\n"
+            "local i = 0\n"
+            "request = function() i = i + 1; if i > #reqs then i = 1 end; return reqs[i] end\n")
 
 
 def reply_script(token: str, conversation_ids: list[int]) -> str:
@@ -137,8 +141,11 @@ def wrk(port: int, script: str, seconds: int, warmup: int, tmp: Path) -> dict[st
     if warmup:
         subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{warmup}s", "-s", str(file), url],
                        check=True, capture_output=True)
-    out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(file), url],
-                         check=True, capture_output=True, text=True).stdout
+    run = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(file), url],
+                         check=True, capture_output=True, text=True)
+    out = run.stdout
+    if run.stderr.strip() or "error" in out.lower().split("requests/sec")[0].replace("socket errors", ""):
+        raise RuntimeError(f"wrk or its script failed: {run.stderr.strip() or out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
     def pct(p: str) -> float:
@@ -358,7 +365,7 @@ def run(quick: bool = False, only: list[str] | None = None, seconds: int = 20, w
                     continue
                 if name == "inbound":
                     n = int(3000 * (seconds + warmup)) if not quick else 10_000
-                    script = inbound_script(server.hook, n, "wrk")
+                    script = inbound_script(server.hook, n, "wrk", tmp)
                 elif name == "reply":
                     script = reply_script(server.agent, server.conversations)
                 elif name == "inbox":

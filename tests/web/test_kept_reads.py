@@ -4,9 +4,11 @@ changed membership, a write by another connection)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import httpx
+import pytest
 from tests.conftest import seed_basics
 from tests.web.test_desk_pages import inbound, page_login
 
@@ -17,6 +19,7 @@ from threadline.db.cache import ReadCache
 from threadline.db.repos import auth as auth_repo
 from threadline.domain.access import Actor
 from threadline.domain.users import Role
+from threadline.queries.kept import kept
 
 
 async def token_for(services, user_id: int) -> str:  # type: ignore[no-untyped-def]
@@ -147,3 +150,32 @@ async def test_the_auth_counter_moves_with_users_memberships_sessions_and_tokens
         with sqlite3.connect(db.sqlite_path) as other:  # another process deactivates her
             other.execute("UPDATE users SET active = 0 WHERE id = ?", (ids["alice"],))
         assert (await c.get("/api/v1/me", headers=auth)).status_code == 401
+
+
+async def test_requests_for_a_key_being_produced_wait_for_that_one_production(sqlite_server) -> None:
+    db = sqlite_server.services.db
+    calls = 0
+    gate = asyncio.Event()
+    started = asyncio.Event()
+
+    async def produce() -> bytes:
+        nonlocal calls
+        calls += 1
+        started.set()
+        await gate.wait()
+        return b"page"
+
+    first = asyncio.create_task(kept(db, "k", produce))
+    await started.wait()
+    others = [asyncio.create_task(kept(db, "k", produce)) for _ in range(4)]
+    gate.set()
+    assert await asyncio.gather(first, *others) == [b"page"] * 5 and calls == 1
+    assert await kept(db, "k", produce) == b"page" and calls == 1  # kept now
+
+    async def broken() -> bytes:
+        raise RuntimeError("no page")
+
+    with pytest.raises(RuntimeError):
+        await kept(db, "k2", broken)
+    assert await kept(db, "k2", produce) == b"page" and calls == 2  # a failure is not kept
+    assert not db.cache.flights

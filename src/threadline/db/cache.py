@@ -74,6 +74,7 @@ class ReadCache:
         self._entries: OrderedDict[Hashable, tuple[int, Any, int]] = OrderedDict()
         self._bytes = 0
         self.hits = self.misses = 0
+        self.flights: dict[Hashable, Any] = {}  # (key, version) -> the future of its production (queries/kept.py)
 
     def get(self, key: Hashable, version: int | None) -> Any | None:
         if version is None:

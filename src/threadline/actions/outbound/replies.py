@@ -30,7 +30,9 @@ async def _pick_target(session: AsyncSession, conv: ConversationRow, channel_ins
         if ident is None or ident.contact_id != conv.contact_id:
             raise ValidationFailed(f"identity {identity_id} is not one of this customer's", field="identity_id")
     if channel_instance_id is None:
-        last = await repo.last_inbound(session, conv.id)
+        # the conversation remembers where the customer last wrote; older rows may not: their last message
+        last = None if conv.last_channel_instance_id and (identity_id or conv.last_identity_id) \
+            else await repo.last_inbound(session, conv.id)
         channel_instance_id = conv.last_channel_instance_id or (last.channel_instance_id if last else None)
         if identity_id is None:
             identity_id = conv.last_identity_id or (last.identity_id if last else None)

@@ -41,7 +41,7 @@ from threadline.domain.errors import DomainError, NotFound, ValidationFailed
 from threadline.domain.ids import MAX_ID, Id, IdOrZero, parse_id
 from threadline.queries import auth as auth_queries
 from threadline.queries import desk as desk_queries
-from threadline.queries.kept import viewer
+from threadline.queries.kept import kept, viewer
 from threadline.services import Services
 from threadline.web.deps import SESSION_COOKIE, ServicesDep, client_ip, current_actor, set_session_cookie
 from threadline.web.desk.common import HERE, actor_or_none, is_htmx, render
@@ -212,18 +212,30 @@ async def desk(request: Request, services: ServicesDep, conversation_id: Id | No
         return RedirectResponse("/login", status_code=303)
     # The page is kept while the database is unchanged (db/cache.py), per viewer and session (the page
     # carries its CSRF token), URL, htmx target and language, and for at most PAGE_KEPT_SECONDS (it says
-    # "3 min ago"). The version is read before any query of the page.
-    version = services.db.version()
+    # "3 min ago").
     h = request.headers
     key = ("desk", viewer(actor), csrf, request.url.path, request.url.query, h.get("hx-request"),
            h.get("hx-target"), h.get("hx-history-restore-request"), h.get("accept-language"),
            int(time.time() // PAGE_KEPT_SECONDS))
-    if (body := services.db.cache.get(key, version)) is not None:
-        return HTMLResponse(body)
-    response = await _desk_page(request, services, actor, csrf, conversation_id)
-    if response.status_code == 200 and isinstance(response, HTMLResponse):
-        services.db.cache.put(key, version, bytes(response.body))
-    return response
+
+    async def page() -> bytes:
+        response = await _desk_page(request, services, actor, csrf, conversation_id)
+        if response.status_code != 200 or not isinstance(response, HTMLResponse):
+            raise _NotKept(response)
+        return bytes(response.body)
+
+    try:
+        return HTMLResponse(await kept(services.db, key, page))
+    except _NotKept as answer:
+        return answer.response
+
+
+class _NotKept(Exception):
+    """A page that is not kept (not found, an error): its response, as it is."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__()
+        self.response = response
 
 
 async def _desk_page(request: Request, services: Services, actor: Actor, csrf: str | None,
