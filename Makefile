@@ -4,6 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
+# make run serves with one process per core (threadline serve's default); WORKERS=1 serves with one.
+WORKERS ?=
 # make test runs one pytest worker per core (pytest-xdist); TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= auto
 PYTEST_ARGS ?= -n $(TEST_WORKERS)
@@ -57,11 +59,12 @@ espeak:
 	    { apt-get update >/dev/null && apt-get install -y --no-install-recommends espeak-ng >/dev/null; }; }; } || \
 	  echo "note: $(ESPEAK) is missing; speech-to-text tests will skip (install Debian's espeak-ng package)"
 
-## make run: install, migrate, seed the demo workspace and serve the agent desk on http://127.0.0.1:8080
+## make run: install, migrate, seed the demo workspace and serve the agent desk on http://127.0.0.1:8080,
+## one process per core
 run: install
 	$(BIN)/threadline migrate
 	$(BIN)/threadline demo
-	$(BIN)/threadline serve --host $(HOST) --port $(PORT)
+	$(BIN)/threadline serve --host $(HOST) --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
 
 ## make test: install the dev dependencies and run the whole suite
 test: install-dev browser dovecot espeak

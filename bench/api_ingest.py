@@ -3,7 +3,8 @@ events and pushed to a connected agent's websocket. Reports messages/s and reque
 and the ratio against a bare Starlette endpoint that only parses the JSON.
 
 Run: ``make bench`` (or ``python -m bench.api_ingest [--quick]``). Server and load generator are two
-processes on this machine; SQLite, one server process, the embedded bus.
+processes on this machine; SQLite, one server process and the embedded bus (``--workers N``: N processes,
+the tail bus).
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ async def baseline(n: int) -> float:
         proc.wait()
 
 
-def run(quick: bool = False) -> dict[str, object]:
+def run(quick: bool = False, workers: int = 1) -> dict[str, object]:
     n = 2000 if quick else 10_000
     seconds = 5 if quick else 15
     with tempfile.TemporaryDirectory(prefix="tl-bench-") as tmp:
@@ -159,7 +160,8 @@ def run(quick: bool = False) -> dict[str, object]:
         tok = subprocess.run([exe, "token", "create", "--user", "supervisor@demo.threadline.dev", "--name", "bench"],
                              env=env, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         port = free_port()
-        server = subprocess.Popen([exe, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL)
+        server = subprocess.Popen([exe, "serve", "--port", str(port), "--workers", str(workers)], env=env,
+                                  stdout=subprocess.DEVNULL)
         try:
             wait_http(f"http://127.0.0.1:{port}/healthz")
             result = asyncio.run(measure("127.0.0.1", port, path, tok, n, 200.0, seconds, contacts=500))
@@ -174,10 +176,12 @@ def run(quick: bool = False) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (above 1: the tail bus)")
     args = parser.parse_args()
     header("generic API channel ingest")
-    r = run(args.quick)
-    print("Generic API channel ingest (SQLite, 1 server process, embedded bus; 2-core machine)")
+    r = run(args.quick, args.workers)
+    bus = "embedded bus" if args.workers == 1 else "tail bus"
+    print(f"Generic API channel ingest (SQLite, {args.workers} server process(es), {bus}; 2-core machine)")
     print(f"  throughput: {r['messages']} signed messages from 500 contacts in {r['seconds']:.2f} s "
           f"= {r['messages_per_s']:.0f} messages/s stored and on the agent socket (HTTP {r['statuses']})")
     print(f"  latency at saturation: p50 {r['sat_p50_ms']:.1f} ms, p99 {r['sat_p99_ms']:.1f} ms")

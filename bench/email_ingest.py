@@ -198,7 +198,7 @@ def run(quick: bool = False) -> dict[str, object]:
         subprocess.run([exe, "demo"], env=env, check=True, capture_output=True, text=True)
         tok = subprocess.run([exe, "token", "create", "--user", "admin@demo.threadline.dev", "--name", "bench"],
                              env=env, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        server = subprocess.Popen([exe, "serve", "--port", str(http_port)], env=env, stdout=subprocess.DEVNULL)
+        server = subprocess.Popen([exe, "serve", "--port", str(http_port), "--workers", "1"], env=env, stdout=subprocess.DEVNULL)
         try:
             wait_http(f"http://127.0.0.1:{http_port}/healthz")
             r = httpx.post(f"http://127.0.0.1:{http_port}/api/v1/channels", headers={"Authorization": f"Bearer {tok}"},

@@ -135,7 +135,7 @@ def run(quick: bool = False) -> dict[str, object]:
         subprocess.run([exe, "demo"], env=env, check=True, capture_output=True, text=True)
         tok = subprocess.run([exe, "token", "create", "--user", "supervisor@demo.threadline.dev", "--name", "bench"],
                              env=env, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        server = subprocess.Popen([exe, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL)
+        server = subprocess.Popen([exe, "serve", "--port", str(port), "--workers", "1"], env=env, stdout=subprocess.DEVNULL)
         try:
             wait_http(f"{base}/healthz")
             with httpx.Client(base_url=base) as c:

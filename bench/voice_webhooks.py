@@ -245,7 +245,7 @@ def run(quick: bool = False, profile: str | None = None) -> dict[str, object]:
             exe = str(BIN / "threadline")
             subprocess.run([exe, "migrate"], env=env, check=True, capture_output=True)
             subprocess.run([exe, "demo"], env=env, check=True, capture_output=True, text=True)
-            server = subprocess.Popen([exe, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL)
+            server = subprocess.Popen([exe, "serve", "--port", str(port), "--workers", "1"], env=env, stdout=subprocess.DEVNULL)
             try:
                 wait_http(f"{base}/healthz")
                 with httpx.Client(base_url=base) as c:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -45,23 +46,35 @@ def main() -> None:
     """Threadline: an omnichannel contact center. Configure with THREADLINE_* environment variables."""
 
 
+def default_workers() -> int:
+    """Every core this process may run on (a container's CPU set, not the whole machine's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int,
-              help="Processes; more than one needs PostgreSQL (and Redis for live events across them).")
-@click.option("--reload", is_flag=True, help="Restart on code changes (development).")
-def serve(host: str, port: int, workers: int, reload: bool) -> None:
+@click.option("--workers", default=None, type=click.IntRange(min=1),
+              help="Processes (default: one per core). On one host they share live events through the database "
+                   "(or Redis, when THREADLINE_REDIS_URL is set).")
+@click.option("--reload", is_flag=True, help="Restart on code changes (development; one process).")
+def serve(host: str, port: int, workers: int | None, reload: bool) -> None:
     """Serve the agent desk, the API and the channel hooks."""
     import uvicorn
 
+    if workers is None:
+        workers = 1 if reload else default_workers()
+    if reload and workers > 1:
+        raise click.ClickException("--reload runs one process: leave out --workers or give --workers 1")
+    # The processes learn how many they are (Settings.processes): above one, without Redis, they follow the
+    # outbox for their live events (bus/tail.py) and hand relayed browser calls to one of them (web/forward.py).
+    os.environ["THREADLINE_PROCESSES"] = str(workers)
     settings = get_settings()
-    if workers > 1 and settings.is_sqlite:
-        click.echo("note: several workers share one SQLite file; fine on one host, use PostgreSQL to scale out",
-                   err=True)
-    if workers > 1 and not settings.redis_url:
-        raise click.ClickException("--workers > 1 needs THREADLINE_REDIS_URL so live events reach every process")
-    click.echo(f"Threadline is serving on http://{host}:{port}  (API docs: http://{host}:{port}/api/docs)")
+    click.echo(f"Threadline is serving on http://{host}:{port} with {workers} process{'es' if workers > 1 else ''}"
+               f"  (API docs: http://{host}:{port}/api/docs)")
     uvicorn.run("threadline.web.app:app_factory", factory=True, host=host, port=port, workers=workers,
                 reload=reload, log_level=settings.log_level, access_log=False, proxy_headers=True,
                 h11_max_incomplete_event_size=settings.max_header_bytes + 4096)

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # Workers
     run_workers: bool = Field(default=True, description="Run relay, inbox and sender workers in this process")
     relay_poll_seconds: float = 0.5
+    processes: int = Field(default=1, ge=1, le=1024, description="How many processes serve this installation on "
+                           "this host (`threadline serve --workers` sets it). Above one, without Redis, live events "
+                           "cross them through the tail bus (bus/tail.py) and relayed browser calls go to one of them")
     sender_max_attempts: int = 8
     sender_backoff_base: float = 2.0
     sender_backoff_max: float = 600.0

@@ -3,8 +3,8 @@
 ``loops`` is the list of what runs in the background: the core workers, then the loops the integration
 packages contribute through their hosts (hosting.py). They are started in that order and stopped in
 reverse. Each loop names the write tags that wake it (``BackgroundLoop.wakes_on``); after a commit the
-loops waiting for what it wrote are woken here, and, with Redis, the other processes too when one of those
-loops does not run in this one (another process is its leader).
+loops waiting for what it wrote are woken here, and, with a bus that crosses processes (Redis, the tail bus),
+the other processes too when one of those loops does not run in this one (another process is its leader).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from threadline.adapters import AdapterFactory, ChannelDirectory
 from threadline.bus.base import Bus
 from threadline.bus.memory import MemoryBus
 from threadline.bus.outbox import Relay
+from threadline.bus.tail import TailBus
 from threadline.bus.typed import TypedSubscriptions
 from threadline.config import Settings
 from threadline.db.session import Database
@@ -33,6 +34,7 @@ from threadline.livestream import LiveStream
 from threadline.loop import BackgroundLoop, Lifecycle
 from threadline.plugins import registry
 from threadline.security import SecretBox
+from threadline.siblings import run_dir
 from threadline.voice.worker import Voice
 from threadline.webhooks.worker import Webhooks
 from threadline.workers.crm import CrmLookupWorker
@@ -87,6 +89,8 @@ class Services:
             from threadline.bus.redis import RedisBus
 
             bus = RedisBus(settings.redis_url, settings.resolved_redis_prefix)
+        elif settings.processes > 1:  # several processes on this host: each follows the outbox (bus/tail.py)
+            bus = TailBus(db, run_dir(settings.data_dir), poll_seconds=settings.relay_poll_seconds)
         else:
             bus = MemoryBus()
         events = TypedSubscriptions(bus)
@@ -128,7 +132,7 @@ class Services:
         for loop in _wakeable(services.loops):
             for tag in loop.wakes_on:
                 services._wakers.setdefault(tag, []).append(loop)
-            bus.on_wake(loop.wake)  # what another process wrote (Redis)
+            bus.on_wake(loop.wake)  # what another process wrote (Redis, the tail bus)
         db.after_commit.append(services._committed)
         return services
 
@@ -150,7 +154,7 @@ class Services:
         woken = {id(loop): loop for tag in written for loop in self._wakers.get(tag, ())}.values()
         for loop in woken:
             loop.wake()
-        if self.settings.redis_url and not all(_runs_here(loop) for loop in woken):
+        if getattr(self.bus, "crosses_processes", False) and not all(_runs_here(loop) for loop in woken):
             task = asyncio.get_running_loop().create_task(self.bus.wake())
             self._background.append(task)
             task.add_done_callback(self._background.remove)

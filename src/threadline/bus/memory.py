@@ -8,7 +8,9 @@ from threadline.bus.base import Envelope, Subscriber
 
 
 class LocalFanout:
-    """Subscriber bookkeeping shared by both buses."""
+    """Subscriber bookkeeping shared by the buses."""
+
+    crosses_processes = False  # whether ``publish`` and ``wake`` reach the other processes too
 
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []

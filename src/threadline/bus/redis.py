@@ -20,6 +20,8 @@ log = structlog.get_logger(__name__)
 
 
 class RedisBus(LocalFanout):
+    crosses_processes = True
+
     def __init__(self, url: str, prefix: str) -> None:
         """``prefix`` names this installation's channels (``Settings.resolved_redis_prefix``): Redis pub/sub
         channels are shared by every database number, so installations sharing a server need their own."""

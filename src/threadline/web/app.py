@@ -24,6 +24,7 @@ from threadline.voice import api as voice_api  # a feature package (threadline/f
 from threadline.web import csp, deps, errors, hooks, live, openapi, ops
 from threadline.web.api import router as api_router
 from threadline.web.desk import router as desk_router
+from threadline.web.forward import MediaForward, MediaProcess
 from threadline.web.limits import UPLOAD_ROUTES, BodySizeLimit, HeaderLimit, RequestMetrics
 from threadline.webhooks import api as webhooks_api  # a feature package (threadline/features.py)
 
@@ -39,17 +40,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry.load()  # raises PluginError naming any refused integration package
     # paths (regular expressions) allowed a larger body: the core's uploads, and the integrations' (filled at start)
     larger_bodies: dict[str, int] = dict(UPLOAD_ROUTES)
+    media = MediaProcess(settings.data_dir, settings.processes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.build(settings, current_actor=deps.current_actor)
         app.state.services = services
         app.state.live = services.live  # the live stream core: the desk's socket and the widget's
+        app.state.media = media  # which process relays browser calls (web/forward.py)
         core_routes = list(app.router.routes)
         for contributed in services.routes:
             app.include_router(contributed.router)
             larger_bodies.update({re.escape(path): size for path, size in contributed.body_limits.items()})
         await services.start()
+        await media.start(app)  # several processes: one of them relays the host's browser calls (web/forward.py)
         # Everything loaded so far (modules, mappers, compiled statements) lives as long as the process:
         # moving it out of the collector's generations keeps full collections short.
         gc.collect()
@@ -57,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await media.stop()
             await services.stop()
             app.router.routes[:] = core_routes  # a later lifespan mounts its own services' routes
 
@@ -77,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(RequestMetrics)
     app.add_middleware(csp.SecurityHeaders)
+    app.add_middleware(MediaForward, media=media)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, larger=larger_bodies)
     app.add_middleware(hooks.HookFastPath, max_bytes=settings.max_body_bytes)
     app.add_middleware(HeaderLimit, max_bytes=settings.max_header_bytes, max_count=settings.max_headers)

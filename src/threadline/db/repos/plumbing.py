@@ -56,6 +56,13 @@ async def unpublished_after(session: AsyncSession, seq: int, limit: int) -> list
     return [OutboxRecord(*r) for r in (await conn.execute(stmt)).all()]
 
 
+async def sequenced_after(session: AsyncSession, seq: int, limit: int) -> list[OutboxRecord]:
+    """Every sequenced event after ``seq``, published or not, in seq order (the tail bus: bus/tail.py)."""
+    conn = await session.connection()
+    stmt = select(*_EVENT_COLUMNS).where(OUTBOX.c.seq > seq).order_by(OUTBOX.c.seq).limit(limit)
+    return [OutboxRecord(*r) for r in (await conn.execute(stmt)).all()]
+
+
 async def max_seq(session: AsyncSession) -> int:
     # a bare max() so that SQLite answers from the seq index (coalesce() around it means a full scan)
     return (await session.execute(select(func.max(OUTBOX.c.seq)))).scalar_one() or 0
