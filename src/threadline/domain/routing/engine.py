@@ -236,22 +236,38 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
         for team in a.teams:
             self._team_agents.get(team, set()).discard(a)
 
-    def _touch(self, a: _Agent) -> None:
-        """The agent changed: invalidate its heap entries and push fresh ones where it has room."""
+    def _touch(self, a: _Agent, wake: bool = True) -> None:
+        """The agent changed: invalidate its heap entries and push fresh ones where it has room,
+        and put its buckets with waiting tasks back on the ready heap. ``wake=False`` after the
+        agent took one more task: that cannot make it a candidate anywhere it was not already (a
+        bucket with tasks and this agent free is on the ready heap, or waits only for agents its
+        head task may not go back to yet)."""
         a.version = v = a.version + 1
         if not a.available or a.removed:
             return
         idle = a.last_idle
         idx = a.idx
+        load = a.load
+        blocked = a.blocked_by
         for channel, cells in a.cells.items():
-            if not cells or not a.can_take(channel):
+            if not cells or load[channel] >= a.capacity[channel]:
                 continue
-            entry = (a.load[channel] / a.capacity[channel], idle, idx, v, a)
+            if blocked:  # a.can_take(channel), inlined
+                for other in blocked.get(channel, ()):
+                    if load[other]:
+                        break
+                else:
+                    other = None
+                if other is not None:
+                    continue
+            entry = (load[channel] / a.capacity[channel], idle, idx, v, a)
             for c in cells.values():
                 heap = c.agents
                 _heappush(heap, entry)
                 if len(heap) > c.limit:
                     self._compact_agents(c)
+                if not wake:
+                    continue
                 for b in c.buckets:
                     if b.n_tasks and not b.in_ready:
                         head = self._head(b)
@@ -624,7 +640,7 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
         self._assign(t, a, now)
         a.load[t.channel] += 1
         a.n_tasks += 1
-        self._touch(a)
+        self._touch(a, wake=False)
         return Assignment(t.id, a.id, t.queue, t.channel, now, now - t.enqueued_at, None, True)
 
     def _assign(self, t: _Task, a: _Agent, now: float) -> None:
@@ -648,16 +664,17 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
     def decide(self, now: float, limit: int | None = None) -> list[Offer]:
         """Match waiting tasks to free agents, reserving a slot for each offer. Fires due timers
         first. ``limit`` caps the number of offers made in this call. Closed queues are skipped."""
-        self.advance(now)
+        timers = self._timers
+        if (timers and timers[0][0] <= now) or len(self._empty) > self.config.idle_bucket_limit:
+            self.advance(now)
         offers: list[Offer] = []
         deferred: list[tuple[_Task, _Bucket]] = []
         parked: list[tuple[int, float, int, int, _Bucket]] = []
         closed = self._closed
         ready = self._ready
-        head = self._head
-        while ready:
-            if limit is not None and len(offers) >= limit:
-                break
+        push_ready = self._push_ready
+        left = -1 if limit is None else max(limit, 0)  # counts down to 0; -1: no limit
+        while ready and left:
             entry = _heappop(ready)
             neg, enq, seq, no, b = entry
             if b.ready_no != no:
@@ -666,25 +683,37 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
                 parked.append(entry)  # still ready: back on the heap once this round is over
                 continue
             b.in_ready = False
-            t = head(b)
-            if t is None:
+            tasks = b.tasks
+            while tasks:  # the bucket's head task (self._head, inlined)
+                e = tasks[0]
+                t = e[4]
+                if t.bucket is b and t.hno == e[3]:
+                    break
+                _heappop(tasks)
+            else:
                 continue
             if t.seq != seq or t.neg != neg or t.enqueued_at != enq:
-                self._push_ready(b, t)
+                push_ready(b, t)
                 continue
             a, skipped = self._pick_agent(b, t, now)
             if a is None:
                 if skipped:  # only agents this task may not go back to yet: let the next task try
                     self._detach(t)
                     deferred.append((t, b))
-                    nxt = head(b)
+                    nxt = self._head(b)
                     if nxt is not None:
-                        self._push_ready(b, nxt)
+                        push_ready(b, nxt)
                 continue
+            _heappop(tasks)  # t's entry, on top: it leaves the bucket with the offer
             offers.append(self._offer(t, a, now))
-            nxt = head(b)
-            if nxt is not None:
-                self._push_ready(b, nxt)
+            left -= 1
+            while tasks:  # the next head
+                e = tasks[0]
+                t = e[4]
+                if t.bucket is b and t.hno == e[3]:
+                    push_ready(b, t)
+                    break
+                _heappop(tasks)
         for entry in parked:
             _heappush(ready, entry)
         for t, b in deferred:
@@ -738,7 +767,12 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
         return found, bool(skipped)
 
     def _offer(self, t: _Task, a: _Agent, now: float) -> Offer:
-        self._detach(t)
+        b = t.bucket  # self._detach(t), inlined
+        if b is not None:
+            t.bucket = None
+            b.n_tasks -= 1
+            if b.n_tasks == 0:
+                self._empty[b] = None
         q = self._queues[t.queue]
         q.waiting.discard(t)
         q.n_offered += 1
@@ -753,7 +787,7 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
         _heappush(self._offer_timers, (expires, oid))
         a.load[t.channel] += 1
         a.n_tasks += 1
-        self._touch(a)
+        self._touch(a, wake=False)
         return offer
 
     def advance(self, now: float) -> None:
