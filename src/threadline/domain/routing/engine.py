@@ -9,10 +9,9 @@ deletion; a bucket's best agent is the best head among its cells (see :mod:`._st
 *ready* heap holds the head task key of every bucket that may have both a task and a free agent.
 ``decide`` pops the best head across buckets, gives it the best agent of its bucket (or its sticky
 preferred agent), and pushes the bucket back with its next head: a greedy match in task order
-(priority, then age),
-where each task gets the least-loaded, longest-idle eligible agent. A bucket with no free agent
-drops out of the ready heap until an agent gains room in it, so a backlog of 100,000 tasks costs
-nothing while every agent is busy. Each decision costs O(log n) heap work plus one heap push per
+(priority, then age), where each task gets the least-loaded, longest-idle eligible agent. A bucket
+with no free agent drops out of the ready heap until an agent gains room in it, so a backlog of
+100,000 tasks costs nothing while every agent is busy. Each decision costs O(log n) heap work plus one heap push per
 cell of the chosen agent (one per queue and channel it serves, however many requirement levels or
 escalation rungs are in use).
 
