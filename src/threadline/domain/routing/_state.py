@@ -4,10 +4,16 @@ Data structures (see engine.py for the algorithm):
 
 * ``_Bucket``: one requirement group = (queue, channel, required skills with levels, language,
   extra teams, exclusive agent). It holds a heap of its waiting tasks ordered by
-  (−priority, enqueue time, sequence) and a heap of its member agents ordered by
-  (load ratio on the channel, last idle time, agent index) with lazy deletion: an agent entry is valid only
-  while the agent's ``version`` is unchanged, and every change to an agent bumps the version and
-  pushes fresh entries into the buckets where it still has room.
+  (−priority, enqueue time, sequence), its member agents (a set) and the cells they sit in.
+* ``_Cell``: the agents of one queue and channel that belong to exactly the same buckets of that
+  queue and channel (their *signature*: e.g. with required levels 1-3, the agents of level 1, of
+  level 2 and of level 3 or more form three cells; the level-2 bucket is the union of the last two).
+  Buckets partition into cells, and each agent sits in one cell per queue and channel. A cell holds
+  a heap of its agents ordered by (load ratio on the channel, last idle time, agent index) with lazy
+  deletion: an agent entry is valid only while the agent's ``version`` is unchanged, and every
+  change to an agent bumps the version and pushes a fresh entry into each of its cells where it
+  still has room. The best agent of a bucket is the best of its cells' heads. An agent with skills
+  in 5 queues at various levels is in 5 heaps instead of one per bucket (up to 15 with 3 levels).
 * ``_Agent``: profile, per-channel load (external + tracked) and its bucket memberships.
 * ``_Task``: runtime state of a work item.
 * ``_Queue``: config, the cumulative relaxation at each escalation rung, members and counters.
@@ -135,6 +141,7 @@ class _Agent:
         "streak",
         "version",
         "buckets",
+        "cells",
         "removed",
         "n_tasks",
     )
@@ -155,8 +162,12 @@ class _Agent:
         self.streak = 0
         self.version = 0
         self.buckets: dict[str, set[_Bucket]] = {c: set() for c in CHANNELS}
+        self.cells: dict[str, dict[Id, _Cell]] = {c: {} for c in CHANNELS}  # channel -> queue -> cell
         self.removed = False
         self.n_tasks = 0
+
+    def __lt__(self, other: _Agent) -> bool:  # heap entries never tie up to the agent; be safe anyway
+        return self.idx < other.idx
 
     def can_take(self, channel: str) -> bool:
         if not self.available or self.removed:
@@ -229,9 +240,9 @@ class _Bucket:
         "teams",
         "only",
         "members",
+        "cells",
         "tasks",
         "n_tasks",
-        "agents",
         "ready_no",
         "in_ready",
         "ready_key",
@@ -242,9 +253,9 @@ class _Bucket:
         self.queue, self.channel, skills, self.language, self.teams, self.only = key
         self.skills = dict(skills)
         self.members: set[_Agent] = set()
+        self.cells: list[_Cell] = []
         self.tasks: list[tuple[int, float, int, int, _Task]] = []
         self.n_tasks = 0
-        self.agents: list[tuple[float, float, int, int, int, _Agent]] = []
         self.ready_no = -1
         self.in_ready = False
         self.ready_key: tuple[int, float, int] = (0, 0.0, 0)
@@ -264,3 +275,16 @@ class _Bucket:
             if have.get(name, 0) < level:
                 return False
         return self.language is None or self.language in a.languages
+
+
+class _Cell:
+    __slots__ = ("key", "channel", "buckets", "members", "agents", "limit")
+
+    def __init__(self, key: tuple[Id, str, frozenset[_Bucket]]) -> None:
+        self.key = key
+        self.channel = key[1]
+        self.buckets: tuple[_Bucket, ...] = tuple(key[2])
+        self.members: set[_Agent] = set()
+        # (load ratio, last idle, agent index, version, agent)
+        self.agents: list[tuple[float, float, int, int, _Agent]] = []
+        self.limit = 64  # compact the heap beyond this many entries: 2 per member + 64

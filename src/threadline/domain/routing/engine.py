@@ -2,15 +2,18 @@
 
 Algorithm. Waiting tasks are grouped into *buckets* by their current requirement (queue,
 channel, skills with levels after escalation, language, extra teams, exclusive agent). Each bucket
-keeps its tasks in a heap on (−priority, enqueue time, sequence) and its eligible agents in a heap
-on (load ratio for the channel, last idle time) with lazy deletion. A global *ready* heap holds the
-head task key of every bucket that may have both a task and a free agent. ``decide`` pops the best
-head across buckets, gives it the best agent of its bucket (or its sticky preferred agent), and
-pushes the bucket back with its next head: a greedy match in task order (priority, then age),
-where each task gets the least-loaded, longest-idle eligible agent. A bucket with no free agent
-drops out of the ready heap until an agent gains room in it, so a backlog of 100,000 tasks costs
-nothing while every agent is busy. Each decision costs O(log n) heap work plus one heap push per
-bucket of the chosen agent (its queues × channels × escalation rungs in use).
+keeps its tasks in a heap on (−priority, enqueue time, sequence). Its eligible agents sit in
+*cells*: the agents of a queue and channel that belong to exactly the same buckets of it share a
+cell, whose heap orders them on (load ratio for the channel, last idle time, roster order) with lazy
+deletion; a bucket's best agent is the best head among its cells (see :mod:`._state`). A global
+*ready* heap holds the head task key of every bucket that may have both a task and a free agent.
+``decide`` pops the best head across buckets, gives it the best agent of its bucket (or its sticky
+preferred agent), and pushes the bucket back with its next head: a greedy match in task order
+(priority, then age), where each task gets the least-loaded, longest-idle eligible agent. A bucket
+with no free agent drops out of the ready heap until an agent gains room in it, so a backlog of
+100,000 tasks costs nothing while every agent is busy. Each decision costs O(log n) heap work plus one heap push per
+cell of the chosen agent (one per queue and channel it serves, however many requirement levels or
+escalation rungs are in use).
 
 Escalation: the rung of a task is the number of its queue's steps whose ``after_seconds`` has
 passed since it entered the queue; a timer heap re-buckets it when the next step is due.
@@ -43,6 +46,7 @@ from ._state import (
     BucketKey,
     _Agent,
     _Bucket,
+    _Cell,
     _Queue,
     _Task,
 )
@@ -93,6 +97,7 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
         self._team_buckets: dict[str, set[_Bucket]] = {}
         self._only_buckets: dict[Id, set[_Bucket]] = {}
         self._buckets: dict[BucketKey, _Bucket] = {}
+        self._cells: dict[tuple[Id, str, frozenset[_Bucket]], _Cell] = {}
         self._empty: dict[_Bucket, None] = {}
         self._tasks: dict[Id, _Task] = {}
         self._offers: dict[int, _Task] = {}
@@ -210,12 +215,19 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
             if b.fits(a):
                 b.members.add(a)
                 a.buckets[b.channel].add(b)
+        for ch, bs in a.buckets.items():
+            for qid in {b.queue for b in bs}:
+                self._recell(a, ch, qid)
 
     def _unindex(self, a: _Agent) -> None:
         for bs in a.buckets.values():
             for b in bs:
                 b.members.discard(a)
             bs.clear()
+        for cs in a.cells.values():
+            for cell in cs.values():
+                self._leave(cell, a)
+            cs.clear()
         for qid in a.queues:
             q = self._queues.get(qid)
             if q is not None:
@@ -223,36 +235,92 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
         for team in a.teams:
             self._team_agents.get(team, set()).discard(a)
 
-    def _touch(self, a: _Agent) -> None:
-        """The agent changed: invalidate its heap entries and push fresh ones where it has room."""
-        a.version += 1
+    def _touch(self, a: _Agent, wake: bool = True) -> None:
+        """The agent changed: invalidate its heap entries and push fresh ones where it has room,
+        and put its buckets with waiting tasks back on the ready heap. ``wake=False`` after the
+        agent took one more task: that cannot make it a candidate anywhere it was not already (a
+        bucket with tasks and this agent free is on the ready heap, or waits only for agents its
+        head task may not go back to yet)."""
+        a.version = v = a.version + 1
         if not a.available or a.removed:
             return
-        v = a.version
         idle = a.last_idle
-        no = self._no
-        for channel, bs in a.buckets.items():
-            if not bs or not a.can_take(channel):
+        idx = a.idx
+        load = a.load
+        blocked = a.blocked_by
+        for channel, cells in a.cells.items():
+            if not cells or load[channel] >= a.capacity[channel]:
                 continue
-            ratio = a.load[channel] / a.capacity[channel]
-            for b in bs:
-                heap = b.agents
-                _heappush(heap, (ratio, idle, a.idx, next(no), v, a))
-                if len(heap) > 2 * len(b.members) + 64:
-                    self._compact_agents(b)
-                if b.n_tasks and not b.in_ready:
-                    head = self._head(b)
-                    if head is not None:
-                        self._push_ready(b, head)
+            if blocked:  # a.can_take(channel), inlined
+                for other in blocked.get(channel, ()):
+                    if load[other]:
+                        break
+                else:
+                    other = None
+                if other is not None:
+                    continue
+            entry = (load[channel] / a.capacity[channel], idle, idx, v, a)
+            for c in cells.values():
+                heap = c.agents
+                _heappush(heap, entry)
+                if len(heap) > c.limit:
+                    self._compact_agents(c)
+                if not wake:
+                    continue
+                for b in c.buckets:
+                    if b.n_tasks and not b.in_ready:
+                        head = self._head(b)
+                        if head is not None:
+                            self._push_ready(b, head)
 
-    def _compact_agents(self, b: _Bucket) -> None:
-        no = self._no
-        b.agents = [
-            (a.load[b.channel] / a.capacity[b.channel], a.last_idle, a.idx, next(no), a.version, a)
-            for a in b.members
-            if a.can_take(b.channel)
+    def _compact_agents(self, c: _Cell) -> None:
+        ch = c.channel
+        c.agents = [
+            (a.load[ch] / a.capacity[ch], a.last_idle, a.idx, a.version, a)
+            for a in c.members
+            if a.can_take(ch)
         ]
-        heapq.heapify(b.agents)
+        heapq.heapify(c.agents)
+
+    # ------------------------------------------------------------------ cells
+
+    def _cell(self, qid: Id, channel: str, sig: frozenset[_Bucket]) -> _Cell:
+        key = (qid, channel, sig)
+        c = self._cells.get(key)
+        if c is None:
+            c = self._cells[key] = _Cell(key)
+            for b in c.buckets:
+                b.cells.append(c)
+        return c
+
+    def _join(self, c: _Cell, a: _Agent) -> None:
+        c.members.add(a)
+        c.limit = 2 * len(c.members) + 64
+        a.cells[c.channel][c.key[0]] = c
+
+    def _leave(self, c: _Cell, a: _Agent) -> None:
+        """Take the agent out of the cell (its heap entries die with the next version bump)."""
+        c.members.discard(a)
+        if c.members:
+            c.limit = 2 * len(c.members) + 64
+            return
+        del self._cells[c.key]
+        for b in c.buckets:
+            b.cells.remove(c)
+
+    def _recell(self, a: _Agent, channel: str, qid: Id) -> None:
+        """Move the agent to the cell of its current buckets of this queue and channel. The caller
+        touches the agent afterwards, which retires its entries in the cell it left."""
+        sig = frozenset([b for b in a.buckets[channel] if b.queue == qid])
+        cs = a.cells[channel]
+        old = cs.get(qid)
+        if old is not None:
+            if old.key[2] == sig:
+                return
+            self._leave(old, a)
+            del cs[qid]
+        if sig:
+            self._join(self._cell(qid, channel, sig), a)
 
     # ------------------------------------------------------------------ buckets
 
@@ -275,12 +343,11 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
                 cands |= self._team_agents.get(team, set())
         for team in b.teams:
             self._team_buckets.setdefault(team, set()).add(b)
-        no = self._no
         ch = b.channel
         need = tuple(b.skills.items())
         lang = b.language
         members = b.members
-        entries = b.agents
+        joined = []
         for a in cands:
             # b.fits(a), inlined: candidates already come from the bucket's pool.
             if a.removed or a.capacity[ch] <= 0 or (lang is not None and lang not in a.languages):
@@ -294,9 +361,21 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
                     continue
                 members.add(a)
                 a.buckets[ch].add(b)
-                if a.can_take(ch):
-                    entries.append((a.load[ch] / a.capacity[ch], a.last_idle, a.idx, next(no), a.version, a))
-        heapq.heapify(entries)
+                joined.append(a)
+        # Each member moves from its cell of this queue to the cell with this bucket added.
+        qid = b.queue
+        moved: dict[_Cell | None, _Cell] = {}
+        for a in joined:
+            old = a.cells[ch].get(qid)
+            new = moved.get(old)
+            if new is None:
+                sig = old.key[2] | {b} if old is not None else frozenset((b,))
+                new = moved[old] = self._cell(qid, ch, sig)
+            if old is not None:
+                self._leave(old, a)
+            self._join(new, a)
+        for a in joined:
+            self._touch(a)
         self._empty[b] = None
         return b
 
@@ -305,6 +384,8 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
         self._empty.pop(b, None)
         for a in b.members:
             a.buckets[b.channel].discard(b)
+            self._recell(a, b.channel, b.queue)
+            self._touch(a)
         self._queues[b.queue].buckets.discard(b)
         for team in b.teams:
             self._team_buckets.get(team, set()).discard(b)
@@ -332,12 +413,14 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
         _heappush(self._ready, (t.neg, t.enqueued_at, t.seq, no, b))
 
     def _top_agent(self, b: _Bucket) -> _Agent | None:
-        heap = b.agents
-        while heap:
-            e = heap[0]
-            if e[4] == e[5].version:
-                return e[5]
-            _heappop(heap)
+        """Some free agent of the bucket, if any."""
+        for c in b.cells:
+            heap = c.agents
+            while heap:
+                e = heap[0]
+                if e[3] == e[4].version:
+                    return e[4]
+                _heappop(heap)
         return None
 
     def _insert(self, t: _Task, b: _Bucket, *, wake: bool = True) -> None:
@@ -556,7 +639,7 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
         self._assign(t, a, now)
         a.load[t.channel] += 1
         a.n_tasks += 1
-        self._touch(a)
+        self._touch(a, wake=False)
         return Assignment(t.id, a.id, t.queue, t.channel, now, now - t.enqueued_at, None, True)
 
     def _assign(self, t: _Task, a: _Agent, now: float) -> None:
@@ -580,16 +663,17 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
     def decide(self, now: float, limit: int | None = None) -> list[Offer]:
         """Match waiting tasks to free agents, reserving a slot for each offer. Fires due timers
         first. ``limit`` caps the number of offers made in this call. Closed queues are skipped."""
-        self.advance(now)
+        timers = self._timers
+        if (timers and timers[0][0] <= now) or len(self._empty) > self.config.idle_bucket_limit:
+            self.advance(now)
         offers: list[Offer] = []
         deferred: list[tuple[_Task, _Bucket]] = []
         parked: list[tuple[int, float, int, int, _Bucket]] = []
         closed = self._closed
         ready = self._ready
-        head = self._head
-        while ready:
-            if limit is not None and len(offers) >= limit:
-                break
+        push_ready = self._push_ready
+        left = -1 if limit is None else max(limit, 0)  # counts down to 0; -1: no limit
+        while ready and left:
             entry = _heappop(ready)
             neg, enq, seq, no, b = entry
             if b.ready_no != no:
@@ -598,25 +682,37 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
                 parked.append(entry)  # still ready: back on the heap once this round is over
                 continue
             b.in_ready = False
-            t = head(b)
-            if t is None:
+            tasks = b.tasks
+            while tasks:  # the bucket's head task (self._head, inlined)
+                e = tasks[0]
+                t = e[4]
+                if t.bucket is b and t.hno == e[3]:
+                    break
+                _heappop(tasks)
+            else:
                 continue
             if t.seq != seq or t.neg != neg or t.enqueued_at != enq:
-                self._push_ready(b, t)
+                push_ready(b, t)
                 continue
             a, skipped = self._pick_agent(b, t, now)
             if a is None:
                 if skipped:  # only agents this task may not go back to yet: let the next task try
                     self._detach(t)
                     deferred.append((t, b))
-                    nxt = head(b)
+                    nxt = self._head(b)
                     if nxt is not None:
-                        self._push_ready(b, nxt)
+                        push_ready(b, nxt)
                 continue
+            _heappop(tasks)  # t's entry, on top: it leaves the bucket with the offer
             offers.append(self._offer(t, a, now))
-            nxt = head(b)
-            if nxt is not None:
-                self._push_ready(b, nxt)
+            left -= 1
+            while tasks:  # the next head
+                e = tasks[0]
+                t = e[4]
+                if t.bucket is b and t.hno == e[3]:
+                    push_ready(b, t)
+                    break
+                _heappop(tasks)
         for entry in parked:
             _heappush(ready, entry)
         for t, b in deferred:
@@ -636,30 +732,46 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
             p = self._agents.get(t.preferred)
             if p is not None and p in b.members and p.can_take(b.channel) and p.id not in excluded:
                 return p, False
-        heap = b.agents
+        # The best agent of the bucket is the best of its cells' heads.
+        cells = b.cells
         skipped = None
         found = None
-        while heap:
-            e = heap[0]
-            a = e[5]
-            if e[4] != a.version:
-                _heappop(heap)
-                continue
+        while True:
+            best = None
+            best_heap: list[Any] = []
+            for c in cells:
+                heap = c.agents
+                while heap:
+                    e = heap[0]
+                    if e[3] == e[4].version:
+                        if best is None or e < best:
+                            best = e
+                            best_heap = heap
+                        break
+                    _heappop(heap)
+            if best is None:
+                break
+            a = best[4]
             if excluded and a.id in excluded:
                 if skipped is None:
                     skipped = []
-                skipped.append(_heappop(heap))
+                skipped.append((best_heap, _heappop(best_heap)))
                 continue
-            _heappop(heap)
+            _heappop(best_heap)
             found = a
             break
         if skipped:
-            for e in skipped:
+            for heap, e in skipped:
                 _heappush(heap, e)
         return found, bool(skipped)
 
     def _offer(self, t: _Task, a: _Agent, now: float) -> Offer:
-        self._detach(t)
+        b = t.bucket  # self._detach(t), inlined
+        if b is not None:
+            t.bucket = None
+            b.n_tasks -= 1
+            if b.n_tasks == 0:
+                self._empty[b] = None
         q = self._queues[t.queue]
         q.waiting.discard(t)
         q.n_offered += 1
@@ -674,7 +786,7 @@ class RoutingEngine(ReadsMixin, SnapshotMixin):
         _heappush(self._offer_timers, (expires, oid))
         a.load[t.channel] += 1
         a.n_tasks += 1
-        self._touch(a)
+        self._touch(a, wake=False)
         return offer
 
     def advance(self, now: float) -> None:
