@@ -8,6 +8,7 @@ from bench import (
     api_ingest,
     email_ingest,
     messaging_ingest,
+    peer_paths,
     routing_core,
     routing_durable,
     voice_media,
@@ -17,7 +18,10 @@ from bench import (
 
 def main() -> None:
     quick = "--quick" in sys.argv
-    print("== routing core ==")
+    print("== the paths the performance issue compares with a mature help desk (wrk -t1 -c8) ==")
+    sys.argv = [sys.argv[0], *(["--quick"] if quick else [])]
+    peer_paths.main()
+    print("\n== routing core ==")
     routing_core.run(quick=quick)
     print("\n== durable routing (SQLite) ==")
     routing_durable.run(quick=quick)

@@ -17,8 +17,10 @@ from threadline.actions import conversations as conv_actions
 from threadline.actions import users as user_actions
 from threadline.db.cache import ReadCache
 from threadline.db.repos import auth as auth_repo
+from threadline.db.session import Database
 from threadline.domain.access import Actor
 from threadline.domain.users import Role
+from threadline.queries import kept as kept_module
 from threadline.queries.kept import kept
 
 
@@ -152,8 +154,21 @@ async def test_the_auth_counter_moves_with_users_memberships_sessions_and_tokens
         assert (await c.get("/api/v1/me", headers=auth)).status_code == 401
 
 
-async def test_requests_for_a_key_being_produced_wait_for_that_one_production(sqlite_server) -> None:
-    db = sqlite_server.services.db
+@pytest.fixture
+async def quiet_db(tmp_path):  # type: ignore[no-untyped-def]
+    """A database file nothing else writes to (the version moves only when a test commits)."""
+    from sqlalchemy import text
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'quiet.db'}")
+    async with db.transaction(write=True) as s:
+        await s.execute(text("CREATE TABLE t (x INTEGER)"))
+    assert db.version() is not None
+    yield db
+    await db.dispose()
+
+
+async def test_requests_for_a_key_being_produced_wait_for_that_one_production(quiet_db) -> None:
+    db = quiet_db
     calls = 0
     gate = asyncio.Event()
     started = asyncio.Event()
@@ -179,3 +194,21 @@ async def test_requests_for_a_key_being_produced_wait_for_that_one_production(sq
         await kept(db, "k2", broken)
     assert await kept(db, "k2", produce) == b"page" and calls == 2  # a failure is not kept
     assert not db.cache.flights
+
+
+async def test_a_copy_past_its_age_answers_while_it_is_produced_again(quiet_db) -> None:
+    db = quiet_db
+    pages = iter([b"one", b"two"])
+    done = asyncio.Event()
+
+    async def produce() -> bytes:
+        page = next(pages)
+        if page == b"two":
+            done.set()
+        return page
+
+    assert await kept(db, "aged", produce, refresh_after=0.0) == b"one"
+    assert await kept(db, "aged", produce, refresh_after=0.0) == b"one"  # answers, and starts a refresh
+    await done.wait()
+    await asyncio.gather(*kept_module._refreshing)  # the refresh keeps its page when it ends
+    assert await kept(db, "aged", produce, refresh_after=3600) == b"two"

@@ -92,7 +92,7 @@ class ReadCache:
     def put(self, key: Hashable, version: int | None, value: Any) -> None:
         if version is None:
             return
-        size = len(value) if isinstance(value, bytes | str) else 0
+        size = sum(len(v) for v in (value if isinstance(value, tuple) else (value,)) if isinstance(v, bytes | str))
         if size > self.max_bytes // 8:
             return
         if key in self._entries:

@@ -49,7 +49,7 @@ from threadline.web.limits import DESK_FILE_BYTES, DESK_FILES, DESK_REPLY_FILES_
 
 router = APIRouter(include_in_schema=False)
 static = StaticFiles(directory=str(HERE / "static"))
-PAGE_KEPT_SECONDS = 10  # a desk page served from the cache is at most this old (relative times)
+PAGE_KEPT_SECONDS = 10  # a kept desk page older than this is produced again (its relative times)
 PAGE_SIZE = 60  # rows per page of the conversation list ("Load more" / scrolling appends the next)
 MAX_REFRESH_ROWS = 300  # a live refresh redraws at most this many rows from the top (see _list_ctx)
 ActorDep = Depends(current_actor)
@@ -211,12 +211,11 @@ async def desk(request: Request, services: ServicesDep, conversation_id: Id | No
             return Response(status_code=401, headers={"HX-Redirect": "/login"})
         return RedirectResponse("/login", status_code=303)
     # The page is kept while the database is unchanged (db/cache.py), per viewer and session (the page
-    # carries its CSRF token), URL, htmx target and language, and for at most PAGE_KEPT_SECONDS (it says
-    # "3 min ago").
+    # carries its CSRF token), URL, htmx target and language; it says "3 min ago", so a copy older than
+    # PAGE_KEPT_SECONDS is produced again in the background while it still answers.
     h = request.headers
     key = ("desk", viewer(actor), csrf, request.url.path, request.url.query, h.get("hx-request"),
-           h.get("hx-target"), h.get("hx-history-restore-request"), h.get("accept-language"),
-           int(time.time() // PAGE_KEPT_SECONDS))
+           h.get("hx-target"), h.get("hx-history-restore-request"), h.get("accept-language"))
 
     async def page() -> bytes:
         response = await _desk_page(request, services, actor, csrf, conversation_id)
@@ -225,7 +224,7 @@ async def desk(request: Request, services: ServicesDep, conversation_id: Id | No
         return bytes(response.body)
 
     try:
-        return HTMLResponse(await kept(services.db, key, page))
+        return HTMLResponse(await kept(services.db, key, page, refresh_after=PAGE_KEPT_SECONDS))
     except _NotKept as answer:
         return answer.response
 
