@@ -432,11 +432,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated rows: " + ",".join(ROWS))
     parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (the targets are per process)")
     args = parser.parse_args()
     header("the peer's paths (wrk -t1 -c8)")
     only = [x for x in args.only.split(",") if x] or None
-    r = run(args.quick, only, args.seconds)
-    print(f"Desk and provider paths, one server process, SQLite, embedded bus; wrk -t1 -c{CONNECTIONS}, "
+    r = run(args.quick, only, args.seconds, workers=args.workers)
+    print(f"Desk and provider paths, {args.workers} server process(es), SQLite, embedded bus; wrk -t1 -c{CONNECTIONS}, "
           f"{r['seconds']} s after a warm-up; ½-rate: open loop at half the target, latency from when due; "
           "each row on a fresh server and database")
     report(r)

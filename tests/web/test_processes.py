@@ -95,6 +95,24 @@ def _owner(client_port: int, server_port: int, pids: list[int]) -> int | None:
     return None
 
 
+def _listeners(port: int, pids: list[int]) -> set[int]:
+    """The processes holding a listening socket on ``port`` (state 0A in /proc/net/tcp)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            if int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == "0A":
+                inodes.add(f"socket:[{f[9]}]")
+    found = set()
+    for pid in pids:
+        try:
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd")):
+                found.add(pid)
+        except (FileNotFoundError, PermissionError):
+            continue
+    return found
+
+
 async def _until(check: Any, what: str) -> Any:
     """Poll a condition read from outside the server (processes, locks); fail after TIMEOUT."""
     deadline = time.monotonic() + TIMEOUT
@@ -128,12 +146,14 @@ class Desk:
 async def served(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("THREADLINE_")}
+    smtp_port = _port()
     env.update({"THREADLINE_DATA_DIR": str(data), "THREADLINE_LOG_LEVEL": "warning",
-                "PYTHONPATH": os.pathsep.join(sys.path)})
+                "PYTHONPATH": os.pathsep.join(sys.path), "THREADLINE_SMTP_HOST": "127.0.0.1",
+                "THREADLINE_SMTP_PORT": str(smtp_port), "THREADLINE_IMAP_POLLING": "false"})
     _cli(env, "migrate")
     url = next(line for line in _cli(env, "demo").splitlines() if "generic API channel inbound URL" in line)
     tokens = {who: _cli(env, "token", "create", "--user", f"{who}@demo.threadline.dev", "--name", "t").split()[-1]
-              for who in ("supervisor", "alice")}
+              for who in ("supervisor", "alice", "admin")}
     port = _port()
     proc = _serve(env, port, workers=2)
     try:
@@ -151,7 +171,7 @@ async def served(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
                 await asyncio.sleep(0.1)
             await _until(lambda: len(_workers(proc.pid)) == 2, "two worker processes")
             await _until(lambda: len(_lock_holders(data)) >= 3, "the leader locks")
-            yield {"proc": proc, "port": port, "client": client, "data": data, "tokens": tokens,
+            yield {"proc": proc, "port": port, "client": client, "data": data, "tokens": tokens, "smtp": smtp_port,
                    "hook": "/hooks/" + url.rsplit("/hooks/", 1)[1].strip()}
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -242,3 +262,35 @@ async def test_every_socket_on_every_process_gets_every_message_once_and_a_kille
                 msg = json.loads(await ws.recv())
                 if msg["name"] == "routing.offer":
                     break
+
+
+async def test_every_process_receives_mail_on_the_one_smtp_port(served: dict[str, Any]) -> None:
+    """The SMTP receiver listens in every process (SO_REUSEPORT): none fails to start on the port the first
+    one took, and mails over separate connections all become messages once."""
+    import contextlib
+    import smtplib
+    from email.message import EmailMessage
+
+    r = await served["client"].post("/api/v1/channels", headers={"Authorization": f"Bearer {served['tokens']['admin']}"},
+                                    json={"kind": "email", "name": "Mail", "config": {"address": "help@example.com"}})
+    assert r.status_code == 201, r.text
+    pids = _workers(served["proc"].pid)
+    await _until(lambda: _listeners(served["smtp"], pids) == set(pids), "every process listening on the SMTP port")
+    async with contextlib.AsyncExitStack() as stack:
+        (desk,) = [Desk(await stack.enter_async_context(websockets.connect(
+            f"ws://127.0.0.1:{served['port']}/api/v1/stream?token={served['tokens']['supervisor']}")), 0)]
+        assert json.loads(await desk.ws.recv())["name"] == "stream.ready"
+
+        def send(i: int) -> None:
+            m = EmailMessage()
+            m["From"], m["To"], m["Subject"] = f"c{i}@example.org", "help@example.com", f"order {i}"
+            m["Message-ID"] = f"<mail-{i}@example.org>"
+            m.set_content(f"where is order {i}?")
+            with smtplib.SMTP("127.0.0.1", served["smtp"], timeout=20) as smtp:  # a new connection each
+                smtp.send_message(m)
+
+        for i in range(8):
+            await asyncio.to_thread(send, i)
+        got = await desk.until("<mail-7@example.org>")
+        assert {f"<mail-{i}@example.org>" for i in range(8)} <= set(got)
+        assert len(got) == len(set(got))

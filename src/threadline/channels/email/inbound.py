@@ -150,8 +150,11 @@ class SmtpReceiver:
                         require_starttls=bool(tls) and s.smtp_require_starttls, timeout=300)
 
         loop = asyncio.get_running_loop()
+        # several processes on this host (serve --workers) each listen on the port; the kernel spreads the
+        # connections (SO_REUSEPORT), and each process stores what it receives before its 250
         self.server = await loop.create_server(factory, host=s.smtp_host,
-                                               port=port if port is not None else s.smtp_port)
+                                               port=port if port is not None else s.smtp_port,
+                                               reuse_port=s.processes > 1 or None)
         self.port = self.server.sockets[0].getsockname()[1]
         log.info("smtp_receiver_listening", host=s.smtp_host, port=self.port, starttls=bool(tls))
         return self.port
