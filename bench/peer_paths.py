@@ -28,10 +28,8 @@ import re
 import resource
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -39,6 +37,7 @@ import httpx
 from bench.api_ingest import BIN, free_port, wait_http
 from bench.context import header, verdict
 from bench.loadgen import open_loop, percentile
+from bench.stub import stub_provider
 from threadline.demo import API_SECRET, DEMO_PASSWORD
 from threadline.security import sign
 
@@ -63,27 +62,6 @@ ROWS = {
     "list": Row("list", "25 conversations as JSON", 1000, 51),
     "email": Row("email", "1,000 new e-mails over 8 SMTP connections", 500, 83),
 }
-
-
-class _Provider(BaseHTTPRequestHandler):
-    """The loopback provider the replies are delivered to: 200 at once, counting what it got."""
-
-    received = 0
-    lock = threading.Lock()
-
-    def do_POST(self) -> None:  # noqa: N802
-        self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
-        with _Provider.lock:
-            _Provider.received += 1
-        body = b'{"id":"ok"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def lua_string(s: str) -> str:
@@ -194,8 +172,7 @@ class Server:
             self.env.pop(var, None)
         self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
-        self.provider = ThreadingHTTPServer(("127.0.0.1", 0), _Provider)
-        threading.Thread(target=self.provider.serve_forever, daemon=True).start()
+        self.provider = stub_provider(200, {"id": "ok"})  # the loopback provider replies are delivered to
 
     def cli(self, *args: str) -> str:
         return subprocess.run([str(BIN / "threadline"), *args], env=self.env, check=True, capture_output=True,

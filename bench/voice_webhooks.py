@@ -19,19 +19,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import email.utils
-import json
 import os
 import random
 import re
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -41,6 +38,7 @@ from twilio.request_validator import RequestValidator
 from bench.api_ingest import BIN, free_port, wait_http
 from bench.context import header, verdict
 from bench.loadgen import closed_loop, open_loop, percentile
+from bench.stub import stub_provider
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "bench-twilio-voice-token-0123456789"
@@ -49,22 +47,6 @@ MIX = ("wait",) * 7 + ("status",) * 2 + ("key",)  # per 10 requests: 7 wait URLs
 CONCURRENCY = 32
 RATE = 100.0
 FORM = "application/x-www-form-urlencoded"
-
-
-class _StubTwilio(BaseHTTPRequestHandler):
-    """Twilio's REST API on loopback: 201 and a small JSON body, at once."""
-
-    def do_POST(self) -> None:  # noqa: N802
-        self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
-        body = json.dumps({"sid": "CA" + "f" * 32, "call_sid": "CA" + "e" * 32, "status": "queued"}).encode()
-        self.send_response(201)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @dataclass
@@ -231,8 +213,7 @@ def run(quick: bool = False, profile: str | None = None) -> dict[str, object]:
     callers = 200 if quick else 1000
     n = 2000 if quick else 10_000
     seconds = 5 if quick else 20
-    stub = ThreadingHTTPServer(("127.0.0.1", 0), _StubTwilio)
-    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    stub = stub_provider(201, {"sid": "CA" + "f" * 32, "call_sid": "CA" + "e" * 32, "status": "queued"})  # Twilio's REST API
     try:
         with tempfile.TemporaryDirectory(prefix="tl-bench-voice-") as tmp:
             port = free_port()
