@@ -60,6 +60,12 @@ async def get_identity(session: AsyncSession, identity_id: int) -> IdentityRow |
     return await session.get(IdentityRow, identity_id)
 
 
+async def get_identities(session: AsyncSession, ids: set[int]) -> dict[int, IdentityRow]:
+    if not ids:
+        return {}
+    return {i.id: i for i in (await session.execute(select(IdentityRow).where(IdentityRow.id.in_(ids)))).scalars()}
+
+
 async def identities_of(session: AsyncSession, contact_ids: Sequence[int]) -> dict[int, list[IdentityRow]]:
     out: dict[int, list[IdentityRow]] = {cid: [] for cid in contact_ids}
     if not contact_ids:

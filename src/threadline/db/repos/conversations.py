@@ -154,6 +154,12 @@ async def get_message(session: AsyncSession, message_id: int) -> MessageRow | No
     return await session.get(MessageRow, message_id)
 
 
+async def get_messages(session: AsyncSession, ids: set[int]) -> dict[int, MessageRow]:
+    if not ids:
+        return {}
+    return {m.id: m for m in (await session.execute(select(MessageRow).where(MessageRow.id.in_(ids)))).scalars()}
+
+
 async def message_by_provider_id(session: AsyncSession, channel_instance_id: int, provider_id: str
                                  ) -> MessageRow | None:
     stmt = select(MessageRow).where(
@@ -186,6 +192,17 @@ async def last_inbound(session: AsyncSession, conversation_id: int) -> MessageRo
         .limit(1)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def last_inbound_of(session: AsyncSession, conversation_ids: set[int]) -> dict[int, MessageRow]:
+    """``last_inbound`` for several conversations, one query: each one's latest customer message."""
+    if not conversation_ids:
+        return {}
+    latest = (select(func.max(MessageRow.id))
+              .where(MessageRow.conversation_id.in_(conversation_ids), MessageRow.direction == Direction.IN.value)
+              .group_by(MessageRow.conversation_id))
+    rows = (await session.execute(select(MessageRow).where(MessageRow.id.in_(latest.scalar_subquery())))).scalars()
+    return {m.conversation_id: m for m in rows}
 
 
 async def stored_mail_fingerprints(session: AsyncSession, keys: set[tuple[int, str]]) -> dict[tuple[int, str], str]:

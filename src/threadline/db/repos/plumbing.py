@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.db.models import InboxItemRow, OutboundJobRow, OutboxCursorRow, OutboxEventRow, ReplayNonceRow
 from threadline.db.repos.common import claim_rows, insert_ignore
+from threadline.db.session import reserve_ids
 
 OUTBOX = OutboxEventRow.__table__
 _EVENT_COLUMNS = (OUTBOX.c.id, OUTBOX.c.seq, OUTBOX.c.name, OUTBOX.c.payload, OUTBOX.c.audience, OUTBOX.c.created_at)
@@ -209,6 +210,10 @@ async def insert_new_inbox_items(session: AsyncSession, rows: list[dict[str, Any
         return []
     table = InboxItemRow.__table__
     conn = await session.connection()
+    if conn.dialect.name == "sqlite":  # one executemany with ids known beforehand (no batched RETURNING here)
+        ids = await reserve_ids(session, table, len(rows))
+        await conn.execute(insert(table), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+        return ids
     return list((await conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
                                     rows)).scalars().all())
 

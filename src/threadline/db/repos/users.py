@@ -12,6 +12,12 @@ async def get_user(session: AsyncSession, user_id: int) -> UserRow | None:
     return await session.get(UserRow, user_id)
 
 
+async def get_users(session: AsyncSession, ids: set[int]) -> dict[int, UserRow]:
+    if not ids:
+        return {}
+    return {u.id: u for u in (await session.execute(select(UserRow).where(UserRow.id.in_(ids)))).scalars()}
+
+
 async def get_user_by_email(session: AsyncSession, email: str) -> UserRow | None:
     return (await session.execute(select(UserRow).where(UserRow.email == email.strip().lower()))).scalar_one_or_none()
 
