@@ -16,6 +16,8 @@ from threadline.actions.views import contact_view
 from threadline.db.models import ContactActivityRow, ContactRow, IdentityRow
 from threadline.db.repos import contacts as repo
 from threadline.db.repos import continuity as continuity_repo
+from threadline.db.session import insert_built, reserve_ids
+from threadline.db.types import utcnow
 from threadline.domain.access import Actor
 from threadline.domain.contacts import (
     ContactRef,
@@ -29,6 +31,8 @@ from threadline.domain.errors import Conflict, NotFound, ValidationFailed
 from threadline.domain.events import Audience, ContactCreated, ContactUpdated, ContactView
 from threadline.domain.messages import Sender
 from threadline.domain.text import clean_name
+
+CONTACTS, IDENTITIES = ContactRow.__table__, IdentityRow.__table__
 
 MAX_ATTRIBUTES = 100
 # Per-address ledgers Threadline keeps (SMS/WhatsApp consent, undeliverable e-mail addresses): only the
@@ -47,7 +51,7 @@ def _check_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
 
 async def _refresh_search(session: AsyncSession, contact: ContactRow) -> list[IdentityRow]:
     idents = (await repo.identities_of(session, [contact.id]))[contact.id]
-    contact.search_text = " ".join([contact.name.lower(), *(i.value.lower() for i in idents)])[:2000]
+    contact.search_text = _search_text(contact, idents)
     return idents
 
 
@@ -190,11 +194,12 @@ async def resolve_senders(session: AsyncSession, senders: Sequence[Sender]
     survivors = await _survivors(session, contacts)
     plan = plan_identities(senders, {i: KnownIdentity(row.contact_id, row.verified) for i, row in known.items()},
                            names={cid: c.name for cid, c in contacts.items()}, survivors=survivors)
-    new_contacts = [ContactRow(name=name, attributes={}) for name in plan.new_contacts]
-    if new_contacts:
-        session.add_all(new_contacts)
-        await session.flush()
-        contacts.update({c.id: c for c in new_contacts})
+    # New rows are built in memory with their ids and inserted with one statement per table (``insert_built``)
+    now = utcnow()
+    new_contacts = [ContactRow(id=cid, name=name, attributes={}, created_at=now, updated_at=now)
+                    for cid, name in zip(await reserve_ids(session, CONTACTS, len(plan.new_contacts)),
+                                         plan.new_contacts, strict=True)]
+    contacts.update({c.id: c for c in new_contacts})
 
     def contact_id(ref: ContactRef) -> int:
         return new_contacts[ref.index].id if isinstance(ref, NewContact) else ref
@@ -202,30 +207,42 @@ async def resolve_senders(session: AsyncSession, senders: Sequence[Sender]
     for cid, name in plan.names.items():
         contacts[cid].name = name
     rows: dict[IdentityValue, IdentityRow] = dict(known)
+    new_identities: list[IdentityRow] = []
+    new_ids = iter(await reserve_ids(session, IDENTITIES, sum(write.new for write in plan.writes)))
     for write in plan.writes:
         ident, cid = write.identity, contact_id(write.contact)
         if write.new:
-            rows[ident] = IdentityRow(contact_id=cid, kind=ident.kind.value, scope=ident.scope, value=ident.value,
-                                      verified=write.verified)
-            session.add(rows[ident])
+            rows[ident] = IdentityRow(id=next(new_ids), contact_id=cid, kind=ident.kind.value, scope=ident.scope,
+                                      value=ident.value, verified=write.verified, created_at=now, updated_at=now)
+            new_identities.append(rows[ident])
         else:
             rows[ident].contact_id, rows[ident].verified = cid, write.verified
-    await session.flush()
+    # a new contact has exactly the identities this plan gave it; the others' are read below
+    fresh = {c.id for c in new_contacts}
+    idents: dict[int, list[IdentityRow]] = {cid: [] for cid in fresh}
+    for row in sorted(rows.values(), key=lambda r: r.id):
+        if row.contact_id in fresh:
+            idents[row.contact_id].append(row)
+    for contact in new_contacts:
+        contact.search_text = _search_text(contact, idents[contact.id])
+    await insert_built(session, new_contacts)
+    await insert_built(session, new_identities)
     for suggestion in plan.suggestions:
         a, b = contact_id(suggestion.a), contact_id(suggestion.b)
         await suggest_merge(session, a, b, suggestion.text(a, b))
-    touched = {contact_id(ref) for ref in plan.touched}
-    idents = await repo.identities_of(session, sorted(touched))
+    touched = {contact_id(ref) for ref in plan.touched} - fresh
+    idents.update(await repo.identities_of(session, sorted(touched)))
     missing = [cid for cid in touched if cid not in contacts]
     contacts.update(await repo.get_contacts(session, missing) if missing else {})
     for cid in touched:
-        contact = contacts[cid]
-        contact.search_text = " ".join([contact.name.lower(), *(i.value.lower() for i in idents[cid])])[:2000]
-    if new_contacts:
-        await session.flush()
-        for contact in new_contacts:
-            emit(session, ContactCreated(contact=contact_view(contact, idents[contact.id])), Audience())
+        contacts[cid].search_text = _search_text(contacts[cid], idents[cid])
+    for contact in new_contacts:
+        emit(session, ContactCreated(contact=contact_view(contact, idents[contact.id])), Audience())
     return [(contacts[contact_id(pick.contact)], rows[pick.identity], pick.created) for pick in plan.picks]
+
+
+def _search_text(contact: ContactRow, identities: Sequence[IdentityRow]) -> str:
+    return " ".join([contact.name.lower(), *(i.value.lower() for i in identities)])[:2000]
 
 
 async def _survivors(session: AsyncSession, contacts: dict[int, ContactRow], hops: int = 5) -> dict[int, int]:

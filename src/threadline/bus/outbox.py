@@ -42,7 +42,9 @@ class Relay(BackgroundLoop):
 
     async def tick(self) -> float | None:
         if await self.leader.try_acquire():
-            while not self._stopping.is_set() and await self.relay_once():
+            # until a round comes back short: the rows a short round missed committed after its read,
+            # and their commit wakes this loop again (``wakes_on``), so no empty read per wake-up
+            while not self._stopping.is_set() and await self.relay_once() >= BATCH:
                 pass
             if self._published:  # mark what was published, at most once per mark_every
                 wait = self._last_marked + self.mark_every - time.monotonic()

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 import structlog
 
@@ -28,7 +29,7 @@ from threadline.actions import sending as actions
 from threadline.adapters import AdapterFactory
 from threadline.channels.base import PermanentSendError, RetryableSendError
 from threadline.channels.registry import get_adapter_class
-from threadline.db.models import AttachmentRow
+from threadline.db.models import AttachmentRow, ChannelInstanceRow, IdentityRow, MessageRow, UserRow
 from threadline.db.repos import channels as channels_repo
 from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import conversations as conv_repo
@@ -69,6 +70,18 @@ class SendResult:
     error: str | None = None
     retry_after: float | None = None
     permanent: bool = False
+
+
+@dataclass
+class _Prepared:
+    """What sending one job needs (``SenderWorker._prepare``); None where the row no longer exists."""
+    msg: MessageRow | None
+    channel: ChannelInstanceRow | None
+    ident: IdentityRow | None
+    author: UserRow | None
+    parent: MessageRow | None
+    stored: dict[str, AttachmentRow]
+    opted_out: dict[str, Any] | None
 
 
 class SenderWorker(LeasedWorker[SendResult]):
@@ -126,38 +139,59 @@ class SenderWorker(LeasedWorker[SendResult]):
         async with self.db.transaction(write=True) as session:
             claimed = await actions.claim_jobs(session, now=now, lease_seconds=LEASE_SECONDS, limit=self.free,
                                                per_channel=self.per_key, busy=self._busy)
+        prepared = await self._prepare(claimed) if claimed else {}
         for job in claimed:
-            self.spawn(job.channel_instance_id, f"send-{job.id}", partial(self._send_one, job),
+            self.spawn(job.channel_instance_id, f"send-{job.id}", partial(self._send_one, job, prepared.get(job.id)),
                        partial(_crashed, job))
         return len(claimed)
 
-    async def _send_one(self, claimed: actions.ClaimedJob) -> SendResult:
-        """Prepare the outbound message (reads), then send it through the channel's adapter."""
-        job_id = claimed.id
+    async def _prepare(self, claimed: list[actions.ClaimedJob]) -> dict[int, _Prepared]:
+        """What each claimed job needs to be sent, read for all of them at once (one read transaction, a
+        query per kind of row: jobs, messages, channels, identities, authors, the customer messages they
+        answer, stored files) rather than six reads per job. A job missing here is gone or no longer pending."""
         async with self.db.transaction(write=False) as session:
-            job = await repo.get_job(session, job_id)
-            if job is None or job.status != "pending":
-                return SendResult(job_id, claimed.attempts, claimed.lease_until, error="the job is gone",
-                                  permanent=True)
-            msg = await conv_repo.get_message(session, job.message_id)
-            channel = await channels_repo.get_channel(session, job.channel_instance_id)
-            ident = await contacts_repo.get_identity(session, msg.identity_id) if msg and msg.identity_id else None
-            author = await users_repo.get_user(session, msg.author_id) if msg and msg.author_id else None
-            # the customer message this reply answers on the same channel (email threading headers)
-            parent = await conv_repo.last_inbound(session, msg.conversation_id) if msg else None
-            if parent is not None and (channel is None or parent.channel_instance_id != channel.id):
-                parent = None
+            jobs = [j for j in (await repo.jobs_by_ids(session, {c.id for c in claimed})).values()
+                    if j.status == "pending"]
+            msgs = await conv_repo.get_messages(session, {j.message_id for j in jobs})
+            channels = await channels_repo.get_channels(session, {j.channel_instance_id for j in jobs})
+            idents = await contacts_repo.get_identities(session, {m.identity_id for m in msgs.values() if m.identity_id})
+            authors = await users_repo.get_users(session, {m.author_id for m in msgs.values() if m.author_id})
+            # the customer message each reply answers on the same channel (email threading headers)
+            parents = await conv_repo.last_inbound_of(session, {m.conversation_id for m in msgs.values()})
             # stored files (our own download URLs) travel as bytes to channels that attach them (email)
-            local = [str(a["url"]).rsplit("/", 1)[1] for a in (msg.attachments if msg else None) or []
-                     if str(a.get("url", "")).startswith(ATTACHMENT_URL)]
-            stored = {r.id: r for r in await files_repo.attachments_by_ids(session, local)} \
+            local = {str(a["url"]).rsplit("/", 1)[1] for m in msgs.values() for a in m.attachments or []
+                     if str(a.get("url", "")).startswith(ATTACHMENT_URL)}
+            stored = {r.id: r for r in await files_repo.attachments_by_ids(session, sorted(local))} \
                 if local and self.files is not None else {}
-            # the customer may have replied STOP after this reply was queued: never send it then (the opt-out of
-            # this channel's consent scope: SMS, or WhatsApp)
-            cls = get_adapter_class(channel.kind) if channel else None
-            scope = cls.capabilities.consent_scope if cls is not None else None
-            opted_out = await consent_actions.opted_out(session, ident.id, scope) \
-                if ident is not None and scope else None
+            out: dict[int, _Prepared] = {}
+            for job in jobs:
+                msg = msgs.get(job.message_id)
+                channel = channels.get(job.channel_instance_id)
+                ident = idents.get(msg.identity_id) if msg and msg.identity_id else None
+                parent = parents.get(msg.conversation_id) if msg else None
+                if parent is not None and (channel is None or parent.channel_instance_id != channel.id):
+                    parent = None
+                # the customer may have replied STOP after this reply was queued: never send it then (the
+                # opt-out of this channel's consent scope: SMS, or WhatsApp)
+                cls = get_adapter_class(channel.kind) if channel else None
+                scope = cls.capabilities.consent_scope if cls is not None else None
+                opted_out = await consent_actions.opted_out(session, ident.id, scope) \
+                    if ident is not None and scope else None
+                out[job.id] = _Prepared(msg, channel, ident, authors.get(msg.author_id) if msg and msg.author_id
+                                        else None, parent, stored, opted_out)
+        return out
+
+    async def _send_one(self, claimed: actions.ClaimedJob, prepared: _Prepared | None = None) -> SendResult:
+        """Send one claimed job through its channel's adapter (``prepared``: read by ``_prepare``; read here
+        when not given)."""
+        job_id = claimed.id
+        if prepared is None:
+            prepared = (await self._prepare([claimed])).get(job_id)
+        if prepared is None:
+            return SendResult(job_id, claimed.attempts, claimed.lease_until, error="the job is gone", permanent=True)
+        msg, channel, ident, author, parent, stored, opted_out = (
+            prepared.msg, prepared.channel, prepared.ident, prepared.author, prepared.parent, prepared.stored,
+            prepared.opted_out)
         error: str | None = None
         retry_after: float | None = None
         permanent = False

@@ -17,6 +17,7 @@ from threadline.actions.views import conversation_views, message_view
 from threadline.db.models import ChannelInstanceRow, ConversationRow, IdentityRow, MessageRow
 from threadline.db.repos import continuity as continuity_repo
 from threadline.db.repos import conversations as repo
+from threadline.db.session import insert_built, reserve_ids
 from threadline.db.types import utcnow
 from threadline.domain.conversations import (
     Arrival,
@@ -29,6 +30,8 @@ from threadline.domain.conversations import (
 )
 from threadline.domain.events import ConversationCreated, ConversationUpdated, MessageCreated
 from threadline.domain.messages import MAX_TEXT, Direction, InboundMessage
+
+CONVERSATIONS, MESSAGES = ConversationRow.__table__, MessageRow.__table__
 
 
 async def receive_inbound(session: AsyncSession, channel: ChannelInstanceRow, msg: InboundMessage
@@ -86,14 +89,15 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
     placed = place_messages(arrivals, {cid: _facts(row) for cid, row in rows.items()},
                             open_by_contact={cid: c.id for cid, c in open_convs.items()},
                             recent_by_contact={cid: c.id for cid, c in recent.items()}, now=now)
+    # ids up front (one statement per table), so the whole batch is inserted by one flush, one statement per table
     created: list[ConversationRow] = []
-    for new in placed.new:
-        conv = ConversationRow(contact_id=new.contact_id, priority="normal", attributes={}, queue_id=new.queue_id,
-                               last_activity_at=now, status=ConversationStatus.OPEN.value)
+    for new, conv_id in zip(placed.new, await reserve_ids(session, CONVERSATIONS, len(placed.new)), strict=True):
+        conv = ConversationRow(id=conv_id, contact_id=new.contact_id, priority="normal", attributes={},
+                               queue_id=new.queue_id, last_activity_at=now, status=ConversationStatus.OPEN.value,
+                               created_at=now, updated_at=now)
         if new.resolved:
             conv.status, conv.resolved_at = ConversationStatus.RESOLVED.value, now
             conv.last_channel_instance_id = new.channel_id
-        session.add(conv)
         created.append(conv)
 
     def row_of(ref: ConversationRef) -> ConversationRow:
@@ -111,26 +115,28 @@ async def receive_inbound_batch(session: AsyncSession, items: Sequence[tuple[Cha
         if placement.touch:
             conv.last_channel_instance_id = channel.id
             conv.last_activity_at = conv.updated_at = now
-        plan.append((idx, conv, identity, placement))
-    await session.flush()  # new conversations get their ids
-    for conv, channel in switches:
-        session.add(MessageRow(conversation_id=conv.id, direction=Direction.ACTIVITY.value, text=f"The customer continued on "
-                               f"{channel.name} ({channel.kind})", attachments=[], meta={"channel_switch": channel.id},
-                               channel_instance_id=channel.id, created_at=now))
-    for idx, conv, identity, placement in plan:
-        channel, msg = items[idx]
         if placement.sets_last_identity:
             conv.last_identity_id = identity.id
+        plan.append((idx, conv, identity, placement))
+    await insert_built(session, created)
+    message_ids = iter(await reserve_ids(session, MESSAGES, len(switches) + len(plan)))
+    messages: list[MessageRow] = []
+    for conv, channel in switches:
+        messages.append(MessageRow(id=next(message_ids), conversation_id=conv.id, direction=Direction.ACTIVITY.value,
+                                   text=f"The customer continued on {channel.name} ({channel.kind})", attachments=[],
+                                   meta={"channel_switch": channel.id}, channel_instance_id=channel.id, created_at=now))
+    for idx, conv, identity, _ in plan:
+        channel, msg = items[idx]
         out[idx] = MessageRow(
-            conversation_id=conv.id, direction=Direction.IN.value, text=msg.text[:MAX_TEXT],
+            id=next(message_ids), conversation_id=conv.id, direction=Direction.IN.value, text=msg.text[:MAX_TEXT],
             attachments=[{"url": a.url, "content_type": a.content_type, "name": a.name, "size": a.size}
                          for a in msg.attachments],
             channel_instance_id=channel.id, identity_id=identity.id, provider_id=msg.provider_id,
             meta=msg.stored_meta(),
             created_at=now,
         )
-        session.add(out[idx])
-    await session.flush()
+        messages.append(out[idx])
+    await insert_built(session, messages)
     convs = list({id(c): c for _, c, _, _ in plan}.values())
     names = {contact.id: contact.name for contact, _, _ in senders}
     fresh = {c.id for c in created}
