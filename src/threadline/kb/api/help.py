@@ -99,7 +99,7 @@ async def image(sha256: str, services: ServicesDep) -> Response:
         return Response(status_code=404)
     return FileResponse(services.files.path(sha256), media_type=row.content_type,
                         headers={"Cache-Control": "public, max-age=31536000, immutable",
-                                 "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'"})
+                                 "Content-Security-Policy": "default-src 'none'"})
 
 
 @help_router.get("/sitemap.xml")
