@@ -3,8 +3,9 @@
 SQLite: the FTS5 table ``kb_fts(title, body, stems, facets)`` (``unicode61 remove_diacritics 2``: accents
 folded), rowid = the translation's id; ranked with ``bm25`` (title 10, body 1, stems 4), highlighted with
 ``highlight()`` and ``snippet()``. PostgreSQL: ``kb_translations.search_vector`` written with the locale's
-text search configuration (english, spanish, italian… ``simple`` otherwise), wrapped in ``unaccent`` when
-that extension is installed; ranked with ``ts_rank``, highlighted with ``ts_headline``.
+text search configuration (english, spanish, italian… ``simple`` otherwise), its accent-folding copy
+``kb_<name>`` (unaccent, then the stemmer) when the migration could make one; ranked with ``ts_rank``,
+highlighted with ``ts_headline``.
 
 The index statements (``index_translation``, ``unindex_translation``) are called by ``actions`` in the
 transaction that publishes, unpublishes or deletes, so the index never disagrees with what is published."""
@@ -132,29 +133,30 @@ async def published_counts(session: AsyncSession, locale: str, visibilities: Seq
 # The search index
 
 
-async def _unaccent(session: AsyncSession) -> bool:
-    """Whether PostgreSQL has the unaccent extension installed (asked once per connection pool)."""
-    bind = session.get_bind()
-    key = str(bind.url)
-    if key not in _UNACCENT:
-        found = (await session.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'unaccent'"))).first()
-        _UNACCENT[key] = found is not None
-    return _UNACCENT[key]
+async def _pg_config(session: AsyncSession, locale: str) -> str:
+    """The text search configuration of a locale: the accent-folding copy ``kb_<name>`` made by the
+    migration when PostgreSQL has the unaccent extension, else the server's own (accents then matter)."""
+    name = domain.pg_config(locale)
+    key = str(session.get_bind().url)
+    if key not in _FOLDING:
+        rows = await session.execute(text("SELECT cfgname FROM pg_ts_config WHERE cfgname LIKE 'kb\\_%'"))
+        _FOLDING[key] = {r[0][3:] for r in rows}
+    return f"kb_{name}" if name in _FOLDING[key] else name
 
 
-_UNACCENT: dict[str, bool] = {}
+_FOLDING: dict[str, set[str]] = {}  # database URL → the configurations with an accent-folding copy
 
 
 async def index_translation(session: AsyncSession, row: KbTranslationRow, visibility: str) -> None:
     """Put a published translation in the index (replacing what was there)."""
     body = f"{row.published_summary or ''} {row.published_text or ''}".strip()
     if dialect(session) == "postgresql":
-        u = "unaccent" if await _unaccent(session) else ""
         await session.execute(text(
             "UPDATE kb_translations SET search_vector = "
-            f"setweight(to_tsvector(CAST(:cfg AS regconfig), {u}(:title)), 'A') || "
-            f"setweight(to_tsvector(CAST(:cfg AS regconfig), {u}(:body)), 'B') WHERE id = :id"),
-            {"cfg": domain.pg_config(row.locale), "title": row.published_title or "", "body": body, "id": row.id})
+            "setweight(to_tsvector(CAST(:cfg AS regconfig), :title), 'A') || "
+            "setweight(to_tsvector(CAST(:cfg AS regconfig), :body), 'B') WHERE id = :id"),
+            {"cfg": await _pg_config(session, row.locale), "title": row.published_title or "", "body": body,
+             "id": row.id})
         return
     await session.execute(text("DELETE FROM kb_fts WHERE rowid = :id"), {"id": row.id})
     await session.execute(text(
@@ -194,10 +196,8 @@ _SQLITE_SEARCH = text(
     "WHERE kb_fts MATCH :q ORDER BY rank LIMIT :n")
 
 
-def _pg_search(unaccent: bool) -> str:
-    u = "unaccent" if unaccent else ""
-    return (
-        "WITH q AS (SELECT to_tsquery(CAST(:cfg AS regconfig), " + u + "(:tsq)) AS q), "
+_PG_SEARCH = text(
+        "WITH q AS (SELECT to_tsquery(CAST(:cfg AS regconfig), :tsq) AS q), "
         "best AS (SELECT t.id, ts_rank(t.search_vector, q.q) AS rank FROM kb_translations t "
         "JOIN kb_articles a ON a.id = t.article_id, q "
         "WHERE t.locale = :loc AND t.search_vector @@ q.q AND a.visibility IN :vis "
@@ -207,7 +207,7 @@ def _pg_search(unaccent: bool) -> str:
         "ts_headline(CAST(:cfg AS regconfig), coalesce(t.published_summary, '') || ' ' || "
         "coalesce(t.published_text, ''), q.q, :sopts) AS snip, best.rank "
         "FROM best JOIN kb_translations t ON t.id = best.id JOIN kb_articles a ON a.id = t.article_id, q "
-        "ORDER BY best.rank DESC, t.id")
+        "ORDER BY best.rank DESC, t.id").bindparams(bindparam("vis", expanding=True))
 
 
 async def search(session: AsyncSession, query: domain.Query, locale: str, visibilities: Sequence[str],
@@ -232,9 +232,8 @@ async def _search(session: AsyncSession, query: domain.Query, locale: str, visib
         if not tsq:
             return []
         marks = f"StartSel={domain.MARK_START}, StopSel={domain.MARK_END}, HighlightAll=true"
-        stmt = text(_pg_search(await _unaccent(session))).bindparams(bindparam("vis", expanding=True))
-        rows = (await session.execute(stmt, {
-            "cfg": domain.pg_config(locale), "tsq": tsq, "loc": locale, "vis": list(visibilities), "n": limit,
+        rows = (await session.execute(_PG_SEARCH, {
+            "cfg": await _pg_config(session, locale), "tsq": tsq, "loc": locale, "vis": list(visibilities), "n": limit,
             "topts": marks,
             "sopts": f"StartSel={domain.MARK_START}, StopSel={domain.MARK_END}, MaxWords=30, MinWords=12, "
                      "MaxFragments=2, FragmentDelimiter=\" … \""})).all()

@@ -122,19 +122,39 @@ def upgrade() -> None:
         return
     op.execute("ALTER TABLE kb_translations ADD COLUMN search_vector tsvector")
     op.execute("CREATE INDEX ix_kb_translations_search ON kb_translations USING gin (search_vector)")
-    # Accent folding on PostgreSQL needs the unaccent extension (contrib); without it search still works,
-    # accents matter (docs/self-service.md). A server that lacks it or a role that may not create it: skipped.
+    # Accent folding on PostgreSQL: the unaccent extension (contrib) and, for each language configuration
+    # the server has, a copy "kb_<name>" whose words go through unaccent before the stemmer, so that
+    # to_tsvector, to_tsquery and ts_headline all fold accents. A server without the extension, or a role
+    # that may not create it: no copies, search works and accents matter (docs/self-service.md).
     savepoint = bind.begin_nested()
     try:
         bind.execute(sa.text("CREATE EXTENSION IF NOT EXISTS unaccent"))
         savepoint.commit()
     except sa.exc.DBAPIError:
         savepoint.rollback()
+        return
+    configs = set(bind.execute(sa.text("SELECT cfgname FROM pg_ts_config")).scalars())
+    dictionaries = set(bind.execute(sa.text("SELECT dictname FROM pg_ts_dict")).scalars())
+    for name in PG_CONFIGS:
+        stem = "simple" if name == "simple" else f"{name}_stem"
+        if name not in configs or stem not in dictionaries or f"kb_{name}" in configs:
+            continue
+        op.execute(f"CREATE TEXT SEARCH CONFIGURATION kb_{name} (COPY = {name})")
+        op.execute(f"ALTER TEXT SEARCH CONFIGURATION kb_{name} ALTER MAPPING FOR hword, hword_part, word "
+                   f"WITH unaccent, {stem}")
+
+
+# The text search configurations PostgreSQL ships that the knowledge base uses (kb/domain.py PG_CONFIGS)
+PG_CONFIGS = ("simple", "english", "spanish", "italian", "french", "german", "portuguese", "dutch", "swedish",
+              "danish", "finnish", "norwegian", "russian", "hungarian", "romanian", "turkish")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TABLE IF EXISTS kb_fts")
+    else:
+        for name in PG_CONFIGS:
+            op.execute(f"DROP TEXT SEARCH CONFIGURATION IF EXISTS kb_{name}")
     op.drop_table("kb_images")
     op.drop_table("kb_search_misses")
     op.drop_table("kb_feedback")
