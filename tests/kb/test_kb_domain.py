@@ -127,3 +127,13 @@ def test_help_center_words() -> None:
     assert domain.status_of(None, "a", "b", "c", (None, None, None)) == "draft"
     assert domain.status_of(1, "a", "b", "c", ("a", "b", "c")) == "published"
     assert domain.status_of(1, "a2", "b", "c", ("a", "b", "c")) == "changed"
+
+
+def test_fields_lose_control_and_invisible_characters() -> None:
+    assert domain.check_text("Reset\x00 the\u202e  password\n", "title", 200) == "Reset the password"
+    assert domain.clean_body("line\x00 one\n\tline\x07 two\r\n") == "line one\n\tline two\r\n"
+    with pytest.raises(ValidationFailed):
+        domain.check_text("\u200b\x00 ", "title", 200, required=True)
+    with pytest.raises(ValidationFailed):
+        domain.check_text("x" * 201, "title", 200)
+    assert domain.is_slug("a-b") and not domain.is_slug("a\x00b") and not domain.is_slug("x" * 121)

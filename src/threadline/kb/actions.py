@@ -196,7 +196,7 @@ async def save_translation(session: AsyncSession, article_id: int, locale: str, 
     if body is not None:
         if len(body) > domain.MAX_BODY:
             raise ValidationFailed(f"body is at most {domain.MAX_BODY} characters", field="body")
-        row.body = body
+        row.body = domain.clean_body(body)
     if slug is not None and domain.check_slug(slug) != row.slug:
         new = domain.check_slug(slug)
         if (owner := await repo.slug_owner(session, locale, new)) is not None and owner != article.id:

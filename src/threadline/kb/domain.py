@@ -20,6 +20,7 @@ import nh3
 from markdown_it import MarkdownIt
 
 from threadline.domain.errors import ValidationFailed
+from threadline.domain.text import clean_name
 
 MAX_TITLE = 200
 MAX_SUMMARY = 300
@@ -114,6 +115,10 @@ def slugify(text: str) -> str:
     return slug[:MAX_SLUG].rstrip("-") or "article"
 
 
+def is_slug(slug: str) -> bool:
+    return len(slug) <= MAX_SLUG and bool(_SLUG.match(slug))
+
+
 def check_slug(slug: str) -> str:
     slug = slug.strip().lower()
     if not slug or len(slug) > MAX_SLUG or not _SLUG.match(slug):
@@ -123,7 +128,9 @@ def check_slug(slug: str) -> str:
 
 
 def check_text(value: str, field: str, maximum: int, *, required: bool = False) -> str:
-    value = (value or "").strip()
+    """A one-line field (title, summary, a category's name): no control or invisible characters
+    (``domain/text.py``), whitespace collapsed."""
+    value = clean_name(value or "", maximum + 1)
     if required and not value:
         raise ValidationFailed(f"{field} is required", field=field)
     if len(value) > maximum:
@@ -135,6 +142,12 @@ def check_visibility(value: str) -> str:
     if value not in VISIBILITIES:
         raise ValidationFailed(f"visibility is one of {', '.join(VISIBILITIES)}", field="visibility")
     return value
+
+
+def clean_body(markdown: str) -> str:
+    """Markdown as written, without NUL and the other control characters but tab and newlines (PostgreSQL
+    refuses NUL in text; none of them means anything in an article)."""
+    return "".join(c for c in (markdown or "") if c >= " " or c in "\t\n\r")
 
 
 def status_of(published_at: object, title: str, body: str, summary: str,

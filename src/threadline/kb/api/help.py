@@ -159,7 +159,7 @@ async def home(request: Request, locale: str, services: ServicesDep) -> Response
 @help_router.get("/{locale}/categories/{slug}", response_class=HTMLResponse)
 async def category(request: Request, locale: str, slug: str, services: ServicesDep) -> Response:
     loc = _locale_or_none(services, locale)
-    if loc is None or len(slug) > domain.MAX_SLUG:
+    if loc is None or not domain.is_slug(slug):
         return await _not_found(request, services, loc)
     page = Page(request, services, loc)
     async with services.db.transaction(write=False) as session:
@@ -178,7 +178,7 @@ async def category(request: Request, locale: str, slug: str, services: ServicesD
 async def article(request: Request, locale: str, slug: str, services: ServicesDep,
                   voted: Annotated[str | None, Query(max_length=5)] = None) -> Response:
     loc = _locale_or_none(services, locale)
-    if loc is None or len(slug) > domain.MAX_SLUG:
+    if loc is None or not domain.is_slug(slug):
         return await _not_found(request, services, loc)
     page = Page(request, services, loc)
     async with services.db.transaction(write=False) as session:
@@ -205,7 +205,7 @@ async def article(request: Request, locale: str, slug: str, services: ServicesDe
 async def feedback(request: Request, locale: str, slug: str, services: ServicesDep,
                    helpful: Annotated[str, Form(max_length=5)]) -> Response:
     loc = _locale_or_none(services, locale)
-    if loc is None or len(slug) > domain.MAX_SLUG or helpful not in ("yes", "no"):
+    if loc is None or not domain.is_slug(slug) or helpful not in ("yes", "no"):
         return await _not_found(request, services, loc)
     async with services.db.transaction(write=False) as session:
         found = await repo.published(session, visibilities=PUBLIC, locale=loc, slug=slug, limit=1)

@@ -383,8 +383,8 @@ async def _visitor_origin(request: Request, services: Services) -> str | None:
     own = services.settings.public_base_url.rstrip("/")
     if not origin or origin.rstrip("/") in (own, f"{request.url.scheme}://{request.headers.get('host', '')}"):
         return None
-    key = request.query_params.get("channel")
-    channel = await services.channels.by_key(key[:100]) if key else None
+    key = request.query_params.get("channel") or ""
+    channel = await services.channels.by_key(key[:100]) if key.isprintable() and key.isascii() and key else None
     if channel is None or channel.kind != "webchat" or not channel.enabled:
         raise PermissionDenied(f"This website ({origin[:200]}) must name a web chat channel that allows it "
                                "(?channel=<key>)")
@@ -414,7 +414,12 @@ def limit_visitor(request: Request, what: str, per_minute: int) -> None:
         raise RateLimited("Too many requests; please wait a moment.")
 
 
-@router.get("/kb/public/search", response_model=SearchOut,
+VISITOR_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "A browser on another site that names no web chat channel allowing it"},
+    429: {"description": "Too many requests from this address; wait a moment"}}
+
+
+@router.get("/kb/public/search", response_model=SearchOut, responses=VISITOR_ERRORS,
             summary="Published public articles matching a visitor's words (no sign-in; CORS for the widget's sites)")
 async def public_search(request: Request, services: ServicesDep, q: SearchText, locale: LocaleQuery = None,
                         limit: Annotated[int, Query(ge=1, le=20)] = 5,
@@ -443,7 +448,7 @@ async def record_vote(request: Request, services: Services, article_id: int, loc
                                          now=utcnow())
 
 
-@router.post("/kb/public/feedback", status_code=204,
+@router.post("/kb/public/feedback", status_code=204, responses=VISITOR_ERRORS,
              summary="A visitor says whether an article helped (one vote per visitor and article)")
 async def public_feedback(request: Request, body: FeedbackIn, services: ServicesDep) -> Response:
     origin: str | None = None
@@ -483,7 +488,7 @@ async def forget_miss(actor: SupervisorActor, services: ServicesDep, locale: Ann
                       query: Annotated[str, Query(max_length=200)]) -> Response:
     loc = domain.check_locale(locale, locales(services))
     async with services.db.transaction(write=True) as session:
-        await kb_actions.forget_miss(session, loc, query)
+        await kb_actions.forget_miss(session, loc, query if query.isprintable() else "")
     return Response(status_code=204)
 
 
@@ -492,6 +497,7 @@ async def forget_miss(actor: SupervisorActor, services: ServicesDep, locale: Ann
 
 
 @router.post("/kb/images", response_model=ImageOut, status_code=201,
+             responses={413: {"description": "The image is larger than the request body limit"}},
              summary="Upload an image for articles (the body is the image; Content-Type image/png, jpeg, gif or "
                      "webp); use the Markdown it answers")
 async def upload_image(request: Request, actor: SupervisorActor, services: ServicesDep) -> ImageOut:
