@@ -95,8 +95,6 @@ class Settings(BaseSettings):
     # Knowledge base and help center (docs/self-service.md)
     kb_locales: str = Field(default="en,es,it", max_length=500, description="Locales articles are written in, "
                             "comma separated (en, es, it, pt-br…); the first is the help center's default")
-    kb_help_title: str = Field(default="Help center", max_length=100, description="The help center's name in page "
-                               "titles (the localised word is used when left as is)")
     # Retention (docs/operations.md "Retention"): pruned by a periodic scheduled job, a chunk at a time
     retention_outbox_days: int = Field(default=30, ge=1, description="Published events are kept this long (the "
                                        "stream's resume window; a follower or a waiting webhook delivery keeps "
