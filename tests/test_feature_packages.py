@@ -70,7 +70,8 @@ def test_alembic_sees_the_feature_tables() -> None:
     code = ("from threadline.db.models import Base\n"
             "from threadline import features\n"
             "features.import_models()\n"
-            "assert {'webhook_endpoints', 'webhook_deliveries', 'flows', 'flow_versions'} <= set(Base.metadata.tables), "
+            "assert {'webhook_endpoints', 'webhook_deliveries', 'flows', 'flow_versions', 'kb_articles', "
+            "'kb_translations'} <= set(Base.metadata.tables), "
             "Base.metadata.tables")
     subprocess.run([sys.executable, "-c", code], check=True)
     env = (Path(threadline.__path__[0]) / "db" / "migrations" / "env.py").read_text()

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     webhooks_disable_after_hours: float = Field(default=24.0, ge=0, description="How long an endpoint fails "
                                                 "before it can be disabled")
     webhooks_concurrency: int = Field(default=16, ge=1, le=256, description="Deliveries posted at once per process")
+    # Knowledge base and help center (docs/self-service.md)
+    kb_locales: str = Field(default="en,es,it", max_length=500, description="Locales articles are written in, "
+                            "comma separated (en, es, it, pt-br…); the first is the help center's default")
     # Retention (docs/operations.md "Retention"): pruned by a periodic scheduled job, a chunk at a time
     retention_outbox_days: int = Field(default=30, ge=1, description="Published events are kept this long (the "
                                        "stream's resume window; a follower or a waiting webhook delivery keeps "

@@ -1,6 +1,7 @@
 """Every API route says who may call it: without credentials, each one (every method of every path in
 the OpenAPI document, with placeholder ids) answers 401, except the few that are public by design (sign-in,
-the provider hooks that carry their own signatures, the widget's visitor API, health and metrics)."""
+the provider hooks that carry their own signatures, the widget's visitor API, the knowledge base's public
+search and feedback, health and metrics)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import re
 import httpx
 
 PUBLIC = re.compile(r"^(/api/v1/auth/(login|logout)|/api/v1/openapi\.json|/hooks/|/widget/|/healthz|/readyz|/metrics"
-                    r"|/api/v1/attachments/public|/files/)")
+                    r"|/api/v1/attachments/public|/files/|/api/v1/kb/public/)")
 
 
 async def test_no_api_route_answers_a_caller_without_credentials(sqlite_server) -> None:

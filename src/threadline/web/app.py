@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from threadline import __version__
 from threadline.config import Settings, get_settings
 from threadline.flows import api as flows_api  # a feature package (threadline/features.py)
+from threadline.kb import api as kb_api  # a feature package (threadline/features.py)
 from threadline.logging import configure as configure_logging
 from threadline.plugins import registry
 from threadline.services import Services
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(voice_api.router, prefix=api_router.prefix)
     app.include_router(voice_api.voice_router, prefix=api_router.prefix)
     app.include_router(voice_api.hooks)  # call control under the channels' hook URLs
+    app.include_router(kb_api.router, prefix=api_router.prefix)
+    app.include_router(kb_api.help_router)  # the public help center, /help
     app.include_router(hooks.router)
     app.include_router(live.router)
     app.include_router(ops.router)

@@ -43,6 +43,9 @@ from threadline.domain.users import Role, parse_skill_spec
 from threadline.flows import actions as flow_actions
 from threadline.flows import domain as flow_domain
 from threadline.flows import repo as flows_repo
+from threadline.kb import actions as kb_actions
+from threadline.kb import domain as kb_domain
+from threadline.kb import repo as kb_repo
 from threadline.queries import routing as routing_queries
 from threadline.queries.channels import check_channel_settings, check_destinations
 from threadline.web.deps import ServicesDep
@@ -56,7 +59,7 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 FLOW_FORM_FIELDS = 20_000  # the flow builder posts a field per input (MAX_NODES nodes); Starlette's default is 1000
 SECTIONS = [("live", "Live queues", "inbox"), ("users", "Users", "users"), ("teams", "Teams", "users"),
             ("queues", "Queues", "layers"), ("channels", "Channels", "chat"), ("canned", "Canned responses", "chat"),
-            ("webhooks", "Webhooks", "code"), ("flows", "Flows (IVR, bots)", "phone")]
+            ("webhooks", "Webhooks", "code"), ("flows", "Flows (IVR, bots)", "phone"), ("kb", "Knowledge base", "layers")]
 
 
 class _Denied(Exception):
@@ -92,14 +95,15 @@ async def _page(request: Request, services: ServicesDep, section: str,
 
 async def _post(request: Request, services: ServicesDep, back: str,
                 run: Callable[[Session, Actor, Any], Awaitable[str]],
-                before: Callable[[Any], Awaitable[None]] | None = None) -> Response:
+                before: Callable[[Any], Awaitable[None]] | None = None, role: Role = Role.ADMIN) -> Response:
     """Check admin + CSRF, run the action in a transaction, redirect back with a message. ``before`` checks
     the form outside the transaction (what takes time, such as resolving a host name)."""
     actor, csrf = await actor_or_none(request, services)
     if actor is None:
         return RedirectResponse("/login", status_code=303)
-    if actor.role is not Role.ADMIN:
-        return render(request, "error.html", {"title": "Admins only", "message": "Only admins can change this.",
+    if not actor.role.at_least(role):
+        return render(request, "error.html", {"title": f"{role.value.capitalize()}s only", "message":
+                                              f"Only {role.value}s and above can change this.",
                                               "back": back, "csrf": ""}, 403)
     form = await request.form()
     if not csrf or form.get("csrf_token") != csrf:
@@ -966,3 +970,83 @@ async def flow_settings(flow_id: Id, request: Request, services: ServicesDep) ->
                                              description=str(form.get("description", "")), now=utcnow())
         return f"Flow {row.name} saved"
     return await _webhook_post(request, services, f"/admin/flows/{flow_id}", run, section="flows")
+
+
+# --- knowledge base (supervisors and admins write; the REST API has the rest: docs/self-service.md) -----------
+
+async def _kb_ctx(session: Session, actor: Actor, request: Request, locales: tuple[str, ...]) -> dict[str, Any]:
+    articles = await kb_repo.list_articles(session, limit=500)
+    translations = await kb_repo.translations_of(session, [a.id for a in articles])
+    rows = []
+    for a in articles:
+        versions = []
+        for t in translations[a.id]:
+            status = kb_domain.status_of(t.published_at, t.title, t.body, t.summary,
+                                         (t.published_title, t.published_body, t.published_summary))
+            versions.append({"locale": t.locale, "title": t.title, "status": status, "slug": t.slug})
+        rows.append({"id": a.id, "visibility": a.visibility, "category_id": a.category_id, "versions": versions})
+    ctx: dict[str, Any] = {"articles": rows, "categories": await kb_repo.list_categories(session), "locales": locales,
+                           "can_write": actor.sees_everything}
+    article_id = parse_id(request.query_params.get("article"))
+    locale = request.query_params.get("locale", locales[0])
+    if article_id is not None and locale in locales:
+        article = await kb_repo.get_article(session, article_id)
+        if article is not None:
+            ctx["editing"] = {"article": article, "locale": locale,
+                              "version": await kb_repo.translation(session, article_id, locale)}
+    return ctx
+
+
+@router.get("/kb")
+async def kb_page(request: Request, services: ServicesDep) -> Response:
+    locales = kb_domain.parse_locales(services.settings.kb_locales)
+    return await _page(request, services, "kb", lambda session, actor: _kb_ctx(session, actor, request, locales))
+
+
+@router.post("/kb")
+async def kb_create(request: Request, services: ServicesDep) -> Response:
+    locales = kb_domain.parse_locales(services.settings.kb_locales)
+
+    async def run(session: Session, actor: Actor, form: Any) -> str:
+        row, tr = await kb_actions.create_article(
+            session, locale=str(form.get("locale", "")), title=str(form.get("title", "")),
+            body=str(form.get("body", "")), summary=str(form.get("summary", "")),
+            category_id=parse_id(form.get("category_id")), visibility=str(form.get("visibility", "public")),
+            created_by=actor.user_id, locales=locales, now=utcnow())
+        return f"Article {row.id} saved as a draft in {tr.locale}"
+    return await _post(request, services, "/admin/kb", run, role=Role.SUPERVISOR)
+
+
+@router.post("/kb/{article_id}/{locale}")
+async def kb_save(article_id: Id, locale: str, request: Request, services: ServicesDep) -> Response:
+    """Save the draft of one locale, and publish or unpublish it (the button pressed), or delete it."""
+    locales = kb_domain.parse_locales(services.settings.kb_locales)
+    loc = locale if locale in locales else locales[0]
+    back = f"/admin/kb?{urlencode({'article': article_id, 'locale': loc})}"
+
+    async def run(session: Session, actor: Actor, form: Any) -> str:
+        kb_domain.check_locale(locale, locales)
+        now = utcnow()
+        if form.get("delete"):
+            await kb_actions.delete_translation(session, article_id, loc)
+            return f"The {loc} version was deleted"
+        await kb_actions.save_translation(
+            session, article_id, loc, title=str(form.get("title", "")), summary=str(form.get("summary", "")),
+            body=str(form.get("body", "")), slug=str(form.get("slug", "")) or None, updated_by=actor.user_id,
+            locales=locales, now=now)
+        await kb_actions.update_article(session, article_id, visibility=str(form.get("visibility", "public")),
+                                        category_id=parse_id(form.get("category_id")), now=now)
+        if form.get("publish"):
+            await kb_actions.publish(session, article_id, loc, now=now)
+            return f"Published in {loc}"
+        if form.get("unpublish"):
+            await kb_actions.unpublish(session, article_id, loc, now=now)
+            return f"Unpublished in {loc}"
+        return f"Draft saved in {loc}"
+
+    async def redirect(response: Response) -> Response:
+        location = response.headers.get("location", "")
+        if location.startswith(back + "?"):  # keep the article open: one query string, not two
+            response.headers["location"] = location.replace("?", "&").replace("&", "?", 1)
+        return response
+    return await redirect(await _post(request, services, back, run, role=Role.SUPERVISOR))

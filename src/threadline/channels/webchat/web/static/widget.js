@@ -15,6 +15,7 @@
   var WS_BASE = BASE.replace(/^http/, "ws");
   var SETTINGS = window.ThreadlineSettings || {};
   var KEY = "threadline:" + CHANNEL;
+  var HELP_SEARCH = !!((window.ThreadlineSettings || {}).helpSearch || script.getAttribute("data-help-search") === "true");
 
   /* ---------------------------------------------------------------- strings */
   var STRINGS = {
@@ -37,6 +38,7 @@
       reconnecting: "Connection lost. Reconnecting…", tooBig: "This file is too large (the limit is {max}).",
       badType: "This type of file can't be sent here.", seen: "Seen", delivered: "Delivered",
       rate: ["Very bad", "Bad", "Okay", "Good", "Excellent"], powered: "Powered by Threadline",
+      helpSearch: "Search our help articles", helpNone: "No article found. Write to us below.",
       queue: "You are number {n} in the queue", next: "You're next in the queue", wait: "about {m} min",
       closed: "We're closed right now; we'll answer when we open",
       verifyEmail: "Confirm your email with a code", verifyPhone: "Confirm your phone number with a code",
@@ -65,6 +67,7 @@
       reconnecting: "Conexión perdida. Reconectando…", tooBig: "El archivo es demasiado grande (límite: {max}).",
       badType: "Este tipo de archivo no se puede enviar aquí.", seen: "Visto", delivered: "Entregado",
       rate: ["Muy mal", "Mal", "Regular", "Bien", "Excelente"], powered: "Con la tecnología de Threadline",
+      helpSearch: "Busca en los artículos de ayuda", helpNone: "Ningún artículo coincide. Escríbenos abajo.",
       queue: "Eres el número {n} en la cola", next: "Eres el siguiente en la cola", wait: "unos {m} min",
       closed: "Ahora estamos cerrados; te responderemos cuando abramos",
       verifyEmail: "Confirma tu correo con un código", verifyPhone: "Confirma tu teléfono con un código",
@@ -93,6 +96,7 @@
       reconnecting: "Connessione persa. Riconnessione…", tooBig: "Il file è troppo grande (limite: {max}).",
       badType: "Questo tipo di file non può essere inviato qui.", seen: "Visto", delivered: "Consegnato",
       rate: ["Pessima", "Scarsa", "Discreta", "Buona", "Ottima"], powered: "Realizzato con Threadline",
+      helpSearch: "Cerca negli articoli di aiuto", helpNone: "Nessun articolo trovato. Scrivici qui sotto.",
       queue: "Sei il numero {n} in coda", next: "Sei il prossimo in coda", wait: "circa {m} min",
       closed: "Al momento siamo chiusi; ti risponderemo all'apertura",
       verifyEmail: "Conferma la tua email con un codice", verifyPhone: "Conferma il tuo telefono con un codice",
@@ -201,6 +205,12 @@
     ".tl-icon:hover{background:rgba(255,255,255,.28)}",
     ".tl-callbar{display:none;align-items:center;gap:8px;padding:8px 14px;background:#ecfdf5;color:#065f46;border-bottom:1px solid #a7f3d0;font-size:13px;flex:none;flex-wrap:wrap}",
     ".tl-callbar.tl-on{display:flex}.tl-callbar .tl-grow{flex:1}",
+    ".tl-help{padding:8px 12px;border-bottom:1px solid #ebebf3;flex:none;background:#fafafe}",
+    ".tl-help input{width:100%;box-sizing:border-box;border:1px solid #e3e3ee;border-radius:10px;padding:7px 10px;font:inherit;font-size:13px;background:#fff;color:#1f2330}",
+    ".tl-help-list{list-style:none;margin:6px 0 0;padding:0;max-height:180px;overflow:auto}",
+    ".tl-help-list li{padding:6px 2px;border-top:1px solid #f0f0f6;font-size:13px}.tl-help-list li:first-child{border-top:0}",
+    ".tl-help-list a{color:var(--tl-accent);font-weight:600;text-decoration:none}.tl-help-list p{margin:2px 0 0;color:#5b6072;font-size:12.5px}",
+    ".tl-help-list mark{background:#fff2a8;color:inherit}",
     ".tl-callbar button{border:1px solid #a7f3d0;background:#fff;color:#065f46;border-radius:14px;padding:4px 10px;font:inherit;cursor:pointer}",
     ".tl-callbar button.tl-end{background:#dc2626;border-color:#dc2626;color:#fff}",
     ".tl-callbar video{width:100%;max-height:180px;background:#000;border-radius:8px}",
@@ -365,6 +375,7 @@
     closeBtn.onclick = function () { toggle(false); };
     head.appendChild(closeBtn);
     panel.appendChild(head);
+    if (HELP_SEARCH) buildHelpSearch(panel);
 
     ui.callBar = el("div", "tl-callbar");
     ui.callBar.setAttribute("role", "status");
@@ -414,6 +425,59 @@
     window.addEventListener("online", function () { reconnectNow(); flush(); });
     window.addEventListener("offline", function () { showNotice(T.reconnecting); if (ws) ws.close(); });
     if (SETTINGS.open || store.open) toggle(true);
+  }
+
+  /* ---------------------------------------------------------------- help articles (the knowledge base) */
+  // Opt-in: data-help-search="true" on the script, or ThreadlineSettings.helpSearch. The visitor searches the
+  // published public articles before writing; titles and snippets are inserted as text (the snippet's <mark>
+  // tags become elements, everything else stays text).
+  function buildHelpSearch(panel) {
+    var box = el("div", "tl-help");
+    var input = document.createElement("input");
+    input.type = "search"; input.maxLength = 200; input.placeholder = T.helpSearch;
+    input.setAttribute("aria-label", T.helpSearch);
+    var list = ui.helpList = el("ul", "tl-help-list");
+    list.setAttribute("aria-live", "polite");
+    var timer = null, asked = 0;
+    input.oninput = function () {
+      clearTimeout(timer);
+      var text = input.value.trim();
+      if (text.length < 3) { list.textContent = ""; return; }
+      timer = setTimeout(function () {
+        var mine = ++asked;
+        api("GET", "/api/v1/kb/public/search", null, { q: text, locale: LANG, limit: 3 }).then(function (r) {
+          if (mine === asked) showHelp(r.results || []);
+        }).catch(function () { if (mine === asked) list.textContent = ""; });
+      }, 250);
+    };
+    box.appendChild(input);
+    box.appendChild(list);
+    panel.appendChild(box);
+  }
+  function unescapeHtml(s) { return s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&"); }
+  function marked(parent, html) {  // escaped text with <mark> pairs only (the server's snippet_html)
+    String(html || "").split(/(<mark>|<\/mark>)/).reduce(function (inMark, part) {
+      if (part === "<mark>") return true;
+      if (part === "</mark>") return false;
+      if (part) parent.appendChild(inMark ? el("mark", null, unescapeHtml(part)) : document.createTextNode(unescapeHtml(part)));
+      return inMark;
+    }, false);
+  }
+  function showHelp(results) {
+    var list = ui.helpList;
+    list.textContent = "";
+    if (!results.length) { list.appendChild(el("li", "tl-help-none", T.helpNone)); return; }
+    results.forEach(function (h) {
+      var li = el("li");
+      var a = el("a", null, h.title);
+      if (/^https?:\/\//.test(h.url || "")) a.href = h.url;
+      a.target = "_blank"; a.rel = "noopener";
+      li.appendChild(a);
+      var p = el("p");
+      marked(p, h.snippet_html);
+      li.appendChild(p);
+      list.appendChild(li);
+    });
   }
 
   function ink(hex) {
