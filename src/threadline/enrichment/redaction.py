@@ -276,7 +276,17 @@ def _iban_shapes(text: str) -> Iterator[tuple[Kind, int, int]]:
         yield Kind.IBAN, m.start(), m.end()
 
 
+_IBAN_LETTER_VALUE = {c: str(ord(c) - 55) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+
+
 def _iban_valid(candidate: str) -> bool:
+    compact = re.sub(r"[\s\-]", "", candidate).upper()
+    # the ISO 7064 mod 97 check first, in one int operation: most candidates that are not IBANs end here
+    rearranged = compact[4:] + compact[:4]
+    if not rearranged.isalnum() or not rearranged.isascii():
+        return False
+    if int("".join(_IBAN_LETTER_VALUE.get(c, c) for c in rearranged)) % 97 != 1:
+        return False
     try:
         return _iban.is_valid(candidate.upper().replace("\u00a0", " ").replace("-", ""))
     except Exception:  # a validator never breaks redaction
@@ -313,10 +323,15 @@ def _find_emails(text: str) -> Iterator[tuple[Kind, int, int]]:
         yield Kind.EMAIL, m.start(), m.end()
 
 
-def _phone_finder(region: str | None) -> Callable[[str], Iterator[tuple[Kind, int, int]]]:
+def _phone_finder(region: str | None,
+                  held: list[tuple[int, int]]) -> Callable[[str], Iterator[tuple[Kind, int, int]]]:
     def find(text: str) -> Iterator[tuple[Kind, int, int]]:
         for span in _PHONE_SPAN.finditer(text):
-            offset = span.start()
+            offset, end = span.span()
+            if any(s < end and offset < e for s, e in held):
+                continue  # a card, an IBAN or an id is there already: no phone matcher run for nothing
+            if sum(c.isdigit() for c in span.group()) < 7:
+                continue
             for match in phonenumbers.PhoneNumberMatcher(span.group(), region):
                 yield Kind.PHONE, offset + match.start, offset + match.end
     return find
@@ -367,9 +382,9 @@ def find(text: str, policy: RedactionPolicy) -> list[tuple[Kind, int, int]]:
     ids = Category.NATIONAL_IDS in cats
     finders += [(_find_it_cf, ids), (_find_es_nie, ids), (_find_es_cif, ids), (_find_es_dni, ids),
                 (_find_it_iva, ids)]
-    if Category.PHONES in cats:
-        finders.append((_phone_finder(policy.region), True))
     held: list[tuple[int, int]] = []
+    if Category.PHONES in cats:
+        finders.append((_phone_finder(policy.region, held), True))
     taken: list[tuple[Kind, int, int]] = []
     for finder, report in finders:
         for kind, start, end in finder(text):
