@@ -109,6 +109,14 @@ def test_guess_carries_a_confidence(low: LanguageDetector) -> None:
     assert low.guess("😡😡😡 !!! ???") is None
 
 
+def test_a_long_message_is_read_from_its_start(low: LanguageDetector) -> None:
+    text = " ".join(messages("it")[:30])
+    assert len(text) > 2000
+    assert low.detect(text) == "it"
+    # the first 400 characters: Spanish, then English
+    assert low.detect(" ".join(messages("es")[:4]) + " " + " ".join(messages("en"))) == "es"
+
+
 def test_the_detector_is_built_lazily_and_once() -> None:
     detector = LanguageDetector(["en", "es", "it"])
     assert not detector.loaded

@@ -42,6 +42,7 @@ IBAN_BBAN: dict[str, str] = {
     "NL": "aaaa" + "d" * 10,
     "PT": "d" * 21,
     "BE": "d" * 12,
+    "MT": "aaaa" + "d" * 5 + "c" * 18,
 }
 
 _ALPHA = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
