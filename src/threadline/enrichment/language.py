@@ -3,10 +3,10 @@
 The models are inside lingua's wheel: nothing is downloaded. The detector is built lazily, once per process,
 on the first message (``default_detector``), not at import, so a process that never detects pays nothing.
 
-Accuracy mode (measured in docs/enrichment.md, 6 languages): ``low`` (trigram models only) adds ~28 MB of
-resident memory and loads in ~0.06 s; ``high`` adds ~237 MB and loads in ~1 s. A web process is ~135-155 MB
-and the budget is < 300 MB, so the default is ``low``; ``high`` is for a process of its own. Both reach the
-98 % the golden set asks on messages of 5 words or more (tests/enrichment/test_language.py).
+Accuracy mode (measured in docs/enrichment.md, 6 languages): ``low`` (trigram models only) adds 20-30 MB of
+resident memory and builds in ~0.1 s; ``high`` adds 160-240 MB and builds in 1-2 s. A web process is
+~125-155 MB and the budget is < 300 MB, so the default is ``low``; ``high`` is for a process of its own. Both
+reach the 98 % the golden set asks on messages of 5 words or more (tests/enrichment/test_language.py).
 
 A text too short or too ambiguous to tell gets ``None`` (unknown), never a guess: fewer than ``min_words``
 words, or a best confidence under ``min_confidence``, or a gap to the second under ``min_gap``. The caller
