@@ -13,7 +13,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     reopen_window_minutes: int = Field(
         default=120, ge=0, description="A customer writing again this soon after a resolution reopens the "
         "conversation instead of starting a new one (0: always a new one)")
+    # What customers write is masked before it is stored (docs/enrichment.md): card numbers at least, by default
+    redaction: Literal["off", "pci", "pci+ids", "all"] = Field(
+        default="pci", description="Masked in inbound messages and raw provider requests before they are "
+        "stored: pci (card numbers), pci+ids (and IBANs, es/it national ids), all (and phone numbers, e-mail "
+        "addresses), off")
+    redaction_region: str | None = Field(
+        default=None, pattern=r"^[A-Za-z]{2}$", description="Region phone numbers without a country code are "
+        "read in (ISO 3166 alpha-2, e.g. ES), for redaction 'all'")
     # Workers
     run_workers: bool = Field(default=True, description="Run relay, inbox and sender workers in this process")
     relay_poll_seconds: float = 0.5

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from threadline.actions.group_commit import GroupCommit
 from threadline.adapters import AdapterFactory, ChannelDirectory
 from threadline.bus.base import Bus
 from threadline.bus.memory import MemoryBus
@@ -27,6 +28,7 @@ from threadline.config import Settings
 from threadline.db.session import Database
 from threadline.domain.events import ChannelChanged
 from threadline.domain.scheduler import JobRetry
+from threadline.enrichment.redaction import RedactionPolicy
 from threadline.files.links import link_key
 from threadline.files.store import FileStore
 from threadline.hosting import PluggedIn, RouteSet, Runtime, no_web_layer, plug_in
@@ -72,6 +74,7 @@ class Services:
     timers: TimerWorker  # durable timers: runs due scheduled jobs (workers/scheduler.py)
     sla: SlaFollower  # conversation SLA deadlines: an outbox follower (workers/sla.py)
     crm: CrmLookupWorker | None = None  # enriches new contacts from the CRM (only if a lookup URL is set)
+    writes: GroupCommit = field(init=False)  # agents' writes that arrive together share a transaction
     loops: list[Lifecycle] = field(default_factory=list)  # started in order, stopped in reverse
     integrations: dict[str, PluggedIn] = field(default_factory=dict)  # by name, with their hosts
     _wakers: dict[str, list[BackgroundLoop]] = field(default_factory=dict)  # write tag -> loops it wakes
@@ -99,7 +102,8 @@ class Services:
         factory = AdapterFactory(box, http, settings.public_base_url, link_key(settings.resolved_secret_key))
         files = FileStore(settings.data_dir / "files")
         inbox = InboxWorker(db, factory, reopen_within=timedelta(minutes=settings.reopen_window_minutes)
-                            if settings.reopen_window_minutes else None)
+                            if settings.reopen_window_minutes else None,
+                            redaction=RedactionPolicy.preset(settings.redaction, region=settings.redaction_region))
         sender = SenderWorker(db, factory, max_attempts=settings.sender_max_attempts,
                               backoff_base=settings.sender_backoff_base, backoff_max=settings.sender_backoff_max,
                               concurrency=settings.sender_concurrency)
@@ -123,6 +127,7 @@ class Services:
                        relay=Relay(db, bus, poll_seconds=settings.relay_poll_seconds), inbox=inbox, sender=sender,
                        router=RoutingWorker(db, events), media=MediaWorker(db, factory, files),
                        webhooks=Webhooks(settings, db, bus, box), timers=timers, sla=sla, crm=crm, voice=voice)
+        services.writes = GroupCommit(db)
         services.loops = [services.relay, inbox, sender, services.router, services.media,
                           *([crm] if crm is not None else []), services.webhooks, timers, sla, voice]
         services.integrations = plug_in(found.entries, Runtime(settings, db, inbox, factory, channels, events,

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from threadline.actions import inbound as inbound_actions
 from threadline.actions import outbound as outbound_actions
 from threadline.actions.events import savepoint
+from threadline.actions.inbound.redaction import REMOVED, redact_body, redact_message
 from threadline.adapters import AdapterFactory
 from threadline.channels.base import ChannelError, Parsed, RawRequest, storable_headers
 from threadline.channels.registry import get_adapter_class
@@ -30,6 +31,7 @@ from threadline.db.repos import plumbing as repo
 from threadline.db.session import Database
 from threadline.db.types import utcnow
 from threadline.domain.messages import InboundMessage, StatusUpdate
+from threadline.enrichment.redaction import PCI, RedactionPolicy
 from threadline.files.store import FileStore
 from threadline.loop import BackgroundLoop
 from threadline.plugins.host import InboxFull  # part of the store contract: callers answer 503 / SMTP 451
@@ -51,9 +53,10 @@ class InboxWorker(BackgroundLoop):
 
     def __init__(self, db: Database, factory: AdapterFactory, *, sweep_seconds: float = 5.0,
                  batch_size: int = BATCH, reopen_within: timedelta | None = None,
-                 max_waiting: int = 5_000) -> None:
+                 max_waiting: int = 5_000, redaction: RedactionPolicy = PCI) -> None:
         super().__init__(interval=sweep_seconds)
         self.reopen_within = reopen_within
+        self.redaction = redaction  # masked before anything is stored (actions/inbound/redaction.py)
         self.db = db
         self.factory = factory
         self.batch_size = batch_size
@@ -91,8 +94,10 @@ class InboxWorker(BackgroundLoop):
                     outcomes = await self._process(session, [batch[i][:2] + (batch[i][3],) for i in fresh],
                                                    fail_fast=True)
                     now = utcnow()
-                    for i, (done, error) in zip(fresh, outcomes, strict=True):
+                    for i, (done, error, masked) in zip(fresh, outcomes, strict=True):
                         rows[i].update(attempts=1, error=error, processed_at=now if done else None)
+                        if done:
+                            rows[i]["body"] = self._kept_body(rows[i]["body"], masked)
                     ids = await repo.insert_new_inbox_items(session, [rows[i] for i in fresh])
                 results = [None] * len(batch)
                 for i, new_id in zip(fresh, ids, strict=True):
@@ -169,9 +174,13 @@ class InboxWorker(BackgroundLoop):
                         work.append((item, channel))
                 outcomes = await self._process(session, [  # stored raw: parsed from it
                     (RawRequest(i.method, i.url, i.headers, i.body), channel, None) for i, channel in work])
-                for (item, _), (done, error) in zip(work, outcomes, strict=True):
+                for (item, _), (done, error, masked) in zip(work, outcomes, strict=True):
                     item.error = error
                     item.processed_at = now if done else None
+                    if done:
+                        body = self._kept_body(item.body, masked)
+                        if body is not item.body:
+                            item.body = body
         except asyncio.CancelledError:
             raise
         except Exception:  # the batch itself failed (e.g. the database): retry the items one by one
@@ -183,7 +192,7 @@ class InboxWorker(BackgroundLoop):
                 await self._record_failure(item_ids[0], "the batch could not be committed")
 
     async def _process(self, session: AsyncSession, work: list[Work], *,
-                       fail_fast: bool = False) -> list[tuple[bool, str | None]]:
+                       fail_fast: bool = False) -> list[tuple[bool, str | None, int]]:
         """Turn requests into messages inside the caller's transaction; per request (done, error): not done
         with why it failed (retried later), or done, with what could not be read of it (an ``Unreadable``
         item of a batch: kept as the request's error, never retried since it would read the same). The
@@ -193,42 +202,45 @@ class InboxWorker(BackgroundLoop):
         if not work:
             return []
         if fail_fast and len(work) == 1:  # no savepoint: if it fails, the caller stores it for the sweep
-            return [(True, note) for note in await self._apply(session, work)]
+            return [(True, note, masked) for note, masked in await self._apply(session, work)]
         try:
             async with savepoint(session):
                 notes = await self._apply(session, work)
-            return [(True, note) for note in notes]
+            return [(True, note, masked) for note, masked in notes]
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             if len(work) == 1:
-                return [(False, self._describe(exc))]
-        outcomes: list[tuple[bool, str | None]] = []
+                return [(False, self._describe(exc), 0)]
+        outcomes: list[tuple[bool, str | None, int]] = []
         for one in work:
             try:
                 async with savepoint(session):
-                    [note] = await self._apply(session, [one])
-                outcomes.append((True, note))
+                    [(note, masked)] = await self._apply(session, [one])
+                outcomes.append((True, note, masked))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                outcomes.append((False, self._describe(exc)))
+                outcomes.append((False, self._describe(exc), 0))
         return outcomes
 
-    async def _apply(self, session: AsyncSession, work: list[Work]) -> list[str | None]:
+    async def _apply(self, session: AsyncSession, work: list[Work]) -> list[tuple[str | None, int]]:
         """Turn requests into messages (all of them in one batch) and delivery updates; per request, the
         items it had that could not be read (None when every item was read). A request comes with its
         parsed items when the caller parsed it already; otherwise it is parsed here."""
         inbound: list[tuple[ChannelInstanceRow, InboundMessage]] = []
         statuses: list[tuple[ChannelInstanceRow, StatusUpdate]] = []
-        notes: list[str | None] = []
+        notes: list[tuple[str | None, int]] = []
         for req, channel, items in work:
             unreadable: list[str] = []
+            masked = 0
             if items is None:
                 self.parses += 1
                 items = self.factory.for_row(channel).parse(req)
             for parsed in items:
                 if isinstance(parsed, InboundMessage):
+                    parsed, found = redact_message(parsed, self.redaction)
+                    masked += found
                     inbound.append((channel, parsed))
                 elif isinstance(parsed, StatusUpdate):
                     statuses.append((channel, parsed))
@@ -237,12 +249,20 @@ class InboxWorker(BackgroundLoop):
                                       else parsed.reason)
             if unreadable:
                 log.warning("inbox_items_unreadable", channel_id=channel.id, reasons=unreadable[:10])
-            notes.append(f"{len(unreadable)} item(s) of this request could not be read and were skipped: "
-                         + "; ".join(unreadable)[:3800] if unreadable else None)
+            notes.append((f"{len(unreadable)} item(s) of this request could not be read and were skipped: "
+                          + "; ".join(unreadable)[:3800] if unreadable else None, masked))
         await inbound_actions.receive_with_files(session, self.files, inbound, reopen_within=self.reopen_within)
         for channel, update in statuses:
             await outbound_actions.apply_status(session, channel, update)
         return notes
+
+    def _kept_body(self, body: bytes, masked: int) -> bytes:
+        """The raw request as kept once processed: masked by the redaction policy; not kept at all when its
+        messages had something masked that its bytes do not show in plain text (encoded MIME, escaped JSON)."""
+        if not self.redaction.enabled:
+            return body
+        kept, found = redact_body(body, self.redaction)
+        return REMOVED if found < masked else kept
 
     @staticmethod
     def _describe(exc: Exception) -> str:

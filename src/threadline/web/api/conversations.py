@@ -98,18 +98,16 @@ async def list_messages(conversation_id: Id, actor: CurrentActor, services: Serv
 @router.post("/conversations/{conversation_id}/messages", response_model=MessageView, status_code=201,
              summary="Reply to the customer (on the channel they last used, unless one is given)")
 async def reply(conversation_id: Id, body: ReplyIn, actor: CurrentActor, services: ServicesDep) -> MessageView:
-    async with services.db.transaction(write=True) as session:
-        return await outbound_actions.send_reply(
-            session, actor, conversation_id, body.text,
-            attachments=[a.model_dump() for a in body.attachments],
-            channel_instance_id=body.channel_instance_id, identity_id=body.identity_id)
+    attachments = [a.model_dump() for a in body.attachments]
+    return await services.writes.run(lambda session: outbound_actions.send_reply(  # group commit
+        session, actor, conversation_id, body.text, attachments=attachments,
+        channel_instance_id=body.channel_instance_id, identity_id=body.identity_id))
 
 
 @router.post("/conversations/{conversation_id}/notes", response_model=MessageView, status_code=201,
              summary="Add an internal note (never sent to the customer)")
 async def add_note(conversation_id: Id, body: NoteIn, actor: CurrentActor, services: ServicesDep) -> MessageView:
-    async with services.db.transaction(write=True) as session:
-        return await conv_actions.add_note(session, actor, conversation_id, body.text)
+    return await services.writes.run(lambda session: conv_actions.add_note(session, actor, conversation_id, body.text))
 
 
 class TransferIn(In):
