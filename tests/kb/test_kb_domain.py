@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 import pytest
 
 from threadline.domain.errors import ValidationFailed
+from threadline.domain.ratelimit import RateLimiter
 from threadline.kb import domain
 
 
@@ -114,7 +115,7 @@ def test_visitor_key_and_rate_limit() -> None:
     a = domain.visitor_key("secret", "1.2.3.4", "Firefox")
     assert a == domain.visitor_key("secret", "1.2.3.4", "Firefox") and len(a) == 32 and "1.2.3.4" not in a
     assert a != domain.visitor_key("secret", "1.2.3.5", "Firefox")
-    limiter = domain.RateLimiter()
+    limiter = RateLimiter()  # the help center's limiter: domain/ratelimit.py
     assert all(limiter.allow("k", 3, now=0.0) for _ in range(3))
     assert not limiter.allow("k", 3, now=1.0)
     assert limiter.allow("k", 3, now=61.0)

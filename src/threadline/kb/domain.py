@@ -9,10 +9,8 @@ import hashlib
 import hmac
 import html
 import re
-import time
 import unicodedata
-from collections import deque
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -306,37 +304,13 @@ def safe_snippet(text: str | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Visitors: feedback keys and a rate limit
+# Visitors: feedback keys
 
 
 def visitor_key(secret: str, ip: str, user_agent: str) -> str:
     """Who gave feedback, for one vote per visitor and article: a keyed hash of the address and browser,
     never the address itself."""
     return hmac.new(secret.encode(), f"kb|{ip}|{user_agent[:300]}".encode(), hashlib.sha256).hexdigest()[:32]
-
-
-class RateLimiter:
-    """A sliding window per key, in process (with several processes a visitor may get N times the limit)."""
-
-    def __init__(self, max_keys: int = 50_000) -> None:
-        self._hits: dict[Hashable, deque[float]] = {}
-        self.max_keys = max_keys
-
-    def allow(self, key: Hashable, limit: int, per_seconds: float = 60.0, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        hits = self._hits.get(key)
-        if hits is None:
-            if len(self._hits) >= self.max_keys:
-                self._hits = {k: h for k, h in self._hits.items() if h and now - h[-1] < per_seconds}
-                if len(self._hits) >= self.max_keys:
-                    self._hits.clear()
-            hits = self._hits[key] = deque()
-        while hits and now - hits[0] >= per_seconds:
-            hits.popleft()
-        if len(hits) >= limit:
-            return False
-        hits.append(now)
-        return True
 
 
 # ---------------------------------------------------------------------------------------------------

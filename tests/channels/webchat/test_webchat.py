@@ -520,7 +520,7 @@ def test_adapter_tokens_identity_hash_and_config(tmp_path) -> None:  # type: ign
 
 
 def test_rate_limiter_window_is_per_key() -> None:
-    from threadline.channels.webchat.web.ratelimit import RateLimiter
+    from threadline.domain.ratelimit import RateLimiter
 
     rl = RateLimiter(max_keys=10)
     assert [rl.allow("a", 2, 60, now=t) for t in (0, 1, 2)] == [True, True, False]

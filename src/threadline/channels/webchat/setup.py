@@ -6,7 +6,7 @@ from __future__ import annotations
 from threadline.channels.webchat import verification
 from threadline.channels.webchat.web import agent_api, routes
 from threadline.channels.webchat.web.live import VisitorHub
-from threadline.channels.webchat.web.ratelimit import RateLimiter
+from threadline.domain.ratelimit import RateLimiter
 from threadline.plugins.host import Host
 
 UPLOAD_BODY_BYTES = 26 * 1024 * 1024  # files up to the channel's limit (checked by the endpoint), at most 25 MB

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from threadline.db.types import utcnow
 from threadline.domain.errors import DomainError, NotFound, PermissionDenied, RateLimited
+from threadline.domain.ratelimit import RateLimiter
 from threadline.kb import actions as kb_actions
 from threadline.kb import domain, repo
 from threadline.kb.models import KbArticleRow, KbCategoryRow, KbTranslationRow
@@ -27,7 +28,7 @@ Position = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
 Locale = Annotated[str, Field(min_length=2, max_length=16)]
 LocaleQuery = Annotated[str | None, Query(max_length=16, description="en, es, it… (the configured locales)")]
 SearchText = Annotated[str, Query(max_length=domain.MAX_QUERY, description="The visitor's words")]
-LIMITER = domain.RateLimiter()  # per process: visitors' searches and votes
+LIMITER = RateLimiter()  # per process: visitors' searches and votes
 PUBLIC_SEARCHES_PER_MINUTE = 60
 FEEDBACK_PER_MINUTE = 20
 

@@ -37,7 +37,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from threadline import jsonguard
 from threadline.channels.base import InvalidSignature
-from threadline.channels.webchat.web.ratelimit import RateLimiter
 from threadline.channels.webchat.web.routes import cors, effective_origin, problem
 from threadline.db.models import ContactRow
 from threadline.db.repos import contacts as contacts_repo
@@ -45,6 +44,7 @@ from threadline.db.repos import conversations as conversation_repo
 from threadline.db.repos import users as users_repo
 from threadline.db.types import utcnow
 from threadline.domain.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
+from threadline.domain.ratelimit import RateLimiter
 from threadline.voice import actions
 from threadline.voice import repo as voice_repo
 from threadline.voice.browser.media import AGENT, CUSTOMER, MediaCall, MediaHub, frames_of

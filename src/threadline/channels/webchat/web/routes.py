@@ -35,7 +35,6 @@ from threadline.channels.webchat import actions as webchat_actions
 from threadline.channels.webchat import repo, verification
 from threadline.channels.webchat.adapter import VisitorSession, WebChatChannel
 from threadline.channels.webchat.web import live
-from threadline.channels.webchat.web.ratelimit import RateLimiter
 from threadline.db.models import AttachmentRow, CsatResponseRow, MessageRow
 from threadline.db.repos import contacts as contacts_repo
 from threadline.db.repos import conversations as conv_repo
@@ -46,6 +45,7 @@ from threadline.db.types import utcnow
 from threadline.domain.errors import DomainError
 from threadline.domain.ids import Id
 from threadline.domain.queues import QueueSettings
+from threadline.domain.ratelimit import RateLimiter
 from threadline.plugins.host import Channel, Host
 
 router = APIRouter(tags=["web chat (visitors)"], include_in_schema=True)

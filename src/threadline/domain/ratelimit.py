@@ -1,4 +1,5 @@
-"""A small in-process sliding-window rate limiter, keyed per visitor (or per IP for new sessions).
+"""A small in-process sliding-window rate limiter, keyed per caller: the web chat's visitors (or IPs for new
+sessions), the browser calls of the widget, the help center's searches and votes.
 
 Per process: with ``serve --workers N`` a visitor may get up to N times the limit, which is still a
 bound on a flood; a shared limiter (Redis) can replace it without changing the endpoints.
